@@ -1,0 +1,12 @@
+//! # starling-net
+//!
+//! Who a peer is and how bytes move between peers.
+//!
+//! - [`identity`]: Ed25519 and secp256k1 key pairs, signatures (with batch verification),
+//!   libp2p-compatible [`PeerId`]s and key files.
+
+pub mod identity;
+
+pub use identity::{
+    IdentityError, KeyType, Keypair, PeerId, PublicKey, Signature, parse_peer_id, verify_batch,
+};
