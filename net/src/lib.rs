@@ -4,8 +4,10 @@
 //!
 //! - [`identity`]: Ed25519 and secp256k1 key pairs, signatures (with batch verification),
 //!   libp2p-compatible [`PeerId`]s and key files.
+//! - [`wire`]: the frame codec (length-prefixed, versioned fixed layouts, zero-copy on `Bytes`).
 
 pub mod identity;
+pub mod wire;
 
 pub use identity::{
     IdentityError, KeyType, Keypair, PeerId, PublicKey, Signature, parse_peer_id, verify_batch,
