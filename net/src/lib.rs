@@ -4,11 +4,15 @@
 //!
 //! - [`identity`]: Ed25519 and secp256k1 key pairs, signatures (with batch verification),
 //!   libp2p-compatible [`PeerId`]s and key files.
+//! - [`transport`]: QUIC endpoints and links authenticated as libp2p PeerIds, with lanes and
+//!   bounded in-flight bytes.
 //! - [`wire`]: the frame codec (length-prefixed, versioned fixed layouts, zero-copy on `Bytes`).
 
 pub mod identity;
+pub mod transport;
 pub mod wire;
 
 pub use identity::{
     IdentityError, KeyType, Keypair, PeerId, PublicKey, Signature, parse_peer_id, verify_batch,
 };
+pub use transport::{Connection, Endpoint, TransportConfig, TransportError};

@@ -1,0 +1,88 @@
+//! Transport limits and quinn tuning, with the reasons for each value.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::VarInt;
+
+use crate::wire::DEFAULT_MAX_FRAME_LEN;
+
+/// Limits and tuning of an [`Endpoint`](super::Endpoint) and its links.
+///
+/// Worst-case memory per link is about `max_in_flight_bytes + send_window` on the sending side
+/// and `receive_window + max_incoming_bytes` on the receiving side: 8 + 8 + 12 + 8 = 36 MiB
+/// with the defaults, independent of what the remote does.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Largest frame accepted or sent (length prefix excluded). Default 4 MiB.
+    pub max_frame_len: usize,
+    /// Bytes queued for sending on one link before `send` waits and `try_send` reports `Full`.
+    /// Default 8 MiB.
+    pub max_in_flight_bytes: usize,
+    /// Bytes of received frames waiting for the application on one link before readers stop
+    /// reading (and QUIC flow control stops the sender). Default 8 MiB.
+    pub max_incoming_bytes: usize,
+    /// Unidirectional streams a peer may have open at once (3 lanes plus slack). Default 8.
+    pub max_incoming_streams: u32,
+    /// Stream errors tolerated on one connection before it is closed. Default 8.
+    pub max_protocol_errors: u32,
+    /// Per-stream receive window. Default 4 MiB: at 1 GB/s and a loopback RTT of ~100 µs the
+    /// bandwidth-delay product is ~100 KiB, so 4 MiB leaves room for scheduling hiccups; quinn
+    /// 0.11 buffers received data per stream only as it arrives, and a slow reader holds at most
+    /// this much (tested by the slow-reader test).
+    pub stream_receive_window: u32,
+    /// Connection receive window over all lanes. Default 12 MiB (three full lanes).
+    pub receive_window: u32,
+    /// Bytes quinn may hold unacknowledged per connection. Default 8 MiB.
+    pub send_window: u64,
+    /// UDP socket send and receive buffers requested (the kernel caps them at
+    /// `net.core.{w,r}mem_max`). Default 4 MiB: with quinn's default 212 KiB buffers, bursts
+    /// of GSO segments are dropped on loopback and throughput falls by about a quarter.
+    pub socket_buffer_bytes: usize,
+    /// A connection silent for this long is closed. Default 30 s.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval, well under the idle timeout. Default 10 s.
+    pub keep_alive: Duration,
+    /// How long a dial may take. Default 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_in_flight_bytes: 8 << 20,
+            max_incoming_bytes: 8 << 20,
+            max_incoming_streams: 8,
+            max_protocol_errors: 8,
+            stream_receive_window: 4 << 20,
+            receive_window: 12 << 20,
+            send_window: 8 << 20,
+            socket_buffer_bytes: 4 << 20,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// The quinn transport parameters these limits imply (shared by client and server).
+    pub fn quinn_transport(&self) -> Arc<quinn::TransportConfig> {
+        let mut t = quinn::TransportConfig::default();
+        t.stream_receive_window(VarInt::from_u32(self.stream_receive_window))
+            .receive_window(VarInt::from_u32(self.receive_window))
+            .send_window(self.send_window)
+            .max_concurrent_uni_streams(VarInt::from_u32(self.max_incoming_streams))
+            // Lanes are unidirectional; no bidirectional streams are ever accepted.
+            .max_concurrent_bidi_streams(VarInt::from_u32(0))
+            .datagram_receive_buffer_size(None)
+            .keep_alive_interval(Some(self.keep_alive))
+            // GSO batches many packets per syscall; it is quinn's default, stated here because the
+            // throughput figures depend on it.
+            .enable_segmentation_offload(true);
+        // An idle timeout beyond quinn's VarInt range is clamped to "never".
+        t.max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_timeout).ok());
+        Arc::new(t)
+    }
+}

@@ -1,0 +1,462 @@
+//! A link to one peer: lanes out (one writer task per lane), readers in, bounded both ways.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn::{ReadError, VarInt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
+
+use super::{ConnectionEvent, SendError, TransportConfig, TransportError};
+use crate::identity::PeerId;
+use crate::wire::{Frame, FrameDecoder, Lane, StreamHeader, WireError, encode_frame};
+
+/// Who opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The remote dialed us.
+    Inbound,
+    /// We dialed the remote.
+    Outbound,
+}
+
+/// Counters of one link, readable at any time.
+#[derive(Debug, Default)]
+pub struct LinkMetrics {
+    /// Frames handed to quinn.
+    pub frames_sent: AtomicU64,
+    /// Bytes handed to quinn (length prefixes included).
+    pub bytes_sent: AtomicU64,
+    /// Frames received and decoded.
+    pub frames_received: AtomicU64,
+    /// Bytes of those frames.
+    pub bytes_received: AtomicU64,
+    /// Streams closed for a protocol violation.
+    pub protocol_errors: AtomicU64,
+}
+
+/// A frame received on a lane. Holding it holds its share of the link's incoming byte budget;
+/// drop it (or take the frame with [`Received::into_frame`]) to let the readers go on.
+#[derive(Debug)]
+pub struct Received {
+    /// The lane it came on.
+    pub lane: Lane,
+    /// The frame.
+    pub frame: Frame,
+    _credit: OwnedSemaphorePermit,
+}
+
+impl Received {
+    /// The frame, releasing its incoming credit.
+    pub fn into_frame(self) -> Frame {
+        self.frame
+    }
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    parts: [Bytes; 2],
+    len: usize,
+}
+
+impl Outgoing {
+    fn new(frame: &Frame) -> Outgoing {
+        let parts = match frame {
+            Frame::Data(d) => d.wire_parts(),
+            other => [encode_frame(other), Bytes::new()],
+        };
+        let len = parts[0].len() + parts[1].len();
+        Outgoing { parts, len }
+    }
+}
+
+type Inbox = mpsc::UnboundedReceiver<Result<Received, WireError>>;
+
+/// An authenticated connection to one peer. Cheap to clone; all clones share the link.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    quinn: quinn::Connection,
+    peer: PeerId,
+    direction: Direction,
+    config: Arc<TransportConfig>,
+    lanes: [mpsc::UnboundedSender<Outgoing>; 3],
+    /// Outgoing bytes not yet written to quinn; permits are returned by the lane writers.
+    out_credit: Arc<Semaphore>,
+    inbox: tokio::sync::Mutex<Inbox>,
+    pings: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    metrics: LinkMetrics,
+}
+
+impl Connection {
+    pub(super) fn start(
+        quinn: quinn::Connection,
+        peer: PeerId,
+        direction: Direction,
+        config: Arc<TransportConfig>,
+        events: broadcast::Sender<ConnectionEvent>,
+    ) -> Connection {
+        let out_credit = Arc::new(Semaphore::new(config.max_in_flight_bytes));
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let mut lane_rx = Vec::with_capacity(3);
+        let lanes = Lane::ALL.map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            lane_rx.push(rx);
+            tx
+        });
+        let shared = Arc::new(Shared {
+            quinn,
+            peer,
+            direction,
+            config,
+            lanes,
+            out_credit,
+            inbox: tokio::sync::Mutex::new(in_rx),
+            pings: Mutex::new(HashMap::new()),
+            metrics: LinkMetrics::default(),
+        });
+        for (lane, rx) in Lane::ALL.into_iter().zip(lane_rx) {
+            tokio::spawn(lane_writer(Arc::downgrade(&shared), lane, rx));
+        }
+        let in_credit = Arc::new(Semaphore::new(shared.config.max_incoming_bytes));
+        tokio::spawn(accept_streams(
+            Arc::downgrade(&shared),
+            shared.quinn.clone(),
+            in_tx,
+            in_credit,
+        ));
+        tokio::spawn(watch_close(shared.clone(), events));
+        Connection { shared }
+    }
+
+    /// The remote's authenticated PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer
+    }
+
+    /// Who dialed.
+    pub fn direction(&self) -> Direction {
+        self.shared.direction
+    }
+
+    /// The remote's socket address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.shared.quinn.remote_address()
+    }
+
+    /// quinn's smoothed round-trip time estimate.
+    pub fn rtt(&self) -> Duration {
+        self.shared.quinn.rtt()
+    }
+
+    /// This link's counters.
+    pub fn metrics(&self) -> &LinkMetrics {
+        &self.shared.metrics
+    }
+
+    /// Bytes queued on this link and not yet handed to quinn.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.config.max_in_flight_bytes - self.shared.out_credit.available_permits()
+    }
+
+    /// quinn's statistics (congestion window, lost packets, …).
+    pub fn quinn_stats(&self) -> quinn::ConnectionStats {
+        self.shared.quinn.stats()
+    }
+
+    /// The quinn connection underneath, for tests that must misbehave on purpose; writing on
+    /// it bypasses framing and limits.
+    pub fn dangerous_quinn_connection(&self) -> &quinn::Connection {
+        &self.shared.quinn
+    }
+
+    fn admit(&self, frame: &Frame) -> Result<Outgoing, SendError> {
+        let out = Outgoing::new(frame);
+        let max = self
+            .shared
+            .config
+            .max_in_flight_bytes
+            .min(self.shared.config.max_frame_len + 5);
+        if out.len > max {
+            return Err(SendError::TooLarge { len: out.len, max });
+        }
+        Ok(out)
+    }
+
+    fn enqueue(&self, lane: Lane, out: Outgoing) -> Result<(), SendError> {
+        self.shared.lanes[lane as usize]
+            .send(out)
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Queues a frame, waiting while the link's in-flight budget is used up.
+    pub async fn send(&self, lane: Lane, frame: &Frame) -> Result<(), SendError> {
+        let out = self.admit(frame)?;
+        self.shared
+            .out_credit
+            .acquire_many(out.len as u32)
+            .await
+            .map_err(|_| SendError::Closed)?
+            .forget();
+        self.enqueue(lane, out)
+    }
+
+    /// Queues a frame now or reports [`SendError::Full`]: the caller decides what to drop.
+    pub fn try_send(&self, lane: Lane, frame: &Frame) -> Result<(), SendError> {
+        let out = self.admit(frame)?;
+        match self.shared.out_credit.try_acquire_many(out.len as u32) {
+            Ok(permit) => permit.forget(),
+            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(SendError::Full),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed),
+        }
+        self.enqueue(lane, out)
+    }
+
+    /// The next received frame (or stream error); `None` once the connection is gone.
+    pub async fn recv(&self) -> Option<Result<Received, WireError>> {
+        self.shared.inbox.lock().await.recv().await
+    }
+
+    /// Waits for at least one frame, then takes up to `limit` (for batch verification).
+    pub async fn recv_many(
+        &self,
+        buf: &mut Vec<Result<Received, WireError>>,
+        limit: usize,
+    ) -> usize {
+        self.shared.inbox.lock().await.recv_many(buf, limit).await
+    }
+
+    /// Measures one application-level round trip on the control lane.
+    pub async fn ping(&self) -> Result<Duration, TransportError> {
+        let nonce = rand::random::<u64>();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.shared.pings).insert(nonce, tx);
+        let start = Instant::now();
+        self.send(Lane::Control, &Frame::Ping(nonce))
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(())) => Ok(start.elapsed()),
+            Ok(Err(_)) => Err(TransportError::Closed),
+            Err(_) => {
+                lock(&self.shared.pings).remove(&nonce);
+                Err(TransportError::PingTimeout)
+            }
+        }
+    }
+
+    /// Closes the connection gracefully with a reason the peer sees.
+    pub fn close(&self, reason: &str) {
+        self.shared
+            .quinn
+            .close(VarInt::from_u32(0), reason.as_bytes());
+    }
+
+    /// Waits until the connection is closed and returns why.
+    pub async fn closed(&self) -> quinn::ConnectionError {
+        self.shared.quinn.closed().await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent; keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Most frames coalesced into one quinn write.
+const WRITE_BATCH: usize = 64;
+
+/// Owns one lane's stream: opens it with its header, then writes queued frames in batches with
+/// quinn's chunk writes (no copy) and returns their bytes to the link's budget.
+async fn lane_writer(
+    shared: std::sync::Weak<Shared>,
+    lane: Lane,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * WRITE_BATCH + 1);
+    let Some(first) = rx.recv().await else { return };
+    let Some((quinn, credit)) = shared
+        .upgrade()
+        .map(|s| (s.quinn.clone(), s.out_credit.clone()))
+    else {
+        return;
+    };
+    let Ok(mut stream) = quinn.open_uni().await else {
+        return;
+    };
+    let _ = stream.set_priority(lane.priority());
+    chunks.push(encode_frame(&Frame::StreamHeader(StreamHeader { lane })));
+    let mut next = Some(first);
+    loop {
+        let out = match next.take() {
+            Some(out) => out,
+            None => match rx.recv().await {
+                Some(out) => out,
+                None => break,
+            },
+        };
+        let (mut frames, mut bytes) = (1u64, out.len);
+        chunks.extend(out.parts);
+        while frames < WRITE_BATCH as u64 {
+            let Ok(more) = rx.try_recv() else { break };
+            frames += 1;
+            bytes += more.len;
+            chunks.extend(more.parts);
+        }
+        let result = stream.write_all_chunks(&mut chunks).await;
+        chunks.clear();
+        credit.add_permits(bytes);
+        if result.is_err() {
+            return;
+        }
+        if let Some(s) = shared.upgrade() {
+            s.metrics.frames_sent.fetch_add(frames, Ordering::Relaxed);
+            s.metrics
+                .bytes_sent
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+    let _ = stream.finish();
+}
+
+async fn accept_streams(
+    shared: std::sync::Weak<Shared>,
+    quinn: quinn::Connection,
+    inbox: mpsc::UnboundedSender<Result<Received, WireError>>,
+    credit: Arc<Semaphore>,
+) {
+    while let Ok(stream) = quinn.accept_uni().await {
+        tokio::spawn(read_stream(
+            shared.clone(),
+            stream,
+            inbox.clone(),
+            credit.clone(),
+        ));
+    }
+}
+
+async fn read_stream(
+    shared: std::sync::Weak<Shared>,
+    mut stream: quinn::RecvStream,
+    inbox: mpsc::UnboundedSender<Result<Received, WireError>>,
+    credit: Arc<Semaphore>,
+) {
+    let Err(error) = read_frames(&shared, &mut stream, &inbox, &credit).await else {
+        return;
+    };
+    let _ = stream.stop(VarInt::from_u32(error.code()));
+    let Some(shared) = shared.upgrade() else {
+        return;
+    };
+    let errors = shared
+        .metrics
+        .protocol_errors
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
+    tracing::warn!(peer = %shared.peer, %error, "closing stream after protocol error");
+    let _ = inbox.send(Err(error));
+    if errors >= u64::from(shared.config.max_protocol_errors) {
+        shared
+            .quinn
+            .close(VarInt::from_u32(0x10), b"too many protocol errors");
+    }
+}
+
+/// Reads one stream to its end: the header first, then frames. Pings are answered here; pongs
+/// complete waiting pings; everything else goes to the inbox once it has incoming credit.
+async fn read_frames(
+    shared: &std::sync::Weak<Shared>,
+    stream: &mut quinn::RecvStream,
+    inbox: &mpsc::UnboundedSender<Result<Received, WireError>>,
+    credit: &Arc<Semaphore>,
+) -> Result<(), WireError> {
+    let Some(max_frame_len) = shared.upgrade().map(|s| s.config.max_frame_len) else {
+        return Ok(());
+    };
+    let max_credit = credit.available_permits().max(1);
+    let mut decoder = FrameDecoder::new(max_frame_len);
+    let mut lane = None;
+    loop {
+        match stream.read_chunk(usize::MAX, true).await {
+            Ok(Some(chunk)) => decoder.push(chunk.bytes),
+            Ok(None) => return decoder.finish(),
+            Err(ReadError::Reset(code)) => return Err(WireError::Reset(code.into_inner())),
+            // The connection is gone: the close watcher reports it, not each stream.
+            Err(ReadError::ConnectionLost(_)) | Err(ReadError::ClosedStream) => return Ok(()),
+            Err(e) => return Err(WireError::Read(e.to_string())),
+        }
+        while let Some(raw) = decoder.next_frame()? {
+            let len = raw.len();
+            let frame = Frame::decode(raw)?;
+            let Some(this_lane) = lane else {
+                match frame {
+                    Frame::StreamHeader(h) => {
+                        lane = Some(h.lane);
+                        continue;
+                    }
+                    _ => return Err(WireError::MissingHeader),
+                }
+            };
+            let Some(s) = shared.upgrade() else {
+                return Ok(());
+            };
+            match frame {
+                Frame::StreamHeader(_) => {
+                    return Err(WireError::Unexpected("second stream header"));
+                }
+                Frame::Ping(n) => {
+                    // An unanswered ping on a full link is a lost probe, not a reason to block.
+                    let _ = Connection { shared: s }.try_send(Lane::Control, &Frame::Pong(n));
+                }
+                Frame::Pong(n) => {
+                    if let Some(tx) = lock(&s.pings).remove(&n) {
+                        let _ = tx.send(());
+                    }
+                }
+                frame => {
+                    s.metrics.frames_received.fetch_add(1, Ordering::Relaxed);
+                    s.metrics
+                        .bytes_received
+                        .fetch_add(len as u64, Ordering::Relaxed);
+                    drop(s);
+                    let want = (len.min(max_credit)) as u32;
+                    let Ok(permit) = credit.clone().acquire_many_owned(want).await else {
+                        return Ok(());
+                    };
+                    let received = Received {
+                        lane: this_lane,
+                        frame,
+                        _credit: permit,
+                    };
+                    if inbox.send(Ok(received)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn watch_close(shared: Arc<Shared>, events: broadcast::Sender<ConnectionEvent>) {
+    let quinn = shared.quinn.clone();
+    let peer = shared.peer;
+    let weak = Arc::downgrade(&shared);
+    drop(shared);
+    let reason = quinn.closed().await;
+    if let Some(s) = weak.upgrade() {
+        s.out_credit.close();
+        lock(&s.pings).clear();
+    }
+    tracing::debug!(%peer, %reason, "disconnected");
+    let _ = events.send(ConnectionEvent::Disconnected {
+        peer,
+        reason: reason.to_string(),
+    });
+}

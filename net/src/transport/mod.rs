@@ -1,0 +1,16 @@
+//! QUIC transport: endpoints authenticated by PeerId (libp2p's TLS scheme), and links that carry
+//! frames on prioritised lanes with bounded in-flight bytes.
+
+mod addr;
+mod config;
+mod connection;
+mod endpoint;
+mod error;
+mod tls;
+
+pub use addr::{AddrError, parse_quic_multiaddr, quic_multiaddr};
+pub use config::TransportConfig;
+pub use connection::{Connection, Direction, LinkMetrics, Received};
+pub use endpoint::{ConnectionEvent, Endpoint, SocketBuffers, raw_quinn_endpoint};
+pub use error::{SendError, TransportError};
+pub use multiaddr::Multiaddr;

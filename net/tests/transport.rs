@@ -1,0 +1,395 @@
+//! Real QUIC on 127.0.0.1: authentication, lanes, backpressure, and misbehaving peers.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use starling_net::identity::{KeyType, Keypair};
+use starling_net::transport::{
+    Connection, ConnectionEvent, Endpoint, SendError, TransportConfig, TransportError,
+};
+use starling_net::wire::{
+    DataFrame, DataFrameFields, Frame, KeyCache, Lane, StreamHeader, WireError, encode_frame,
+};
+
+fn endpoint(config: TransportConfig) -> Endpoint {
+    Endpoint::bind(
+        Keypair::generate(KeyType::Ed25519),
+        "127.0.0.1:0".parse().unwrap(),
+        config,
+    )
+    .unwrap()
+}
+
+async fn pair(config: TransportConfig) -> (Endpoint, Endpoint, Connection, Connection) {
+    let server = endpoint(config.clone());
+    let client = endpoint(config);
+    let s = server.clone();
+    let accept = tokio::spawn(async move { s.accept().await.unwrap().unwrap() });
+    let out = client.dial(&server.local_multiaddr()).await.unwrap();
+    let inc = accept.await.unwrap();
+    (server, client, inc, out)
+}
+
+fn frame(key: &Keypair, seq: u64, size: usize, arena: &mut BytesMut) -> Frame {
+    Frame::Data(DataFrame::sign(
+        key,
+        DataFrameFields {
+            topic: [1; 32],
+            seq,
+            timestamp_us: seq,
+            payload: Bytes::from(vec![seq as u8; size]),
+        },
+        arena,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_learn_each_others_peer_id() {
+    let server = endpoint(TransportConfig::default());
+    let mut events = server.events();
+    let client = endpoint(TransportConfig::default());
+    let s = server.clone();
+    let accept = tokio::spawn(async move { s.accept().await.unwrap().unwrap() });
+    let out = client.dial(&server.local_multiaddr()).await.unwrap();
+    let inc = accept.await.unwrap();
+    assert_eq!(out.peer_id(), server.peer_id());
+    assert_eq!(inc.peer_id(), client.peer_id());
+    match events.recv().await.unwrap() {
+        ConnectionEvent::Connected { peer, .. } => assert_eq!(peer, client.peer_id()),
+        other => panic!("{other:?}"),
+    }
+    let rtt = out.ping().await.unwrap();
+    assert!(rtt < Duration::from_secs(5));
+    out.close("bye");
+    match tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        ConnectionEvent::Disconnected { peer, reason } => {
+            assert_eq!(peer, client.peer_id());
+            assert!(reason.contains("bye"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(inc.recv().await.is_none(), "inbox ends with the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secp256k1_identities_authenticate_too() {
+    let server = Endpoint::bind(
+        Keypair::generate(KeyType::Secp256k1),
+        "127.0.0.1:0".parse().unwrap(),
+        TransportConfig::default(),
+    )
+    .unwrap();
+    let client = endpoint(TransportConfig::default());
+    let s = server.clone();
+    tokio::spawn(async move { s.accept().await });
+    let out = client.dial(&server.local_multiaddr()).await.unwrap();
+    assert_eq!(out.peer_id(), server.peer_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialing_the_wrong_peer_id_fails() {
+    let server = endpoint(TransportConfig::default());
+    let client = endpoint(TransportConfig::default());
+    let s = server.clone();
+    tokio::spawn(async move { while s.accept().await.is_some() {} });
+    let impostor = Keypair::generate(KeyType::Ed25519).peer_id();
+    let addr = starling_net::transport::quic_multiaddr(server.local_addr(), Some(impostor));
+    match client.dial(&addr).await {
+        Err(TransportError::PeerIdMismatch { expected, actual }) => {
+            assert_eq!(*expected, impostor);
+            assert_eq!(*actual, server.peer_id());
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_address_times_out() {
+    let config = TransportConfig {
+        connect_timeout: Duration::from_millis(300),
+        ..TransportConfig::default()
+    };
+    let client = endpoint(config);
+    // A bound UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let err = client
+        .dial_addr(silent.local_addr().unwrap(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Timeout(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_arrive_in_order_and_verify() {
+    let (_s, _c, inc, out) = pair(TransportConfig::default()).await;
+    let key = Keypair::generate(KeyType::Ed25519);
+    let mut arena = BytesMut::new();
+    let n = 500;
+    let sender = tokio::spawn(async move {
+        for seq in 0..n {
+            out.send(Lane::High, &frame(&key, seq, 3000, &mut arena))
+                .await
+                .unwrap();
+        }
+        out
+    });
+    let mut keys = KeyCache::default();
+    for seq in 0..n {
+        let got = inc.recv().await.unwrap().unwrap();
+        assert_eq!(got.lane, Lane::High);
+        let Frame::Data(d) = got.into_frame() else {
+            panic!()
+        };
+        assert_eq!(d.seq(), seq);
+        d.verify(&mut keys).unwrap();
+    }
+    let _out = sender.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_lane_overtakes_bulk_data() {
+    let (_s, _c, inc, out) = pair(TransportConfig::default()).await;
+    let key = Keypair::generate(KeyType::Ed25519);
+    let mut arena = BytesMut::new();
+    let total = 120u64; // 120 × 64 KiB ≈ 7.5 MiB of bulk queued before the ping
+    for seq in 0..total {
+        out.send(Lane::Low, &frame(&key, seq, 64 * 1024, &mut arena))
+            .await
+            .unwrap();
+    }
+    // The receiver reads slowly, so bulk data is still in flight when the ping goes out.
+    let reader = tokio::spawn(async move {
+        let mut n = 0u64;
+        while n < total {
+            let _ = inc.recv().await.unwrap().unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        inc
+    });
+    out.ping().await.unwrap();
+    assert!(!reader.is_finished(), "ping waited behind the bulk lane");
+    reader.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_fills_the_link_then_drains_everything() {
+    let config = TransportConfig {
+        max_in_flight_bytes: 1 << 20,
+        max_incoming_bytes: 1 << 20,
+        stream_receive_window: 1 << 20,
+        receive_window: 3 << 20,
+        send_window: 1 << 20,
+        ..TransportConfig::default()
+    };
+    let (_s, _c, inc, out) = pair(config).await;
+    let key = Keypair::generate(KeyType::Ed25519);
+    let mut arena = BytesMut::new();
+    // Nobody reads: try_send must eventually report Full, after a bounded amount.
+    let mut sent = 0u64;
+    let mut full = false;
+    for _ in 0..10_000 {
+        match out.try_send(Lane::High, &frame(&key, sent, 16 * 1024, &mut arena)) {
+            Ok(()) => sent += 1,
+            Err(SendError::Full) => {
+                full = true;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if out
+                    .try_send(Lane::High, &frame(&key, sent, 16 * 1024, &mut arena))
+                    .is_err()
+                {
+                    break;
+                }
+                sent += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(full, "a link with a stalled reader never reported Full");
+    // Bounded: in-flight + quinn send window + receive windows + inbox, about 6 MiB here.
+    assert!(
+        sent * 16 * 1024 < 16 << 20,
+        "sent {sent} frames into a stalled link"
+    );
+    assert!(out.queued_bytes() <= 1 << 20);
+    // The reader wakes up and gets every frame, in order.
+    for seq in 0..sent {
+        let Frame::Data(d) = inc.recv().await.unwrap().unwrap().into_frame() else {
+            panic!()
+        };
+        assert_eq!(d.seq(), seq);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_are_refused_locally() {
+    let config = TransportConfig {
+        max_frame_len: 1024,
+        ..TransportConfig::default()
+    };
+    let (_s, _c, _inc, out) = pair(config).await;
+    let key = Keypair::generate(KeyType::Ed25519);
+    let err = out
+        .send(Lane::High, &frame(&key, 0, 4096, &mut BytesMut::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::TooLarge { .. }));
+}
+
+/// What a misbehaving peer writes on a raw stream, and the error the victim must report.
+async fn misbehave(write: impl AsyncFnOnce(quinn::SendStream)) -> WireError {
+    let (_s, _c, inc, out) = pair(TransportConfig::default()).await;
+    let stream = out.dangerous_quinn_connection().open_uni().await.unwrap();
+    write(stream).await;
+    let err = tokio::time::timeout(Duration::from_secs(5), inc.recv())
+        .await
+        .expect("victim reported nothing")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        inc.metrics()
+            .protocol_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The same connection still works on its other streams.
+    out.ping().await.unwrap();
+    err
+}
+
+fn header() -> Bytes {
+    encode_frame(&Frame::StreamHeader(StreamHeader { lane: Lane::High }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_are_a_typed_error() {
+    let err = misbehave(async |mut s: quinn::SendStream| {
+        s.write_all(b"\x05GET / HTTP/1.1\r\n").await.unwrap();
+        let _ = s.finish();
+    })
+    .await;
+    assert!(
+        matches!(err, WireError::UnknownKind(_) | WireError::MissingHeader),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_length_is_a_typed_error() {
+    let err = misbehave(async |mut s: quinn::SendStream| {
+        s.write_all(&header()).await.unwrap();
+        s.write_all(&[0xff, 0xff, 0xff, 0xff, 0x0f]).await.unwrap();
+    })
+    .await;
+    assert!(matches!(err, WireError::Oversized { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kind_is_a_typed_error() {
+    let err = misbehave(async |mut s: quinn::SendStream| {
+        s.write_all(&header()).await.unwrap();
+        s.write_all(&[2, 0x6e, 0]).await.unwrap();
+    })
+    .await;
+    assert!(matches!(err, WireError::UnknownKind(0x6e)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_version_is_a_typed_error() {
+    let err = misbehave(async |mut s: quinn::SendStream| {
+        // A stream header of version 9.
+        s.write_all(&[3, 0x00, 9, 1]).await.unwrap();
+    })
+    .await;
+    assert!(
+        matches!(err, WireError::UnsupportedVersion { version: 9, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_frame_is_a_typed_error() {
+    let err = misbehave(async |mut s: quinn::SendStream| {
+        s.write_all(&header()).await.unwrap();
+        s.write_all(&[100, 0x03, 1, 1, 0, 0]).await.unwrap();
+        s.finish().unwrap();
+    })
+    .await;
+    assert!(matches!(err, WireError::Truncated), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_mid_frame_is_a_typed_error() {
+    let err = misbehave(async |mut s: quinn::SendStream| {
+        s.write_all(&header()).await.unwrap();
+        s.write_all(&[100, 0x03, 1]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.reset(quinn::VarInt::from_u32(7)).unwrap();
+    })
+    .await;
+    assert!(matches!(err, WireError::Reset(7)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_peer_does_not_disturb_other_connections() {
+    let server = endpoint(TransportConfig::default());
+    let bad = endpoint(TransportConfig::default());
+    let good = endpoint(TransportConfig::default());
+    let s = server.clone();
+    let accept = tokio::spawn(async move {
+        let a = s.accept().await.unwrap().unwrap();
+        let b = s.accept().await.unwrap().unwrap();
+        (a, b)
+    });
+    let bad_out = bad.dial(&server.local_multiaddr()).await.unwrap();
+    let good_out = good.dial(&server.local_multiaddr()).await.unwrap();
+    let (a, b) = accept.await.unwrap();
+    let (bad_in, good_in) = if a.peer_id() == bad.peer_id() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    // The bad peer opens more garbage streams than the error budget allows.
+    for _ in 0..10 {
+        // Once the victim has had enough, opening fails: that is the point.
+        let Ok(mut s) = bad_out.dangerous_quinn_connection().open_uni().await else {
+            break;
+        };
+        let _ = s.write_all(b"\x01\x7f").await;
+        let _ = s.finish();
+    }
+    tokio::time::timeout(Duration::from_secs(5), bad_in.closed())
+        .await
+        .unwrap();
+    let errors = bad_in
+        .metrics()
+        .protocol_errors
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        errors,
+        u64::from(TransportConfig::default().max_protocol_errors)
+    );
+    // The good peer streams on, unaffected.
+    let key = Keypair::generate(KeyType::Ed25519);
+    let mut arena = BytesMut::new();
+    for seq in 0..50 {
+        good_out
+            .send(Lane::High, &frame(&key, seq, 1000, &mut arena))
+            .await
+            .unwrap();
+    }
+    for seq in 0..50 {
+        let Frame::Data(d) = good_in.recv().await.unwrap().unwrap().into_frame() else {
+            panic!()
+        };
+        assert_eq!(d.seq(), seq);
+    }
+    good_out.ping().await.unwrap();
+}
