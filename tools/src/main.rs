@@ -1,6 +1,7 @@
 //! `starling`: the command-line node.
 
 mod keys;
+mod node;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,11 +20,16 @@ enum Command {
     Keygen(keys::KeygenArgs),
     /// Print the PeerId of a key file or of a raw secret key.
     Id(keys::IdArgs),
+    /// Start a node: listen on QUIC, print its multiaddr, serve peers until Ctrl-C.
+    Run(node::RunArgs),
+    /// Dial a node, print its PeerId and round-trip times (and optionally stream frames to it).
+    Ping(node::PingArgs),
 }
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -42,5 +48,13 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen(args) => keys::keygen(args),
         Command::Id(args) => keys::id(args),
+        Command::Run(args) => runtime()?.block_on(node::run(args)),
+        Command::Ping(args) => runtime()?.block_on(node::ping(args)),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -235,14 +235,20 @@ impl Connection {
 
     /// Measures one application-level round trip on the control lane.
     pub async fn ping(&self) -> Result<Duration, TransportError> {
+        self.ping_on(Lane::Control).await
+    }
+
+    /// A ping sent on `lane`: its pong comes back only after the remote has read everything
+    /// queued on that lane before it, so it doubles as a delivery barrier.
+    pub async fn ping_on(&self, lane: Lane) -> Result<Duration, TransportError> {
         let nonce = rand::random::<u64>();
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.pings).insert(nonce, tx);
         let start = Instant::now();
-        self.send(Lane::Control, &Frame::Ping(nonce))
+        self.send(lane, &Frame::Ping(nonce))
             .await
             .map_err(|_| TransportError::Closed)?;
-        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        match tokio::time::timeout(PING_TIMEOUT, rx).await {
             Ok(Ok(())) => Ok(start.elapsed()),
             Ok(Err(_)) => Err(TransportError::Closed),
             Err(_) => {
@@ -269,6 +275,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the map inconsistent; keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// How long a ping waits for its pong.
+const PING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most frames coalesced into one quinn write.
 const WRITE_BATCH: usize = 64;
