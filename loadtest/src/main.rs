@@ -1,7 +1,9 @@
 //! `starling-loadtest`: measured scenarios that print a table and, as the last line, one JSON
 //! object, with a baseline measured in the same run wherever one exists.
 
+mod link;
 mod sig;
+mod util;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -18,10 +20,19 @@ struct Cli {
 enum Command {
     /// Signature throughput: sign, verify one by one, and batch-verify (Ed25519 and secp256k1).
     Sig(sig::SigArgs),
+    /// One loopback link: raw quinn (the ceiling) against Starling's signed-frame pipeline.
+    Link(link::LinkArgs),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Sig(args) => sig::run(args),
+        Command::Link(args) => runtime()?.block_on(link::run(args)),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

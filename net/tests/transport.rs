@@ -393,3 +393,54 @@ async fn a_bad_peer_does_not_disturb_other_connections() {
     }
     good_out.ping().await.unwrap();
 }
+
+/// rust-libp2p's own TLS configs (as libp2p-quic builds them) interoperate with Starling's, in
+/// both directions, and each side learns the right PeerId.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libp2p_tls_peers_complete_the_handshake() {
+    use std::sync::Arc;
+    let server = endpoint(TransportConfig::default());
+    let s = server.clone();
+    let accept = tokio::spawn(async move { s.accept().await.unwrap().unwrap() });
+
+    // A client configured exactly as libp2p's QUIC transport configures itself.
+    let libp2p_key = libp2p_identity::Keypair::generate_ed25519();
+    let tls = libp2p_tls::make_client_config(&libp2p_key, Some(server.peer_id())).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let conn = client
+        .connect(server.local_addr(), "l")
+        .unwrap()
+        .await
+        .unwrap();
+    let inc = accept.await.unwrap();
+    assert_eq!(inc.peer_id(), libp2p_key.public().to_peer_id());
+    conn.close(0u32.into(), b"");
+
+    // And the other way: a libp2p server config accepts a Starling client.
+    let libp2p_key = libp2p_identity::Keypair::generate_ed25519();
+    let tls = libp2p_tls::make_server_config(&libp2p_key).unwrap();
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+    let libp2p_server = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(quic)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let addr = libp2p_server.local_addr().unwrap();
+    let accept = tokio::spawn(async move { libp2p_server.accept().await.unwrap().await.unwrap() });
+    let dialer = endpoint(TransportConfig::default());
+    let out = dialer
+        .dial_addr(addr, Some(libp2p_key.public().to_peer_id()))
+        .await
+        .unwrap();
+    assert_eq!(out.peer_id(), libp2p_key.public().to_peer_id());
+    let theirs = accept.await.unwrap();
+    let certs = theirs
+        .peer_identity()
+        .unwrap()
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .unwrap();
+    let parsed = libp2p_tls::certificate::parse(&certs[0]).unwrap();
+    assert_eq!(parsed.peer_id(), dialer.peer_id());
+}
