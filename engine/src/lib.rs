@@ -1,4 +1,10 @@
 //! # starling-engine
 //!
-//! What an application programs against: signed logs, programs (live streams, documents) and
-//! the `Peer` handle. Built on `starling-net` and `starling-store`.
+//! What an application programs against, built on `starling-net` and `starling-store`.
+//!
+//! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
+//!   BLAKE3 hashes that print as CIDs; append, join, heads, iteration, trimming.
+
+pub mod log;
+
+pub use log::{Clock, Entry, EntryHash, Log, LogConfig, LogError, Retention};

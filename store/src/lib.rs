@@ -1,4 +1,17 @@
 //! # starling-store
 //!
-//! Durable storage on fjall (an LSM tree): entries by hash, payloads, log heads, clock order and
-//! reverse links, with crash-safe reopen. Depends on nothing else in Starling.
+//! Durable storage on fjall (an LSM tree) for signed logs. It stores bytes under the keys a log
+//! needs and knows nothing of how entries are encoded or signed (that is `starling-engine`'s):
+//!
+//! - [`Store`]: one fjall database per node directory, with keyspaces for entry headers,
+//!   payloads (key-value separated, uncompressed), heads, clock order and reverse `next` links.
+//! - [`Durability`]: per-write sync (default), periodic sync, or OS-buffered.
+//! - [`StoreError`]: typed errors.
+
+mod config;
+mod error;
+mod store;
+
+pub use config::{Durability, StoreConfig};
+pub use error::StoreError;
+pub use store::{CLOCK_KEY_LEN, ClockKey, ClockRow, HASH_LEN, Hash, LogId, NewEntry, Store};

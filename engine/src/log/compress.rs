@@ -1,0 +1,47 @@
+//! Per-entry LZ4 (lz4_flex) when it pays; already-compressed media passes through untouched.
+
+use bytes::Bytes;
+
+/// When to compress a payload.
+#[derive(Clone, Copy, Debug)]
+pub struct Compression {
+    /// Payloads shorter than this are stored as they are. Default 512 bytes.
+    pub min_len: usize,
+    /// Compressed output is kept only if at most this fraction of the input. Default 0.9.
+    pub max_ratio: f64,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            min_len: 512,
+            max_ratio: 0.9,
+        }
+    }
+}
+
+/// Bytes of a large payload compressed first as a probe: media (already compressed) is
+/// recognised after 4 KiB instead of after compressing all of it.
+const PROBE: usize = 4096;
+
+impl Compression {
+    /// The payload to store and whether it is LZ4-compressed.
+    pub fn apply(&self, payload: &Bytes) -> (Bytes, bool) {
+        if payload.len() < self.min_len {
+            return (payload.clone(), false);
+        }
+        let limit = |n: usize| (n as f64 * self.max_ratio) as usize;
+        if payload.len() > 2 * PROBE {
+            let probe = lz4_flex::block::compress(&payload[..PROBE]);
+            if probe.len() > limit(PROBE) {
+                return (payload.clone(), false);
+            }
+        }
+        let packed = lz4_flex::block::compress(payload);
+        if packed.len() <= limit(payload.len()) {
+            (Bytes::from(packed), true)
+        } else {
+            (payload.clone(), false)
+        }
+    }
+}

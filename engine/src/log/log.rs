@@ -1,0 +1,437 @@
+//! A signed log stored in a [`Store`]: append, join, heads, iteration, trimming.
+
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use starling_net::identity::Keypair;
+use starling_net::wire::KeyCache;
+use starling_store::{ClockRow, NewEntry, Store};
+
+use super::entry::{FLAG_LZ4, MAX_PAYLOAD_LEN, writer_id};
+use super::{Clock, Compression, Entry, EntryHash, HybridClock, LogError, verify_entries};
+
+/// A log's id: 32 bytes, usually derived from its owner and name ([`Log::derive_id`]).
+pub type LogId = [u8; 32];
+
+/// The owner's rule for who may write: checked on append and on join, after signatures verify.
+pub type AccessCheck = Arc<dyn Fn(&Entry) -> bool + Send + Sync>;
+
+/// What a log keeps. Trimming removes the oldest entries (clock order) with all their index rows.
+#[derive(Clone, Debug, Default)]
+pub struct Retention {
+    /// Keep at most this many entries.
+    pub keep_last: Option<u64>,
+    /// Keep at most this many bytes (headers + stored payloads).
+    pub keep_bytes: Option<u64>,
+    /// Drop entries whose clock is older than this.
+    pub max_age: Option<Duration>,
+}
+
+/// Settings of a [`Log`].
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Per-entry LZ4; `None` stores every payload as given. Default: on (512 B, ratio 0.9).
+    pub compression: Option<Compression>,
+    /// Remote clocks further ahead of now are refused. Default 60 s.
+    pub max_clock_drift: Duration,
+    /// The window kept on disk. Default: everything.
+    pub retention: Retention,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            compression: Some(Compression::default()),
+            max_clock_drift: Duration::from_secs(60),
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// Iteration direction in clock order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first.
+    Backward,
+}
+
+/// What a [`Log::join`] did.
+#[derive(Debug, Default)]
+pub struct JoinReport {
+    /// Entries stored, in the order given.
+    pub added: Vec<EntryHash>,
+    /// Entries already present (joins are idempotent).
+    pub duplicates: usize,
+    /// Entries refused, with why. Nothing refused is stored.
+    pub rejected: Vec<(EntryHash, LogError)>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// One signed, append-only log. Not `Sync`-shared by itself: wrap it in a lock to share.
+pub struct Log {
+    id: LogId,
+    store: Store,
+    key: Keypair,
+    clock: HybridClock,
+    heads: BTreeSet<EntryHash>,
+    config: LogConfig,
+    access: Option<AccessCheck>,
+    len: u64,
+    bytes: u64,
+    keys: KeyCache,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("id", &hex_prefix(&self.id))
+            .field("len", &self.len)
+            .field("heads", &self.heads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex_prefix(b: &[u8]) -> String {
+    b.iter().take(6).map(|x| format!("{x:02x}")).collect()
+}
+
+impl Log {
+    /// The id of the log `name` owned by `owner`: BLAKE3 over a domain tag, the owner's
+    /// protobuf public key and the name, so two owners never share a log id by accident.
+    pub fn derive_id(owner: &starling_net::PublicKey, name: &str) -> LogId {
+        let mut h = blake3::Hasher::new();
+        h.update(b"starling-log-v1\0");
+        h.update(&owner.encode_protobuf());
+        h.update(name.as_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// Opens log `id` in `store`, restoring heads, size and clock from disk.
+    pub fn open(store: Store, id: LogId, key: Keypair, config: LogConfig) -> Result<Log, LogError> {
+        let heads = store
+            .heads(&id)?
+            .into_iter()
+            .map(EntryHash)
+            .collect::<BTreeSet<_>>();
+        let mut clock = HybridClock::new(writer_id(key.public()), config.max_clock_drift);
+        let (mut len, mut bytes, mut last) = (0u64, 0u64, None);
+        for row in store.clock_rows(&id, None, false) {
+            let row = row?;
+            len += 1;
+            bytes += row.size;
+            last = Some(row.clock);
+        }
+        if let Some(last) = last {
+            let last = Clock::from_key(&last);
+            clock.observe(&last, last.wall_us)?;
+        }
+        Ok(Log {
+            id,
+            store,
+            key,
+            clock,
+            heads,
+            config,
+            access: None,
+            len,
+            bytes,
+            keys: KeyCache::default(),
+        })
+    }
+
+    /// Installs the owner's access rule (e.g. "only these signers").
+    pub fn with_access(mut self, check: AccessCheck) -> Self {
+        self.access = Some(check);
+        self
+    }
+
+    /// This log's id.
+    pub fn id(&self) -> &LogId {
+        &self.id
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes stored (headers + stored payloads).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The current heads, in hash order.
+    pub fn heads(&self) -> Vec<EntryHash> {
+        self.heads.iter().copied().collect()
+    }
+
+    /// Appends `payload` as a new entry following the current heads.
+    pub fn append(&mut self, payload: Bytes) -> Result<Entry, LogError> {
+        self.append_at(payload, now_us())
+    }
+
+    /// [`Log::append`] with the time given (µs since the epoch).
+    pub fn append_at(&mut self, payload: Bytes, now_us: u64) -> Result<Entry, LogError> {
+        if payload.len() as u64 > MAX_PAYLOAD_LEN {
+            return Err(LogError::PayloadTooLarge(payload.len()));
+        }
+        let raw_len = payload.len() as u32;
+        let (stored, lz4) = match &self.config.compression {
+            Some(c) => c.apply(&payload),
+            None => (payload, false),
+        };
+        let clock = self.clock.tick(now_us);
+        let next: Vec<EntryHash> = self.heads.iter().copied().collect();
+        let flags = if lz4 { FLAG_LZ4 } else { 0 };
+        let entry = Entry::create(&[&self.key], self.id, clock, &next, stored, flags, raw_len);
+        if self.access.as_ref().is_some_and(|check| !check(&entry)) {
+            return Err(LogError::AccessDenied(entry.hash()));
+        }
+        let next_raw: Vec<[u8; 32]> = next.iter().map(|h| h.0).collect();
+        self.store.write_entries(
+            &self.id,
+            &[NewEntry {
+                hash: entry.hash().0,
+                header: entry.header().clone(),
+                payload: entry.stored_payload().clone(),
+                clock: clock.to_key(),
+                next: &next_raw,
+                is_head: true,
+            }],
+            &next_raw,
+        )?;
+        self.heads.clear();
+        self.heads.insert(entry.hash());
+        self.len += 1;
+        self.bytes += entry.size() as u64;
+        self.trim_at(now_us)?;
+        Ok(entry)
+    }
+
+    /// Merges entries from another peer: each must belong to this log, verify (one batch
+    /// verification for all), pass the access check and have a clock within the drift bound.
+    /// Entries may arrive in any order; heads stay right because a reverse-`next` index tells
+    /// whether a stored entry already follows a newcomer. Idempotent, commutative, associative.
+    pub fn join(&mut self, entries: Vec<Entry>) -> Result<JoinReport, LogError> {
+        self.join_at(entries, now_us())
+    }
+
+    /// [`Log::join`] with the time given.
+    pub fn join_at(&mut self, entries: Vec<Entry>, now_us: u64) -> Result<JoinReport, LogError> {
+        let mut report = JoinReport::default();
+        let mut seen = HashSet::with_capacity(entries.len());
+        let mut candidates = Vec::with_capacity(entries.len());
+        for e in entries {
+            if !seen.insert(e.hash()) || self.store.contains(&e.hash().0)? {
+                report.duplicates += 1;
+                continue;
+            }
+            if e.log_id() != &self.id {
+                report.rejected.push((e.hash(), LogError::WrongLog));
+                continue;
+            }
+            if let Err(err) = self.clock.check(e.clock(), now_us) {
+                report.rejected.push((e.hash(), err));
+                continue;
+            }
+            candidates.push(e);
+        }
+        // One batch verification; if it fails, check one by one so that a peer sending many bad
+        // entries costs linear, not quadratic, work.
+        let verified = match verify_entries(&candidates, &mut self.keys) {
+            Ok(()) => candidates,
+            Err(_) => {
+                let mut good = Vec::with_capacity(candidates.len());
+                for e in candidates {
+                    match verify_entries(std::slice::from_ref(&e), &mut self.keys) {
+                        Ok(()) => good.push(e),
+                        Err((_, err)) => report.rejected.push((e.hash(), err.into())),
+                    }
+                }
+                good
+            }
+        };
+        let mut accepted = Vec::with_capacity(verified.len());
+        for e in verified {
+            match &self.access {
+                Some(check) if !check(&e) => {
+                    report
+                        .rejected
+                        .push((e.hash(), LogError::AccessDenied(e.hash())));
+                }
+                _ => accepted.push(e),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(report);
+        }
+        let referenced: HashSet<EntryHash> = accepted
+            .iter()
+            .flat_map(|e| e.next().iter().copied())
+            .collect();
+        let nexts: Vec<Vec<[u8; 32]>> = accepted
+            .iter()
+            .map(|e| e.next().iter().map(|h| h.0).collect())
+            .collect();
+        let mut rows = Vec::with_capacity(accepted.len());
+        for (e, next) in accepted.iter().zip(&nexts) {
+            let is_head =
+                !referenced.contains(&e.hash()) && !self.store.has_children(&e.hash().0)?;
+            rows.push(NewEntry {
+                hash: e.hash().0,
+                header: e.header().clone(),
+                payload: e.stored_payload().clone(),
+                clock: e.clock().to_key(),
+                next,
+                is_head,
+            });
+        }
+        let dropped: Vec<[u8; 32]> = self
+            .heads
+            .iter()
+            .filter(|h| referenced.contains(h))
+            .map(|h| h.0)
+            .collect();
+        self.store.write_entries(&self.id, &rows, &dropped)?;
+        for h in &dropped {
+            self.heads.remove(&EntryHash(*h));
+        }
+        for (e, row) in accepted.iter().zip(&rows) {
+            if row.is_head {
+                self.heads.insert(e.hash());
+            }
+            self.clock.observe(e.clock(), now_us)?;
+            self.len += 1;
+            self.bytes += e.size() as u64;
+            report.added.push(e.hash());
+        }
+        self.trim_at(now_us)?;
+        Ok(report)
+    }
+
+    /// Reads an entry back, checking its hash and payload hash (a flipped byte is an error).
+    pub fn get(&self, hash: &EntryHash) -> Result<Option<Entry>, LogError> {
+        match self.store.entry(&hash.0)? {
+            Some((header, payload)) => Ok(Some(Entry::decode_stored(*hash, header, payload)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Entries in clock order, starting at `from` (inclusive) if given.
+    pub fn iter(
+        &self,
+        direction: Direction,
+        from: Option<&Clock>,
+    ) -> impl Iterator<Item = Result<Entry, LogError>> + '_ {
+        let from = from.map(Clock::to_key);
+        self.store
+            .clock_rows(&self.id, from.as_ref(), direction == Direction::Backward)
+            .map(move |row| {
+                let row = row?;
+                self.get(&EntryHash(row.hash))?.ok_or_else(|| {
+                    LogError::Store(starling_store::StoreError::CorruptRow {
+                        keyspace: "clock",
+                        reason: "indexed entry is missing".into(),
+                    })
+                })
+            })
+    }
+
+    /// All entries in causal order: every entry after the entries it follows, ties broken by
+    /// clock. (Holds the whole log in memory; for bounded windows and tests.)
+    pub fn causal(&self) -> Result<Vec<Entry>, LogError> {
+        let all: Vec<Entry> = self
+            .iter(Direction::Forward, None)
+            .collect::<Result<_, _>>()?;
+        let index: HashMap<EntryHash, usize> =
+            all.iter().enumerate().map(|(i, e)| (e.hash(), i)).collect();
+        let mut waiting = vec![0usize; all.len()];
+        let mut children = vec![Vec::new(); all.len()];
+        for (i, e) in all.iter().enumerate() {
+            for p in e.next() {
+                if let Some(&pi) = index.get(p) {
+                    waiting[i] += 1;
+                    children[pi].push(i);
+                }
+            }
+        }
+        // Min-heap on clock order (indices are clock-sorted).
+        let mut ready: BinaryHeap<std::cmp::Reverse<usize>> = (0..all.len())
+            .filter(|&i| waiting[i] == 0)
+            .map(std::cmp::Reverse)
+            .collect();
+        let mut order = Vec::with_capacity(all.len());
+        while let Some(std::cmp::Reverse(i)) = ready.pop() {
+            order.push(i);
+            for &c in &children[i] {
+                waiting[c] -= 1;
+                if waiting[c] == 0 {
+                    ready.push(std::cmp::Reverse(c));
+                }
+            }
+        }
+        let mut slots: Vec<Option<Entry>> = all.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    }
+
+    /// Applies the retention policy now.
+    pub fn trim(&mut self) -> Result<usize, LogError> {
+        self.trim_at(now_us())
+    }
+
+    fn trim_at(&mut self, now_us: u64) -> Result<usize, LogError> {
+        let r = &self.config.retention;
+        if r.keep_last.is_none() && r.keep_bytes.is_none() && r.max_age.is_none() {
+            return Ok(0);
+        }
+        let cutoff = r
+            .max_age
+            .map(|a| now_us.saturating_sub(a.as_micros() as u64));
+        let (mut len, mut bytes) = (self.len, self.bytes);
+        let mut doomed: Vec<(ClockRow, Vec<[u8; 32]>)> = Vec::new();
+        for row in self.store.clock_rows(&self.id, None, false) {
+            let row = row?;
+            let wall = Clock::from_key(&row.clock).wall_us;
+            let over = r.keep_last.is_some_and(|n| len > n)
+                || r.keep_bytes.is_some_and(|b| bytes > b)
+                || cutoff.is_some_and(|c| wall < c);
+            if !over {
+                break;
+            }
+            let next = match self.store.entry(&row.hash)? {
+                Some((header, payload)) => Entry::decode(header, payload)
+                    .map(|e| e.next().iter().map(|h| h.0).collect())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            len -= 1;
+            bytes = bytes.saturating_sub(row.size);
+            doomed.push((row, next));
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.store.remove_entries(&self.id, &doomed)?;
+        for (row, _) in &doomed {
+            self.heads.remove(&EntryHash(row.hash));
+        }
+        self.len = len;
+        self.bytes = bytes;
+        Ok(doomed.len())
+    }
+}

@@ -1,0 +1,29 @@
+//! Shared helpers for the log tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use starling_engine::log::{Log, LogConfig, LogId};
+use starling_net::identity::{KeyType, Keypair};
+use starling_store::{Durability, Store, StoreConfig};
+
+pub(crate) fn store(dir: &Path) -> Store {
+    Store::open(
+        dir,
+        StoreConfig {
+            durability: Durability::Buffered,
+            ..StoreConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+pub(crate) fn key(seed: u8) -> Keypair {
+    Keypair::from_secret_bytes(KeyType::Ed25519, &[seed; 32]).unwrap()
+}
+
+pub(crate) const LOG: LogId = [42; 32];
+
+pub(crate) fn open(dir: &Path, seed: u8, config: LogConfig) -> Log {
+    Log::open(store(dir), LOG, key(seed), config).unwrap()
+}

@@ -1,0 +1,299 @@
+//! The fjall database and its keyspaces.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
+
+use crate::{Durability, StoreConfig, StoreError};
+
+/// Bytes of an entry hash (BLAKE3).
+pub const HASH_LEN: usize = 32;
+/// An entry hash.
+pub type Hash = [u8; HASH_LEN];
+/// A log id.
+pub type LogId = [u8; 32];
+/// Bytes of a clock key: wall time µs (u64 BE), logical counter (u32 BE), writer (32 bytes) —
+/// big-endian so that byte order is clock order.
+pub const CLOCK_KEY_LEN: usize = 44;
+/// A clock in its sortable byte form.
+pub type ClockKey = [u8; CLOCK_KEY_LEN];
+
+/// One entry to write: what a log append or join stores, all in one batch.
+#[derive(Clone, Debug)]
+pub struct NewEntry<'a> {
+    /// Its hash.
+    pub hash: Hash,
+    /// The encoded header (signatures included).
+    pub header: Bytes,
+    /// The payload as stored.
+    pub payload: Bytes,
+    /// Its clock.
+    pub clock: ClockKey,
+    /// The entries it follows.
+    pub next: &'a [Hash],
+    /// Whether it becomes a head of its log.
+    pub is_head: bool,
+}
+
+/// A row of the clock index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockRow {
+    /// The entry's clock.
+    pub clock: ClockKey,
+    /// The entry's hash.
+    pub hash: Hash,
+    /// Header plus payload bytes.
+    pub size: u64,
+}
+
+/// Durable storage for logs. Cheap to clone; clones share the database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    entries: Keyspace,
+    payloads: Keyspace,
+    heads: Keyspace,
+    clock: Keyspace,
+    links: Keyspace,
+    persist: Option<PersistMode>,
+    syncer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("persist", &self.persist)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.syncer.take() {
+            stop.store(true, Ordering::Release);
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        // Whatever the durability mode, a clean shutdown leaves everything on disk.
+        let _ = self.db.persist(PersistMode::SyncAll);
+    }
+}
+
+fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len());
+    k.extend_from_slice(a);
+    k.extend_from_slice(b);
+    k
+}
+
+fn clock_row_key(log: &LogId, clock: &ClockKey, hash: &Hash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32 + CLOCK_KEY_LEN + HASH_LEN);
+    k.extend_from_slice(log);
+    k.extend_from_slice(clock);
+    k.extend_from_slice(hash);
+    k
+}
+
+fn corrupt(keyspace: &'static str, reason: impl Into<String>) -> StoreError {
+    StoreError::CorruptRow {
+        keyspace,
+        reason: reason.into(),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, recovering after a crash: fjall replays its
+    /// journal and drops a torn tail, so a batch is either wholly present or absent.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        let db = Database::builder(dir)
+            .cache_size(config.cache_bytes)
+            .open()?;
+        let small = KeyspaceCreateOptions::default;
+        let entries = db.keyspace("entries", small)?;
+        let payloads = db.keyspace("payloads", || {
+            KeyspaceCreateOptions::default().with_kv_separation(Some(
+                KvSeparationOptions::default().separation_threshold(config.blob_threshold),
+            ))
+        })?;
+        let heads = db.keyspace("heads", small)?;
+        let clock = db.keyspace("clock", small)?;
+        let links = db.keyspace("links", small)?;
+        let (persist, syncer) = match config.durability {
+            Durability::SyncEachWrite => (Some(PersistMode::SyncData), None),
+            Durability::Buffered => (None, None),
+            Durability::Periodic(every) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (flag, db2) = (stop.clone(), db.clone());
+                let thread = std::thread::Builder::new()
+                    .name("starling-store-sync".into())
+                    .spawn(move || {
+                        while !flag.load(Ordering::Acquire) {
+                            std::thread::park_timeout(every);
+                            if let Err(e) = db2.persist(PersistMode::SyncData) {
+                                tracing::error!("periodic sync failed: {e}");
+                            }
+                        }
+                    })
+                    .map_err(|e| StoreError::Fjall(fjall::Error::Io(e)))?;
+                (None, Some((stop, thread)))
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                entries,
+                payloads,
+                heads,
+                clock,
+                links,
+                persist,
+                syncer,
+            }),
+        })
+    }
+
+    /// Writes entries and their index rows, and drops heads they supersede, as one atomic
+    /// batch (durable per the configured [`Durability`] when this returns).
+    pub fn write_entries(
+        &self,
+        log: &LogId,
+        entries: &[NewEntry<'_>],
+        drop_heads: &[Hash],
+    ) -> Result<(), StoreError> {
+        let s = &self.inner;
+        let mut batch = s.db.batch().durability(s.persist);
+        for h in drop_heads {
+            batch.remove(&s.heads, key2(log, h));
+        }
+        for e in entries {
+            let size = (e.header.len() + e.payload.len()) as u64;
+            batch.insert(&s.entries, e.hash.to_vec(), e.header.clone());
+            batch.insert(&s.payloads, e.hash.to_vec(), e.payload.clone());
+            batch.insert(
+                &s.clock,
+                clock_row_key(log, &e.clock, &e.hash),
+                size.to_be_bytes().to_vec(),
+            );
+            for parent in e.next {
+                batch.insert(&s.links, key2(parent, &e.hash), Vec::new());
+            }
+            if e.is_head {
+                batch.insert(&s.heads, key2(log, &e.hash), Vec::new());
+            }
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Removes entries with all their rows (trimming), as one batch.
+    pub fn remove_entries(
+        &self,
+        log: &LogId,
+        rows: &[(ClockRow, Vec<Hash>)],
+    ) -> Result<(), StoreError> {
+        let s = &self.inner;
+        let mut batch = s.db.batch().durability(s.persist);
+        for (row, next) in rows {
+            batch.remove(&s.entries, row.hash.to_vec());
+            batch.remove(&s.payloads, row.hash.to_vec());
+            batch.remove(&s.clock, clock_row_key(log, &row.clock, &row.hash));
+            batch.remove(&s.heads, key2(log, &row.hash));
+            for parent in next {
+                batch.remove(&s.links, key2(parent, &row.hash));
+            }
+            for child in s.links.prefix(row.hash) {
+                batch.remove(&s.links, child.key()?.to_vec());
+            }
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// The stored header and payload of an entry.
+    pub fn entry(&self, hash: &Hash) -> Result<Option<(Bytes, Bytes)>, StoreError> {
+        let Some(header) = self.inner.entries.get(hash)? else {
+            return Ok(None);
+        };
+        let payload = self
+            .inner
+            .payloads
+            .get(hash)?
+            .ok_or_else(|| corrupt("payloads", "entry without payload"))?;
+        Ok(Some((header.into(), payload.into())))
+    }
+
+    /// Whether an entry is stored.
+    pub fn contains(&self, hash: &Hash) -> Result<bool, StoreError> {
+        Ok(self.inner.entries.contains_key(hash)?)
+    }
+
+    /// The heads of a log, in hash order.
+    pub fn heads(&self, log: &LogId) -> Result<Vec<Hash>, StoreError> {
+        self.inner
+            .heads
+            .prefix(log)
+            .map(|g| {
+                let key = g.key()?;
+                key.get(32..)
+                    .and_then(|h| Hash::try_from(h).ok())
+                    .ok_or_else(|| corrupt("heads", "bad key length"))
+            })
+            .collect()
+    }
+
+    /// Whether any stored entry names `hash` in its `next`.
+    pub fn has_children(&self, hash: &Hash) -> Result<bool, StoreError> {
+        match self.inner.links.prefix(hash).next() {
+            Some(g) => g.key().map(|_| true).map_err(StoreError::from),
+            None => Ok(false),
+        }
+    }
+
+    /// The clock index of a log, oldest first (or newest first with `reverse`), starting at
+    /// `from` (inclusive) when given.
+    pub fn clock_rows(
+        &self,
+        log: &LogId,
+        from: Option<&ClockKey>,
+        reverse: bool,
+    ) -> Box<dyn Iterator<Item = Result<ClockRow, StoreError>> + '_> {
+        let lo = key2(log, from.filter(|_| !reverse).map_or(&[][..], |c| &c[..]));
+        let mut hi = log.to_vec();
+        match from.filter(|_| reverse) {
+            Some(c) => {
+                hi.extend_from_slice(c);
+                hi.extend_from_slice(&[0xff; HASH_LEN]);
+            }
+            None => hi.extend_from_slice(&[0xff; CLOCK_KEY_LEN + HASH_LEN]),
+        }
+        let iter = self.inner.clock.range(lo..=hi);
+        let parse = |g: fjall::Guard| -> Result<ClockRow, StoreError> {
+            let (k, v) = g.into_inner()?;
+            let bad = || corrupt("clock", "bad row layout");
+            let clock = ClockKey::try_from(k.get(32..32 + CLOCK_KEY_LEN).ok_or_else(bad)?)
+                .map_err(|_| bad())?;
+            let hash =
+                Hash::try_from(k.get(32 + CLOCK_KEY_LEN..).ok_or_else(bad)?).map_err(|_| bad())?;
+            let size = u64::from_be_bytes(<[u8; 8]>::try_from(&v[..]).map_err(|_| bad())?);
+            Ok(ClockRow { clock, hash, size })
+        };
+        if reverse {
+            Box::new(iter.rev().map(parse))
+        } else {
+            Box::new(iter.map(parse))
+        }
+    }
+
+    /// Forces everything written so far to disk.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.inner.db.persist(PersistMode::SyncData)?)
+    }
+}
