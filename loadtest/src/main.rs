@@ -3,6 +3,7 @@
 
 mod link;
 mod sig;
+mod store;
 mod util;
 
 use anyhow::Result;
@@ -22,12 +23,15 @@ enum Command {
     Sig(sig::SigArgs),
     /// One loopback link: raw quinn (the ceiling) against Starling's signed-frame pipeline.
     Link(link::LinkArgs),
+    /// Storage: raw fjall (the ceiling) against Starling's append and join.
+    Store(store::StoreArgs),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Sig(args) => sig::run(args),
         Command::Link(args) => runtime()?.block_on(link::run(args)),
+        Command::Store(args) => store::run(args),
     }
 }
 
