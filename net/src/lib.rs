@@ -6,13 +6,18 @@
 //!   libp2p-compatible [`PeerId`]s and key files.
 //! - [`transport`]: QUIC endpoints and links authenticated as libp2p PeerIds, with lanes and
 //!   bounded in-flight bytes.
+//! - [`overlay`]: direct-sub, a sans-IO core (tree per topic, routed direct messages) that
+//!   builds without the `quic` feature.
 //! - [`wire`]: the frame codec (length-prefixed, versioned fixed layouts, zero-copy on `Bytes`).
 
 pub mod identity;
+pub mod overlay;
+#[cfg(feature = "quic")]
 pub mod transport;
 pub mod wire;
 
 pub use identity::{
     IdentityError, KeyType, Keypair, PeerId, PublicKey, Signature, parse_peer_id, verify_batch,
 };
+#[cfg(feature = "quic")]
 pub use transport::{Connection, Endpoint, TransportConfig, TransportError};

@@ -1,5 +1,6 @@
 //! Real QUIC on 127.0.0.1: authentication, lanes, backpressure, and misbehaving peers.
 
+#![cfg(feature = "quic")]
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::time::Duration;

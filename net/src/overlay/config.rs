@@ -1,0 +1,79 @@
+//! Overlay limits and timings.
+
+/// Settings of one [`Overlay`](super::Overlay). Every cache and table is bounded by one of these.
+///
+/// Worst-case memory per node is about `max_topics × repair_cache × frame size` for frame caches
+/// plus `dedup_cache × 16 B` and `max_routes × ~64 B`; with the defaults and 16 KiB frames,
+/// 8 topics × 128 × 16 KiB = 16 MiB.
+#[derive(Clone, Debug)]
+pub struct OverlayConfig {
+    /// Children admitted per topic. Default 4.
+    pub max_children: usize,
+    /// Upload capacity in bytes/s; a joiner is admitted only if every child can still get the
+    /// topic's measured rate. Default 100 MB/s.
+    pub upload_bytes_per_s: u64,
+    /// Topics a node takes part in. Default 8.
+    pub max_topics: usize,
+    /// Frames kept per topic for repair. Default 128.
+    pub repair_cache: usize,
+    /// Out-of-order frames buffered per topic before skipping ahead. Default 64.
+    pub reorder_window: u64,
+    /// Message ids remembered for duplicate suppression. Default 8192.
+    pub dedup_cache: usize,
+    /// Routes remembered. Default 4096.
+    pub max_routes: usize,
+    /// Hops a direct message may take. Default 12.
+    pub hop_limit: u8,
+    /// A learned route expires after this long (µs). Default 30 s.
+    pub route_ttl_us: u64,
+    /// How often the node wakes up for timeouts and probes (µs). Default 100 ms.
+    pub tick_us: u64,
+    /// A join without an answer is retried elsewhere after this long (µs). Default 500 ms.
+    pub join_timeout_us: u64,
+    /// A gap not filled by the parent after this long (µs) is asked for again. Default 150 ms.
+    pub repair_delay_us: u64,
+    /// A gap older than this (µs) is given up: the frames are skipped. Default 2 s.
+    pub give_up_us: u64,
+    /// Parent silence (µs) that counts as congestion once frames have flowed. Default 600 ms.
+    pub parent_silence_us: u64,
+    /// Parent RTT above this multiple of its best RTT counts as congestion. Default 4.
+    pub rtt_congestion_factor: f64,
+    /// Congestion must persist this long (µs) before re-attaching (hysteresis). Default 300 ms.
+    pub congestion_hold_us: u64,
+    /// After a re-attach, no other for this long (µs), so a node does not flap. Default 2 s.
+    pub reattach_cooldown_us: u64,
+    /// A parent left for congestion is avoided for this long (µs). Default 10 s.
+    pub avoid_us: u64,
+    /// Bytes queued towards one child beyond which new frames to it are dropped (newer wins).
+    /// Default 1 MiB.
+    pub max_child_queue_bytes: u64,
+    /// How often links are probed for RTT (µs). Default 1 s.
+    pub probe_interval_us: u64,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> Self {
+        OverlayConfig {
+            max_children: 4,
+            upload_bytes_per_s: 100_000_000,
+            max_topics: 8,
+            repair_cache: 128,
+            reorder_window: 64,
+            dedup_cache: 8192,
+            max_routes: 4096,
+            hop_limit: 12,
+            route_ttl_us: 30_000_000,
+            tick_us: 100_000,
+            join_timeout_us: 500_000,
+            repair_delay_us: 150_000,
+            give_up_us: 2_000_000,
+            parent_silence_us: 600_000,
+            rtt_congestion_factor: 4.0,
+            congestion_hold_us: 300_000,
+            reattach_cooldown_us: 2_000_000,
+            avoid_us: 10_000_000,
+            max_child_queue_bytes: 1 << 20,
+            probe_interval_us: 1_000_000,
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The state machine: events in, actions out, time passed in.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use super::OverlayConfig;
+use super::link::LinkMetrics;
+use super::message::{Message, Payload, Topic, Verifier};
+use super::routing::Routing;
+use super::tree::TopicState;
+use super::util::SplitMix64;
+
+/// Something that happened, fed to [`Overlay::handle`].
+#[derive(Clone, Debug)]
+pub enum Event<P, B> {
+    /// A connection to `P` is up.
+    LinkUp(P),
+    /// The connection to `P` is gone.
+    LinkDown(P),
+    /// The transport measured a link.
+    LinkMeasured {
+        /// Which.
+        peer: P,
+        /// An RTT sample (µs), e.g. quinn's estimate.
+        rtt_us: Option<u64>,
+        /// Bytes queued towards the peer.
+        queued_bytes: u64,
+        /// Delivery rate towards the peer (bytes/s), 0 if unknown.
+        delivery_rate: f64,
+        /// Cumulative packets lost.
+        lost: u64,
+    },
+    /// A message arrived from a neighbour.
+    Received {
+        /// The neighbour.
+        from: P,
+        /// The message.
+        message: Message<P, B>,
+    },
+    /// The wake-up time asked for with [`Action::WakeAt`] has come.
+    Tick,
+    /// The application asks for something.
+    Command(Command<P, B>),
+}
+
+/// What the application can ask of the overlay.
+#[derive(Clone, Debug)]
+pub enum Command<P, B> {
+    /// Receive `topic`, whose tree is rooted at `root`.
+    Subscribe {
+        /// The topic.
+        topic: Topic,
+        /// Its publisher.
+        root: P,
+    },
+    /// Stop receiving `topic`.
+    Unsubscribe {
+        /// The topic.
+        topic: Topic,
+    },
+    /// Publish a frame as the root of `topic`.
+    Publish {
+        /// The topic.
+        topic: Topic,
+        /// The signed frame.
+        payload: B,
+    },
+    /// Send a direct message (`id` unique per origin).
+    SendDirect {
+        /// Recipient.
+        dest: P,
+        /// Origin-unique id.
+        id: u64,
+        /// The signed payload.
+        payload: B,
+    },
+}
+
+/// What the overlay wants done.
+#[derive(Clone, Debug)]
+pub enum Action<P, B> {
+    /// Send a message to a neighbour (connecting first if needed).
+    Send {
+        /// The neighbour.
+        to: P,
+        /// The message.
+        message: Message<P, B>,
+    },
+    /// Deliver a topic frame to the application, in order.
+    Deliver {
+        /// The topic.
+        topic: Topic,
+        /// Its sequence number.
+        seq: u64,
+        /// The frame.
+        payload: B,
+    },
+    /// Deliver a direct message to the application.
+    DeliverDirect {
+        /// Who wrote it.
+        origin: P,
+        /// The payload.
+        payload: B,
+    },
+    /// Frames `from..=to` of `topic` were given up (lost beyond repair).
+    Skipped {
+        /// The topic.
+        topic: Topic,
+        /// First skipped.
+        from: u64,
+        /// Last skipped.
+        to: u64,
+    },
+    /// This node (re-)attached to a parent.
+    Attached {
+        /// The topic.
+        topic: Topic,
+        /// The new parent.
+        parent: P,
+        /// Depth (root's children are at depth 1).
+        depth: usize,
+        /// Time from the start of the join (µs).
+        took_us: u64,
+        /// Whether this replaced an earlier parent.
+        reattach: bool,
+    },
+    /// A connection to `P` would help (a parent or candidate).
+    Connect(P),
+    /// The connection to `P` is no longer needed.
+    Disconnect(P),
+    /// Call [`Overlay::handle`] with [`Event::Tick`] at this time (µs).
+    WakeAt(u64),
+}
+
+/// Counters of one overlay node.
+#[derive(Clone, Debug, Default)]
+pub struct OverlayStats {
+    /// Frames forwarded to children.
+    pub frames_relayed: u64,
+    /// Frames delivered to the application.
+    pub frames_delivered: u64,
+    /// Frames received twice.
+    pub duplicates: u64,
+    /// Frames not sent to a child whose link was full (newer wins).
+    pub dropped_congested: u64,
+    /// Frames or messages that failed verification.
+    pub invalid: u64,
+    /// Frames skipped after repair gave up.
+    pub skipped: u64,
+    /// Re-attachments to a new parent.
+    pub reattaches: u64,
+    /// Frames resent for repair.
+    pub repairs_sent: u64,
+    /// Direct messages delivered here.
+    pub direct_delivered: u64,
+    /// Direct messages forwarded.
+    pub direct_forwarded: u64,
+    /// Direct messages dropped (hop limit, no route, invalid, duplicate).
+    pub direct_dropped: u64,
+}
+
+/// State shared by the tree and routing logic.
+pub(super) struct Shared<P, V> {
+    pub(super) me: P,
+    pub(super) config: OverlayConfig,
+    pub(super) links: HashMap<P, LinkMetrics>,
+    pub(super) verifier: V,
+    pub(super) rng: SplitMix64,
+    pub(super) stats: OverlayStats,
+}
+
+impl<P: Eq + Hash, V> Shared<P, V> {
+    pub(super) fn cost(&self, peer: &P) -> u64 {
+        self.links.get(peer).map_or(u64::MAX / 4, LinkMetrics::cost)
+    }
+}
+
+/// One node of the direct-sub overlay. `P` is how peers are named (a PeerId in the driver, a
+/// small integer in the simulator), `B` the payload, `V` the signature checker.
+pub struct Overlay<P: Copy + Eq + Hash, B, V> {
+    shared: Shared<P, V>,
+    topics: HashMap<Topic, TopicState<P, B>>,
+    routing: Routing<P>,
+    next_wake: u64,
+    last_probe: u64,
+}
+
+impl<P: Debug + Copy + Eq + Hash, B, V> Debug for Overlay<P, B, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay")
+            .field("me", &self.shared.me)
+            .field("topics", &self.topics.len())
+            .field("links", &self.shared.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, B, V> Overlay<P, B, V>
+where
+    P: Copy + Eq + Hash + Ord + Debug,
+    B: Payload,
+    V: Verifier<P, B>,
+{
+    /// A node named `me`, with randomness from `seed`.
+    pub fn new(me: P, config: OverlayConfig, verifier: V, seed: u64) -> Self {
+        let routing = Routing::new(&config);
+        Overlay {
+            shared: Shared {
+                me,
+                config,
+                links: HashMap::new(),
+                verifier,
+                rng: SplitMix64::new(seed),
+                stats: OverlayStats::default(),
+            },
+            topics: HashMap::new(),
+            routing,
+            next_wake: 0,
+            last_probe: 0,
+        }
+    }
+
+    /// This node's name.
+    pub fn me(&self) -> P {
+        self.shared.me
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &OverlayStats {
+        &self.shared.stats
+    }
+
+    /// The link metrics of a neighbour.
+    pub fn link(&self, peer: &P) -> Option<&LinkMetrics> {
+        self.shared.links.get(peer)
+    }
+
+    /// The parent in `topic`'s tree, if attached.
+    pub fn parent(&self, topic: &Topic) -> Option<P> {
+        self.topics.get(topic).and_then(TopicState::parent)
+    }
+
+    /// The children in `topic`'s tree.
+    pub fn children(&self, topic: &Topic) -> &[P] {
+        self.topics.get(topic).map_or(&[], |t| &t.children[..])
+    }
+
+    /// Depth in `topic`'s tree (root 0), if attached.
+    pub fn depth(&self, topic: &Topic) -> Option<usize> {
+        self.topics.get(topic).and_then(TopicState::depth)
+    }
+
+    /// Handles one event at time `now` (µs), appending the resulting actions to `out`.
+    pub fn handle(&mut self, now: u64, event: Event<P, B>, out: &mut Vec<Action<P, B>>) {
+        if self.next_wake == 0 {
+            self.schedule(now, out);
+        }
+        match event {
+            Event::LinkUp(peer) => {
+                self.shared.links.entry(peer).or_default();
+                out.push(Action::Send {
+                    to: peer,
+                    message: Message::Probe { sent_at: now },
+                });
+            }
+            Event::LinkDown(peer) => {
+                self.shared.links.remove(&peer);
+                self.routing.forget(&peer);
+                for (topic, state) in self.topics.iter_mut() {
+                    state.on_link_down(&mut self.shared, *topic, peer, now, out);
+                }
+            }
+            Event::LinkMeasured {
+                peer,
+                rtt_us,
+                queued_bytes,
+                delivery_rate,
+                lost,
+            } => {
+                let link = self.shared.links.entry(peer).or_default();
+                if let Some(rtt) = rtt_us {
+                    link.on_rtt(rtt, now);
+                }
+                link.queued_bytes = queued_bytes;
+                link.delivery_rate = delivery_rate;
+                link.lost = lost;
+            }
+            Event::Received { from, message } => self.on_message(now, from, message, out),
+            Event::Tick => {
+                if now >= self.next_wake {
+                    self.on_tick(now, out);
+                    self.schedule(now, out);
+                }
+            }
+            Event::Command(command) => self.on_command(now, command, out),
+        }
+    }
+
+    fn schedule(&mut self, now: u64, out: &mut Vec<Action<P, B>>) {
+        self.next_wake = now + self.shared.config.tick_us;
+        out.push(Action::WakeAt(self.next_wake));
+    }
+
+    fn on_message(
+        &mut self,
+        now: u64,
+        from: P,
+        message: Message<P, B>,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        self.shared.links.entry(from).or_default();
+        match message {
+            Message::Probe { sent_at } => out.push(Action::Send {
+                to: from,
+                message: Message::ProbeAck { sent_at },
+            }),
+            Message::ProbeAck { sent_at } => {
+                if let Some(link) = self.shared.links.get_mut(&from) {
+                    link.on_rtt(now.saturating_sub(sent_at), now);
+                }
+            }
+            Message::Direct { .. } => {
+                self.routing
+                    .on_direct(&mut self.shared, now, from, message, out)
+            }
+            Message::Join { topic, root } => match self.topics.get_mut(&topic) {
+                Some(state) => state.on_join(&mut self.shared, topic, from, now, out),
+                None => out.push(Action::Send {
+                    to: from,
+                    message: Message::Redirect {
+                        topic,
+                        candidates: if root == self.shared.me {
+                            vec![]
+                        } else {
+                            vec![root]
+                        },
+                    },
+                }),
+            },
+            Message::Accept {
+                topic,
+                path,
+                next_seq,
+            } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.on_accept(&mut self.shared, topic, from, path, next_seq, now, out);
+                } else {
+                    out.push(Action::Send {
+                        to: from,
+                        message: Message::Leave { topic },
+                    });
+                }
+            }
+            Message::Redirect { topic, candidates } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.on_redirect(&mut self.shared, topic, from, candidates, now, out);
+                }
+            }
+            Message::Leave { topic } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.children.retain(|c| *c != from);
+                }
+            }
+            Message::Frame {
+                topic,
+                seq,
+                payload,
+            } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.on_frame(&mut self.shared, topic, from, seq, payload, now, out);
+                }
+            }
+            Message::Repair {
+                topic,
+                from: first,
+                to,
+            } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.on_repair(&mut self.shared, topic, from, first, to, out);
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, now: u64, out: &mut Vec<Action<P, B>>) {
+        let probe = now.saturating_sub(self.last_probe) >= self.shared.config.probe_interval_us;
+        if probe {
+            self.last_probe = now;
+        }
+        for (topic, state) in self.topics.iter_mut() {
+            state.on_tick(&mut self.shared, *topic, now, probe, out);
+        }
+        self.routing.expire(now);
+    }
+
+    fn on_command(&mut self, now: u64, command: Command<P, B>, out: &mut Vec<Action<P, B>>) {
+        match command {
+            Command::Subscribe { topic, root } => {
+                if self.topics.contains_key(&topic) || root == self.shared.me {
+                    if let Some(t) = self.topics.get_mut(&topic) {
+                        t.subscribed = true;
+                    }
+                    return;
+                }
+                if self.topics.len() >= self.shared.config.max_topics {
+                    return;
+                }
+                let mut state = TopicState::new(root, false, &self.shared.config);
+                state.subscribed = true;
+                state.start_join(&mut self.shared, topic, now, vec![root], out);
+                self.topics.insert(topic, state);
+            }
+            Command::Unsubscribe { topic } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.subscribed = false;
+                    if state.children.is_empty() {
+                        if let Some(parent) = state.parent() {
+                            out.push(Action::Send {
+                                to: parent,
+                                message: Message::Leave { topic },
+                            });
+                        }
+                        self.topics.remove(&topic);
+                    }
+                }
+            }
+            Command::Publish { topic, payload } => {
+                if !self.topics.contains_key(&topic) {
+                    if self.topics.len() >= self.shared.config.max_topics {
+                        return;
+                    }
+                    let me = self.shared.me;
+                    self.topics
+                        .insert(topic, TopicState::new(me, true, &self.shared.config));
+                }
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.publish(&mut self.shared, topic, payload, now, out);
+                }
+            }
+            Command::SendDirect { dest, id, payload } => {
+                self.routing
+                    .send_direct(&mut self.shared, now, dest, id, payload, out);
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! What a node knows about each neighbour link, and the cost derived from it.
+
+/// Measurements of one link, smoothed as TCP/QUIC smooth RTT (RFC 6298 gains).
+#[derive(Clone, Debug, Default)]
+pub struct LinkMetrics {
+    /// Smoothed RTT (µs); 0 until measured.
+    pub srtt_us: u64,
+    /// RTT variation (µs).
+    pub rttvar_us: u64,
+    /// Smallest RTT seen (µs): the uncongested baseline.
+    pub min_rtt_us: u64,
+    /// Bytes queued towards the peer (from the transport's backpressure).
+    pub queued_bytes: u64,
+    /// Delivery rate towards the peer (bytes/s), as the transport reports it.
+    pub delivery_rate: f64,
+    /// Packets lost, as the transport reports it (cumulative).
+    pub lost: u64,
+    /// When the link was last measured (µs).
+    pub measured_at: u64,
+}
+
+impl LinkMetrics {
+    /// Folds in one RTT sample.
+    pub fn on_rtt(&mut self, sample_us: u64, now: u64) {
+        let sample = sample_us.max(1);
+        if self.srtt_us == 0 {
+            self.srtt_us = sample;
+            self.rttvar_us = sample / 2;
+            self.min_rtt_us = sample;
+        } else {
+            let diff = self.srtt_us.abs_diff(sample);
+            self.rttvar_us = (3 * self.rttvar_us + diff) / 4;
+            self.srtt_us = (7 * self.srtt_us + sample) / 8;
+            self.min_rtt_us = self.min_rtt_us.min(sample);
+        }
+        self.measured_at = now;
+    }
+
+    /// The cost of sending over this link (µs-like units): latency plus a penalty for queueing
+    /// and variance, so a loaded link loses to a slightly longer idle one.
+    pub fn cost(&self) -> u64 {
+        let base = if self.srtt_us == 0 {
+            50_000
+        } else {
+            self.srtt_us
+        };
+        let queue_penalty = if self.delivery_rate > 0.0 {
+            (self.queued_bytes as f64 / self.delivery_rate * 1e6) as u64
+        } else {
+            self.queued_bytes / 10
+        };
+        base + self.rttvar_us + queue_penalty
+    }
+
+    /// RTT inflated past `factor` × the baseline?
+    pub fn inflated(&self, factor: f64) -> bool {
+        self.min_rtt_us > 0 && self.srtt_us as f64 > factor * self.min_rtt_us.max(1_000) as f64
+    }
+}

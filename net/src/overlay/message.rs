@@ -1,0 +1,138 @@
+//! Overlay messages, generic over the peer id `P` and payload `B`.
+
+/// A topic: 32 bytes (a stream's address hash).
+pub type Topic = [u8; 32];
+
+/// What the overlay needs of a payload: its size (for rates, queues and overhead).
+pub trait Payload: Clone {
+    /// Bytes on the wire.
+    fn wire_len(&self) -> usize;
+}
+
+impl Payload for bytes::Bytes {
+    fn wire_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Signature checks, behind a trait: the driver verifies with real keys; the simulator plugs in
+/// a model that charges verification time without the cryptography.
+pub trait Verifier<P, B> {
+    /// Does `payload` carry a valid signature by `root` for `topic` and `seq`?
+    fn verify_frame(&mut self, topic: &Topic, root: &P, seq: u64, payload: &B) -> bool;
+    /// Does `payload` carry a valid signature by `origin`?
+    fn verify_direct(&mut self, origin: &P, payload: &B) -> bool;
+}
+
+/// Which lane a message should travel on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Tree control, probes, direct messages.
+    Control,
+    /// Live frames.
+    Data,
+    /// Repairs (bulk, may wait).
+    Bulk,
+}
+
+/// A message between two overlay nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message<P, B> {
+    /// Asks to become a child in `topic`'s tree.
+    Join {
+        /// The topic.
+        topic: Topic,
+        /// Its root.
+        root: P,
+    },
+    /// Admits the sender's joiner: `path` runs from the root to the sender.
+    Accept {
+        /// The topic.
+        topic: Topic,
+        /// Root … sender.
+        path: Vec<P>,
+        /// The next sequence number the sender will forward.
+        next_seq: u64,
+    },
+    /// The sender is full (or not in the tree): try these, best first.
+    Redirect {
+        /// The topic.
+        topic: Topic,
+        /// Candidates, ranked by the sender's measured cost.
+        candidates: Vec<P>,
+    },
+    /// The sender stops being a child.
+    Leave {
+        /// The topic.
+        topic: Topic,
+    },
+    /// A frame of the topic, signed by the root.
+    Frame {
+        /// The topic.
+        topic: Topic,
+        /// Sequence number.
+        seq: u64,
+        /// The signed frame.
+        payload: B,
+    },
+    /// Asks the parent to resend `from..=to`.
+    Repair {
+        /// The topic.
+        topic: Topic,
+        /// First missing.
+        from: u64,
+        /// Last missing.
+        to: u64,
+    },
+    /// RTT probe.
+    Probe {
+        /// Sender's clock when sent (echoed back).
+        sent_at: u64,
+    },
+    /// Answer to a probe.
+    ProbeAck {
+        /// The probe's `sent_at`.
+        sent_at: u64,
+    },
+    /// A message to one peer, routed hop by hop.
+    Direct {
+        /// Who wrote it.
+        origin: P,
+        /// Who it is for.
+        dest: P,
+        /// Origin-unique id (duplicate suppression).
+        id: u64,
+        /// Hops left.
+        hops_left: u8,
+        /// Route cost accumulated so far (teaches reverse routes).
+        cost: u64,
+        /// The signed payload.
+        payload: B,
+    },
+}
+
+impl<P, B: Payload> Message<P, B> {
+    /// The lane this message belongs on.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Message::Frame { .. } => Lane::Data,
+            Message::Repair { .. } => Lane::Control,
+            _ => Lane::Control,
+        }
+    }
+
+    /// Approximate bytes on the wire (for simulations and byte accounting).
+    pub fn wire_len(&self) -> usize {
+        const ID: usize = 38;
+        match self {
+            Message::Join { .. } => 1 + 32 + ID,
+            Message::Accept { path, .. } => 1 + 32 + 8 + 1 + ID * path.len(),
+            Message::Redirect { candidates, .. } => 1 + 32 + 1 + ID * candidates.len(),
+            Message::Leave { .. } => 1 + 32,
+            Message::Frame { payload, .. } => 1 + 32 + 8 + payload.wire_len(),
+            Message::Repair { .. } => 1 + 32 + 16,
+            Message::Probe { .. } | Message::ProbeAck { .. } => 1 + 8,
+            Message::Direct { payload, .. } => 1 + 2 * ID + 8 + 1 + 8 + payload.wire_len(),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The routing plane: direct messages along the cheapest learned route.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use super::OverlayConfig;
+use super::core::{Action, Shared};
+use super::message::{Message, Payload, Verifier};
+use super::util::BoundedSet;
+
+#[derive(Clone, Copy, Debug)]
+struct Route<P> {
+    next_hop: P,
+    cost: u64,
+    expires: u64,
+}
+
+/// Routes learned from the reverse path of messages, and the duplicate filter.
+pub(super) struct Routing<P: Hash + Eq + Copy> {
+    routes: HashMap<P, Route<P>>,
+    seen: BoundedSet<(P, u64)>,
+    max_routes: usize,
+    ttl: u64,
+}
+
+impl<P> Routing<P>
+where
+    P: Copy + Eq + Hash + Ord + Debug,
+{
+    pub(super) fn new(config: &OverlayConfig) -> Self {
+        Routing {
+            routes: HashMap::new(),
+            seen: BoundedSet::new(config.dedup_cache),
+            max_routes: config.max_routes,
+            ttl: config.route_ttl_us,
+        }
+    }
+
+    pub(super) fn forget(&mut self, peer: &P) {
+        self.routes
+            .retain(|dest, r| dest != peer && r.next_hop != *peer);
+    }
+
+    pub(super) fn expire(&mut self, now: u64) {
+        self.routes.retain(|_, r| r.expires > now);
+    }
+
+    fn learn(&mut self, dest: P, next_hop: P, cost: u64, now: u64) {
+        let fresh = Route {
+            next_hop,
+            cost,
+            expires: now + self.ttl,
+        };
+        let full = self.routes.len() >= self.max_routes;
+        match self.routes.get_mut(&dest) {
+            Some(r) if r.expires > now && r.cost < cost && r.next_hop != next_hop => {}
+            Some(r) => *r = fresh,
+            None if !full => {
+                self.routes.insert(dest, fresh);
+            }
+            None => {}
+        }
+    }
+
+    /// The next hop towards `dest`, if a live route is known.
+    fn next_hop(&self, dest: &P, now: u64) -> Option<P> {
+        self.routes
+            .get(dest)
+            .filter(|r| r.expires > now)
+            .map(|r| r.next_hop)
+    }
+
+    pub(super) fn send_direct<B: Payload, V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        now: u64,
+        dest: P,
+        id: u64,
+        payload: B,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let me = shared.me;
+        self.seen.insert((me, id));
+        let message = Message::Direct {
+            origin: me,
+            dest,
+            id,
+            hops_left: shared.config.hop_limit,
+            cost: 0,
+            payload,
+        };
+        self.route(shared, now, None, dest, message, out);
+    }
+
+    pub(super) fn on_direct<B: Payload, V: Verifier<P, B>>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        now: u64,
+        from: P,
+        message: Message<P, B>,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let Message::Direct {
+            origin,
+            dest,
+            id,
+            hops_left,
+            cost,
+            payload,
+        } = message
+        else {
+            return;
+        };
+        if origin == shared.me || !self.seen.insert((origin, id)) {
+            shared.stats.direct_dropped += 1;
+            return;
+        }
+        let cost = cost.saturating_add(shared.cost(&from));
+        self.learn(origin, from, cost, now);
+        // Verify before delivering or relaying: nothing unsigned travels further.
+        if !shared.verifier.verify_direct(&origin, &payload) {
+            shared.stats.invalid += 1;
+            return;
+        }
+        if dest == shared.me {
+            shared.stats.direct_delivered += 1;
+            out.push(Action::DeliverDirect { origin, payload });
+            return;
+        }
+        if hops_left == 0 {
+            shared.stats.direct_dropped += 1;
+            return;
+        }
+        let message = Message::Direct {
+            origin,
+            dest,
+            id,
+            hops_left: hops_left - 1,
+            cost,
+            payload,
+        };
+        self.route(shared, now, Some(from), dest, message, out);
+    }
+
+    /// Along the learned route, or to every neighbour but the sender when none is known.
+    fn route<B: Payload, V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        now: u64,
+        from: Option<P>,
+        dest: P,
+        message: Message<P, B>,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let direct = shared.links.contains_key(&dest).then_some(dest);
+        match direct
+            .or_else(|| self.next_hop(&dest, now))
+            .filter(|h| Some(*h) != from)
+        {
+            Some(hop) => {
+                shared.stats.direct_forwarded += 1;
+                out.push(Action::Send { to: hop, message });
+            }
+            None => {
+                let mut neighbours: Vec<P> = shared
+                    .links
+                    .keys()
+                    .copied()
+                    .filter(|p| Some(*p) != from)
+                    .collect();
+                neighbours.sort();
+                if neighbours.is_empty() {
+                    shared.stats.direct_dropped += 1;
+                }
+                for n in neighbours {
+                    shared.stats.direct_forwarded += 1;
+                    out.push(Action::Send {
+                        to: n,
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+    }
+}

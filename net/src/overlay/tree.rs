@@ -1,0 +1,715 @@
+//! The data plane: one tree per topic, rooted at the publisher.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use super::OverlayConfig;
+use super::core::{Action, Shared};
+use super::message::{Message, Payload, Topic, Verifier};
+
+/// Where a member stands in the tree.
+#[derive(Clone, Debug)]
+enum Attach<P> {
+    /// Asking `target`; `queue` holds the candidates still to try.
+    Joining {
+        target: P,
+        asked_at: u64,
+        queue: VecDeque<P>,
+        /// The parent being replaced, if this is a re-attach.
+        previous: Option<P>,
+    },
+    /// Receiving from `parent`.
+    Attached { parent: P },
+}
+
+/// One topic's state at one node.
+pub(super) struct TopicState<P, B> {
+    root: P,
+    is_root: bool,
+    pub(super) subscribed: bool,
+    attach: Attach<P>,
+    /// Root … parent.
+    path: Vec<P>,
+    pub(super) children: Vec<P>,
+    /// Root: next seq to publish. Member: next seq to deliver.
+    next_seq: u64,
+    /// Out-of-order frames waiting for a gap to fill.
+    pending: BTreeMap<u64, B>,
+    gap_since: Option<u64>,
+    last_repair_at: u64,
+    /// Recent frames, for children's repairs.
+    cache: VecDeque<(u64, B)>,
+    started: bool,
+    last_frame_at: u64,
+    /// Smoothed stream rate, bytes/s (for admission).
+    rate: f64,
+    rate_window_start: u64,
+    rate_window_bytes: u64,
+    join_started_at: u64,
+    congested_since: Option<u64>,
+    last_attach_at: u64,
+    avoid: Vec<(P, u64)>,
+    has_attached: bool,
+}
+
+impl<P, B> TopicState<P, B>
+where
+    P: Copy + Eq + Hash + Ord + Debug,
+    B: Payload,
+{
+    pub(super) fn new(root: P, is_root: bool, config: &OverlayConfig) -> Self {
+        TopicState {
+            root,
+            is_root,
+            subscribed: false,
+            attach: Attach::Attached { parent: root },
+            path: Vec::new(),
+            children: Vec::with_capacity(config.max_children),
+            next_seq: 0,
+            pending: BTreeMap::new(),
+            gap_since: None,
+            last_repair_at: 0,
+            cache: VecDeque::with_capacity(config.repair_cache.min(1024)),
+            started: false,
+            last_frame_at: 0,
+            rate: 0.0,
+            rate_window_start: 0,
+            rate_window_bytes: 0,
+            join_started_at: 0,
+            congested_since: None,
+            last_attach_at: 0,
+            avoid: Vec::new(),
+            has_attached: false,
+        }
+    }
+
+    pub(super) fn parent(&self) -> Option<P> {
+        match (&self.attach, self.is_root) {
+            (_, true) => None,
+            (Attach::Attached { parent }, false) if self.has_attached => Some(*parent),
+            _ => None,
+        }
+    }
+
+    pub(super) fn depth(&self) -> Option<usize> {
+        if self.is_root {
+            Some(0)
+        } else {
+            self.parent().map(|_| self.path.len())
+        }
+    }
+
+    fn in_tree(&self) -> bool {
+        self.is_root || self.parent().is_some()
+    }
+
+    fn avoided(&self, peer: &P, now: u64) -> bool {
+        self.avoid
+            .iter()
+            .any(|(p, until)| p == peer && *until > now)
+    }
+
+    /// Starts (or restarts) joining, trying `candidates` in order (then the root).
+    pub(super) fn start_join<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        now: u64,
+        candidates: Vec<P>,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let previous = self.parent();
+        self.join_started_at = now;
+        let mut queue: VecDeque<P> = candidates
+            .into_iter()
+            .filter(|c| *c != shared.me && Some(*c) != previous && !self.avoided(c, now))
+            .collect();
+        if !queue.contains(&self.root) {
+            queue.push_back(self.root);
+        }
+        self.attach = Attach::Joining {
+            target: self.root,
+            asked_at: now,
+            queue,
+            previous,
+        };
+        self.try_next(shared, topic, now, out);
+    }
+
+    /// Asks the next candidate; back to the root when none is left.
+    fn try_next<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let root = self.root;
+        if let Attach::Joining {
+            target,
+            asked_at,
+            queue,
+            ..
+        } = &mut self.attach
+        {
+            let next = queue.pop_front().unwrap_or(root);
+            *target = next;
+            *asked_at = now;
+            out.push(Action::Connect(next));
+            out.push(Action::Send {
+                to: next,
+                message: Message::Join { topic, root },
+            });
+            let _ = shared;
+        }
+    }
+
+    /// A joiner asks us: admit it, or send it to our children ranked by measured cost.
+    pub(super) fn on_join<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        joiner: P,
+        _now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if !self.in_tree() || self.path.contains(&joiner) || joiner == self.root {
+            // Not part of the tree (yet), or the joiner is our ancestor: a loop.
+            let candidates = if self.in_tree() {
+                vec![]
+            } else {
+                vec![self.root]
+            };
+            out.push(Action::Send {
+                to: joiner,
+                message: Message::Redirect { topic, candidates },
+            });
+            return;
+        }
+        let already = self.children.contains(&joiner);
+        let fits_rate = (self.children.len() as f64 + 1.0) * self.rate
+            <= shared.config.upload_bytes_per_s as f64;
+        if already || (self.children.len() < shared.config.max_children && fits_rate) {
+            if !already {
+                self.children.push(joiner);
+            }
+            let mut path = self.path.clone();
+            path.push(shared.me);
+            let next_seq = self.forward_seq();
+            out.push(Action::Send {
+                to: joiner,
+                message: Message::Accept {
+                    topic,
+                    path,
+                    next_seq,
+                },
+            });
+            return;
+        }
+        // Rank by measured cost, with a little seeded jitter so that joiners arriving together
+        // spread over equally good children instead of all trying the same one.
+        let mut ranked: Vec<(u64, P)> = self
+            .children
+            .iter()
+            .filter(|c| **c != joiner)
+            .map(|c| (shared.cost(c).saturating_add(shared.rng.below(2_000)), *c))
+            .collect();
+        ranked.sort();
+        let ranked: Vec<P> = ranked.into_iter().map(|(_, c)| c).collect();
+        out.push(Action::Send {
+            to: joiner,
+            message: Message::Redirect {
+                topic,
+                candidates: ranked,
+            },
+        });
+    }
+
+    /// The next seq this node will forward (what a new child starts at).
+    fn forward_seq(&self) -> u64 {
+        if self.is_root {
+            self.next_seq
+        } else {
+            self.cache
+                .back()
+                .map_or(self.next_seq, |(s, _)| s + 1)
+                .max(self.next_seq)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_accept<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        from: P,
+        path: Vec<P>,
+        next_seq: u64,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if self.is_root || path.contains(&shared.me) {
+            out.push(Action::Send {
+                to: from,
+                message: Message::Leave { topic },
+            });
+            if let Attach::Joining { target, .. } = &self.attach
+                && *target == from
+            {
+                self.try_next(shared, topic, now, out);
+            }
+            return;
+        }
+        let previous = match &self.attach {
+            Attach::Joining { previous, .. } => *previous,
+            Attach::Attached { parent } => {
+                if *parent == from && self.has_attached {
+                    // A path update after our parent moved: pass it down.
+                    self.path = path;
+                    self.send_path_updates(shared, topic, out);
+                } else {
+                    // A late accept from a candidate we gave up on.
+                    out.push(Action::Send {
+                        to: from,
+                        message: Message::Leave { topic },
+                    });
+                }
+                return;
+            }
+        };
+        if let Some(old) = previous.filter(|p| *p != from) {
+            out.push(Action::Send {
+                to: old,
+                message: Message::Leave { topic },
+            });
+        }
+        if previous.is_some() {
+            shared.stats.reattaches += 1;
+        }
+        self.attach = Attach::Attached { parent: from };
+        self.has_attached = true;
+        self.path = path;
+        self.last_attach_at = now;
+        self.congested_since = None;
+        if !self.started {
+            self.next_seq = next_seq;
+        } else if next_seq > self.next_seq {
+            // The new parent is ahead: ask it for the gap right away.
+            self.gap_since.get_or_insert(now);
+            self.last_repair_at = now;
+            out.push(Action::Send {
+                to: from,
+                message: Message::Repair {
+                    topic,
+                    from: self.next_seq,
+                    to: next_seq - 1,
+                },
+            });
+        }
+        self.last_frame_at = now;
+        out.push(Action::Attached {
+            topic,
+            parent: from,
+            depth: self.path.len(),
+            took_us: now.saturating_sub(self.join_started_at),
+            reattach: previous.is_some(),
+        });
+        self.send_path_updates(shared, topic, out);
+    }
+
+    fn send_path_updates<V>(
+        &self,
+        shared: &Shared<P, V>,
+        topic: Topic,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if self.children.is_empty() {
+            return;
+        }
+        let mut path = self.path.clone();
+        path.push(shared.me);
+        let next_seq = self.forward_seq();
+        for c in &self.children {
+            out.push(Action::Send {
+                to: *c,
+                message: Message::Accept {
+                    topic,
+                    path: path.clone(),
+                    next_seq,
+                },
+            });
+        }
+    }
+
+    pub(super) fn on_redirect<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        from: P,
+        candidates: Vec<P>,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let me = shared.me;
+        match &mut self.attach {
+            Attach::Joining { target, queue, .. } if *target == from => {
+                // Candidates go first, in the redirecting node's order; skip ourselves and
+                // anyone we are avoiding.
+                for c in candidates.into_iter().rev() {
+                    if c != me && !self.avoid.iter().any(|(p, u)| *p == c && *u > now) {
+                        queue.retain(|q| *q != c);
+                        queue.push_front(c);
+                    }
+                }
+                self.try_next(shared, topic, now, out);
+            }
+            Attach::Attached { parent } if *parent == from && self.has_attached => {
+                // Our parent asks us to move (it is congested towards us).
+                self.avoid.push((from, now + shared.config.avoid_us));
+                self.start_join(shared, topic, now, candidates, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Root: sequence, cache and send a new frame.
+    pub(super) fn publish<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        payload: B,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.note_rate(payload.wire_len(), now);
+        self.remember(shared, seq, payload.clone());
+        self.forward(shared, topic, None, seq, &payload, out);
+    }
+
+    fn note_rate(&mut self, bytes: usize, now: u64) {
+        self.rate_window_bytes += bytes as u64;
+        let span = now.saturating_sub(self.rate_window_start);
+        if span >= 500_000 {
+            let sample = self.rate_window_bytes as f64 * 1e6 / span as f64;
+            self.rate = if self.rate == 0.0 {
+                sample
+            } else {
+                0.7 * self.rate + 0.3 * sample
+            };
+            self.rate_window_start = now;
+            self.rate_window_bytes = 0;
+        }
+    }
+
+    fn remember<V>(&mut self, shared: &Shared<P, V>, seq: u64, payload: B) {
+        if self.cache.back().is_some_and(|(s, _)| *s >= seq) {
+            // Out of order (a repair): keep the cache sorted by inserting in place.
+            let at = self.cache.partition_point(|(s, _)| *s < seq);
+            if self.cache.get(at).is_some_and(|(s, _)| *s == seq) {
+                return;
+            }
+            self.cache.insert(at, (seq, payload));
+        } else {
+            self.cache.push_back((seq, payload));
+        }
+        while self.cache.len() > shared.config.repair_cache {
+            self.cache.pop_front();
+        }
+    }
+
+    fn forward<V>(
+        &self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        except: Option<P>,
+        seq: u64,
+        payload: &B,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        for c in &self.children {
+            if Some(*c) == except {
+                continue;
+            }
+            let queued = shared.links.get(c).map_or(0, |l| l.queued_bytes);
+            if queued > shared.config.max_child_queue_bytes {
+                // Newer wins: a child whose link is full loses this frame, not later ones.
+                shared.stats.dropped_congested += 1;
+                continue;
+            }
+            shared.stats.frames_relayed += 1;
+            out.push(Action::Send {
+                to: *c,
+                message: Message::Frame {
+                    topic,
+                    seq,
+                    payload: payload.clone(),
+                },
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_frame<V: Verifier<P, B>>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        from: P,
+        seq: u64,
+        payload: B,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if self.is_root {
+            return;
+        }
+        if seq < self.next_seq && self.started || self.pending.contains_key(&seq) {
+            shared.stats.duplicates += 1;
+            return;
+        }
+        if !shared
+            .verifier
+            .verify_frame(&topic, &self.root, seq, &payload)
+        {
+            shared.stats.invalid += 1;
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            if seq < self.next_seq || self.next_seq == 0 {
+                self.next_seq = seq;
+            }
+        }
+        if Some(from) == self.parent() {
+            self.last_frame_at = now;
+        }
+        self.note_rate(payload.wire_len(), now);
+        self.remember(shared, seq, payload.clone());
+        self.forward(shared, topic, Some(from), seq, &payload, out);
+        if seq == self.next_seq {
+            self.deliver(shared, topic, seq, payload, out);
+            self.next_seq += 1;
+            self.drain(shared, topic, out);
+        } else if seq > self.next_seq {
+            self.pending.insert(seq, payload);
+            self.gap_since.get_or_insert(now);
+            if seq - self.next_seq > shared.config.reorder_window {
+                self.skip_to_first_pending(shared, topic, out);
+            }
+        }
+        if self.pending.is_empty() {
+            self.gap_since = None;
+        }
+    }
+
+    fn deliver<V>(
+        &self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        seq: u64,
+        payload: B,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if self.subscribed {
+            shared.stats.frames_delivered += 1;
+            out.push(Action::Deliver {
+                topic,
+                seq,
+                payload,
+            });
+        }
+    }
+
+    fn drain<V>(&mut self, shared: &mut Shared<P, V>, topic: Topic, out: &mut Vec<Action<P, B>>) {
+        while let Some(payload) = self.pending.remove(&self.next_seq) {
+            let seq = self.next_seq;
+            self.deliver(shared, topic, seq, payload, out);
+            self.next_seq += 1;
+        }
+        if self.pending.is_empty() {
+            self.gap_since = None;
+        }
+    }
+
+    fn skip_to_first_pending<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if let Some((&first, _)) = self.pending.iter().next() {
+            if first > self.next_seq {
+                shared.stats.skipped += first - self.next_seq;
+                out.push(Action::Skipped {
+                    topic,
+                    from: self.next_seq,
+                    to: first - 1,
+                });
+                self.next_seq = first;
+            }
+            self.gap_since = None;
+            self.drain(shared, topic, out);
+        }
+    }
+
+    pub(super) fn on_repair<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        child: P,
+        from: u64,
+        to: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let start = self.cache.partition_point(|(s, _)| *s < from);
+        for (seq, payload) in self
+            .cache
+            .iter()
+            .skip(start)
+            .take_while(|(s, _)| *s <= to)
+            .take(256)
+        {
+            shared.stats.repairs_sent += 1;
+            out.push(Action::Send {
+                to: child,
+                message: Message::Frame {
+                    topic,
+                    seq: *seq,
+                    payload: payload.clone(),
+                },
+            });
+        }
+    }
+
+    pub(super) fn on_link_down<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        peer: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        self.children.retain(|c| *c != peer);
+        let lost_parent = self.parent() == Some(peer)
+            || matches!(&self.attach, Attach::Joining { target, .. } if *target == peer);
+        if lost_parent && !self.is_root {
+            let candidates = self.fallbacks(peer);
+            self.avoid.push((peer, now + shared.config.avoid_us));
+            self.start_join(shared, topic, now, candidates, out);
+        }
+    }
+
+    /// Where to re-attach: ancestors nearest first (local repair), then the root.
+    fn fallbacks(&self, leaving: P) -> Vec<P> {
+        self.path
+            .iter()
+            .rev()
+            .copied()
+            .filter(|p| *p != leaving)
+            .collect()
+    }
+
+    pub(super) fn on_tick<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        now: u64,
+        probe: bool,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        self.avoid.retain(|(_, until)| *until > now);
+        if probe {
+            for c in &self.children {
+                out.push(Action::Send {
+                    to: *c,
+                    message: Message::Probe { sent_at: now },
+                });
+            }
+        }
+        if self.is_root {
+            return;
+        }
+        match self.attach.clone() {
+            Attach::Joining { asked_at, .. } => {
+                if now.saturating_sub(asked_at) > shared.config.join_timeout_us {
+                    self.try_next(shared, topic, now, out);
+                }
+            }
+            Attach::Attached { parent } => {
+                if !self.has_attached {
+                    return;
+                }
+                if probe {
+                    out.push(Action::Send {
+                        to: parent,
+                        message: Message::Probe { sent_at: now },
+                    });
+                }
+                self.check_gap(shared, topic, parent, now, out);
+                self.check_congestion(shared, topic, parent, now, out);
+            }
+        }
+    }
+
+    fn check_gap<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        parent: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let Some(since) = self.gap_since else { return };
+        if now.saturating_sub(since) > shared.config.give_up_us {
+            self.skip_to_first_pending(shared, topic, out);
+            return;
+        }
+        if now.saturating_sub(self.last_repair_at) >= shared.config.repair_delay_us
+            && let Some((&first, _)) = self.pending.iter().next()
+        {
+            self.last_repair_at = now;
+            out.push(Action::Send {
+                to: parent,
+                message: Message::Repair {
+                    topic,
+                    from: self.next_seq,
+                    to: first - 1,
+                },
+            });
+        }
+    }
+
+    /// Re-attach when the parent congests (RTT inflation, or silence while the stream flows),
+    /// but only after the condition has held for `congestion_hold_us` and not within
+    /// `reattach_cooldown_us` of the last attach: hysteresis, so nodes do not flap.
+    fn check_congestion<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        parent: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let c = &shared.config;
+        let inflated = shared
+            .links
+            .get(&parent)
+            .is_some_and(|l| l.inflated(c.rtt_congestion_factor));
+        let silent = self.started && now.saturating_sub(self.last_frame_at) > c.parent_silence_us;
+        if !(inflated || silent) {
+            self.congested_since = None;
+            return;
+        }
+        let since = *self.congested_since.get_or_insert(now);
+        if now - since < c.congestion_hold_us || now - self.last_attach_at < c.reattach_cooldown_us
+        {
+            return;
+        }
+        self.avoid.push((parent, now + c.avoid_us));
+        let candidates = self.fallbacks(parent);
+        self.congested_since = None;
+        self.start_join(shared, topic, now, candidates, out);
+    }
+}

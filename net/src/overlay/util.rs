@@ -1,0 +1,67 @@
+//! Small deterministic helpers: a seeded RNG and a bounded set.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::Hash;
+
+/// SplitMix64: tiny, fast and seedable; the core's only source of randomness.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A float in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// An integer in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+}
+
+/// Remembers the last `cap` items inserted (FIFO eviction): duplicate suppression in bounded
+/// memory.
+#[derive(Debug)]
+pub(super) struct BoundedSet<T: Hash + Eq + Copy> {
+    set: HashSet<T>,
+    order: VecDeque<T>,
+    cap: usize,
+}
+
+impl<T: Hash + Eq + Copy> BoundedSet<T> {
+    pub(super) fn new(cap: usize) -> Self {
+        BoundedSet {
+            set: HashSet::with_capacity(cap.min(1024)),
+            order: VecDeque::with_capacity(cap.min(1024)),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Inserts; false if it was already there.
+    pub(super) fn insert(&mut self, item: T) -> bool {
+        if !self.set.insert(item) {
+            return false;
+        }
+        self.order.push_back(item);
+        if self.order.len() > self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
