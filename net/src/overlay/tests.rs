@@ -57,10 +57,10 @@ impl Net {
     fn apply(&mut self, at: u32, actions: Vec<Action<u32, P>>) {
         for a in actions {
             match a {
-                Action::Send { to, message } => {
-                    if !self.cut.contains(&to) && !self.cut.contains(&at) {
-                        self.queue.push_back((to, at, message));
-                    }
+                Action::Send { to, message }
+                    if !self.cut.contains(&to) && !self.cut.contains(&at) =>
+                {
+                    self.queue.push_back((to, at, message));
                 }
                 Action::Deliver { seq, .. } => self.delivered.entry(at).or_default().push(seq),
                 Action::DeliverDirect { origin, .. } => {
