@@ -3,6 +3,7 @@
 
 mod link;
 mod sig;
+mod sim;
 mod store;
 mod util;
 
@@ -25,6 +26,8 @@ enum Command {
     Link(link::LinkArgs),
     /// Storage: raw fjall (the ceiling) against Starling's append and join.
     Store(store::StoreArgs),
+    /// The overlay simulator: thousands of direct-sub cores in virtual time.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> Result<()> {
@@ -32,6 +35,7 @@ fn main() -> Result<()> {
         Command::Sig(args) => sig::run(args),
         Command::Link(args) => runtime()?.block_on(link::run(args)),
         Command::Store(args) => store::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

@@ -34,7 +34,8 @@ pub struct OverlayConfig {
     pub repair_delay_us: u64,
     /// A gap older than this (µs) is given up: the frames are skipped. Default 2 s.
     pub give_up_us: u64,
-    /// Parent silence (µs) that counts as congestion once frames have flowed. Default 600 ms.
+    /// Parent silence (µs) that counts as congestion once frames have flowed: the fallback for a
+    /// parent that answers probes but forwards nothing. Default 1.5 s.
     pub parent_silence_us: u64,
     /// Parent RTT above this multiple of its best RTT counts as congestion. Default 4.
     pub rtt_congestion_factor: f64,
@@ -47,7 +48,7 @@ pub struct OverlayConfig {
     /// Bytes queued towards one child beyond which new frames to it are dropped (newer wins).
     /// Default 1 MiB.
     pub max_child_queue_bytes: u64,
-    /// How often links are probed for RTT (µs). Default 1 s.
+    /// How often parent and children are probed for RTT (µs). Default 300 ms.
     pub probe_interval_us: u64,
 }
 
@@ -67,13 +68,13 @@ impl Default for OverlayConfig {
             join_timeout_us: 500_000,
             repair_delay_us: 150_000,
             give_up_us: 2_000_000,
-            parent_silence_us: 600_000,
+            parent_silence_us: 3_000_000,
             rtt_congestion_factor: 4.0,
             congestion_hold_us: 300_000,
             reattach_cooldown_us: 2_000_000,
             avoid_us: 10_000_000,
             max_child_queue_bytes: 1 << 20,
-            probe_interval_us: 1_000_000,
+            probe_interval_us: 300_000,
         }
     }
 }

@@ -174,6 +174,27 @@ impl<P: Eq + Hash, V> Shared<P, V> {
     pub(super) fn cost(&self, peer: &P) -> u64 {
         self.links.get(peer).map_or(u64::MAX / 4, LinkMetrics::cost)
     }
+
+    /// Upload bandwidth: the configured capacity, or less if the transport measures less.
+    pub(super) fn upload(&self) -> f64 {
+        let measured = self
+            .links
+            .values()
+            .map(|l| l.delivery_rate)
+            .filter(|r| *r > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        (self.config.upload_bytes_per_s as f64).min(measured)
+    }
+
+    /// Bytes waiting in this node's own send queues: when large, RTT inflation is ours, not the
+    /// parent's.
+    pub(super) fn own_backlog(&self) -> u64 {
+        self.links
+            .values()
+            .map(|l| l.queued_bytes)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// One node of the direct-sub overlay. `P` is how peers are named (a PeerId in the driver, a
@@ -318,6 +339,9 @@ where
             Message::ProbeAck { sent_at } => {
                 if let Some(link) = self.shared.links.get_mut(&from) {
                     link.on_rtt(now.saturating_sub(sent_at), now);
+                    if link.probe_outstanding_since.is_some_and(|t| t <= sent_at) {
+                        link.probe_outstanding_since = None;
+                    }
                 }
             }
             Message::Direct { .. } => {
@@ -342,9 +366,19 @@ where
                 topic,
                 path,
                 next_seq,
+                rate,
             } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.on_accept(&mut self.shared, topic, from, path, next_seq, now, out);
+                    state.on_accept(
+                        &mut self.shared,
+                        topic,
+                        from,
+                        path,
+                        next_seq,
+                        rate,
+                        now,
+                        out,
+                    );
                 } else {
                     out.push(Action::Send {
                         to: from,

@@ -17,6 +17,9 @@ pub struct LinkMetrics {
     pub lost: u64,
     /// When the link was last measured (µs).
     pub measured_at: u64,
+    /// When the oldest unanswered probe was sent (µs): an answer that is late is itself a
+    /// measurement — the RTT is at least this old.
+    pub probe_outstanding_since: Option<u64>,
 }
 
 impl LinkMetrics {
@@ -52,8 +55,18 @@ impl LinkMetrics {
         base + self.rttvar_us + queue_penalty
     }
 
+    /// RTT as known now: the smoothed RTT, or the age of an unanswered probe if that is larger.
+    pub fn effective_rtt(&self, now: u64) -> u64 {
+        let waiting = self
+            .probe_outstanding_since
+            .map_or(0, |t| now.saturating_sub(t));
+        self.srtt_us.max(waiting)
+    }
+
     /// RTT inflated past `factor` × the baseline?
-    pub fn inflated(&self, factor: f64) -> bool {
-        self.min_rtt_us > 0 && self.srtt_us as f64 > factor * self.min_rtt_us.max(1_000) as f64
+    pub fn inflated(&self, factor: f64, now: u64) -> bool {
+        self.min_rtt_us > 0
+            && self.effective_rtt(now) as f64
+                > factor * self.min_rtt_us.max(1_000) as f64 + 20_000.0
     }
 }

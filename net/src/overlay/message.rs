@@ -53,6 +53,9 @@ pub enum Message<P, B> {
         path: Vec<P>,
         /// The next sequence number the sender will forward.
         next_seq: u64,
+        /// The stream rate the sender measures (bytes/s), so a new relay admits children by
+        /// bandwidth before it has measured the rate itself.
+        rate: u64,
     },
     /// The sender is full (or not in the tree): try these, best first.
     Redirect {
@@ -126,7 +129,7 @@ impl<P, B: Payload> Message<P, B> {
         const ID: usize = 38;
         match self {
             Message::Join { .. } => 1 + 32 + ID,
-            Message::Accept { path, .. } => 1 + 32 + 8 + 1 + ID * path.len(),
+            Message::Accept { path, .. } => 1 + 32 + 16 + 1 + ID * path.len(),
             Message::Redirect { candidates, .. } => 1 + 32 + 1 + ID * candidates.len(),
             Message::Leave { .. } => 1 + 32,
             Message::Frame { payload, .. } => 1 + 32 + 8 + payload.wire_len(),

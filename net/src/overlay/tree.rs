@@ -51,6 +51,7 @@ pub(super) struct TopicState<P, B> {
     last_attach_at: u64,
     avoid: Vec<(P, u64)>,
     has_attached: bool,
+    redirects: usize,
 }
 
 impl<P, B> TopicState<P, B>
@@ -58,19 +59,19 @@ where
     P: Copy + Eq + Hash + Ord + Debug,
     B: Payload,
 {
-    pub(super) fn new(root: P, is_root: bool, config: &OverlayConfig) -> Self {
+    pub(super) fn new(root: P, is_root: bool, _config: &OverlayConfig) -> Self {
         TopicState {
             root,
             is_root,
             subscribed: false,
             attach: Attach::Attached { parent: root },
             path: Vec::new(),
-            children: Vec::with_capacity(config.max_children),
+            children: Vec::new(),
             next_seq: 0,
             pending: BTreeMap::new(),
             gap_since: None,
             last_repair_at: 0,
-            cache: VecDeque::with_capacity(config.repair_cache.min(1024)),
+            cache: VecDeque::new(),
             started: false,
             last_frame_at: 0,
             rate: 0.0,
@@ -81,6 +82,7 @@ where
             last_attach_at: 0,
             avoid: Vec::new(),
             has_attached: false,
+            redirects: 0,
         }
     }
 
@@ -188,21 +190,22 @@ where
             return;
         }
         let already = self.children.contains(&joiner);
-        let fits_rate = (self.children.len() as f64 + 1.0) * self.rate
-            <= shared.config.upload_bytes_per_s as f64;
-        if already || (self.children.len() < shared.config.max_children && fits_rate) {
+        let fits_rate = self.children.len() < self.capacity(shared);
+        if already || fits_rate {
             if !already {
                 self.children.push(joiner);
             }
             let mut path = self.path.clone();
             path.push(shared.me);
             let next_seq = self.forward_seq();
+            let rate = self.rate as u64;
             out.push(Action::Send {
                 to: joiner,
                 message: Message::Accept {
                     topic,
                     path,
                     next_seq,
+                    rate,
                 },
             });
             return;
@@ -216,7 +219,14 @@ where
             .map(|c| (shared.cost(c).saturating_add(shared.rng.below(2_000)), *c))
             .collect();
         ranked.sort();
-        let ranked: Vec<P> = ranked.into_iter().map(|(_, c)| c).collect();
+        let mut ranked: Vec<P> = ranked.into_iter().map(|(_, c)| c).collect();
+        // Rotate through the children redirect by redirect, so that joiners spread over all
+        // subtrees (a balanced, shallow tree) instead of all descending the cheapest branch.
+        if !ranked.is_empty() {
+            let turn = self.redirects % ranked.len();
+            ranked.rotate_left(turn);
+            self.redirects += 1;
+        }
         out.push(Action::Send {
             to: joiner,
             message: Message::Redirect {
@@ -224,6 +234,33 @@ where
                 candidates: ranked,
             },
         });
+    }
+
+    /// Children this node can feed: `max_children`, and no more than 80 % of the upload capacity
+    /// at the measured stream rate. Until the rate is known, at most 4.
+    fn capacity<V>(&self, shared: &Shared<P, V>) -> usize {
+        let c = &shared.config;
+        if self.rate <= 0.0 {
+            return c.max_children.min(4);
+        }
+        let by_rate = (0.8 * shared.upload() / self.rate) as usize;
+        c.max_children.min(by_rate)
+    }
+
+    /// Sheds the newest child when the stream outgrew the upload capacity: it is redirected to
+    /// its siblings, best first.
+    fn shed<V>(&mut self, shared: &mut Shared<P, V>, topic: Topic, out: &mut Vec<Action<P, B>>) {
+        while self.children.len() > self.capacity(shared) {
+            let Some(child) = self.children.pop() else {
+                break;
+            };
+            let mut candidates = self.children.clone();
+            candidates.sort_by_key(|c| (shared.cost(c), *c));
+            out.push(Action::Send {
+                to: child,
+                message: Message::Redirect { topic, candidates },
+            });
+        }
     }
 
     /// The next seq this node will forward (what a new child starts at).
@@ -246,9 +283,13 @@ where
         from: P,
         path: Vec<P>,
         next_seq: u64,
+        rate: u64,
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
+        if self.rate == 0.0 {
+            self.rate = rate as f64;
+        }
         if self.is_root || path.contains(&shared.me) {
             out.push(Action::Send {
                 to: from,
@@ -330,6 +371,7 @@ where
         let mut path = self.path.clone();
         path.push(shared.me);
         let next_seq = self.forward_seq();
+        let rate = self.rate as u64;
         for c in &self.children {
             out.push(Action::Send {
                 to: *c,
@@ -337,6 +379,7 @@ where
                     topic,
                     path: path.clone(),
                     next_seq,
+                    rate,
                 },
             });
         }
@@ -390,9 +433,13 @@ where
     }
 
     fn note_rate(&mut self, bytes: usize, now: u64) {
+        if self.rate_window_start == 0 {
+            // The first frame opens the first window (no rate from before the stream began).
+            self.rate_window_start = now.max(1);
+        }
         self.rate_window_bytes += bytes as u64;
         let span = now.saturating_sub(self.rate_window_start);
-        if span >= 500_000 {
+        if span >= 250_000 {
             let sample = self.rate_window_bytes as f64 * 1e6 / span as f64;
             self.rate = if self.rate == 0.0 {
                 sample
@@ -620,6 +667,7 @@ where
         out: &mut Vec<Action<P, B>>,
     ) {
         self.avoid.retain(|(_, until)| *until > now);
+        self.shed(shared, topic, out);
         if probe {
             for c in &self.children {
                 out.push(Action::Send {
@@ -642,6 +690,12 @@ where
                     return;
                 }
                 if probe {
+                    shared
+                        .links
+                        .entry(parent)
+                        .or_default()
+                        .probe_outstanding_since
+                        .get_or_insert(now);
                     out.push(Action::Send {
                         to: parent,
                         message: Message::Probe { sent_at: now },
@@ -696,7 +750,9 @@ where
         let inflated = shared
             .links
             .get(&parent)
-            .is_some_and(|l| l.inflated(c.rtt_congestion_factor));
+            .is_some_and(|l| l.inflated(c.rtt_congestion_factor, now))
+            // Our own full uplink delays our probes too: then the parent is not to blame.
+            && shared.own_backlog() < 256 * 1024;
         let silent = self.started && now.saturating_sub(self.last_frame_at) > c.parent_silence_us;
         if !(inflated || silent) {
             self.congested_since = None;

@@ -44,9 +44,10 @@ pub(super) struct BoundedSet<T: Hash + Eq + Copy> {
 
 impl<T: Hash + Eq + Copy> BoundedSet<T> {
     pub(super) fn new(cap: usize) -> Self {
+        // Grows on demand: a simulator holds 100,000 of these, most nearly empty.
         BoundedSet {
-            set: HashSet::with_capacity(cap.min(1024)),
-            order: VecDeque::with_capacity(cap.min(1024)),
+            set: HashSet::new(),
+            order: VecDeque::new(),
             cap: cap.max(1),
         }
     }

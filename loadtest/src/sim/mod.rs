@@ -1,0 +1,435 @@
+//! `starling-loadtest sim`: thousands of overlay cores in virtual time, deterministic from a
+//! seed. Prints a summary table and, as its last line, one JSON object.
+
+mod model;
+mod world;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use anyhow::{Result, ensure};
+use clap::Args;
+use hdrhistogram::Histogram;
+use starling_net::overlay::{Action, Command, Event, OverlayConfig, Topic};
+
+use crate::util::peak_rss_mb;
+use model::SimFrame;
+use world::{Kind, World};
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Subscribers (publishers come on top).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Publishers, each the root of its own topic; every subscriber takes every topic.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Bytes per frame.
+    #[arg(long, default_value_t = 16 * 1024)]
+    frame_bytes: u32,
+    /// Frames per second per publisher.
+    #[arg(long, default_value_t = 30.0)]
+    rate: f64,
+    /// Packet loss probability on every path.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Fraction of subscribers that leave per minute (killed, not replaced).
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// Fraction of relays throttled below the stream rate at mid-run.
+    #[arg(long, default_value_t = 0.0)]
+    congest: f64,
+    /// Virtual seconds to run.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Seed: the same seed gives the same output, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Children per node per topic (upload capacity admits fewer when the stream is heavy).
+    #[arg(long, default_value_t = 16)]
+    max_children: usize,
+    /// Upload bandwidth of every node (Mbit/s); publishers get 4×.
+    #[arg(long, default_value_t = 25.0)]
+    upload_mbit: f64,
+    /// Smallest RTT between two nodes (ms).
+    #[arg(long, default_value_t = 5.0)]
+    rtt_min_ms: f64,
+    /// Largest RTT between two nodes (ms).
+    #[arg(long, default_value_t = 100.0)]
+    rtt_max_ms: f64,
+    /// Subscribers join over this many seconds at the start.
+    #[arg(long, default_value_t = 1.0)]
+    join_spread_s: f64,
+    /// Seconds before measurement starts and before the end where it stops.
+    #[arg(long, default_value_t = 3.0)]
+    warmup_s: f64,
+}
+
+fn topic(p: usize) -> Topic {
+    let mut t = [0u8; 32];
+    t[..8].copy_from_slice(&(p as u64).to_be_bytes());
+    t[31] = 0x5a;
+    t
+}
+
+struct Metrics {
+    latency: Histogram<u64>,
+    stretch_x100: Histogram<u64>,
+    attach: Histogram<u64>,
+    reroute: Histogram<u64>,
+    delivered: HashMap<u32, u64>,
+    within_2s: HashMap<u32, u64>,
+    total_deliveries: u64,
+    skipped: u64,
+}
+
+pub(crate) fn run(args: SimArgs) -> Result<()> {
+    ensure!(
+        args.publishers >= 1 && args.nodes >= 1,
+        "need at least one publisher and one node"
+    );
+    let wall = Instant::now();
+    let us = |s: f64| (s * 1e6) as u64;
+    let end = us(args.seconds);
+    let (window_start, window_end) = (us(args.warmup_s), end.saturating_sub(us(2.0)));
+    ensure!(
+        window_end > window_start,
+        "--seconds must exceed --warmup-s + 2"
+    );
+    let stream_bps = f64::from(args.frame_bytes) * args.rate * args.publishers as f64;
+    let upload = args.upload_mbit * 1e6 / 8.0;
+    let config = OverlayConfig {
+        max_children: args.max_children,
+        upload_bytes_per_s: upload as u64,
+        ..OverlayConfig::default()
+    };
+    let pubs = args.publishers;
+    let n = pubs + args.nodes;
+    let mut w = World::new(
+        n,
+        &config,
+        args.seed,
+        args.rtt_min_ms,
+        args.rtt_max_ms,
+        upload,
+        args.loss,
+    );
+    for p in 0..pubs {
+        w.hosts[p].upload_bps = upload * 4.0;
+        w.queue.push(
+            0,
+            Kind::Publish {
+                publisher: p as u32,
+            },
+        );
+    }
+    for i in pubs..n {
+        let at = w.rng.below(us(args.join_spread_s).max(1));
+        w.queue.push(at, Kind::Join { node: i as u32 });
+    }
+    if args.congest > 0.0 {
+        w.queue.push(end / 2, Kind::Congest);
+    }
+    let churn_every = if args.churn > 0.0 {
+        let per_s = args.churn * args.nodes as f64 / 60.0;
+        Some((1e6 / per_s) as u64)
+    } else {
+        None
+    };
+    if let Some(every) = churn_every {
+        w.queue.push(us(args.warmup_s).max(every), Kind::Churn);
+    }
+
+    let mut m = Metrics {
+        latency: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        stretch_x100: Histogram::new_with_bounds(1, 100_000, 3)?,
+        attach: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        reroute: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        delivered: HashMap::new(),
+        within_2s: HashMap::new(),
+        total_deliveries: 0,
+        skipped: 0,
+    };
+    let mut killed: HashSet<u32> = HashSet::new();
+    let mut affected: HashMap<u32, u64> = HashMap::new();
+    let mut published_in_window = 0u64;
+    let mut published = 0u64;
+    let interval = (1e6 / args.rate) as u64;
+
+    while let Some((at, kind)) = w.queue.pop() {
+        if at > end {
+            break;
+        }
+        w.now = at;
+        let (node, actions) = match kind {
+            Kind::Deliver { to, from, msg } => {
+                if !w.hosts[to as usize].alive {
+                    continue;
+                }
+                if matches!(msg, starling_net::overlay::Message::Frame { .. }) {
+                    w.bytes.frame_msgs_received += 1;
+                }
+                (to, w.feed(to, Event::Received { from, message: msg }))
+            }
+            Kind::Tick { node } => {
+                if !w.hosts[node as usize].alive {
+                    continue;
+                }
+                // The transport's backpressure signal: this node's upload backlog, per child.
+                let queued = w.queued_bytes(node);
+                let children: Vec<u32> = (0..pubs)
+                    .flat_map(|p| w.nodes[node as usize].children(&topic(p)).to_vec())
+                    .collect();
+                for c in children {
+                    w.feed(
+                        node,
+                        Event::LinkMeasured {
+                            peer: c,
+                            rtt_us: None,
+                            queued_bytes: queued,
+                            delivery_rate: w.hosts[node as usize].upload_bps,
+                            lost: 0,
+                        },
+                    );
+                }
+                (node, w.feed(node, Event::Tick))
+            }
+            Kind::Publish { publisher } => {
+                let frame = SimFrame {
+                    bytes: args.frame_bytes,
+                    published_at: at,
+                    publisher,
+                };
+                if (window_start..window_end).contains(&at) {
+                    published_in_window += 1;
+                }
+                published += 1;
+                w.queue.push(at + interval, Kind::Publish { publisher });
+                (
+                    publisher,
+                    w.feed(
+                        publisher,
+                        Event::Command(Command::Publish {
+                            topic: topic(publisher as usize),
+                            payload: frame,
+                        }),
+                    ),
+                )
+            }
+            Kind::Join { node } => {
+                let mut all = Vec::new();
+                for p in 0..pubs {
+                    all.extend(w.feed(
+                        node,
+                        Event::Command(Command::Subscribe {
+                            topic: topic(p),
+                            root: p as u32,
+                        }),
+                    ));
+                }
+                (node, all)
+            }
+            Kind::Kill { node } => {
+                w.hosts[node as usize].alive = false;
+                // Neighbours notice when their QUIC connection times out (~0.5 s).
+                for other in 0..n as u32 {
+                    if other != node && w.nodes[other as usize].link(&node).is_some() {
+                        w.queue.push(
+                            at + 500_000,
+                            Kind::Notice {
+                                node: other,
+                                gone: node,
+                            },
+                        );
+                    }
+                }
+                continue;
+            }
+            Kind::Notice { node, gone } => {
+                if !w.hosts[node as usize].alive {
+                    continue;
+                }
+                (node, w.feed(node, Event::LinkDown(gone)))
+            }
+            Kind::Churn => {
+                if let Some(every) = churn_every {
+                    w.queue.push(at + every, Kind::Churn);
+                }
+                let alive: Vec<u32> = (pubs as u32..n as u32)
+                    .filter(|i| w.hosts[*i as usize].alive)
+                    .collect();
+                if alive.len() > 1 {
+                    let victim = alive[w.rng.below(alive.len() as u64) as usize];
+                    killed.insert(victim);
+                    w.queue.push(at, Kind::Kill { node: victim });
+                }
+                continue;
+            }
+            Kind::Congest => {
+                let relays: Vec<u32> = (pubs as u32..n as u32)
+                    .filter(|i| {
+                        (0..pubs).any(|p| !w.nodes[*i as usize].children(&topic(p)).is_empty())
+                    })
+                    .collect();
+                let k = ((relays.len() as f64) * args.congest).ceil() as usize;
+                let mut pool = relays;
+                for _ in 0..k.min(pool.len()) {
+                    let idx = w.rng.below(pool.len() as u64) as usize;
+                    let r = pool.swap_remove(idx);
+                    // Throttled to half the stream rate: it cannot even feed one child.
+                    w.hosts[r as usize].upload_bps = stream_bps * 0.5;
+                    for p in 0..pubs {
+                        for c in w.nodes[r as usize].children(&topic(p)) {
+                            affected.insert(*c, at);
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        for a in actions {
+            match a {
+                Action::Deliver { payload, .. } => {
+                    m.total_deliveries += 1;
+                    if !(window_start..window_end).contains(&payload.published_at) {
+                        continue;
+                    }
+                    let latency = at.saturating_sub(payload.published_at).max(1);
+                    *m.delivered.entry(node).or_default() += 1;
+                    if latency <= 2_000_000 {
+                        *m.within_2s.entry(node).or_default() += 1;
+                    }
+                    m.latency.saturating_record(latency);
+                    let direct = w.latency(payload.publisher, node).max(1);
+                    m.stretch_x100.saturating_record(latency * 100 / direct);
+                }
+                Action::Attached {
+                    took_us, reattach, ..
+                } => {
+                    if !reattach {
+                        m.attach.saturating_record(took_us.max(1));
+                    } else if let Some(since) = affected.remove(&node) {
+                        m.reroute.saturating_record(at.saturating_sub(since).max(1));
+                    }
+                }
+                Action::Skipped { from, to, .. } => m.skipped += to - from + 1,
+                _ => {}
+            }
+        }
+    }
+    report(
+        &args,
+        &w,
+        &m,
+        &killed,
+        published,
+        published_in_window,
+        n,
+        wall,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &SimArgs,
+    w: &World,
+    m: &Metrics,
+    killed: &HashSet<u32>,
+    _published: u64,
+    in_window: u64,
+    n: usize,
+    wall: Instant,
+) -> Result<()> {
+    let pubs = args.publishers;
+    let survivors: Vec<u32> = (pubs as u32..n as u32)
+        .filter(|i| !killed.contains(i))
+        .collect();
+    let expected = in_window * survivors.len() as u64;
+    let delivered: u64 = survivors
+        .iter()
+        .map(|i| m.delivered.get(i).copied().unwrap_or(0))
+        .sum();
+    let within: u64 = survivors
+        .iter()
+        .map(|i| m.within_2s.get(i).copied().unwrap_or(0))
+        .sum();
+    let ratio = delivered as f64 / expected.max(1) as f64;
+    let ratio_2s = within as f64 / expected.max(1) as f64;
+    // Payload bytes the subscribers needed: one copy per delivery.
+    let payload_total = f64::from(args.frame_bytes) * m.total_deliveries as f64;
+    let overhead = (w.bytes.payload_sent + w.bytes.control_sent) as f64 / payload_total.max(1.0);
+    let mut depth = Histogram::<u64>::new_with_bounds(1, 10_000, 3)?;
+    let (mut max_children, mut ldh, mut reattaches) = (0usize, 0usize, 0u64);
+    for i in 0..n as u32 {
+        let node = &w.nodes[i as usize];
+        reattaches += node.stats().reattaches;
+        for p in 0..pubs {
+            max_children = max_children.max(node.children(&topic(p)).len());
+            if i >= pubs as u32 && !killed.contains(&i) {
+                if let Some(d) = node.depth(&topic(p)) {
+                    depth.saturating_record(d as u64);
+                    ldh = ldh.max(d);
+                }
+            }
+        }
+    }
+    let rmr = w.bytes.frame_msgs_received as f64 / m.total_deliveries.max(1) as f64 - 1.0;
+    let control_per_node_s = w.bytes.control_sent as f64 / n as f64 / args.seconds;
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let wall_s = wall.elapsed().as_secs_f64();
+    let rss = peak_rss_mb();
+    println!(
+        "nodes {} (+{} publishers), {:.0} frames/s of {} B, loss {}, churn {}/min, congest {}",
+        args.nodes, pubs, args.rate, args.frame_bytes, args.loss, args.churn, args.congest
+    );
+    println!("{:<28} {:>12}", "metric", "value");
+    let rows: [(&str, String); 14] = [
+        ("delivered ratio", format!("{ratio:.5}")),
+        ("delivered within 2 s", format!("{ratio_2s:.5}")),
+        ("overhead (bytes/payload)", format!("{overhead:.3}")),
+        ("attach p95", format!("{:.0} ms", ms(&m.attach, 0.95))),
+        (
+            "depth p95 / LDH",
+            format!("{} / {ldh}", depth.value_at_quantile(0.95)),
+        ),
+        (
+            "latency p50 / p99",
+            format!(
+                "{:.0} / {:.0} ms",
+                ms(&m.latency, 0.5),
+                ms(&m.latency, 0.99)
+            ),
+        ),
+        (
+            "stretch p95",
+            format!(
+                "{:.2}",
+                m.stretch_x100.value_at_quantile(0.95) as f64 / 100.0
+            ),
+        ),
+        ("max children", format!("{max_children}")),
+        ("reroute p95", format!("{:.0} ms", ms(&m.reroute, 0.95))),
+        ("re-attachments", format!("{reattaches}")),
+        ("RMR", format!("{rmr:.4}")),
+        ("skipped frames", format!("{}", m.skipped)),
+        ("control B/node/s", format!("{control_per_node_s:.0}")),
+        ("wall / peak RSS", format!("{wall_s:.1} s / {rss:.0} MB")),
+    ];
+    for (k, v) in rows {
+        println!("{k:<28} {v:>12}");
+    }
+    println!(
+        "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{:.3},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0}}}",
+        args.nodes,
+        pubs,
+        args.seed,
+        ms(&m.attach, 0.95),
+        depth.value_at_quantile(0.95),
+        ms(&m.latency, 0.5),
+        ms(&m.latency, 0.99),
+        m.stretch_x100.value_at_quantile(0.95) as f64 / 100.0,
+        ms(&m.reroute, 0.95),
+        m.skipped,
+    );
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Virtual time, virtual links and the event queue that drives thousands of overlay cores.
+//!
+//! Links: every node can reach every other (the internet model). One-way latency comes from node
+//! positions in a unit square, scaled to the configured RTT range, so it obeys the triangle
+//! inequality and stretch is meaningful. Each node has one upload queue (a FIFO serialiser at
+//! its upload bandwidth): a throttled relay's queue grows, which delays its frames and inflates
+//! the RTT its children measure. Loss is modelled as QUIC sees it: a message crossing a lossy path
+//! loses one of its packets with probability 1-(1-p)^packets and arrives one RTT later
+//! (retransmission), never not at all.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use starling_net::overlay::{Action, Event, Message, Overlay, OverlayConfig, SplitMix64};
+
+use super::model::{ModelVerifier, SimFrame, VERIFY_US};
+
+pub(crate) type Node = Overlay<u32, SimFrame, ModelVerifier>;
+pub(crate) type Msg = Message<u32, SimFrame>;
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Deliver { to: u32, from: u32, msg: Msg },
+    Tick { node: u32 },
+    Publish { publisher: u32 },
+    Join { node: u32 },
+    Kill { node: u32 },
+    Notice { node: u32, gone: u32 },
+    Congest,
+    Churn,
+}
+
+/// Events ordered by (time, insertion), so equal times replay identically.
+pub(crate) struct Queue {
+    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    slots: Vec<Option<Kind>>,
+    free: Vec<usize>,
+    seq: u64,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Self {
+        Queue {
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, at: u64, kind: Kind) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(kind);
+                i
+            }
+            None => {
+                self.slots.push(Some(kind));
+                self.slots.len() - 1
+            }
+        };
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, slot)));
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<(u64, Kind)> {
+        let Reverse((at, _, slot)) = self.heap.pop()?;
+        let kind = self.slots[slot].take()?;
+        self.free.push(slot);
+        Some((at, kind))
+    }
+}
+
+/// Per-node simulation state beside its overlay core.
+pub(crate) struct Host {
+    pub(crate) x: f32,
+    pub(crate) y: f32,
+    pub(crate) upload_bps: f64,
+    /// When this node's upload queue is next free (µs).
+    pub(crate) upload_free_at: u64,
+    pub(crate) alive: bool,
+    pub(crate) next_tick: u64,
+}
+
+/// Byte counters.
+#[derive(Debug, Default)]
+pub(crate) struct Bytes {
+    pub(crate) payload_sent: u64,
+    pub(crate) control_sent: u64,
+    pub(crate) frame_msgs_received: u64,
+}
+
+pub(crate) struct World {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) queue: Queue,
+    pub(crate) rng: SplitMix64,
+    pub(crate) min_one_way_us: u64,
+    pub(crate) spread_one_way_us: u64,
+    pub(crate) loss: f64,
+    pub(crate) bytes: Bytes,
+    pub(crate) now: u64,
+    scratch: Vec<Action<u32, SimFrame>>,
+}
+
+/// Payload bytes per simulated packet (for loss).
+const PACKET: u64 = 1200;
+
+impl World {
+    pub(crate) fn new(
+        n: usize,
+        config: &OverlayConfig,
+        seed: u64,
+        rtt_min_ms: f64,
+        rtt_max_ms: f64,
+        upload_bps: f64,
+        loss: f64,
+    ) -> World {
+        let mut rng = SplitMix64::new(seed);
+        let hosts = (0..n)
+            .map(|_| Host {
+                x: rng.next_f64() as f32,
+                y: rng.next_f64() as f32,
+                upload_bps,
+                upload_free_at: 0,
+                alive: true,
+                next_tick: 0,
+            })
+            .collect();
+        let nodes = (0..n as u32)
+            .map(|i| {
+                Overlay::new(
+                    i,
+                    config.clone(),
+                    ModelVerifier::default(),
+                    seed ^ u64::from(i) << 20,
+                )
+            })
+            .collect();
+        World {
+            nodes,
+            hosts,
+            queue: Queue::new(),
+            rng,
+            min_one_way_us: (rtt_min_ms * 500.0) as u64,
+            spread_one_way_us: ((rtt_max_ms - rtt_min_ms) * 500.0) as u64,
+            loss,
+            bytes: Bytes::default(),
+            now: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One-way latency between two nodes (µs).
+    pub(crate) fn latency(&self, a: u32, b: u32) -> u64 {
+        let (ha, hb) = (&self.hosts[a as usize], &self.hosts[b as usize]);
+        let d = ((ha.x - hb.x).powi(2) + (ha.y - hb.y).powi(2)).sqrt() as f64
+            / std::f64::consts::SQRT_2;
+        self.min_one_way_us + (d * self.spread_one_way_us as f64) as u64
+    }
+
+    /// Bytes waiting in a node's upload queue.
+    pub(crate) fn queued_bytes(&self, node: u32) -> u64 {
+        let h = &self.hosts[node as usize];
+        let backlog = h.upload_free_at.saturating_sub(self.now);
+        (backlog as f64 * h.upload_bps / 1e6) as u64
+    }
+
+    /// Feeds one event to a node and carries out its actions.
+    pub(crate) fn feed(
+        &mut self,
+        node: u32,
+        event: Event<u32, SimFrame>,
+    ) -> Vec<Action<u32, SimFrame>> {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        self.nodes[node as usize].handle(self.now, event, &mut out);
+        let mut delivered = Vec::new();
+        for action in out.drain(..) {
+            match action {
+                Action::Send { to, message } => self.send(node, to, message),
+                Action::WakeAt(at) => {
+                    let h = &mut self.hosts[node as usize];
+                    if at > h.next_tick || h.next_tick <= self.now {
+                        h.next_tick = at;
+                        self.queue.push(at, Kind::Tick { node });
+                    }
+                }
+                other @ (Action::Deliver { .. }
+                | Action::Attached { .. }
+                | Action::Skipped { .. }) => delivered.push(other),
+                _ => {}
+            }
+        }
+        self.scratch = out;
+        delivered
+    }
+
+    fn send(&mut self, from: u32, to: u32, msg: Msg) {
+        if !self.hosts[to as usize].alive || !self.hosts[from as usize].alive {
+            return;
+        }
+        let size = msg.wire_len() as u64;
+        match &msg {
+            Message::Frame { .. } => self.bytes.payload_sent += size,
+            _ => self.bytes.control_sent += size,
+        }
+        let host = &mut self.hosts[from as usize];
+        let start = host.upload_free_at.max(self.now)
+            + if matches!(msg, Message::Frame { .. }) {
+                VERIFY_US
+            } else {
+                0
+            };
+        let serialise = (size as f64 * 1e6 / host.upload_bps) as u64;
+        host.upload_free_at = start + serialise;
+        let mut arrive = start + serialise + self.latency(from, to);
+        if self.loss > 0.0 {
+            let packets = size.div_ceil(PACKET).max(1) as i32;
+            let p_hit = 1.0 - (1.0 - self.loss).powi(packets);
+            if self.rng.next_f64() < p_hit {
+                // QUIC retransmits after about one RTT (plus the loss detection delay).
+                arrive += 3 * self.latency(from, to);
+            }
+        }
+        self.queue.push(arrive, Kind::Deliver { to, from, msg });
+    }
+}
