@@ -365,11 +365,12 @@ fn report(
         reattaches += node.stats().reattaches;
         for p in 0..pubs {
             max_children = max_children.max(node.children(&topic(p)).len());
-            if i >= pubs as u32 && !killed.contains(&i) {
-                if let Some(d) = node.depth(&topic(p)) {
-                    depth.saturating_record(d as u64);
-                    ldh = ldh.max(d);
-                }
+            if i >= pubs as u32
+                && !killed.contains(&i)
+                && let Some(d) = node.depth(&topic(p))
+            {
+                depth.saturating_record(d as u64);
+                ldh = ldh.max(d);
             }
         }
     }
