@@ -16,6 +16,8 @@
 
 mod config;
 mod core;
+#[cfg(feature = "quic")]
+mod driver;
 mod link;
 mod message;
 mod routing;
@@ -24,6 +26,8 @@ mod util;
 
 pub use config::OverlayConfig;
 pub use core::{Action, Command, Event, Overlay, OverlayStats};
+#[cfg(feature = "quic")]
+pub use driver::{Delivery, DirectMessage, FrameVerifier, OverlayNode};
 pub use link::LinkMetrics;
 pub use message::{Lane as MessageLane, Message, Payload, Topic, Verifier};
 pub use util::SplitMix64;

@@ -215,7 +215,9 @@ impl Endpoint {
         Ok(self.established(conn, actual, Direction::Outbound))
     }
 
-    /// The next incoming connection; `None` once the endpoint is closed.
+    /// The next incoming connection; `None` once the endpoint is closed. Not cancel-safe once a
+    /// connection has arrived (it awaits that connection's handshake): run it in its own task
+    /// rather than as one branch of a `select!`.
     pub async fn accept(&self) -> Option<Result<Connection, TransportError>> {
         let incoming = self.inner.quinn.accept().await?;
         let addr = incoming.remote_address();

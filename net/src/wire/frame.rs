@@ -19,6 +19,8 @@ pub enum FrameKind {
     Pong = 0x02,
     /// A signed data frame.
     Data = 0x03,
+    /// An overlay control message (its body is versioned and laid out by the overlay driver).
+    Overlay = 0x04,
 }
 
 /// The streams of a link, each a long-lived unidirectional QUIC stream with its own priority, so
@@ -74,6 +76,8 @@ pub enum Frame {
     Pong(u64),
     /// Signed data.
     Data(DataFrame),
+    /// Overlay control message body (after the kind byte).
+    Overlay(Bytes),
 }
 
 const STREAM_HEADER_V1: u8 = 1;
@@ -136,6 +140,7 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
             b.put_u8(PING_V1);
             b.put_u64(*n);
         }),
+        Frame::Overlay(b) => body(FrameKind::Overlay, &|out| out.extend_from_slice(b)),
         Frame::Data(d) => {
             let mut all = BytesMut::new();
             for part in d.wire_parts() {
@@ -215,6 +220,7 @@ impl Frame {
                 })
             }
             k if k == FrameKind::Data as u8 => DataFrame::decode(frame, n).map(Frame::Data),
+            k if k == FrameKind::Overlay as u8 => Ok(Frame::Overlay(frame.slice(n + 1..))),
             other => Err(WireError::UnknownKind(other)),
         }
     }

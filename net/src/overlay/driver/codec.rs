@@ -1,0 +1,283 @@
+//! The overlay's control messages on the wire (frame kind 0x04), and peers as (PeerId, address)
+//! so that a redirected joiner can dial the candidates it is given.
+//!
+//! Body v1: `version=1, type, fields…`; a peer is `len u8, PeerId bytes, family u8 (4|6),
+//! ip, port u16`. At most 32 peers per message. Topic frames are not encoded here: they travel
+//! as signed data frames (kind 0x03) and are relayed as the same `Bytes`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::identity::{PeerId, peer_id_from_bytes};
+use crate::overlay::Message;
+use crate::wire::{DataFrame, Frame, WireError};
+
+const VERSION: u8 = 1;
+const MAX_PEERS: usize = 32;
+
+/// Where peers can be reached, learned from connections and from messages.
+pub(super) type AddressBook = HashMap<PeerId, SocketAddr>;
+
+fn bad(what: &'static str) -> WireError {
+    WireError::BadBodyLength {
+        kind: what,
+        expected: 0,
+        actual: 0,
+    }
+}
+
+fn put_peer(out: &mut BytesMut, peer: &PeerId, book: &AddressBook) {
+    let bytes = peer.to_bytes();
+    out.put_u8(bytes.len() as u8);
+    out.put_slice(&bytes);
+    match book.get(peer) {
+        Some(SocketAddr::V4(a)) => {
+            out.put_u8(4);
+            out.put_slice(&a.ip().octets());
+            out.put_u16(a.port());
+        }
+        Some(SocketAddr::V6(a)) => {
+            out.put_u8(6);
+            out.put_slice(&a.ip().octets());
+            out.put_u16(a.port());
+        }
+        None => out.put_u8(0),
+    }
+}
+
+fn get_peer(buf: &mut Bytes, book: &mut AddressBook) -> Result<PeerId, WireError> {
+    let need = |buf: &Bytes, n: usize| {
+        if buf.remaining() < n {
+            Err(bad("overlay peer"))
+        } else {
+            Ok(())
+        }
+    };
+    need(buf, 1)?;
+    let len = usize::from(buf.get_u8());
+    if len > 64 {
+        return Err(bad("overlay peer"));
+    }
+    need(buf, len + 1)?;
+    let peer = peer_id_from_bytes(&buf.split_to(len))?;
+    let addr = match buf.get_u8() {
+        0 => None,
+        4 => {
+            need(buf, 6)?;
+            let mut ip = [0u8; 4];
+            buf.copy_to_slice(&mut ip);
+            Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(ip)),
+                buf.get_u16(),
+            ))
+        }
+        6 => {
+            need(buf, 18)?;
+            let mut ip = [0u8; 16];
+            buf.copy_to_slice(&mut ip);
+            Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(ip)),
+                buf.get_u16(),
+            ))
+        }
+        _ => return Err(bad("overlay peer address")),
+    };
+    if let Some(addr) = addr {
+        book.entry(peer).or_insert(addr);
+    }
+    Ok(peer)
+}
+
+fn get_peers(buf: &mut Bytes, book: &mut AddressBook) -> Result<Vec<PeerId>, WireError> {
+    if !buf.has_remaining() {
+        return Err(bad("overlay peers"));
+    }
+    let n = usize::from(buf.get_u8());
+    if n > MAX_PEERS {
+        return Err(bad("overlay peers"));
+    }
+    (0..n).map(|_| get_peer(buf, book)).collect()
+}
+
+fn put_peers(out: &mut BytesMut, peers: &[PeerId], book: &AddressBook) {
+    let n = peers.len().min(MAX_PEERS);
+    out.put_u8(n as u8);
+    for p in &peers[..n] {
+        put_peer(out, p, book);
+    }
+}
+
+fn get_topic(buf: &mut Bytes) -> Result<[u8; 32], WireError> {
+    if buf.remaining() < 32 {
+        return Err(bad("overlay topic"));
+    }
+    let mut t = [0u8; 32];
+    buf.copy_to_slice(&mut t);
+    Ok(t)
+}
+
+fn get_u64(buf: &mut Bytes) -> Result<u64, WireError> {
+    if buf.remaining() < 8 {
+        return Err(bad("overlay field"));
+    }
+    Ok(buf.get_u64())
+}
+
+/// Encodes a message as the frame that carries it.
+pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Frame {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_u8(VERSION);
+    match msg {
+        Message::Frame { payload, .. } => return Frame::Data(payload.clone()),
+        Message::Join { topic, root } => {
+            out.put_u8(1);
+            out.put_slice(topic);
+            put_peer(&mut out, root, book);
+        }
+        Message::Accept {
+            topic,
+            path,
+            next_seq,
+            rate,
+        } => {
+            out.put_u8(2);
+            out.put_slice(topic);
+            out.put_u64(*next_seq);
+            out.put_u64(*rate);
+            put_peers(&mut out, path, book);
+        }
+        Message::Redirect { topic, candidates } => {
+            out.put_u8(3);
+            out.put_slice(topic);
+            put_peers(&mut out, candidates, book);
+        }
+        Message::Leave { topic } => {
+            out.put_u8(4);
+            out.put_slice(topic);
+        }
+        Message::Repair { topic, from, to } => {
+            out.put_u8(5);
+            out.put_slice(topic);
+            out.put_u64(*from);
+            out.put_u64(*to);
+        }
+        Message::Probe { sent_at } => {
+            out.put_u8(6);
+            out.put_u64(*sent_at);
+        }
+        Message::ProbeAck { sent_at } => {
+            out.put_u8(7);
+            out.put_u64(*sent_at);
+        }
+        Message::Direct {
+            origin,
+            dest,
+            id,
+            hops_left,
+            cost,
+            payload,
+        } => {
+            out.put_u8(8);
+            put_peer(&mut out, origin, book);
+            put_peer(&mut out, dest, book);
+            out.put_u64(*id);
+            out.put_u8(*hops_left);
+            out.put_u64(*cost);
+            for part in payload.wire_parts() {
+                out.put_slice(&part);
+            }
+        }
+    }
+    Frame::Overlay(out.freeze())
+}
+
+/// Decodes a received frame into an overlay message (learning addresses on the way).
+pub(super) fn decode(
+    frame: Frame,
+    book: &mut AddressBook,
+) -> Result<Message<PeerId, DataFrame>, WireError> {
+    let mut b = match frame {
+        Frame::Data(d) => {
+            return Ok(Message::Frame {
+                topic: d.topic(),
+                seq: d.seq(),
+                payload: d,
+            });
+        }
+        Frame::Overlay(b) => b,
+        _ => return Err(WireError::Unexpected("non-overlay frame")),
+    };
+    if b.remaining() < 2 {
+        return Err(bad("overlay"));
+    }
+    let version = b.get_u8();
+    if version != VERSION {
+        return Err(WireError::UnsupportedVersion {
+            kind: "overlay",
+            version,
+        });
+    }
+    let kind = b.get_u8();
+    let msg = match kind {
+        1 => Message::Join {
+            topic: get_topic(&mut b)?,
+            root: get_peer(&mut b, book)?,
+        },
+        2 => {
+            let topic = get_topic(&mut b)?;
+            let next_seq = get_u64(&mut b)?;
+            let rate = get_u64(&mut b)?;
+            Message::Accept {
+                topic,
+                next_seq,
+                rate,
+                path: get_peers(&mut b, book)?,
+            }
+        }
+        3 => Message::Redirect {
+            topic: get_topic(&mut b)?,
+            candidates: get_peers(&mut b, book)?,
+        },
+        4 => Message::Leave {
+            topic: get_topic(&mut b)?,
+        },
+        5 => Message::Repair {
+            topic: get_topic(&mut b)?,
+            from: get_u64(&mut b)?,
+            to: get_u64(&mut b)?,
+        },
+        6 => Message::Probe {
+            sent_at: get_u64(&mut b)?,
+        },
+        7 => Message::ProbeAck {
+            sent_at: get_u64(&mut b)?,
+        },
+        8 => {
+            let origin = get_peer(&mut b, book)?;
+            let dest = get_peer(&mut b, book)?;
+            let id = get_u64(&mut b)?;
+            if b.remaining() < 9 {
+                return Err(bad("overlay direct"));
+            }
+            let hops_left = b.get_u8();
+            let cost = b.get_u64();
+            let Frame::Data(payload) = Frame::decode(b)? else {
+                return Err(WireError::Unexpected(
+                    "direct payload that is not a data frame",
+                ));
+            };
+            Message::Direct {
+                origin,
+                dest,
+                id,
+                hops_left,
+                cost,
+                payload,
+            }
+        }
+        other => return Err(WireError::UnknownKind(other)),
+    };
+    Ok(msg)
+}

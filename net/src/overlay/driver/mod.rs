@@ -1,0 +1,595 @@
+//! The async driver: runs one [`Overlay`] core over QUIC connections.
+//!
+//! It owns an [`Endpoint`], dials the peers the core names (addresses travel with peer ids in
+//! control messages), feeds quinn's RTT and each link's queued bytes to the core as link
+//! measurements, fires its timers, and maps its actions to lanes: topic frames on the high lane
+//! as the very `Bytes` that arrived (verified, never re-signed), control on the control lane. A
+//! full link drops the frame (`try_send` → `Full`): under congestion newer frames win.
+
+mod codec;
+mod shaper;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Action, Command, Event, Message, Overlay, OverlayConfig, OverlayStats, Payload, Topic, Verifier,
+};
+use crate::identity::{Keypair, PeerId};
+use crate::transport::{Connection, Endpoint, SendError, TransportError};
+use crate::wire::{DataFrame, DataFrameFields, Frame, KeyCache, Lane};
+use codec::AddressBook;
+use shaper::Shaper;
+
+impl Payload for DataFrame {
+    fn wire_len(&self) -> usize {
+        DataFrame::wire_len(self)
+    }
+}
+
+/// Real signature checks: the frame must verify and be signed by the topic's root (or the
+/// direct message's origin).
+#[derive(Debug, Default)]
+pub struct FrameVerifier {
+    keys: KeyCache,
+}
+
+impl Verifier<PeerId, DataFrame> for FrameVerifier {
+    fn verify_frame(&mut self, topic: &Topic, root: &PeerId, seq: u64, f: &DataFrame) -> bool {
+        f.topic() == *topic
+            && f.seq() == seq
+            && f.verify(&mut self.keys).is_ok_and(|k| k.peer_id() == *root)
+    }
+
+    fn verify_direct(&mut self, origin: &PeerId, f: &DataFrame) -> bool {
+        f.verify(&mut self.keys)
+            .is_ok_and(|k| k.peer_id() == *origin)
+    }
+}
+
+/// A frame delivered to a subscriber, in order.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Its sequence number in the topic.
+    pub seq: u64,
+    /// The verified frame (payload, publish time, signature).
+    pub frame: DataFrame,
+}
+
+/// A direct message delivered to this node.
+#[derive(Clone, Debug)]
+pub struct DirectMessage {
+    /// Who wrote it (verified).
+    pub origin: PeerId,
+    /// What they wrote.
+    pub payload: Bytes,
+}
+
+#[derive(Debug)]
+enum Cmd {
+    Connect(SocketAddr, oneshot::Sender<Result<PeerId, TransportError>>),
+    Subscribe {
+        topic: Topic,
+        root: PeerId,
+        root_addr: SocketAddr,
+        tx: mpsc::Sender<Delivery>,
+    },
+    Publish {
+        topic: Topic,
+        payload: Bytes,
+    },
+    Send {
+        dest: PeerId,
+        payload: Bytes,
+    },
+    Throttle(Option<u64>),
+    Stats(oneshot::Sender<OverlayStats>),
+    Parent(Topic, oneshot::Sender<Option<PeerId>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+enum Internal {
+    Up(Connection),
+    DialFailed(PeerId),
+    Frame(PeerId, Frame),
+    Down(PeerId, usize),
+}
+
+/// A running overlay node. Cheap to clone; the node stops when [`OverlayNode::shutdown`] is
+/// called or every handle is dropped.
+#[derive(Clone, Debug)]
+pub struct OverlayNode {
+    tx: mpsc::UnboundedSender<Cmd>,
+    peer_id: PeerId,
+    local_addr: SocketAddr,
+}
+
+/// Frames a subscription buffers for a slow application before dropping (counted in stats).
+const SUBSCRIPTION_BUFFER: usize = 1024;
+
+impl OverlayNode {
+    /// Starts a node on `endpoint`; direct messages arrive on the returned receiver.
+    pub fn start(
+        endpoint: Endpoint,
+        config: OverlayConfig,
+    ) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (direct_tx, direct_rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let key = endpoint.keypair().clone();
+        let peer_id = key.peer_id();
+        let local_addr = endpoint.local_addr();
+        let seed = u64::from_le_bytes(peer_id.to_bytes()[..8].try_into().unwrap_or([7; 8]));
+        let driver = Driver {
+            core: Overlay::new(
+                peer_id,
+                config,
+                FrameVerifier::default(),
+                seed ^ rand::random::<u64>(),
+            ),
+            endpoint,
+            key,
+            conns: HashMap::new(),
+            dialing: HashSet::new(),
+            pending: HashMap::new(),
+            book: AddressBook::new(),
+            subs: HashMap::new(),
+            direct_tx,
+            publish_seq: HashMap::new(),
+            arena: BytesMut::new(),
+            internal_tx,
+            start: Instant::now(),
+            next_wake: Instant::now(),
+            shaper: None,
+            out: Vec::new(),
+        };
+        tokio::spawn(driver.run(rx, internal_rx));
+        (
+            OverlayNode {
+                tx,
+                peer_id,
+                local_addr,
+            },
+            direct_rx,
+        )
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// This node's socket address (others dial it).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Connects to a peer (bootstrap); returns its PeerId.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<PeerId, TransportError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Connect(addr, tx))
+            .map_err(|_| TransportError::Closed)?;
+        rx.await.map_err(|_| TransportError::Closed)?
+    }
+
+    /// Subscribes to `topic`, published by `root` at `root_addr`; frames arrive in order.
+    pub fn subscribe(
+        &self,
+        topic: Topic,
+        root: PeerId,
+        root_addr: SocketAddr,
+    ) -> mpsc::Receiver<Delivery> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let _ = self.tx.send(Cmd::Subscribe {
+            topic,
+            root,
+            root_addr,
+            tx,
+        });
+        rx
+    }
+
+    /// Publishes a frame on `topic` as its root (signed here).
+    pub fn publish(&self, topic: Topic, payload: Bytes) {
+        let _ = self.tx.send(Cmd::Publish { topic, payload });
+    }
+
+    /// Sends a signed direct message to `dest`, routed through the overlay.
+    pub fn send(&self, dest: PeerId, payload: Bytes) {
+        let _ = self.tx.send(Cmd::Send { dest, payload });
+    }
+
+    /// Limits this node's upload to `bytes_per_s` (a link shaper for tests and load tests;
+    /// `None` lifts it).
+    pub fn dangerous_throttle(&self, bytes_per_s: Option<u64>) {
+        let _ = self.tx.send(Cmd::Throttle(bytes_per_s));
+    }
+
+    /// The core's counters.
+    pub async fn stats(&self) -> Option<OverlayStats> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Stats(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// The current parent in `topic`'s tree.
+    pub async fn parent(&self, topic: Topic) -> Option<PeerId> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Parent(topic, tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Stops the node and closes its connections.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Messages kept for a peer being dialed.
+const MAX_PENDING: usize = 256;
+
+struct Driver {
+    core: Overlay<PeerId, DataFrame, FrameVerifier>,
+    endpoint: Endpoint,
+    key: Keypair,
+    conns: HashMap<PeerId, Connection>,
+    dialing: HashSet<PeerId>,
+    pending: HashMap<PeerId, Vec<Message<PeerId, DataFrame>>>,
+    book: AddressBook,
+    subs: HashMap<Topic, mpsc::Sender<Delivery>>,
+    direct_tx: mpsc::Sender<DirectMessage>,
+    publish_seq: HashMap<Topic, u64>,
+    arena: BytesMut,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    start: Instant,
+    next_wake: Instant,
+    shaper: Option<Shaper>,
+    out: Vec<Action<PeerId, DataFrame>>,
+}
+
+fn conn_id(c: &Connection) -> usize {
+    c.dangerous_quinn_connection().stable_id()
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64 + 1
+    }
+
+    fn feed(&mut self, event: Event<PeerId, DataFrame>) {
+        let now = self.now();
+        let mut out = std::mem::take(&mut self.out);
+        self.core.handle(now, event, &mut out);
+        for action in out.drain(..) {
+            self.act(action);
+        }
+        self.out = out;
+    }
+
+    async fn run(
+        mut self,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
+    ) {
+        self.feed(Event::Tick);
+        // Accepting runs in its own task: `Endpoint::accept` awaits the handshake, and a select!
+        // that dropped it half-way would abort the incoming connection.
+        let endpoint = self.endpoint.clone();
+        let internal_tx = self.internal_tx.clone();
+        let acceptor = tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                match incoming {
+                    Ok(conn) => {
+                        if internal_tx.send(Internal::Up(conn)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!("incoming connection failed: {e}"),
+                }
+            }
+        });
+        loop {
+            let shaper_wake = self.shaper.as_ref().and_then(Shaper::next_release);
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Shutdown(done)) => {
+                        acceptor.abort();
+                        self.endpoint.close().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                Some(event) = internal.recv() => self.internal(event),
+                _ = tokio::time::sleep_until(self.next_wake.into()) => {
+                    self.measure();
+                    self.feed(Event::Tick);
+                }
+                _ = async {
+                    match shaper_wake {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                } => self.release_shaped(),
+            }
+        }
+        acceptor.abort();
+        self.endpoint.close().await;
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Connect(addr, done) => {
+                let endpoint = self.endpoint.clone();
+                let internal = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    match endpoint.dial_addr(addr, None).await {
+                        Ok(conn) => {
+                            let _ = done.send(Ok(conn.peer_id()));
+                            let _ = internal.send(Internal::Up(conn));
+                        }
+                        Err(e) => {
+                            let _ = done.send(Err(e));
+                        }
+                    }
+                });
+            }
+            Cmd::Subscribe {
+                topic,
+                root,
+                root_addr,
+                tx,
+            } => {
+                self.book.insert(root, root_addr);
+                self.subs.insert(topic, tx);
+                self.feed(Event::Command(Command::Subscribe { topic, root }));
+            }
+            Cmd::Publish { topic, payload } => {
+                let seq = self.publish_seq.entry(topic).or_insert(0);
+                let fields = DataFrameFields {
+                    topic,
+                    seq: *seq,
+                    timestamp_us: unix_us(),
+                    payload,
+                };
+                *seq += 1;
+                let frame = DataFrame::sign(&self.key, fields, &mut self.arena);
+                self.feed(Event::Command(Command::Publish {
+                    topic,
+                    payload: frame,
+                }));
+            }
+            Cmd::Send { dest, payload } => {
+                let id = rand::random::<u64>();
+                let fields = DataFrameFields {
+                    topic: [0; 32],
+                    seq: id,
+                    timestamp_us: unix_us(),
+                    payload,
+                };
+                let frame = DataFrame::sign(&self.key, fields, &mut self.arena);
+                self.feed(Event::Command(Command::SendDirect {
+                    dest,
+                    id,
+                    payload: frame,
+                }));
+            }
+            Cmd::Throttle(rate) => {
+                self.shaper = rate.map(Shaper::new);
+            }
+            Cmd::Stats(tx) => {
+                let _ = tx.send(self.core.stats().clone());
+            }
+            Cmd::Parent(topic, tx) => {
+                let _ = tx.send(self.core.parent(&topic));
+            }
+            Cmd::Shutdown(_) => {}
+        }
+    }
+
+    fn internal(&mut self, event: Internal) {
+        match event {
+            Internal::Up(conn) => self.register(conn),
+            Internal::DialFailed(peer) => {
+                self.dialing.remove(&peer);
+                self.pending.remove(&peer);
+                self.feed(Event::LinkDown(peer));
+            }
+            Internal::Frame(from, frame) => match codec::decode(frame, &mut self.book) {
+                Ok(message) => self.feed(Event::Received { from, message }),
+                Err(e) => tracing::debug!(%from, "bad overlay message: {e}"),
+            },
+            Internal::Down(peer, id) => {
+                if self.conns.get(&peer).is_some_and(|c| conn_id(c) == id) {
+                    self.conns.remove(&peer);
+                    self.feed(Event::LinkDown(peer));
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, conn: Connection) {
+        let peer = conn.peer_id();
+        self.dialing.remove(&peer);
+        self.book.insert(peer, conn.remote_addr());
+        let reader = conn.clone();
+        let internal = self.internal_tx.clone();
+        let id = conn_id(&conn);
+        tokio::spawn(async move {
+            while let Some(item) = reader.recv().await {
+                match item {
+                    Ok(received) => {
+                        if internal
+                            .send(Internal::Frame(peer, received.into_frame()))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!(%peer, "stream error: {e}"),
+                }
+            }
+            let _ = internal.send(Internal::Down(peer, id));
+        });
+        if let Some(old) = self.conns.insert(peer, conn) {
+            // Both sides dialed at once: keep the newer connection, close the older one.
+            old.close("duplicate connection");
+        }
+        self.feed(Event::LinkUp(peer));
+        for message in self.pending.remove(&peer).unwrap_or_default() {
+            self.transmit(peer, message);
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId) {
+        if self.conns.contains_key(&peer) || !self.dialing.insert(peer) {
+            return;
+        }
+        let Some(addr) = self.book.get(&peer).copied() else {
+            self.dialing.remove(&peer);
+            let _ = self.internal_tx.send(Internal::DialFailed(peer));
+            return;
+        };
+        let endpoint = self.endpoint.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let event = match endpoint.dial_addr(addr, Some(peer)).await {
+                Ok(conn) => Internal::Up(conn),
+                Err(e) => {
+                    tracing::debug!(%peer, "dial failed: {e}");
+                    Internal::DialFailed(peer)
+                }
+            };
+            let _ = internal.send(event);
+        });
+    }
+
+    fn act(&mut self, action: Action<PeerId, DataFrame>) {
+        match action {
+            Action::Send { to, message } => self.transmit(to, message),
+            Action::Deliver {
+                topic,
+                seq,
+                payload,
+            } => {
+                if let Some(tx) = self.subs.get(&topic) {
+                    // A full subscription drops frames rather than stalling the node.
+                    let _ = tx.try_send(Delivery {
+                        seq,
+                        frame: payload,
+                    });
+                }
+            }
+            Action::DeliverDirect { origin, payload } => {
+                let _ = self.direct_tx.try_send(DirectMessage {
+                    origin,
+                    payload: payload.payload().clone(),
+                });
+            }
+            Action::Connect(peer) => self.dial(peer),
+            Action::Disconnect(peer) => {
+                if let Some(c) = self.conns.remove(&peer) {
+                    c.close("not needed");
+                }
+            }
+            Action::WakeAt(at_us) => {
+                self.next_wake = self.start + Duration::from_micros(at_us.saturating_sub(1));
+            }
+            Action::Attached {
+                topic,
+                parent,
+                depth,
+                reattach,
+                ..
+            } => {
+                tracing::debug!(?topic, %parent, depth, reattach, "attached");
+            }
+            Action::Skipped { from, to, .. } => tracing::debug!(from, to, "frames skipped"),
+        }
+    }
+
+    fn transmit(&mut self, to: PeerId, message: Message<PeerId, DataFrame>) {
+        if !self.conns.contains_key(&to) {
+            let queue = self.pending.entry(to).or_default();
+            if queue.len() < MAX_PENDING {
+                queue.push(message);
+            }
+            self.dial(to);
+            return;
+        }
+        let lane = match message {
+            Message::Frame { .. } => Lane::High,
+            _ => Lane::Control,
+        };
+        let frame = codec::encode(&message, &self.book);
+        match &mut self.shaper {
+            Some(shaper) => shaper.push(to, lane, frame),
+            None => self.write(to, lane, &frame),
+        }
+    }
+
+    fn write(&mut self, to: PeerId, lane: Lane, frame: &Frame) {
+        if let Some(conn) = self.conns.get(&to) {
+            match conn.try_send(lane, frame) {
+                Ok(()) | Err(SendError::Full) => {}
+                Err(e) => tracing::debug!(%to, "send failed: {e}"),
+            }
+        }
+    }
+
+    fn release_shaped(&mut self) {
+        let ready = self
+            .shaper
+            .as_mut()
+            .map(Shaper::release)
+            .unwrap_or_default();
+        for (to, lane, frame) in ready {
+            self.write(to, lane, &frame);
+        }
+    }
+
+    /// quinn's RTT, queued bytes (link credit plus shaper queue) and, when shaped, the shaped
+    /// rate as the delivery rate.
+    fn measure(&mut self) {
+        let shaped_rate = self.shaper.as_ref().map(|s| s.rate() as f64).unwrap_or(0.0);
+        let links: Vec<(PeerId, u64, u64, u64)> = self
+            .conns
+            .iter()
+            .map(|(p, c)| {
+                let shaped = self.shaper.as_ref().map_or(0, |s| s.queued_for(p));
+                (
+                    *p,
+                    c.rtt().as_micros() as u64,
+                    (c.queued_bytes() + shaped) as u64,
+                    c.quinn_stats().path.lost_packets,
+                )
+            })
+            .collect();
+        for (peer, rtt, queued_bytes, lost) in links {
+            self.feed(Event::LinkMeasured {
+                peer,
+                rtt_us: Some(rtt),
+                queued_bytes,
+                delivery_rate: shaped_rate,
+                lost,
+            });
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The overlay driver over real QUIC on 127.0.0.1: multi-hop direct messages, a 30-node tree,
+//! a throttled relay and a killed relay.
+
+#![cfg(feature = "quic")]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use starling_net::identity::{KeyType, Keypair};
+use starling_net::overlay::{Delivery, DirectMessage, OverlayConfig, OverlayNode, Topic};
+use starling_net::transport::{Endpoint, TransportConfig};
+use tokio::sync::mpsc;
+
+const TOPIC: Topic = [3; 32];
+
+fn node(config: &OverlayConfig) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
+    let endpoint = Endpoint::bind(
+        Keypair::generate(KeyType::Ed25519),
+        "127.0.0.1:0".parse().unwrap(),
+        TransportConfig::default(),
+    )
+    .unwrap();
+    OverlayNode::start(endpoint, config.clone())
+}
+
+fn config(max_children: usize) -> OverlayConfig {
+    OverlayConfig {
+        max_children,
+        ..OverlayConfig::default()
+    }
+}
+
+async fn wait_attached(nodes: &[OverlayNode]) {
+    for _ in 0..200 {
+        let mut all = true;
+        for n in nodes {
+            all &= n.parent(TOPIC).await.is_some();
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("not every subscriber attached");
+}
+
+async fn collect(rx: &mut mpsc::Receiver<Delivery>, until_seq: u64) -> Vec<u64> {
+    let mut got = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        got.push(d.seq);
+        if d.seq >= until_seq {
+            break;
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_cross_a_line_of_five() {
+    let nodes: Vec<_> = (0..5).map(|_| node(&config(4))).collect();
+    for i in 0..4 {
+        nodes[i]
+            .0
+            .connect(nodes[i + 1].0.local_addr())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (first, last) = (&nodes[0].0, &nodes[4].0);
+    first.send(last.peer_id(), Bytes::from_static(b"over four hops"));
+    let mut inbox = nodes;
+    let msg = tokio::time::timeout(Duration::from_secs(5), inbox[4].1.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.origin, inbox[0].0.peer_id());
+    assert_eq!(msg.payload, Bytes::from_static(b"over four hops"));
+    // And back, along the route the first message taught.
+    let origin = inbox[0].0.peer_id();
+    inbox[4].0.send(origin, Bytes::from_static(b"reply"));
+    let reply = tokio::time::timeout(Duration::from_secs(5), inbox[0].1.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.payload, Bytes::from_static(b"reply"));
+    // Nobody in the middle got either message.
+    for (_, rx) in &mut inbox[1..4] {
+        assert!(rx.try_recv().is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_of_thirty_gets_every_frame_in_order_once() {
+    let (root, _) = node(&config(4));
+    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
+    let mut subs = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..30 {
+        let (n, _) = node(&config(4));
+        rxs.push(n.subscribe(TOPIC, root.peer_id(), root.local_addr()));
+        subs.push(n);
+    }
+    wait_attached(&subs).await;
+    let first = 1u64; // seq 0 was the warm-up frame, before anyone joined
+    let count = 60u64;
+    for i in 0..count {
+        root.publish(TOPIC, Bytes::from(vec![i as u8; 1000]));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for (i, rx) in rxs.iter_mut().enumerate() {
+        let got = collect(rx, first + count - 1).await;
+        let expected: Vec<u64> = (first..first + count).collect();
+        assert_eq!(got, expected, "subscriber {i}");
+    }
+    let stats = root.stats().await.unwrap();
+    assert!(
+        stats.frames_relayed <= 4 * (count + 1),
+        "root sent to more than 4 children"
+    );
+}
+
+/// Publishes `n` frames at about 50 per second.
+async fn stream(root: &OverlayNode, n: u64) {
+    for i in 0..n {
+        root.publish(TOPIC, Bytes::from(vec![i as u8; 1500]));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The root's children that have children of their own, and those grandchildren.
+async fn relay_with_children(root: &OverlayNode, subs: &[OverlayNode]) -> (usize, Vec<usize>) {
+    for (i, s) in subs.iter().enumerate() {
+        if s.parent(TOPIC).await != Some(root.peer_id()) {
+            continue;
+        }
+        let mut kids = Vec::new();
+        for (j, t) in subs.iter().enumerate() {
+            if t.parent(TOPIC).await == Some(s.peer_id()) {
+                kids.push(j);
+            }
+        }
+        if !kids.is_empty() {
+            return (i, kids);
+        }
+    }
+    panic!("no relay below the root");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_move_away_from_a_throttled_relay() {
+    let (root, _) = node(&config(2));
+    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
+    let mut subs = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..8 {
+        let (n, _) = node(&config(2));
+        rxs.push(n.subscribe(TOPIC, root.peer_id(), root.local_addr()));
+        subs.push(n);
+    }
+    wait_attached(&subs).await;
+    stream(&root, 25).await;
+    let (relay, kids) = relay_with_children(&root, &subs).await;
+    // 2 KB/s: far below the ~75 KB/s stream.
+    subs[relay].dangerous_throttle(Some(2_000));
+    stream(&root, 150).await;
+    for k in &kids {
+        assert_ne!(
+            subs[*k].parent(TOPIC).await,
+            Some(subs[relay].peer_id()),
+            "child {k} still under the throttled relay"
+        );
+    }
+    // Delivery continues: the last frames reach every subscriber but the throttled one.
+    let last = 1 + 25 + 150 - 1;
+    for (i, rx) in rxs.iter_mut().enumerate() {
+        if i == relay {
+            continue;
+        }
+        let got = collect(rx, last).await;
+        assert_eq!(got.last(), Some(&last), "subscriber {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_of_a_killed_relay_reattach_and_repair_the_gap() {
+    let (root, _) = node(&config(2));
+    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
+    let mut subs = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..8 {
+        let (n, _) = node(&config(2));
+        rxs.push(n.subscribe(TOPIC, root.peer_id(), root.local_addr()));
+        subs.push(n);
+    }
+    wait_attached(&subs).await;
+    stream(&root, 20).await;
+    let (relay, kids) = relay_with_children(&root, &subs).await;
+    subs[relay].shutdown().await;
+    stream(&root, 60).await;
+    let last = 1 + 20 + 60 - 1;
+    for k in kids {
+        let got = collect(&mut rxs[k], last).await;
+        let expected: Vec<u64> = (1..=last).collect();
+        assert_eq!(got, expected, "orphan {k} missed frames");
+        assert_ne!(subs[k].parent(TOPIC).await, Some(subs[relay].peer_id()));
+    }
+}
