@@ -1,5 +1,6 @@
 //! `starling`: the command-line node.
 
+mod demo;
 mod keys;
 mod node;
 
@@ -22,6 +23,8 @@ enum Command {
     Id(keys::IdArgs),
     /// Start a node: listen on QUIC, print its multiaddr, serve peers until Ctrl-C.
     Run(node::RunArgs),
+    /// A local swarm streaming frames through the overlay: the quickest way to see Starling work.
+    Demo(demo::DemoArgs),
     /// Dial a node, print its PeerId and round-trip times (and optionally stream frames to it).
     Ping(node::PingArgs),
 }
@@ -49,6 +52,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keygen(args) => keys::keygen(args),
         Command::Id(args) => keys::id(args),
         Command::Run(args) => runtime()?.block_on(node::run(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Ping(args) => runtime()?.block_on(node::ping(args)),
     }
 }

@@ -57,7 +57,11 @@ pub(crate) struct SimArgs {
     /// Largest RTT between two nodes (ms).
     #[arg(long, default_value_t = 100.0)]
     rtt_max_ms: f64,
-    /// Subscribers join over this many seconds at the start.
+    /// Subscribers start joining this many seconds after the stream starts (viewers join a
+    /// live stream)...
+    #[arg(long, default_value_t = 0.5)]
+    join_at_s: f64,
+    /// ...over this many seconds.
     #[arg(long, default_value_t = 1.0)]
     join_spread_s: f64,
     /// Seconds before measurement starts and before the end where it stops.
@@ -124,7 +128,7 @@ pub(crate) fn run(args: SimArgs) -> Result<()> {
         );
     }
     for i in pubs..n {
-        let at = w.rng.below(us(args.join_spread_s).max(1));
+        let at = us(args.join_at_s) + w.rng.below(us(args.join_spread_s).max(1));
         w.queue.push(at, Kind::Join { node: i as u32 });
     }
     if args.congest > 0.0 {

@@ -1,6 +1,6 @@
 //! The state machine: events in, actions out, time passed in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -201,7 +201,8 @@ impl<P: Eq + Hash, V> Shared<P, V> {
 /// small integer in the simulator), `B` the payload, `V` the signature checker.
 pub struct Overlay<P: Copy + Eq + Hash, B, V> {
     shared: Shared<P, V>,
-    topics: HashMap<Topic, TopicState<P, B>>,
+    // Ordered: iteration order is part of what makes runs reproducible.
+    topics: BTreeMap<Topic, TopicState<P, B>>,
     routing: Routing<P>,
     next_wake: u64,
     last_probe: u64,
@@ -235,7 +236,7 @@ where
                 rng: SplitMix64::new(seed),
                 stats: OverlayStats::default(),
             },
-            topics: HashMap::new(),
+            topics: BTreeMap::new(),
             routing,
             next_wake: 0,
             last_probe: 0,
@@ -348,20 +349,31 @@ where
                 self.routing
                     .on_direct(&mut self.shared, now, from, message, out)
             }
-            Message::Join { topic, root } => match self.topics.get_mut(&topic) {
-                Some(state) => state.on_join(&mut self.shared, topic, from, now, out),
-                None => out.push(Action::Send {
-                    to: from,
-                    message: Message::Redirect {
-                        topic,
-                        candidates: if root == self.shared.me {
-                            vec![]
-                        } else {
-                            vec![root]
+            Message::Join { topic, root } => {
+                // A join naming us as the root opens the topic's tree even before our first
+                // frame: viewers may arrive before the stream starts.
+                if root == self.shared.me
+                    && !self.topics.contains_key(&topic)
+                    && self.topics.len() < self.shared.config.max_topics
+                {
+                    let state = TopicState::new(root, true, &self.shared.config);
+                    self.topics.insert(topic, state);
+                }
+                match self.topics.get_mut(&topic) {
+                    Some(state) => state.on_join(&mut self.shared, topic, from, now, out),
+                    None => out.push(Action::Send {
+                        to: from,
+                        message: Message::Redirect {
+                            topic,
+                            candidates: if root == self.shared.me {
+                                vec![]
+                            } else {
+                                vec![root]
+                            },
                         },
-                    },
-                }),
-            },
+                    }),
+                }
+            }
             Message::Accept {
                 topic,
                 path,

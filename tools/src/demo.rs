@@ -1,0 +1,269 @@
+//! `starling demo`: a local swarm in one process — one publisher and N subscribers on loopback,
+//! each a full overlay node with its own QUIC endpoint — streaming synthetic frames through the
+//! direct-sub tree, then a latency histogram summary and the tree's shape.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bytes::{BufMut, Bytes, BytesMut};
+use clap::Args;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use starling_net::identity::{KeyType, Keypair, PeerId};
+use starling_net::overlay::{OverlayConfig, OverlayNode, Topic};
+use starling_net::transport::{Endpoint, TransportConfig};
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Subscribers in the swarm.
+    #[arg(long, default_value_t = 50)]
+    subscribers: usize,
+    /// Stream bitrate, e.g. 2Mbit, 800kbit, 20Mbit.
+    #[arg(long, default_value = "2Mbit")]
+    bitrate: String,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Seconds of streaming.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Children per node in the fan-out tree.
+    #[arg(long, default_value_t = 4)]
+    max_children: usize,
+    /// A keyframe every this many frames.
+    #[arg(long, default_value_t = 30)]
+    keyframe_every: u64,
+}
+
+/// Parses `2Mbit`, `800kbit`, `1Gbit`, `500000` (bits per second).
+pub(crate) fn parse_bitrate(text: &str) -> Result<f64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("gbit") {
+        (n, 1e9)
+    } else if let Some(n) = t.strip_suffix("mbit") {
+        (n, 1e6)
+    } else if let Some(n) = t.strip_suffix("kbit") {
+        (n, 1e3)
+    } else if let Some(n) = t.strip_suffix("bit") {
+        (n, 1.0)
+    } else {
+        (t.as_str(), 1.0)
+    };
+    let value: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("bad bitrate {text:?}"))?;
+    if !value.is_finite() || value <= 0.0 {
+        bail!("bitrate must be positive: {text:?}");
+    }
+    Ok(value * mult)
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn new_node(config: &OverlayConfig) -> Result<OverlayNode> {
+    let endpoint = Endpoint::bind(
+        Keypair::generate(KeyType::Ed25519),
+        "127.0.0.1:0".parse().context("loopback address")?,
+        TransportConfig::default(),
+    )?;
+    Ok(OverlayNode::start(endpoint, config.clone()).0)
+}
+
+struct Tally {
+    hist: Histogram<u64>,
+    frames: u64,
+}
+
+pub(crate) async fn run(args: DemoArgs) -> Result<()> {
+    let bitrate = parse_bitrate(&args.bitrate)?;
+    if args.fps <= 0.0 || args.seconds <= 0.0 || args.subscribers == 0 {
+        bail!("--fps, --seconds and --subscribers must be positive");
+    }
+    let frame_bytes = ((bitrate / 8.0 / args.fps) as usize).max(16);
+    let total_frames = (args.seconds * args.fps).round() as u64;
+    let config = OverlayConfig {
+        max_children: args.max_children,
+        ..OverlayConfig::default()
+    };
+    let topic: Topic = *blake3::hash(b"starling demo stream").as_bytes();
+
+    println!(
+        "Starling demo: 1 publisher -> {} subscribers on 127.0.0.1, {:.1} Mbit/s at {} fps ({} B frames, keyframe every {}), {} s",
+        args.subscribers,
+        bitrate / 1e6,
+        args.fps,
+        frame_bytes,
+        args.keyframe_every,
+        args.seconds
+    );
+    let publisher = new_node(&config)?;
+    let mut subscribers = Vec::with_capacity(args.subscribers);
+    let mut receivers = Vec::with_capacity(args.subscribers);
+    for _ in 0..args.subscribers {
+        let node = new_node(&config)?;
+        receivers.push(node.subscribe(topic, publisher.peer_id(), publisher.local_addr()));
+        subscribers.push(node);
+    }
+    let attach_start = Instant::now();
+    loop {
+        let mut attached = 0;
+        for s in &subscribers {
+            attached += usize::from(s.parent(topic).await.is_some());
+        }
+        if attached == subscribers.len() {
+            break;
+        }
+        if attach_start.elapsed() > Duration::from_secs(20) {
+            bail!(
+                "only {attached} of {} subscribers attached",
+                subscribers.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "all {} subscribers attached in {:.0} ms",
+        subscribers.len(),
+        attach_start.elapsed().as_secs_f64() * 1e3
+    );
+
+    let received = Arc::new(AtomicU64::new(0));
+    let mut collectors = Vec::new();
+    for mut rx in receivers {
+        let received = received.clone();
+        collectors.push(tokio::spawn(async move {
+            let mut tally = Tally {
+                hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+                frames: 0,
+            };
+            while let Some(d) = rx.recv().await {
+                let latency = unix_us().saturating_sub(d.frame.timestamp_us()).max(1);
+                tally.hist.saturating_record(latency);
+                tally.frames += 1;
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(tally)
+        }));
+    }
+
+    let bar = ProgressBar::new(total_frames);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} frames  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let interval = Duration::from_secs_f64(1.0 / args.fps);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut last_report = (Instant::now(), 0u64);
+    for seq in 0..total_frames {
+        ticker.tick().await;
+        let mut frame = BytesMut::with_capacity(frame_bytes);
+        frame.put_u8(u8::from(seq % args.keyframe_every == 0));
+        frame.put_u64(seq);
+        frame.resize(frame_bytes, (seq % 251) as u8);
+        publisher.publish(topic, Bytes::from(frame));
+        bar.set_position(seq + 1);
+        if last_report.0.elapsed() >= Duration::from_millis(500) {
+            let now = received.load(Ordering::Relaxed);
+            let rate = (now - last_report.1) as f64 * frame_bytes as f64
+                / last_report.0.elapsed().as_secs_f64()
+                / 1e6;
+            bar.set_message(format!("{rate:.1} MB/s delivered to all subscribers"));
+            last_report = (Instant::now(), now);
+        }
+    }
+    bar.finish();
+    let streamed = start.elapsed();
+    // Let the last frames arrive, then stop everything.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shape = tree_shape(&publisher, &subscribers, topic).await;
+    for s in &subscribers {
+        s.shutdown().await;
+    }
+    publisher.shutdown().await;
+
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut delivered = 0u64;
+    for c in collectors {
+        let tally = c.await??;
+        delivered += tally.frames;
+        hist.add(&tally.hist)?;
+    }
+    let expected = total_frames * args.subscribers as u64;
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "frames delivered: {delivered} / {expected} ({:.3}%), {:.1} MB/s aggregate over {:.1} s",
+        100.0 * delivered as f64 / expected.max(1) as f64,
+        delivered as f64 * frame_bytes as f64 / streamed.as_secs_f64() / 1e6,
+        streamed.as_secs_f64()
+    );
+    println!(
+        "latency publish -> verified receipt: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(0.999),
+        hist.max() as f64 / 1000.0
+    );
+    println!("{shape}");
+    Ok(())
+}
+
+/// Depth of every subscriber and children per relay, from each node's current parent.
+async fn tree_shape(publisher: &OverlayNode, subs: &[OverlayNode], topic: Topic) -> String {
+    let mut parent: HashMap<PeerId, PeerId> = HashMap::new();
+    for s in subs {
+        if let Some(p) = s.parent(topic).await {
+            parent.insert(s.peer_id(), p);
+        }
+    }
+    let root = publisher.peer_id();
+    let mut by_depth: Vec<usize> = Vec::new();
+    let mut children: HashMap<PeerId, usize> = HashMap::new();
+    for (child, p) in &parent {
+        *children.entry(*p).or_default() += 1;
+        let (mut depth, mut at) = (1usize, *p);
+        while at != root && depth <= subs.len() {
+            match parent.get(&at) {
+                Some(next) => {
+                    at = *next;
+                    depth += 1;
+                }
+                None => break,
+            }
+        }
+        let _ = child;
+        if by_depth.len() < depth {
+            by_depth.resize(depth, 0);
+        }
+        by_depth[depth - 1] += 1;
+    }
+    let levels: Vec<String> = by_depth
+        .iter()
+        .enumerate()
+        .map(|(d, n)| format!("depth {}: {n}", d + 1))
+        .collect();
+    let relays = children.keys().filter(|p| **p != root).count();
+    format!(
+        "tree: {}; publisher sends to {} children; {} relays, at most {} children each",
+        levels.join(", "),
+        children.get(&root).copied().unwrap_or(0),
+        relays,
+        children
+            .iter()
+            .filter(|(p, _)| **p != root)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    )
+}
