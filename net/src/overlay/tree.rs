@@ -243,7 +243,7 @@ where
         if self.rate <= 0.0 {
             return c.max_children.min(4);
         }
-        let by_rate = (0.8 * shared.upload() / self.rate) as usize;
+        let by_rate = (0.85 * shared.upload() / self.rate) as usize;
         c.max_children.min(by_rate)
     }
 
@@ -439,7 +439,7 @@ where
         }
         self.rate_window_bytes += bytes as u64;
         let span = now.saturating_sub(self.rate_window_start);
-        if span >= 250_000 {
+        if span >= 500_000 {
             let sample = self.rate_window_bytes as f64 * 1e6 / span as f64;
             self.rate = if self.rate == 0.0 {
                 sample
