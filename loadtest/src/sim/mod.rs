@@ -88,6 +88,14 @@ struct Metrics {
 }
 
 pub(crate) fn run(args: SimArgs) -> Result<()> {
+    let (table, json) = simulate(&args)?;
+    print!("{table}");
+    println!("{json}");
+    Ok(())
+}
+
+/// Runs the simulation; returns the summary table and the JSON line.
+pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     ensure!(
         args.publishers >= 1 && args.nodes >= 1,
         "need at least one publisher and one node"
@@ -343,7 +351,7 @@ fn report(
     in_window: u64,
     n: usize,
     wall: Instant,
-) -> Result<()> {
+) -> Result<(String, String)> {
     let pubs = args.publishers;
     let survivors: Vec<u32> = (pubs as u32..n as u32)
         .filter(|i| !killed.contains(i))
@@ -383,11 +391,14 @@ fn report(
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let wall_s = wall.elapsed().as_secs_f64();
     let rss = peak_rss_mb();
-    println!(
+    use std::fmt::Write as _;
+    let mut table = String::new();
+    writeln!(
+        table,
         "nodes {} (+{} publishers), {:.0} frames/s of {} B, loss {}, churn {}/min, congest {}",
         args.nodes, pubs, args.rate, args.frame_bytes, args.loss, args.churn, args.congest
-    );
-    println!("{:<28} {:>12}", "metric", "value");
+    )?;
+    writeln!(table, "{:<28} {:>12}", "metric", "value")?;
     let rows: [(&str, String); 14] = [
         ("delivered ratio", format!("{ratio:.5}")),
         ("delivered within 2 s", format!("{ratio_2s:.5}")),
@@ -421,9 +432,9 @@ fn report(
         ("wall / peak RSS", format!("{wall_s:.1} s / {rss:.0} MB")),
     ];
     for (k, v) in rows {
-        println!("{k:<28} {v:>12}");
+        writeln!(table, "{k:<28} {v:>12}")?;
     }
-    println!(
+    let json = format!(
         "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{:.3},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0}}}",
         args.nodes,
         pubs,
@@ -436,5 +447,75 @@ fn report(
         ms(&m.reroute, 0.95),
         m.skipped,
     );
-    Ok(())
+    Ok((table, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn args(extra: &[&str]) -> SimArgs {
+        let mut argv = vec!["sim", "--nodes", "300", "--seconds", "7"];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).sim
+    }
+
+    /// The JSON line without the fields that measure the run itself (wall time, memory).
+    fn outcome(json: &str) -> String {
+        json.split(",\"wall_s\"")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_run() {
+        let a = args(&[
+            "--seed",
+            "5",
+            "--loss",
+            "0.01",
+            "--churn",
+            "0.2",
+            "--congest",
+            "0.1",
+        ]);
+        let (table1, json1) = simulate(&a).unwrap();
+        let (table2, json2) = simulate(&a).unwrap();
+        assert_eq!(outcome(&json1), outcome(&json2));
+        let strip = |t: &str| {
+            t.lines()
+                .filter(|l| !l.starts_with("wall"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(&table1), strip(&table2));
+        let (_, other) = simulate(&args(&[
+            "--seed",
+            "6",
+            "--loss",
+            "0.01",
+            "--churn",
+            "0.2",
+            "--congest",
+            "0.1",
+        ]))
+        .unwrap();
+        assert_ne!(outcome(&json1), outcome(&other), "the seed must matter");
+    }
+
+    #[test]
+    fn a_small_swarm_gets_every_frame() {
+        let (_, json) = simulate(&args(&[])).unwrap();
+        assert!(json.contains("\"delivered_ratio\":1.00000"), "{json}");
+        assert!(json.contains("\"skipped\":0"), "{json}");
+    }
 }
