@@ -330,7 +330,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
         }
     }
     report(
-        &args,
+        args,
         &w,
         &m,
         &killed,
