@@ -236,7 +236,7 @@ where
         });
     }
 
-    /// Children this node can feed: `max_children`, and no more than 80 % of the upload capacity
+    /// Children this node can feed: `max_children`, and no more than 85 % of the upload capacity
     /// at the measured stream rate. Until the rate is known, at most 4.
     fn capacity<V>(&self, shared: &Shared<P, V>) -> usize {
         let c = &shared.config;
