@@ -445,3 +445,14 @@ async fn libp2p_tls_peers_complete_the_handshake() {
     let parsed = libp2p_tls::certificate::parse(&certs[0]).unwrap();
     assert_eq!(parsed.peer_id(), dialer.peer_id());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_closes_the_connection() {
+    let (_s, _c, inc, out) = pair(TransportConfig::default()).await;
+    out.ping().await.unwrap();
+    drop(out);
+    let reason = tokio::time::timeout(Duration::from_secs(5), inc.closed())
+        .await
+        .expect("the remote never saw the connection close");
+    assert!(reason.to_string().contains("dropped"), "{reason}");
+}

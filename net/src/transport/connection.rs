@@ -95,6 +95,14 @@ struct Shared {
     metrics: LinkMetrics,
 }
 
+impl Drop for Shared {
+    /// The last handle is gone: close the connection rather than leave it to the idle timeout
+    /// (background tasks hold only weak references).
+    fn drop(&mut self) {
+        self.quinn.close(VarInt::from_u32(0), b"connection dropped");
+    }
+}
+
 impl Connection {
     pub(super) fn start(
         quinn: quinn::Connection,
