@@ -120,6 +120,24 @@ async fn a_tree_of_thirty_gets_every_frame_in_order_once() {
     );
 }
 
+/// A root (which has published one warm-up frame) and `n` attached subscribers.
+async fn swarm(
+    n: usize,
+    max_children: usize,
+) -> (OverlayNode, Vec<OverlayNode>, Vec<mpsc::Receiver<Delivery>>) {
+    let (root, _) = node(&config(max_children));
+    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
+    let mut subs = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..n {
+        let (s, _) = node(&config(max_children));
+        rxs.push(s.subscribe(TOPIC, root.peer_id(), root.local_addr()));
+        subs.push(s);
+    }
+    wait_attached(&subs).await;
+    (root, subs, rxs)
+}
+
 /// Publishes `n` frames at about 50 per second.
 async fn stream(root: &OverlayNode, n: u64) {
     for i in 0..n {
@@ -149,16 +167,7 @@ async fn relay_with_children(root: &OverlayNode, subs: &[OverlayNode]) -> (usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_move_away_from_a_throttled_relay() {
-    let (root, _) = node(&config(2));
-    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
-    let mut subs = Vec::new();
-    let mut rxs = Vec::new();
-    for _ in 0..8 {
-        let (n, _) = node(&config(2));
-        rxs.push(n.subscribe(TOPIC, root.peer_id(), root.local_addr()));
-        subs.push(n);
-    }
-    wait_attached(&subs).await;
+    let (root, subs, mut rxs) = swarm(8, 2).await;
     stream(&root, 25).await;
     let (relay, kids) = relay_with_children(&root, &subs).await;
     // 2 KB/s: far below the ~75 KB/s stream.
@@ -184,16 +193,7 @@ async fn children_move_away_from_a_throttled_relay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_of_a_killed_relay_reattach_and_repair_the_gap() {
-    let (root, _) = node(&config(2));
-    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
-    let mut subs = Vec::new();
-    let mut rxs = Vec::new();
-    for _ in 0..8 {
-        let (n, _) = node(&config(2));
-        rxs.push(n.subscribe(TOPIC, root.peer_id(), root.local_addr()));
-        subs.push(n);
-    }
-    wait_attached(&subs).await;
+    let (root, subs, mut rxs) = swarm(8, 2).await;
     stream(&root, 20).await;
     let (relay, kids) = relay_with_children(&root, &subs).await;
     subs[relay].shutdown().await;
