@@ -61,12 +61,14 @@ pub(crate) struct SimArgs {
     /// live stream)...
     #[arg(long, default_value_t = 0.5)]
     join_at_s: f64,
-    /// ...over this many seconds.
-    #[arg(long, default_value_t = 1.0)]
-    join_spread_s: f64,
-    /// Seconds before measurement starts and before the end where it stops.
-    #[arg(long, default_value_t = 3.0)]
-    warmup_s: f64,
+    /// ...over this many seconds (default: 1 s per 10,000 subscribers, at least 1 s — a flash
+    /// crowd, but not every viewer in the same second).
+    #[arg(long)]
+    join_spread_s: Option<f64>,
+    /// Seconds before measurement starts (default: 2 s after the last join). Measurement stops
+    /// 2 s before the end.
+    #[arg(long)]
+    warmup_s: Option<f64>,
 }
 
 fn topic(p: usize) -> Topic {
@@ -102,11 +104,13 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     );
     let wall = Instant::now();
     let us = |s: f64| (s * 1e6) as u64;
+    let join_spread_s = args.join_spread_s.unwrap_or((args.nodes as f64 / 10_000.0).max(1.0));
+    let warmup_s = args.warmup_s.unwrap_or(args.join_at_s + join_spread_s + 2.0);
     let end = us(args.seconds);
-    let (window_start, window_end) = (us(args.warmup_s), end.saturating_sub(us(2.0)));
+    let (window_start, window_end) = (us(warmup_s), end.saturating_sub(us(2.0)));
     ensure!(
         window_end > window_start,
-        "--seconds must exceed --warmup-s + 2"
+        "--seconds must exceed the warm-up ({warmup_s} s) + 2"
     );
     let stream_bps = f64::from(args.frame_bytes) * args.rate * args.publishers as f64;
     let upload = args.upload_mbit * 1e6 / 8.0;
@@ -136,7 +140,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
         );
     }
     for i in pubs..n {
-        let at = us(args.join_at_s) + w.rng.below(us(args.join_spread_s).max(1));
+        let at = us(args.join_at_s) + w.rng.below(us(join_spread_s).max(1));
         w.queue.push(at, Kind::Join { node: i as u32 });
     }
     if args.congest > 0.0 {
@@ -149,7 +153,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
         None
     };
     if let Some(every) = churn_every {
-        w.queue.push(us(args.warmup_s).max(every), Kind::Churn);
+        w.queue.push(us(warmup_s).max(every), Kind::Churn);
     }
 
     let mut m = Metrics {
