@@ -104,8 +104,12 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     );
     let wall = Instant::now();
     let us = |s: f64| (s * 1e6) as u64;
-    let join_spread_s = args.join_spread_s.unwrap_or((args.nodes as f64 / 10_000.0).max(1.0));
-    let warmup_s = args.warmup_s.unwrap_or(args.join_at_s + join_spread_s + 2.0);
+    let join_spread_s = args
+        .join_spread_s
+        .unwrap_or((args.nodes as f64 / 10_000.0).max(1.0));
+    let warmup_s = args
+        .warmup_s
+        .unwrap_or(args.join_at_s + join_spread_s + 2.0);
     let end = us(args.seconds);
     let (window_start, window_end) = (us(warmup_s), end.saturating_sub(us(2.0)));
     ensure!(
