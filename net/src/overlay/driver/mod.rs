@@ -20,7 +20,7 @@ use super::{
     Action, Command, Event, Message, Overlay, OverlayConfig, OverlayStats, Payload, Topic, Verifier,
 };
 use crate::identity::{Keypair, PeerId};
-use crate::transport::{Connection, Endpoint, SendError, TransportError};
+use crate::transport::{Connection, Endpoint, Received, SendError, TransportError};
 use crate::wire::{DataFrame, DataFrameFields, Frame, KeyCache, Lane};
 use codec::AddressBook;
 use shaper::Shaper;
@@ -96,7 +96,9 @@ enum Cmd {
 enum Internal {
     Up(Connection),
     DialFailed(PeerId),
-    Frame(PeerId, Frame),
+    /// Still holding its link's incoming credit, so a slow driver stalls the peer (QUIC flow
+    /// control) instead of buffering without bound in this channel.
+    Frame(PeerId, Received),
     Down(PeerId, usize),
 }
 
@@ -412,10 +414,12 @@ impl Driver {
                 self.pending.remove(&peer);
                 self.feed(Event::LinkDown(peer));
             }
-            Internal::Frame(from, frame) => match codec::decode(frame, &mut self.book) {
-                Ok(message) => self.feed(Event::Received { from, message }),
-                Err(e) => tracing::debug!(%from, "bad overlay message: {e}"),
-            },
+            Internal::Frame(from, received) => {
+                match codec::decode(received.into_frame(), &mut self.book) {
+                    Ok(message) => self.feed(Event::Received { from, message }),
+                    Err(e) => tracing::debug!(%from, "bad overlay message: {e}"),
+                }
+            }
             Internal::Down(peer, id) => {
                 if self.conns.get(&peer).is_some_and(|c| conn_id(c) == id) {
                     self.conns.remove(&peer);
@@ -436,10 +440,7 @@ impl Driver {
             while let Some(item) = reader.recv().await {
                 match item {
                     Ok(received) => {
-                        if internal
-                            .send(Internal::Frame(peer, received.into_frame()))
-                            .is_err()
-                        {
+                        if internal.send(Internal::Frame(peer, received)).is_err() {
                             return;
                         }
                     }
