@@ -125,6 +125,26 @@ fn get_u64(buf: &mut Bytes) -> Result<u64, WireError> {
     Ok(buf.get_u64())
 }
 
+/// A decoded overlay frame: a core message, or one of the driver's own address lookups.
+#[derive(Debug)]
+pub(super) enum Decoded {
+    /// For the core.
+    Core(Message<PeerId, DataFrame>),
+    /// "Where can I reach this peer?" (sent to neighbours when dialing a peer of unknown address).
+    Locate(PeerId),
+    /// The answer; its address went into the book while decoding.
+    Located(PeerId),
+}
+
+/// Encodes a driver lookup: `Locate` asks for `peer`'s address, `Located` carries it.
+pub(super) fn encode_lookup(answer: bool, peer: &PeerId, book: &AddressBook) -> Frame {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_u8(VERSION);
+    out.put_u8(if answer { 10 } else { 9 });
+    put_peer(&mut out, peer, book);
+    Frame::Overlay(out.freeze())
+}
+
 /// Encodes a message as the frame that carries it.
 pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Frame {
     let mut out = BytesMut::with_capacity(64);
@@ -194,17 +214,14 @@ pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Fr
 }
 
 /// Decodes a received frame into an overlay message (learning addresses on the way).
-pub(super) fn decode(
-    frame: Frame,
-    book: &mut AddressBook,
-) -> Result<Message<PeerId, DataFrame>, WireError> {
+pub(super) fn decode(frame: Frame, book: &mut AddressBook) -> Result<Decoded, WireError> {
     let mut b = match frame {
         Frame::Data(d) => {
-            return Ok(Message::Frame {
+            return Ok(Decoded::Core(Message::Frame {
                 topic: d.topic(),
                 seq: d.seq(),
                 payload: d,
-            });
+            }));
         }
         Frame::Overlay(b) => b,
         _ => return Err(WireError::Unexpected("non-overlay frame")),
@@ -277,7 +294,9 @@ pub(super) fn decode(
                 payload,
             }
         }
+        9 => return Ok(Decoded::Locate(get_peer(&mut b, book)?)),
+        10 => return Ok(Decoded::Located(get_peer(&mut b, book)?)),
         other => return Err(WireError::UnknownKind(other)),
     };
-    Ok(msg)
+    Ok(Decoded::Core(msg))
 }

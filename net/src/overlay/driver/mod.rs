@@ -22,7 +22,7 @@ use super::{
 use crate::identity::{Keypair, PeerId};
 use crate::transport::{Connection, Endpoint, Received, SendError, TransportError};
 use crate::wire::{DataFrame, DataFrameFields, Frame, KeyCache, Lane};
-use codec::AddressBook;
+use codec::{AddressBook, Decoded};
 use shaper::Shaper;
 
 impl Payload for DataFrame {
@@ -75,9 +75,10 @@ enum Cmd {
     Subscribe {
         topic: Topic,
         root: PeerId,
-        root_addr: SocketAddr,
+        root_addr: Option<SocketAddr>,
         tx: mpsc::Sender<Delivery>,
     },
+    Unsubscribe(Topic),
     Publish {
         topic: Topic,
         payload: Bytes,
@@ -138,6 +139,7 @@ impl OverlayNode {
             key,
             conns: HashMap::new(),
             dialing: HashSet::new(),
+            locating: HashMap::new(),
             pending: HashMap::new(),
             book: AddressBook::new(),
             subs: HashMap::new(),
@@ -187,6 +189,18 @@ impl OverlayNode {
         root: PeerId,
         root_addr: SocketAddr,
     ) -> mpsc::Receiver<Delivery> {
+        self.subscribe_via(topic, root, Some(root_addr))
+    }
+
+    /// Subscribes to `topic` published by `root`, wherever it is: without an address the node asks
+    /// its neighbours where `root` can be reached (a one-hop lookup, so some neighbour — usually a
+    /// shared bootstrap node — must be connected to it).
+    pub fn subscribe_via(
+        &self,
+        topic: Topic,
+        root: PeerId,
+        root_addr: Option<SocketAddr>,
+    ) -> mpsc::Receiver<Delivery> {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let _ = self.tx.send(Cmd::Subscribe {
             topic,
@@ -195,6 +209,11 @@ impl OverlayNode {
             tx,
         });
         rx
+    }
+
+    /// Stops receiving `topic` (leaves its tree; the subscription's receiver ends).
+    pub fn unsubscribe(&self, topic: Topic) {
+        let _ = self.tx.send(Cmd::Unsubscribe(topic));
     }
 
     /// Publishes a frame on `topic` as its root (signed here).
@@ -238,6 +257,8 @@ impl OverlayNode {
 
 /// Messages kept for a peer being dialed.
 const MAX_PENDING: usize = 256;
+/// How long to wait for a neighbour to say where a peer of unknown address is.
+const LOCATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Driver {
     core: Overlay<PeerId, DataFrame, FrameVerifier>,
@@ -245,6 +266,8 @@ struct Driver {
     key: Keypair,
     conns: HashMap<PeerId, Connection>,
     dialing: HashSet<PeerId>,
+    /// Peers whose address was asked of the neighbours, with when to give up.
+    locating: HashMap<PeerId, Instant>,
     pending: HashMap<PeerId, Vec<Message<PeerId, DataFrame>>>,
     book: AddressBook,
     subs: HashMap<Topic, mpsc::Sender<Delivery>>,
@@ -322,6 +345,7 @@ impl Driver {
                 Some(event) = internal.recv() => self.internal(event),
                 _ = tokio::time::sleep_until(self.next_wake.into()) => {
                     self.measure();
+                    self.expire_lookups();
                     self.feed(Event::Tick);
                 }
                 _ = async {
@@ -359,9 +383,15 @@ impl Driver {
                 root_addr,
                 tx,
             } => {
-                self.book.insert(root, root_addr);
+                if let Some(addr) = root_addr {
+                    self.book.insert(root, addr);
+                }
                 self.subs.insert(topic, tx);
                 self.feed(Event::Command(Command::Subscribe { topic, root }));
+            }
+            Cmd::Unsubscribe(topic) => {
+                self.subs.remove(&topic);
+                self.feed(Event::Command(Command::Unsubscribe { topic }));
             }
             Cmd::Publish { topic, payload } => {
                 let seq = self.publish_seq.entry(topic).or_insert(0);
@@ -416,7 +446,18 @@ impl Driver {
             }
             Internal::Frame(from, received) => {
                 match codec::decode(received.into_frame(), &mut self.book) {
-                    Ok(message) => self.feed(Event::Received { from, message }),
+                    Ok(Decoded::Core(message)) => self.feed(Event::Received { from, message }),
+                    Ok(Decoded::Locate(peer)) => {
+                        if peer != from && self.book.contains_key(&peer) {
+                            let answer = codec::encode_lookup(true, &peer, &self.book);
+                            self.write(from, Lane::Control, &answer);
+                        }
+                    }
+                    Ok(Decoded::Located(peer)) => {
+                        if self.locating.remove(&peer).is_some() {
+                            self.dial(peer);
+                        }
+                    }
                     Err(e) => tracing::debug!(%from, "bad overlay message: {e}"),
                 }
             }
@@ -465,7 +506,7 @@ impl Driver {
         }
         let Some(addr) = self.book.get(&peer).copied() else {
             self.dialing.remove(&peer);
-            let _ = self.internal_tx.send(Internal::DialFailed(peer));
+            self.locate(peer);
             return;
         };
         let endpoint = self.endpoint.clone();
@@ -480,6 +521,39 @@ impl Driver {
             };
             let _ = internal.send(event);
         });
+    }
+
+    /// Asks every neighbour where `peer` is; without neighbours (or an answer in time) the dial
+    /// fails, which the core treats like a lost link.
+    fn locate(&mut self, peer: PeerId) {
+        if self.locating.contains_key(&peer) {
+            return;
+        }
+        if self.conns.is_empty() {
+            let _ = self.internal_tx.send(Internal::DialFailed(peer));
+            return;
+        }
+        let ask = codec::encode_lookup(false, &peer, &self.book);
+        let neighbours: Vec<PeerId> = self.conns.keys().copied().collect();
+        for n in neighbours {
+            self.write(n, Lane::Control, &ask);
+        }
+        self.locating.insert(peer, Instant::now() + LOCATE_TIMEOUT);
+    }
+
+    fn expire_lookups(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .locating
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.locating.remove(&peer);
+            tracing::debug!(%peer, "no neighbour knows where this peer is");
+            let _ = self.internal_tx.send(Internal::DialFailed(peer));
+        }
     }
 
     fn act(&mut self, action: Action<PeerId, DataFrame>) {

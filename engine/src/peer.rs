@@ -1,0 +1,339 @@
+//! [`Peer`]: the one handle an application holds — a QUIC endpoint, an overlay node, a store,
+//! and the streams it publishes or subscribes to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use starling_net::overlay::{DirectMessage, OverlayConfig, OverlayNode};
+use starling_net::transport::{Endpoint, Multiaddr, TransportConfig, quic_multiaddr};
+use starling_net::{Keypair, PeerId};
+use starling_store::{Durability, Store, StoreConfig};
+use tokio::sync::mpsc;
+
+use crate::log::{Log, LogConfig, Retention};
+use crate::stream::publisher::Windows;
+use crate::stream::record::{CatchUp, MAX_CATCHUP_FRAMES};
+use crate::stream::subscription::{CatchUpRoutes, SubscriptionParts};
+use crate::stream::{
+    PeerError, PublishOptions, Publisher, StreamAddress, StreamError, SubscribeOptions,
+    Subscription,
+};
+
+/// Settings of a [`Peer`].
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Where to listen. Default `127.0.0.1:0` (loopback, any port).
+    pub listen: SocketAddr,
+    /// Peers to connect to at start. Starting fails only if every one of them fails.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Where logs are stored; `None` keeps them in a temporary directory removed on drop.
+    pub data_dir: Option<PathBuf>,
+    /// Overlay settings.
+    pub overlay: OverlayConfig,
+    /// Transport settings.
+    pub transport: TransportConfig,
+    /// Store settings. Default: [`StoreConfig::default`] with [`Durability::Periodic`] every
+    /// 200 ms — a stream window is for catch-up, so a power cut may lose its last 200 ms, while
+    /// a killed process loses nothing written.
+    pub store: StoreConfig,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bootstrap: Vec::new(),
+            data_dir: None,
+            overlay: OverlayConfig::default(),
+            transport: TransportConfig::default(),
+            store: StoreConfig {
+                durability: Durability::Periodic(Duration::from_millis(200)),
+                ..StoreConfig::default()
+            },
+        }
+    }
+}
+
+/// A stream opened by name or address: ours to publish, or someone's to watch.
+#[derive(Debug)]
+pub enum LiveStream {
+    /// This peer owns it.
+    Publisher(Box<Publisher>),
+    /// Another peer owns it.
+    Subscriber(Box<Subscription>),
+}
+
+/// A running peer. Cheap to clone; [`Peer::close`] stops it for every clone.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    key: Keypair,
+    node: OverlayNode,
+    config: PeerConfig,
+    /// Opened on first use: a subscriber that does not persist never starts a store.
+    store: Mutex<Option<(Store, Option<tempfile::TempDir>)>>,
+    windows: Windows,
+    routes: CatchUpRoutes,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+/// Largest catch-up reply message (several are sent for a larger catch-up).
+const CATCHUP_REPLY_BYTES: usize = 1 << 20;
+
+impl Peer {
+    /// Binds, starts the overlay and connects to the bootstrap peers. Must run inside a tokio
+    /// runtime.
+    pub async fn start(key: Keypair, config: PeerConfig) -> Result<Peer, PeerError> {
+        let endpoint = Endpoint::bind(key.clone(), config.listen, config.transport.clone())?;
+        let (node, direct) = OverlayNode::start(endpoint, config.overlay.clone());
+        let windows: Windows = Arc::default();
+        let routes: CatchUpRoutes = Arc::default();
+        let dispatcher = tokio::spawn(dispatch(
+            direct,
+            node.clone(),
+            windows.clone(),
+            routes.clone(),
+        ));
+        let peer = Peer {
+            inner: Arc::new(Inner {
+                key,
+                node,
+                config,
+                store: Mutex::new(None),
+                windows,
+                routes,
+                dispatcher,
+            }),
+        };
+        let mut last_error = None;
+        let mut connected = 0;
+        for addr in &peer.inner.config.bootstrap {
+            match peer.connect(*addr).await {
+                Ok(id) => {
+                    tracing::info!(%id, %addr, "connected to bootstrap peer");
+                    connected += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, "bootstrap peer unreachable: {e}");
+                    last_error = Some(e);
+                }
+            }
+        }
+        match last_error {
+            Some(e) if connected == 0 => {
+                peer.close().await;
+                Err(e)
+            }
+            _ => Ok(peer),
+        }
+    }
+
+    /// This peer's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.key.peer_id()
+    }
+
+    /// The socket it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.node.local_addr()
+    }
+
+    /// Its address as others dial it: `/ip4/…/udp/…/quic-v1/p2p/<PeerId>`.
+    pub fn multiaddr(&self) -> Multiaddr {
+        quic_multiaddr(self.local_addr(), Some(self.peer_id()))
+    }
+
+    /// The overlay node underneath (stats, tree parent, test throttling).
+    pub fn overlay(&self) -> &OverlayNode {
+        &self.inner.node
+    }
+
+    /// Connects to a peer; returns its PeerId.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<PeerId, PeerError> {
+        Ok(self.inner.node.connect(addr).await?)
+    }
+
+    /// The address of this peer's stream `name`.
+    pub fn stream_address(&self, name: &str) -> Result<StreamAddress, StreamError> {
+        StreamAddress::new(self.inner.key.public(), name)
+    }
+
+    /// Opens a stream by name (ours) or by address (ours or another peer's), with default
+    /// options.
+    pub fn open_stream(&self, name_or_address: &str) -> Result<LiveStream, PeerError> {
+        let address = if name_or_address.starts_with(crate::stream::address::ADDRESS_PREFIX) {
+            StreamAddress::parse(name_or_address)?
+        } else {
+            self.stream_address(name_or_address)?
+        };
+        Ok(if address.owner() == self.peer_id() {
+            LiveStream::Publisher(Box::new(
+                self.publish_stream(address.name(), PublishOptions::default())?,
+            ))
+        } else {
+            LiveStream::Subscriber(Box::new(
+                self.subscribe(&address, SubscribeOptions::default())?,
+            ))
+        })
+    }
+
+    /// Starts publishing this peer's stream `name`.
+    pub fn publish_stream(
+        &self,
+        name: &str,
+        options: PublishOptions,
+    ) -> Result<Publisher, PeerError> {
+        let address = self.stream_address(name)?;
+        let store = self.store()?;
+        let log = Log::open(
+            store,
+            address.log_id(),
+            self.inner.key.clone(),
+            LogConfig {
+                // Media does not compress; the probe would only cost time.
+                compression: None,
+                retention: Retention {
+                    keep_last: Some(options.window_frames as u64),
+                    ..Retention::default()
+                },
+                ..LogConfig::default()
+            },
+        )?;
+        Ok(Publisher::new(
+            address,
+            log,
+            self.inner.node.clone(),
+            self.inner.windows.clone(),
+            options,
+        ))
+    }
+
+    /// Subscribes to another peer's stream.
+    pub fn subscribe(
+        &self,
+        address: &StreamAddress,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, PeerError> {
+        if address.owner() == self.peer_id() {
+            return Err(StreamError::NotOwner(address.to_string()).into());
+        }
+        let log = if options.persist {
+            let owner = *address.owner_key();
+            let log = Log::open(
+                self.store()?,
+                address.log_id(),
+                self.inner.key.clone(),
+                LogConfig {
+                    compression: None,
+                    ..LogConfig::default()
+                },
+            )?
+            .with_access(Arc::new(move |entry| {
+                entry
+                    .signers()
+                    .is_ok_and(|s| s.len() == 1 && s[0].peer_id() == owner.peer_id())
+            }));
+            Some(log)
+        } else {
+            None
+        };
+        Ok(Subscription::start(SubscriptionParts {
+            address: address.clone(),
+            node: self.inner.node.clone(),
+            routes: self.inner.routes.clone(),
+            log,
+            options,
+        }))
+    }
+
+    fn store(&self) -> Result<Store, PeerError> {
+        let mut slot = self
+            .inner
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((store, _)) = slot.as_ref() {
+            return Ok(store.clone());
+        }
+        let (dir, temp) = match &self.inner.config.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("starling-peer-")
+                    .tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let store = Store::open(&dir, self.inner.config.store.clone())?;
+        *slot = Some((store.clone(), temp));
+        Ok(store)
+    }
+
+    /// Stops the overlay and closes every connection (for every clone of this handle).
+    pub async fn close(&self) {
+        self.inner.dispatcher.abort();
+        self.inner.node.shutdown().await;
+    }
+}
+
+/// Serves catch-up requests from the windows of streams we publish, and routes catch-up
+/// replies to our subscriptions. Other direct messages are logged and dropped.
+async fn dispatch(
+    mut direct: mpsc::Receiver<DirectMessage>,
+    node: OverlayNode,
+    windows: Windows,
+    routes: CatchUpRoutes,
+) {
+    while let Some(msg) = direct.recv().await {
+        match CatchUp::decode(&msg.payload) {
+            Ok(CatchUp::Request { topic, from, to }) => {
+                let window = windows
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&topic)
+                    .cloned();
+                let Some(window) = window else { continue };
+                let to = to.min(from + MAX_CATCHUP_FRAMES - 1);
+                let records = window
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .range(from, to);
+                tracing::debug!(origin = %msg.origin, from, to, n = records.len(), "catch-up");
+                for reply in CatchUp::replies(&topic, &records, CATCHUP_REPLY_BYTES) {
+                    node.send(msg.origin, reply);
+                }
+            }
+            Ok(CatchUp::Reply { topic, records }) => {
+                let route = routes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&topic)
+                    .cloned();
+                if let Some(tx) = route {
+                    let _ = tx.try_send(records);
+                }
+            }
+            Err(e) => tracing::debug!(origin = %msg.origin, "direct message ignored: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Peer>();
+        send::<Publisher>();
+        send::<Subscription>();
+    }
+}

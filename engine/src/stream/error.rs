@@ -1,0 +1,81 @@
+//! What can go wrong with streams and peers.
+
+use starling_net::TransportError;
+use starling_store::StoreError;
+
+use crate::log::{EntryError, LogError};
+
+/// Errors of stream addresses, records and programs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The text is not a stream address.
+    #[error("bad stream address {text:?}: {reason}")]
+    BadAddress {
+        /// What was given.
+        text: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A record or catch-up message ended early.
+    #[error("truncated stream message: need {need} bytes, have {have}")]
+    Truncated {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes available.
+        have: usize,
+    },
+    /// A record or message of a version this build does not know.
+    #[error("unsupported stream message version {0}")]
+    UnsupportedVersion(u8),
+    /// A catch-up message of an unknown kind.
+    #[error("unknown stream message kind {0}")]
+    UnknownKind(u8),
+    /// A catch-up message asking for or carrying more than the limit.
+    #[error("catch-up of {0} frames exceeds the limit")]
+    CatchUpTooLarge(u64),
+    /// The record's entry failed to decode.
+    #[error("entry: {0}")]
+    Entry(#[from] EntryError),
+    /// The record's entry belongs to another log.
+    #[error("the entry belongs to another log")]
+    WrongLog,
+    /// A media frame larger than the stream accepts.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Publishing to a stream this peer does not own.
+    #[error("this peer does not own stream {0}")]
+    NotOwner(String),
+    /// The stream's log refused an operation.
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// Errors of a [`Peer`](crate::Peer).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// Binding, dialing or a connection failed.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// The data directory could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A stream operation failed.
+    #[error("stream: {0}")]
+    Stream(#[from] StreamError),
+    /// A log operation failed.
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+    /// A temporary data directory could not be created.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer was closed.
+    #[error("the peer is closed")]
+    Closed,
+}

@@ -1,0 +1,398 @@
+//! What travels on a stream's tree: one record per frame, and the catch-up messages.
+//!
+//! A record carries the signed log entry whole, so a subscriber may store it in its own log and
+//! anyone can check it later:
+//!
+//! ```text
+//! record  = version u8 (1) | header_len u16 BE | entry header | entry payload
+//! payload = flags u8 (bit 0: keyframe) | media_ts_us u64 BE | keyframe_seq u64 BE | media bytes
+//! ```
+//!
+//! `keyframe_seq` is the sequence number of the latest keyframe at or before this frame, which
+//! is where a late joiner starts. The record travels inside a data frame signed by the owner
+//! (checked by the overlay before relaying), which binds every byte here, so reading the media
+//! needs no second signature check; storing the entry in a log verifies its own signature.
+//!
+//! Catch-up messages go as direct messages between peers:
+//!
+//! ```text
+//! request = version u8 (1) | kind u8 (1) | topic [32] | from u64 | to u64       (inclusive)
+//! reply   = version u8 (1) | kind u8 (2) | topic [32] | count u16 |
+//!           count × (seq u64 | published_us u64 | len u32 | record)
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::StreamError;
+use crate::log::{Entry, LogId};
+
+const RECORD_V1: u8 = 1;
+const META_LEN: usize = 17;
+const FLAG_KEYFRAME: u8 = 1;
+const CATCHUP_V1: u8 = 1;
+const KIND_REQUEST: u8 = 1;
+const KIND_REPLY: u8 = 2;
+/// Most frames one catch-up request may ask for (a GOP of 10 s at 60 fps fits).
+pub const MAX_CATCHUP_FRAMES: u64 = 600;
+
+/// A frame as the publisher gives it.
+#[derive(Clone, Debug)]
+pub struct MediaFrame {
+    /// The encoded media.
+    pub data: Bytes,
+    /// Decodable on its own: late joiners and skipping subscribers start here.
+    pub keyframe: bool,
+    /// The media clock (presentation time), µs; carried as given.
+    pub media_ts_us: u64,
+}
+
+impl MediaFrame {
+    /// A frame that stands alone (every frame of a stream of independent messages).
+    pub fn key(data: Bytes, media_ts_us: u64) -> MediaFrame {
+        MediaFrame {
+            data,
+            keyframe: true,
+            media_ts_us,
+        }
+    }
+
+    /// A frame that depends on the frames before it, back to the last keyframe.
+    pub fn delta(data: Bytes, media_ts_us: u64) -> MediaFrame {
+        MediaFrame {
+            data,
+            keyframe: false,
+            media_ts_us,
+        }
+    }
+}
+
+/// A record's stream fields, read without copying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Decodable on its own.
+    pub keyframe: bool,
+    /// The media clock, µs.
+    pub media_ts_us: u64,
+    /// Sequence number of the latest keyframe at or before this frame.
+    pub keyframe_seq: u64,
+}
+
+/// Builds an entry payload: the stream fields, then the media (the one copy of the media a
+/// publisher makes; everything after it — log, wire, relays, subscribers — shares these bytes).
+pub(crate) fn entry_payload(frame: &MediaFrame, keyframe_seq: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(META_LEN + frame.data.len());
+    out.put_u8(if frame.keyframe { FLAG_KEYFRAME } else { 0 });
+    out.put_u64(frame.media_ts_us);
+    out.put_u64(keyframe_seq);
+    out.put_slice(&frame.data);
+    out.freeze()
+}
+
+/// Frames a stored entry as a record.
+pub(crate) fn encode_record(entry: &Entry) -> Bytes {
+    let header = entry.header();
+    let payload = entry.stored_payload();
+    let mut out = BytesMut::with_capacity(3 + header.len() + payload.len());
+    out.put_u8(RECORD_V1);
+    out.put_u16(header.len() as u16);
+    out.put_slice(header);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// A record split into its parts (slices of the received bytes).
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The stream fields.
+    pub meta: RecordMeta,
+    /// The media bytes.
+    pub data: Bytes,
+    header: Bytes,
+    payload: Bytes,
+}
+
+impl Record {
+    /// Splits `record`, checking every length before using it.
+    pub fn parse(record: &Bytes) -> Result<Record, StreamError> {
+        let need = |n: usize| {
+            if record.len() < n {
+                Err(StreamError::Truncated {
+                    need: n,
+                    have: record.len(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        need(3)?;
+        if record[0] != RECORD_V1 {
+            return Err(StreamError::UnsupportedVersion(record[0]));
+        }
+        let header_len = usize::from(u16::from_be_bytes([record[1], record[2]]));
+        let payload_at = 3 + header_len;
+        need(payload_at + META_LEN)?;
+        let mut meta = &record[payload_at..payload_at + META_LEN];
+        let flags = meta.get_u8();
+        Ok(Record {
+            meta: RecordMeta {
+                keyframe: flags & FLAG_KEYFRAME != 0,
+                media_ts_us: meta.get_u64(),
+                keyframe_seq: meta.get_u64(),
+            },
+            data: record.slice(payload_at + META_LEN..),
+            header: record.slice(3..payload_at),
+            payload: record.slice(payload_at..),
+        })
+    }
+
+    /// The signed log entry inside, checked to belong to `log`.
+    pub fn entry(&self, log: &LogId) -> Result<Entry, StreamError> {
+        let entry = Entry::decode(self.header.clone(), self.payload.clone())?;
+        if entry.log_id() != log {
+            return Err(StreamError::WrongLog);
+        }
+        Ok(entry)
+    }
+}
+
+/// A record with its place in the stream, as the window keeps it and catch-up carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequenced {
+    /// Sequence number in the topic.
+    pub seq: u64,
+    /// When the publisher sent it, µs since the epoch.
+    pub published_us: u64,
+    /// The record.
+    pub record: Bytes,
+}
+
+/// A decoded catch-up message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    /// "Send me `from..=to`."
+    Request {
+        /// The stream's topic.
+        topic: LogId,
+        /// First wanted.
+        from: u64,
+        /// Last wanted.
+        to: u64,
+    },
+    /// Records from the publisher's window (those it still has).
+    Reply {
+        /// The stream's topic.
+        topic: LogId,
+        /// Ascending by `seq`.
+        records: Vec<Sequenced>,
+    },
+}
+
+fn put_head(out: &mut BytesMut, kind: u8, topic: &LogId) {
+    out.put_u8(CATCHUP_V1);
+    out.put_u8(kind);
+    out.put_slice(topic);
+}
+
+impl CatchUp {
+    /// Encodes a request.
+    pub fn request(topic: &LogId, from: u64, to: u64) -> Bytes {
+        let mut out = BytesMut::with_capacity(50);
+        put_head(&mut out, KIND_REQUEST, topic);
+        out.put_u64(from);
+        out.put_u64(to);
+        out.freeze()
+    }
+
+    /// Encodes replies, each at most about `max_bytes` (a record larger than that goes alone).
+    pub fn replies(topic: &LogId, records: &[Sequenced], max_bytes: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut rest = records;
+        while !rest.is_empty() {
+            let mut size = 36;
+            let mut n = 0;
+            while n < rest.len() && n < usize::from(u16::MAX) {
+                let add = 20 + rest[n].record.len();
+                if n > 0 && size + add > max_bytes {
+                    break;
+                }
+                size += add;
+                n += 1;
+            }
+            let mut buf = BytesMut::with_capacity(size);
+            put_head(&mut buf, KIND_REPLY, topic);
+            buf.put_u16(n as u16);
+            for r in &rest[..n] {
+                buf.put_u64(r.seq);
+                buf.put_u64(r.published_us);
+                buf.put_u32(r.record.len() as u32);
+                buf.put_slice(&r.record);
+            }
+            out.push(buf.freeze());
+            rest = &rest[n..];
+        }
+        out
+    }
+
+    /// Decodes a message; record bytes are slices of `msg`.
+    pub fn decode(msg: &Bytes) -> Result<CatchUp, StreamError> {
+        let mut b = msg.clone();
+        let need = |b: &Bytes, n: usize| {
+            if b.remaining() < n {
+                Err(StreamError::Truncated {
+                    need: n,
+                    have: b.remaining(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        need(&b, 34)?;
+        let version = b.get_u8();
+        if version != CATCHUP_V1 {
+            return Err(StreamError::UnsupportedVersion(version));
+        }
+        let kind = b.get_u8();
+        let mut topic = [0u8; 32];
+        b.copy_to_slice(&mut topic);
+        match kind {
+            KIND_REQUEST => {
+                need(&b, 16)?;
+                let (from, to) = (b.get_u64(), b.get_u64());
+                if to < from || to - from >= MAX_CATCHUP_FRAMES {
+                    return Err(StreamError::CatchUpTooLarge(to.saturating_sub(from)));
+                }
+                Ok(CatchUp::Request { topic, from, to })
+            }
+            KIND_REPLY => {
+                need(&b, 2)?;
+                let count = usize::from(b.get_u16());
+                // Each record takes at least 20 bytes: check before reserving.
+                need(&b, count * 20)?;
+                let mut records = Vec::with_capacity(count);
+                for _ in 0..count {
+                    need(&b, 20)?;
+                    let seq = b.get_u64();
+                    let published_us = b.get_u64();
+                    let len = b.get_u32() as usize;
+                    need(&b, len)?;
+                    records.push(Sequenced {
+                        seq,
+                        published_us,
+                        record: b.split_to(len),
+                    });
+                }
+                Ok(CatchUp::Reply { topic, records })
+            }
+            other => Err(StreamError::UnknownKind(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn record_parse_checks_lengths_and_version() {
+        assert!(matches!(
+            Record::parse(&Bytes::from_static(&[1, 0])),
+            Err(StreamError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Record::parse(&Bytes::from_static(&[2, 0, 0])),
+            Err(StreamError::UnsupportedVersion(2))
+        ));
+        // Header length pointing past the end.
+        assert!(matches!(
+            Record::parse(&Bytes::from_static(&[1, 0xff, 0xff, 0, 0])),
+            Err(StreamError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn catch_up_round_trips_and_splits() {
+        let topic = [9u8; 32];
+        assert_eq!(
+            CatchUp::decode(&CatchUp::request(&topic, 10, 20)).unwrap(),
+            CatchUp::Request {
+                topic,
+                from: 10,
+                to: 20
+            }
+        );
+        let records: Vec<Sequenced> = (0..10)
+            .map(|i| Sequenced {
+                seq: i,
+                published_us: i * 7,
+                record: Bytes::from(vec![i as u8; 1000]),
+            })
+            .collect();
+        let msgs = CatchUp::replies(&topic, &records, 3000);
+        assert!(msgs.len() > 3);
+        let mut back = Vec::new();
+        for m in &msgs {
+            assert!(m.len() <= 3000 + 1100);
+            match CatchUp::decode(m).unwrap() {
+                CatchUp::Reply { topic: t, records } => {
+                    assert_eq!(t, topic);
+                    back.extend(records);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, records);
+    }
+
+    #[test]
+    fn bad_catch_up_messages_are_typed_errors() {
+        let topic = [1u8; 32];
+        let mut req = CatchUp::request(&topic, 5, 4).to_vec();
+        assert!(matches!(
+            CatchUp::decode(&Bytes::from(req.clone())),
+            Err(StreamError::CatchUpTooLarge(_))
+        ));
+        req[0] = 9;
+        assert!(matches!(
+            CatchUp::decode(&Bytes::from(req.clone())),
+            Err(StreamError::UnsupportedVersion(9))
+        ));
+        req[0] = 1;
+        req[1] = 7;
+        assert!(matches!(
+            CatchUp::decode(&Bytes::from(req)),
+            Err(StreamError::UnknownKind(7))
+        ));
+        // A reply claiming 65535 records in a few bytes.
+        let mut reply = vec![1, 2];
+        reply.extend_from_slice(&topic);
+        reply.extend_from_slice(&[0xff, 0xff, 0, 0]);
+        assert!(matches!(
+            CatchUp::decode(&Bytes::from(reply)),
+            Err(StreamError::Truncated { .. })
+        ));
+        let too_many = CatchUp::request(&topic, 0, MAX_CATCHUP_FRAMES);
+        assert!(matches!(
+            CatchUp::decode(&too_many),
+            Err(StreamError::CatchUpTooLarge(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let b = Bytes::from(bytes);
+            let _ = CatchUp::decode(&b);
+            let _ = Record::parse(&b);
+        }
+
+        #[test]
+        fn truncated_replies_are_errors(cut in 0usize..200) {
+            let topic = [3u8; 32];
+            let records = vec![Sequenced { seq: 1, published_us: 2, record: Bytes::from(vec![5u8; 150]) }];
+            let msg = CatchUp::replies(&topic, &records, 1 << 20).remove(0);
+            let cut = cut.min(msg.len() - 1);
+            prop_assert!(CatchUp::decode(&msg.slice(..cut)).is_err());
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The subscriber's side: a task that turns the tree's deliveries into an ordered stream of
+//! frames for the application, following the [`Playout`] rules, optionally storing each entry in
+//! a local copy of the log.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use starling_net::overlay::{Delivery, OverlayNode, Topic};
+use tokio::sync::mpsc;
+
+use super::StreamAddress;
+use super::StreamError;
+use super::playout::{Item, Output, Playout, PlayoutConfig};
+use super::record::{CatchUp, Record, Sequenced};
+use crate::log::{Entry, Log, LogId};
+
+/// Settings of a subscription.
+#[derive(Clone, Debug)]
+pub struct SubscribeOptions {
+    /// Where the owner listens, if known; otherwise neighbours are asked.
+    pub owner_addr: Option<SocketAddr>,
+    /// Frames buffered for the application; when it falls further behind the subscription
+    /// skips to the next keyframe. Default 128 (4 s at 30 fps).
+    pub buffer_frames: usize,
+    /// A late joiner fetches the frames since the latest keyframe from the owner's window
+    /// (else it waits for the next keyframe). Default on.
+    pub catch_up: bool,
+    /// How long a catch-up may take before the subscriber gives up on it. Default 2 s.
+    pub catch_up_timeout: Duration,
+    /// Store every entry in this peer's own copy of the log (verifying its signature; costs
+    /// one signature check per frame). Default off.
+    pub persist: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions {
+            owner_addr: None,
+            buffer_frames: 128,
+            catch_up: true,
+            catch_up_timeout: Duration::from_secs(2),
+            persist: false,
+        }
+    }
+}
+
+/// A verified frame of a stream, in order.
+#[derive(Clone, Debug)]
+pub struct StreamFrame {
+    /// Sequence number in the stream.
+    pub seq: u64,
+    /// Decodable on its own.
+    pub keyframe: bool,
+    /// The media clock, µs.
+    pub media_ts_us: u64,
+    /// When the owner sent it, µs since the epoch.
+    pub published_us: u64,
+    /// Frames before this one that were not delivered (lost, or skipped to reach a keyframe).
+    pub skipped: u64,
+    /// The media bytes (shared with the received packet, not copied).
+    pub data: Bytes,
+    record: Record,
+    log_id: LogId,
+}
+
+impl StreamFrame {
+    /// The signed log entry this frame was published as.
+    pub fn entry(&self) -> Result<Entry, StreamError> {
+        self.record.entry(&self.log_id)
+    }
+}
+
+/// Counters of a subscription.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    /// Frames received from the tree.
+    pub received: u64,
+    /// Frames handed to the application.
+    pub delivered: u64,
+    /// Frames skipped (the sum of every frame's `skipped`).
+    pub skipped: u64,
+    /// Records that failed to parse or verify (dropped).
+    pub invalid: u64,
+    /// Catch-up requests sent.
+    pub catch_ups: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    delivered: AtomicU64,
+    skipped: AtomicU64,
+    invalid: AtomicU64,
+    catch_ups: AtomicU64,
+}
+
+/// Where the peer's direct-message dispatcher sends catch-up replies, by topic.
+pub(crate) type CatchUpRoutes = Arc<Mutex<HashMap<Topic, mpsc::Sender<Vec<Sequenced>>>>>;
+
+/// An open subscription. Dropping it leaves the stream's tree.
+#[derive(Debug)]
+pub struct Subscription {
+    address: StreamAddress,
+    frames: mpsc::Receiver<StreamFrame>,
+    counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+    node: OverlayNode,
+    routes: CatchUpRoutes,
+}
+
+pub(crate) struct SubscriptionParts {
+    pub(crate) address: StreamAddress,
+    pub(crate) node: OverlayNode,
+    pub(crate) routes: CatchUpRoutes,
+    pub(crate) log: Option<Log>,
+    pub(crate) options: SubscribeOptions,
+}
+
+impl Subscription {
+    pub(crate) fn start(parts: SubscriptionParts) -> Subscription {
+        let SubscriptionParts {
+            address,
+            node,
+            routes,
+            log,
+            options,
+        } = parts;
+        let topic = address.log_id();
+        let (catch_tx, catch_rx) = mpsc::channel(16);
+        routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(topic, catch_tx);
+        let deliveries = node.subscribe_via(topic, address.owner(), options.owner_addr);
+        let (app_tx, frames) = mpsc::channel(options.buffer_frames.max(1));
+        let counters = Arc::new(Counters::default());
+        let task = Task {
+            playout: Playout::new(PlayoutConfig {
+                catch_up: options.catch_up,
+                catch_up_timeout_us: options.catch_up_timeout.as_micros() as u64,
+                max_pending: options.buffer_frames.max(1) * 4,
+            }),
+            node: node.clone(),
+            owner: address.owner(),
+            topic,
+            log,
+            app: app_tx,
+            counters: counters.clone(),
+            start: Instant::now(),
+        };
+        Subscription {
+            address,
+            frames,
+            counters,
+            task: tokio::spawn(task.run(deliveries, catch_rx)),
+            node,
+            routes,
+        }
+    }
+
+    /// The stream's address.
+    pub fn address(&self) -> &StreamAddress {
+        &self.address
+    }
+
+    /// The next frame; `None` once the peer is closed.
+    pub async fn recv(&mut self) -> Option<StreamFrame> {
+        self.frames.recv().await
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> SubscriptionStats {
+        let c = &self.counters;
+        SubscriptionStats {
+            received: c.received.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+            invalid: c.invalid.load(Ordering::Relaxed),
+            catch_ups: c.catch_ups.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+        let topic = self.address.log_id();
+        self.node.unsubscribe(topic);
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&topic);
+    }
+}
+
+struct Task {
+    playout: Playout,
+    node: OverlayNode,
+    owner: starling_net::PeerId,
+    topic: Topic,
+    log: Option<Log>,
+    app: mpsc::Sender<StreamFrame>,
+    counters: Arc<Counters>,
+    start: Instant,
+}
+
+impl Task {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut deliveries: mpsc::Receiver<Delivery>,
+        mut catch_ups: mpsc::Receiver<Vec<Sequenced>>,
+    ) {
+        let mut out = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                d = deliveries.recv() => {
+                    let Some(d) = d else { return };
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    let seq = d.seq;
+                    let published_us = d.frame.timestamp_us();
+                    if let Some(item) = self.item(seq, published_us, d.frame.payload()) {
+                        let now = self.now();
+                        self.playout.live(item, now, &mut out);
+                    }
+                }
+                Some(records) = catch_ups.recv() => {
+                    let items = records
+                        .into_iter()
+                        .filter_map(|r| self.item(r.seq, r.published_us, &r.record))
+                        .collect();
+                    self.playout.catch_up(items, &mut out);
+                }
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.playout.tick(now, &mut out);
+                }
+            }
+            if !self.act(&mut out) {
+                return;
+            }
+        }
+    }
+
+    fn item(&self, seq: u64, published_us: u64, record: &Bytes) -> Option<Item> {
+        match Record::parse(record) {
+            Ok(record) => Some(Item {
+                seq,
+                published_us,
+                record,
+            }),
+            Err(e) => {
+                tracing::debug!(seq, "bad stream record: {e}");
+                self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Carries out the playout's outputs; false once the application has gone.
+    fn act(&mut self, out: &mut Vec<Output>) -> bool {
+        let mut overflowed = false;
+        for o in out.drain(..) {
+            match o {
+                Output::RequestCatchUp { from, to } => {
+                    self.counters.catch_ups.fetch_add(1, Ordering::Relaxed);
+                    self.node
+                        .send(self.owner, CatchUp::request(&self.topic, from, to));
+                }
+                Output::Play { .. } if overflowed => self.playout.discarded(),
+                Output::Play {
+                    item,
+                    skipped,
+                    prev,
+                } => {
+                    if let Some(log) = &mut self.log
+                        && let Err(e) = persist(log, &item.record, &self.topic)
+                    {
+                        tracing::debug!(seq = item.seq, "entry not stored: {e}");
+                        self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let frame = StreamFrame {
+                        seq: item.seq,
+                        keyframe: item.record.meta.keyframe,
+                        media_ts_us: item.record.meta.media_ts_us,
+                        published_us: item.published_us,
+                        skipped,
+                        data: item.record.data.clone(),
+                        record: item.record,
+                        log_id: self.topic,
+                    };
+                    match self.app.try_send(frame) {
+                        Ok(()) => {
+                            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                            self.counters.skipped.fetch_add(skipped, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            self.playout.overflow(prev, skipped);
+                            overflowed = true;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Stores a received entry in the local copy of the log (signature checked by the join).
+fn persist(log: &mut Log, record: &Record, topic: &LogId) -> Result<(), StreamError> {
+    let entry = record.entry(topic)?;
+    let report = log.join(vec![entry])?;
+    match report.rejected.into_iter().next() {
+        Some((_, e)) => Err(e.into()),
+        None => Ok(()),
+    }
+}

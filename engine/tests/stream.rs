@@ -1,0 +1,226 @@
+//! Live streams end to end: real QUIC on loopback, real stores.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use starling_engine::{
+    LiveStream, MediaFrame, Peer, PeerConfig, PublishOptions, Publisher, StreamFrame,
+    SubscribeOptions, Subscription,
+};
+use starling_net::{KeyType, Keypair};
+
+async fn peer(bootstrap: &[&Peer]) -> Peer {
+    Peer::start(
+        Keypair::generate(KeyType::Ed25519),
+        PeerConfig {
+            bootstrap: bootstrap.iter().map(|p| p.local_addr()).collect(),
+            ..PeerConfig::default()
+        },
+    )
+    .await
+    .expect("peer starts")
+}
+
+fn frame(seq: u64, gop: u64) -> MediaFrame {
+    let data = Bytes::from(vec![(seq % 251) as u8; 2000 + seq as usize]);
+    if seq % gop == 0 {
+        MediaFrame::key(data, seq * 33_333)
+    } else {
+        MediaFrame::delta(data, seq * 33_333)
+    }
+}
+
+async fn next(sub: &mut Subscription) -> StreamFrame {
+    tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("a frame within 10 s")
+        .expect("subscription open")
+}
+
+/// Waits until every subscriber is attached to the stream's tree.
+async fn attached(subs: &[(&Peer, &Subscription)]) {
+    for _ in 0..500 {
+        let mut all = true;
+        for (p, s) in subs {
+            all &= p.overlay().parent(s.address().log_id()).await.is_some();
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("subscribers did not attach");
+}
+
+fn check(f: &StreamFrame, seq: u64, gop: u64) {
+    assert_eq!(f.seq, seq);
+    assert_eq!(f.keyframe, seq % gop == 0);
+    assert_eq!(f.media_ts_us, seq * 33_333);
+    assert_eq!(f.data.len(), 2000 + seq as usize);
+    assert!(f.data.iter().all(|b| *b == (seq % 251) as u8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_every_frame_in_order_directly_and_via_a_relay() {
+    let owner = peer(&[]).await;
+    let relay = peer(&[&owner]).await;
+    let mut publisher = match owner.open_stream("cam").expect("open") {
+        LiveStream::Publisher(p) => *p,
+        other => panic!("expected to own it: {other:?}"),
+    };
+    let address = publisher.address().to_string();
+    // One subscriber knows the owner; the other only knows the relay and must locate it.
+    let direct = peer(&[&owner]).await;
+    let indirect = peer(&[&relay]).await;
+    let mut subs = Vec::new();
+    for p in [&direct, &indirect] {
+        match p.open_stream(&address).expect("open by address") {
+            LiveStream::Subscriber(s) => subs.push(*s),
+            other => panic!("expected a subscription: {other:?}"),
+        }
+    }
+    attached(&[(&direct, &subs[0]), (&indirect, &subs[1])]).await;
+    for seq in 0..60 {
+        assert_eq!(publisher.push(frame(seq, 10)).expect("push"), seq);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for s in &mut subs {
+        for seq in 0..60 {
+            let f = next(s).await;
+            check(&f, seq, 10);
+            assert_eq!(f.skipped, 0);
+            let entry = f.entry().expect("entry decodes");
+            entry.verify().expect("entry signed by the owner");
+            assert_eq!(
+                entry.signers().expect("signers")[0].peer_id(),
+                owner.peer_id()
+            );
+        }
+        assert_eq!(s.stats().delivered, 60);
+        assert_eq!(s.stats().invalid, 0);
+    }
+    assert_eq!(publisher.log().len(), 60);
+    for p in [&direct, &indirect, &relay, &owner] {
+        p.close().await;
+    }
+}
+
+async fn publish(owner: &Peer, window: usize) -> Publisher {
+    owner
+        .publish_stream(
+            "live",
+            PublishOptions {
+                window_frames: window,
+                ..PublishOptions::default()
+            },
+        )
+        .expect("publish")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_starts_at_the_latest_keyframe_and_persists() {
+    let owner = peer(&[]).await;
+    let mut publisher = publish(&owner, 40).await;
+    for seq in 0..15 {
+        publisher.push(frame(seq, 10)).expect("push");
+    }
+    let late = peer(&[&owner]).await;
+    let mut sub = late
+        .subscribe(
+            publisher.address(),
+            SubscribeOptions {
+                persist: true,
+                ..SubscribeOptions::default()
+            },
+        )
+        .expect("subscribe");
+    attached(&[(&late, &sub)]).await;
+    for seq in 15..25 {
+        publisher.push(frame(seq, 10)).expect("push");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Frames 10..15 came from the owner's window, the rest live; nothing before the keyframe.
+    for seq in 10..25 {
+        let f = next(&mut sub).await;
+        check(&f, seq, 10);
+        assert_eq!(f.skipped, 0);
+    }
+    assert_eq!(sub.stats().catch_ups, 1);
+    assert_eq!(sub.stats().invalid, 0, "persisted entries verified");
+    // The owner's on-disk window is bounded.
+    for seq in 25..60 {
+        publisher.push(frame(seq, 10)).expect("push");
+    }
+    assert_eq!(publisher.log().len(), 40);
+    late.close().await;
+    owner.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_application_skips_to_the_next_keyframe_and_is_told() {
+    let owner = peer(&[]).await;
+    let mut publisher = publish(&owner, 100).await;
+    let slow = peer(&[&owner]).await;
+    let mut sub = slow
+        .subscribe(
+            publisher.address(),
+            SubscribeOptions {
+                buffer_frames: 4,
+                ..SubscribeOptions::default()
+            },
+        )
+        .expect("subscribe");
+    attached(&[(&slow, &sub)]).await;
+    // 25 frames while the application reads nothing: 4 fit, the rest are skipped.
+    for seq in 0..25 {
+        publisher.push(frame(seq, 10)).expect("push");
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for seq in 0..4 {
+        check(&next(&mut sub).await, seq, 10);
+    }
+    // Now the application keeps up: it resumes at the next keyframe after the overflow (10 or
+    // 20, whichever found room), says what it skipped, and then misses nothing.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.last().is_none_or(|f: &StreamFrame| f.seq < 44) {
+            got.push(next(&mut sub).await);
+        }
+        (got, sub.stats())
+    });
+    for seq in 25..45 {
+        publisher.push(frame(seq, 10)).expect("push");
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let (got, stats) = reader.await.expect("reader");
+    let first = &got[0];
+    assert!(
+        first.keyframe && first.seq >= 10,
+        "resumed at {}",
+        first.seq
+    );
+    assert_eq!(first.skipped, first.seq - 4);
+    for (f, seq) in got.iter().zip(first.seq..) {
+        check(f, seq, 10);
+        if seq > first.seq {
+            assert_eq!(f.skipped, 0);
+        }
+    }
+    assert_eq!(stats.skipped, first.seq - 4);
+    slow.close().await;
+    owner.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_and_addresses_are_errors() {
+    let p = peer(&[]).await;
+    assert!(p.open_stream("no spaces").is_err());
+    assert!(p.open_stream("live/not-a-peer/x").is_err());
+    let own = p.stream_address("x").expect("address");
+    assert!(p.subscribe(&own, SubscribeOptions::default()).is_err());
+    let mut publisher = publish(&p, 10).await;
+    let huge = MediaFrame::key(Bytes::from(vec![0u8; (8 << 20) + 1]), 0);
+    assert!(publisher.push(huge).is_err());
+    p.close().await;
+}
