@@ -23,7 +23,7 @@ async fn peer(bootstrap: &[&Peer]) -> Peer {
 
 fn frame(seq: u64, gop: u64) -> MediaFrame {
     let data = Bytes::from(vec![(seq % 251) as u8; 2000 + seq as usize]);
-    if seq % gop == 0 {
+    if seq.is_multiple_of(gop) {
         MediaFrame::key(data, seq * 33_333)
     } else {
         MediaFrame::delta(data, seq * 33_333)
@@ -54,7 +54,7 @@ async fn attached(subs: &[(&Peer, &Subscription)]) {
 
 fn check(f: &StreamFrame, seq: u64, gop: u64) {
     assert_eq!(f.seq, seq);
-    assert_eq!(f.keyframe, seq % gop == 0);
+    assert_eq!(f.keyframe, seq.is_multiple_of(gop));
     assert_eq!(f.media_ts_us, seq * 33_333);
     assert_eq!(f.data.len(), 2000 + seq as usize);
     assert!(f.data.iter().all(|b| *b == (seq % 251) as u8));
