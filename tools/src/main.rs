@@ -3,6 +3,7 @@
 mod demo;
 mod keys;
 mod node;
+mod streams;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,8 +22,13 @@ enum Command {
     Keygen(keys::KeygenArgs),
     /// Print the PeerId of a key file or of a raw secret key.
     Id(keys::IdArgs),
-    /// Start a node: listen on QUIC, print its multiaddr, serve peers until Ctrl-C.
-    Run(node::RunArgs),
+    /// Start a swarm node: listen on QUIC, print its multiaddr, relay for the overlay until Ctrl-C.
+    Run(streams::RunArgs),
+    /// Publish a live stream (a file, stdin or synthetic frames); prints its multiaddr and the
+    /// stream's address.
+    Publish(streams::PublishArgs),
+    /// Subscribe to a live stream by address; frames to a file or stdout, stats to stderr.
+    Subscribe(streams::SubscribeArgs),
     /// A local swarm streaming frames through the overlay: the quickest way to see Starling work.
     Demo(demo::DemoArgs),
     /// Dial a node, print its PeerId and round-trip times (and optionally stream frames to it).
@@ -51,7 +57,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen(args) => keys::keygen(args),
         Command::Id(args) => keys::id(args),
-        Command::Run(args) => runtime()?.block_on(node::run(args)),
+        Command::Run(args) => runtime()?.block_on(streams::run(args)),
+        Command::Publish(args) => runtime()?.block_on(streams::publish(args)),
+        Command::Subscribe(args) => runtime()?.block_on(streams::subscribe(args)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Ping(args) => runtime()?.block_on(node::ping(args)),
     }

@@ -1,4 +1,4 @@
-//! `starling run` and `starling ping`: a node on QUIC, and a client that measures it.
+//! `starling ping` (a client that measures a node) and the key loading the node commands share.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,19 +8,9 @@ use bytes::{Bytes, BytesMut};
 use clap::Args;
 use starling_net::identity::{KeyType, Keypair, load_key_file};
 use starling_net::transport::{Connection, Endpoint, Multiaddr, TransportConfig};
-use starling_net::wire::{DataFrame, DataFrameFields, Frame, KeyCache, Lane, verify_data_frames};
+use starling_net::wire::{DataFrame, DataFrameFields, Frame, Lane};
 
-#[derive(Debug, Args)]
-pub(crate) struct RunArgs {
-    /// Key file (from `starling keygen`); without it the node uses a fresh, ephemeral identity.
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// Where to listen.
-    #[arg(long, default_value = "/ip4/127.0.0.1/udp/0/quic-v1")]
-    listen: Multiaddr,
-}
-
-fn load_or_generate(key: Option<&PathBuf>) -> Result<Keypair> {
+pub(crate) fn load_or_generate(key: Option<&PathBuf>) -> Result<Keypair> {
     Ok(match key {
         Some(path) => load_key_file(path)?,
         None => {
@@ -28,77 +18,6 @@ fn load_or_generate(key: Option<&PathBuf>) -> Result<Keypair> {
             Keypair::generate(KeyType::Ed25519)
         }
     })
-}
-
-pub(crate) async fn run(args: RunArgs) -> Result<()> {
-    let key = load_or_generate(args.key.as_ref())?;
-    let endpoint = Endpoint::bind_multiaddr(key, &args.listen, TransportConfig::default())
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let buffers = endpoint.socket_buffers();
-    tracing::info!(
-        send = buffers.send,
-        recv = buffers.recv,
-        "UDP socket buffers granted"
-    );
-    // The one line scripts wait for.
-    println!("{}", endpoint.local_multiaddr());
-    let accept = endpoint.clone();
-    let accept_loop = async move {
-        while let Some(incoming) = accept.accept().await {
-            match incoming {
-                Ok(conn) => {
-                    tokio::spawn(serve(conn));
-                }
-                Err(e) => tracing::warn!("incoming connection failed: {e}"),
-            }
-        }
-    };
-    tokio::select! {
-        _ = accept_loop => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
-    }
-    endpoint.close().await;
-    Ok(())
-}
-
-/// Reads one peer's frames, verifying data frames in batches, and logs totals when it leaves.
-async fn serve(conn: Connection) {
-    let peer = conn.peer_id();
-    tracing::info!(%peer, remote = %conn.remote_addr(), "peer connected");
-    let (mut frames, mut bytes, mut bad) = (0u64, 0u64, 0u64);
-    let mut keys = KeyCache::default();
-    let mut batch = Vec::with_capacity(64);
-    let mut data = Vec::with_capacity(64);
-    while conn.recv_many(&mut batch, 64).await > 0 {
-        for item in batch.drain(..) {
-            match item.map(|r| r.into_frame()) {
-                Ok(Frame::Data(d)) => data.push(d),
-                Ok(_) => {}
-                Err(e) => {
-                    bad += 1;
-                    tracing::warn!(%peer, "protocol error: {e}");
-                }
-            }
-        }
-        let mut rest = &data[..];
-        while !rest.is_empty() {
-            match verify_data_frames(rest, &mut keys) {
-                Ok(()) => {
-                    frames += rest.len() as u64;
-                    bytes += rest.iter().map(|d| d.payload().len() as u64).sum::<u64>();
-                    rest = &[];
-                }
-                Err((i, e)) => {
-                    tracing::warn!(%peer, "dropping frame: {e}");
-                    frames += i as u64;
-                    bad += 1;
-                    rest = &rest[i + 1..];
-                }
-            }
-        }
-        data.clear();
-    }
-    tracing::info!(%peer, frames, bytes, bad, "peer disconnected: {frames} verified frames");
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,420 @@
+//! `starling run`, `starling publish` and `starling subscribe`: a swarm node, and the two ends
+//! of a live stream, all on the engine's [`Peer`].
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bytes::{BufMut, Bytes, BytesMut};
+use clap::Args;
+use hdrhistogram::Histogram;
+use starling_engine::{
+    MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress, SubscribeOptions,
+};
+use starling_net::Keypair;
+use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
+
+use crate::demo::parse_bitrate;
+use crate::node::load_or_generate;
+
+/// What every swarm command shares: identity, where to listen, whom to know.
+#[derive(Debug, Args)]
+pub(crate) struct PeerArgs {
+    /// Key file (from `starling keygen`); without it a fresh, ephemeral identity.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Where to listen.
+    #[arg(long, default_value = "/ip4/127.0.0.1/udp/0/quic-v1")]
+    listen: Multiaddr,
+    /// Peers to join through (repeatable), as `starling run` prints them.
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// Where logs are stored; a temporary directory otherwise.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Starts a peer and connects to the bootstrap peers, checking their PeerIds when given.
+async fn start_peer(args: &PeerArgs) -> Result<Peer> {
+    let key: Keypair = load_or_generate(args.key.as_ref())?;
+    let (listen, _) = parse_quic_multiaddr(&args.listen.to_string())
+        .with_context(|| format!("--listen {}", args.listen))?;
+    let peer = Peer::start(
+        key,
+        PeerConfig {
+            listen,
+            data_dir: args.data_dir.clone(),
+            ..PeerConfig::default()
+        },
+    )
+    .await
+    .context("cannot start the peer")?;
+    let mut reached = 0;
+    for addr in &args.bootstrap {
+        let (socket, expected) = parse_quic_multiaddr(&addr.to_string())
+            .with_context(|| format!("--bootstrap {addr}"))?;
+        match peer.connect(socket).await {
+            Ok(id) if expected.is_some_and(|e| e != id) => {
+                tracing::warn!(%addr, %id, "bootstrap peer has another PeerId; ignored");
+            }
+            Ok(id) => {
+                tracing::info!(%id, %addr, "joined through bootstrap peer");
+                reached += 1;
+            }
+            Err(e) => tracing::warn!(%addr, "bootstrap peer unreachable: {e}"),
+        }
+    }
+    if !args.bootstrap.is_empty() && reached == 0 {
+        peer.close().await;
+        bail!("no bootstrap peer could be reached");
+    }
+    Ok(peer)
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    peer: PeerArgs,
+    /// Seconds between stats lines in the log.
+    #[arg(long, default_value_t = 10.0)]
+    stats_every: f64,
+}
+
+/// A swarm node: relays for the overlay and serves until Ctrl-C.
+pub(crate) async fn run(args: RunArgs) -> Result<()> {
+    let peer = start_peer(&args.peer).await?;
+    // The one line scripts wait for.
+    println!("{}", peer.multiaddr());
+    tracing::info!(peer = %peer.peer_id(), "serving; Ctrl-C to stop");
+    let every = Duration::try_from_secs_f64(args.stats_every.max(0.1)).context("--stats-every")?;
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Some(s) = peer.overlay().stats().await {
+                    tracing::info!(
+                        relayed = s.frames_relayed,
+                        delivered = s.frames_delivered,
+                        direct = s.direct_forwarded,
+                        dropped = s.dropped_congested,
+                        invalid = s.invalid,
+                        "overlay"
+                    );
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    peer.close().await;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// The stream: a name (this key's stream) or its full address.
+    stream: String,
+    #[command(flatten)]
+    peer: PeerArgs,
+    /// Stream this file (in chunks of --frame-bytes); stdin when neither this nor --synthetic.
+    #[arg(long, conflicts_with = "synthetic")]
+    file: Option<PathBuf>,
+    /// Stream synthetic frames at this bitrate (e.g. 2Mbit) instead of a file.
+    #[arg(long)]
+    synthetic: Option<String>,
+    /// Frames per second (0 with a file or stdin: as fast as the tree takes them).
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Chunk size for a file or stdin.
+    #[arg(long, default_value_t = 64 * 1024)]
+    frame_bytes: usize,
+    /// A keyframe every this many frames (the first frame is always one).
+    #[arg(long, default_value_t = 30)]
+    keyframe_every: u64,
+    /// Stop synthetic streaming after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Wait this long after starting before the first frame (lets subscribers attach).
+    #[arg(long, default_value_t = 0.0)]
+    start_after: f64,
+    /// Frames kept for late joiners.
+    #[arg(long, default_value_t = 300)]
+    window: usize,
+    /// Keep serving this long after the last frame (catch-ups, slow relays).
+    #[arg(long, default_value_t = 1.0)]
+    linger: f64,
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Where a publisher's frames come from.
+enum Source {
+    Synthetic { frame_bytes: usize },
+    Reader(Box<dyn Read + Send>),
+}
+
+impl Source {
+    /// The next frame's bytes, `None` at the end of the input.
+    fn next(&mut self, seq: u64, chunk: usize) -> Result<Option<Bytes>> {
+        match self {
+            Source::Synthetic { frame_bytes } => {
+                let mut frame = BytesMut::with_capacity(*frame_bytes);
+                frame.put_u64(seq);
+                frame.resize((*frame_bytes).max(8), (seq % 251) as u8);
+                Ok(Some(frame.freeze()))
+            }
+            Source::Reader(reader) => {
+                let mut buf = vec![0u8; chunk];
+                let mut filled = 0;
+                while filled < chunk {
+                    let n = reader.read(&mut buf[filled..]).context("reading input")?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                Ok((filled > 0).then(|| Bytes::from(buf)))
+            }
+        }
+    }
+}
+
+pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
+    if args.frame_bytes == 0 || args.keyframe_every == 0 {
+        bail!("--frame-bytes and --keyframe-every must be positive");
+    }
+    let peer = start_peer(&args.peer).await?;
+    let name = match args
+        .stream
+        .strip_prefix(starling_engine::stream::address::ADDRESS_PREFIX)
+    {
+        Some(_) => {
+            let address = StreamAddress::parse(&args.stream)?;
+            if address.owner() != peer.peer_id() {
+                bail!(
+                    "{address} is owned by {}; this key is {} (use --key with the owner's key file)",
+                    address.owner(),
+                    peer.peer_id()
+                );
+            }
+            address.name().to_string()
+        }
+        None => args.stream.clone(),
+    };
+    let mut publisher = peer.publish_stream(
+        &name,
+        PublishOptions {
+            window_frames: args.window.max(1),
+            ..PublishOptions::default()
+        },
+    )?;
+    println!("{}", peer.multiaddr());
+    println!("{}", publisher.address());
+    let _ = std::io::stdout().flush();
+    let mut source = match (&args.file, &args.synthetic) {
+        (_, Some(rate)) => {
+            if args.fps <= 0.0 {
+                bail!("--synthetic needs a positive --fps");
+            }
+            Source::Synthetic {
+                frame_bytes: (parse_bitrate(rate)? / 8.0 / args.fps) as usize,
+            }
+        }
+        (Some(path), None) => Source::Reader(Box::new(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+        (None, None) => Source::Reader(Box::new(std::io::stdin())),
+    };
+    tokio::time::sleep(Duration::from_secs_f64(args.start_after.max(0.0))).await;
+    let deadline = args
+        .seconds
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut ticker = (args.fps > 0.0).then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / args.fps));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    let start = Instant::now();
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    let mut last_report = Instant::now();
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let Some(t) = &mut ticker {
+            tokio::select! {
+                _ = t.tick() => {}
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        let seq = publisher.next_seq();
+        let chunk = args.frame_bytes;
+        let data = match &mut source {
+            Source::Reader(_) => {
+                // Reading may block (stdin): keep it off the runtime's workers.
+                tokio::task::block_in_place(|| source.next(seq, chunk))?
+            }
+            Source::Synthetic { .. } => source.next(seq, chunk)?,
+        };
+        let Some(data) = data else { break };
+        bytes += data.len() as u64;
+        let media_ts = (seq as f64 * 1e6 / args.fps.max(1.0)) as u64;
+        let frame = if seq.is_multiple_of(args.keyframe_every) {
+            MediaFrame::key(data, media_ts)
+        } else {
+            MediaFrame::delta(data, media_ts)
+        };
+        publisher.push(frame)?;
+        frames += 1;
+        if ticker.is_none() && frames.is_multiple_of(64) {
+            tokio::task::yield_now().await;
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "published {frames} frames, {:.2} MB ({:.2} MB/s)",
+                bytes as f64 / 1e6,
+                bytes as f64 / 1e6 / start.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+    }
+    eprintln!(
+        "done: {frames} frames, {:.2} MB in {:.1} s",
+        bytes as f64 / 1e6,
+        start.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs_f64(args.linger.max(0.0))).await;
+    drop(publisher);
+    peer.close().await;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubscribeArgs {
+    /// The stream's address, as `starling publish` prints it.
+    address: StreamAddress,
+    #[command(flatten)]
+    peer: PeerArgs,
+    /// Write the frames' bytes here (stdout with `-`; nothing when absent).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Exit after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Exit after this many seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Where the owner listens, if it is not reachable through the bootstrap peers' knowledge.
+    #[arg(long)]
+    owner_addr: Option<SocketAddr>,
+    /// Store every entry in this peer's own copy of the log.
+    #[arg(long)]
+    persist: bool,
+}
+
+struct Second {
+    frames: u64,
+    bytes: u64,
+    skipped: u64,
+    hist: Histogram<u64>,
+}
+
+impl Second {
+    fn new() -> Result<Second> {
+        Ok(Second {
+            frames: 0,
+            bytes: 0,
+            skipped: 0,
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        })
+    }
+}
+
+pub(crate) async fn subscribe(args: SubscribeArgs) -> Result<()> {
+    let peer = start_peer(&args.peer).await?;
+    let mut sub = peer.subscribe(
+        &args.address,
+        SubscribeOptions {
+            owner_addr: args.owner_addr,
+            persist: args.persist,
+            ..SubscribeOptions::default()
+        },
+    )?;
+    eprintln!("subscribed to {} as {}", args.address, peer.peer_id());
+    let mut out: Option<Box<dyn Write + Send>> = match &args.output {
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+        Some(p) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ))),
+        None => None,
+    };
+    let deadline = args
+        .seconds
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut second = Second::new()?;
+    let mut total = Second::new()?;
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    report.tick().await;
+    loop {
+        let frame = tokio::select! {
+            f = sub.recv() => f,
+            _ = report.tick() => {
+                eprintln!(
+                    "{} frames/s  {:.2} MB/s  latency p50 {:.1} ms p99 {:.1} ms  skipped {}",
+                    second.frames,
+                    second.bytes as f64 / 1e6,
+                    second.hist.value_at_quantile(0.5) as f64 / 1e3,
+                    second.hist.value_at_quantile(0.99) as f64 / 1e3,
+                    second.skipped
+                );
+                second = Second::new()?;
+                continue;
+            }
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => break,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Some(frame) = frame else { break };
+        let latency = unix_us().saturating_sub(frame.published_us).max(1);
+        for s in [&mut second, &mut total] {
+            s.frames += 1;
+            s.bytes += frame.data.len() as u64;
+            s.skipped += frame.skipped;
+            s.hist.saturating_record(latency);
+        }
+        if let Some(w) = &mut out {
+            w.write_all(&frame.data).context("writing output")?;
+        }
+        if args.frames.is_some_and(|n| total.frames >= n) {
+            break;
+        }
+    }
+    if let Some(mut w) = out {
+        w.flush().context("writing output")?;
+    }
+    eprintln!(
+        "received {} frames, {:.2} MB, skipped {}; latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        total.frames,
+        total.bytes as f64 / 1e6,
+        total.skipped,
+        total.hist.value_at_quantile(0.5) as f64 / 1e3,
+        total.hist.value_at_quantile(0.99) as f64 / 1e3,
+        total.hist.max() as f64 / 1e3
+    );
+    drop(sub);
+    peer.close().await;
+    Ok(())
+}

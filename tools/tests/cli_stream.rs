@@ -1,0 +1,144 @@
+//! Three `starling` processes stream to each other by address: a relay (`run`), a subscriber
+//! that knows only the relay, and a publisher streaming a file through it.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn starling() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_starling"))
+}
+
+/// Kills the process when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim().to_string()
+}
+
+fn wait(child: &mut Proc, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "process did not finish in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_file_streams_from_publisher_to_subscriber_through_a_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("owner.key");
+    let out = starling()
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let owner = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let address = format!("live/{owner}/clip");
+
+    let mut relay = Proc(
+        starling()
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let relay_addr = first_line(&mut relay.0);
+
+    // 300 KiB that differ everywhere, so any reordering or loss shows.
+    let input: Vec<u8> = (0..300 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let input_path = dir.path().join("input.bin");
+    std::fs::write(&input_path, &input).unwrap();
+    let output_path = dir.path().join("output.bin");
+    let frames = input.len().div_ceil(4096);
+
+    let mut subscriber = Proc(
+        starling()
+            .args(["subscribe", &address, "--bootstrap", &relay_addr])
+            .args(["--frames", &frames.to_string(), "--output"])
+            .arg(&output_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut publisher = Proc(
+        starling()
+            .args(["publish", "clip", "--bootstrap", &relay_addr, "--key"])
+            .arg(&key)
+            .args(["--file"])
+            .arg(&input_path)
+            .args([
+                "--frame-bytes",
+                "4096",
+                "--fps",
+                "200",
+                "--start-after",
+                "3",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _multiaddr = first_line(&mut publisher.0);
+    assert!(wait(&mut publisher, Duration::from_secs(60)).success());
+    assert!(wait(&mut subscriber, Duration::from_secs(30)).success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut subscriber.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("received {frames} frames")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("skipped 0;"), "{stderr}");
+    assert_eq!(std::fs::read(&output_path).unwrap(), input);
+}
+
+#[test]
+fn publishing_someone_elses_stream_is_refused() {
+    let key = starling_net_key_peer();
+    let out = starling()
+        .args(["publish", &format!("live/{key}/x"), "--synthetic", "1Mbit"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is owned by"));
+    let out = starling()
+        .args(["subscribe", "live/nope/x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad stream address"));
+}
+
+/// A PeerId nobody here holds the key of.
+fn starling_net_key_peer() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    let out = starling()
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
