@@ -28,7 +28,7 @@ enum Command {
     /// stream's address.
     Publish(streams::PublishArgs),
     /// Subscribe to a live stream by address; frames to a file or stdout, stats to stderr.
-    Subscribe(streams::SubscribeArgs),
+    Subscribe(Box<streams::SubscribeArgs>),
     /// A local swarm streaming frames through the overlay: the quickest way to see Starling work.
     Demo(demo::DemoArgs),
     /// Dial a node, print its PeerId and round-trip times (and optionally stream frames to it).
@@ -59,7 +59,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Id(args) => keys::id(args),
         Command::Run(args) => runtime()?.block_on(streams::run(args)),
         Command::Publish(args) => runtime()?.block_on(streams::publish(args)),
-        Command::Subscribe(args) => runtime()?.block_on(streams::subscribe(args)),
+        Command::Subscribe(args) => runtime()?.block_on(streams::subscribe(*args)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Ping(args) => runtime()?.block_on(node::ping(args)),
     }
