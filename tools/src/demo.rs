@@ -1,6 +1,6 @@
 //! `starling demo`: a local swarm in one process — one publisher and N subscribers on loopback,
-//! each a full overlay node with its own QUIC endpoint — streaming synthetic frames through the
-//! direct-sub tree, then a latency histogram summary and the tree's shape.
+//! each a full [`Peer`] with its own QUIC endpoint — streaming synthetic frames as signed log
+//! entries through the direct-sub tree, then a latency histogram summary and the tree's shape.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use starling_engine::{MediaFrame, Peer, PeerConfig, PublishOptions, SubscribeOptions};
 use starling_net::identity::{KeyType, Keypair, PeerId};
-use starling_net::overlay::{OverlayConfig, OverlayNode, Topic};
-use starling_net::transport::{Endpoint, TransportConfig};
+use starling_net::overlay::{OverlayConfig, Topic};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -69,24 +69,27 @@ fn unix_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn new_node(config: &OverlayConfig) -> Result<OverlayNode> {
-    let endpoint = Endpoint::bind(
+async fn new_peer(config: &OverlayConfig) -> Result<Peer> {
+    Ok(Peer::start(
         Keypair::generate(KeyType::Ed25519),
-        "127.0.0.1:0".parse().context("loopback address")?,
-        TransportConfig::default(),
-    )?;
-    Ok(OverlayNode::start(endpoint, config.clone()).0)
+        PeerConfig {
+            overlay: config.clone(),
+            ..PeerConfig::default()
+        },
+    )
+    .await?)
 }
 
 struct Tally {
     hist: Histogram<u64>,
     frames: u64,
+    skipped: u64,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let bitrate = parse_bitrate(&args.bitrate)?;
-    if args.fps <= 0.0 || args.seconds <= 0.0 || args.subscribers == 0 {
-        bail!("--fps, --seconds and --subscribers must be positive");
+    if args.fps <= 0.0 || args.seconds <= 0.0 || args.subscribers == 0 || args.keyframe_every == 0 {
+        bail!("--fps, --seconds, --subscribers and --keyframe-every must be positive");
     }
     let frame_bytes = ((bitrate / 8.0 / args.fps) as usize).max(16);
     let total_frames = (args.seconds * args.fps).round() as u64;
@@ -94,8 +97,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         max_children: args.max_children,
         ..OverlayConfig::default()
     };
-    let topic: Topic = *blake3::hash(b"starling demo stream").as_bytes();
 
+    let owner = new_peer(&config).await?;
+    let mut publisher = owner.publish_stream("demo", PublishOptions::default())?;
+    let address = publisher.address().clone();
+    let topic = address.log_id();
     println!(
         "Starling demo: 1 publisher -> {} subscribers on 127.0.0.1, {:.1} Mbit/s at {} fps ({} B frames, keyframe every {}), {} s",
         args.subscribers,
@@ -105,19 +111,25 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         args.keyframe_every,
         args.seconds
     );
-    let publisher = new_node(&config)?;
+    println!("stream {address}");
     let mut subscribers = Vec::with_capacity(args.subscribers);
-    let mut receivers = Vec::with_capacity(args.subscribers);
+    let mut subscriptions = Vec::with_capacity(args.subscribers);
     for _ in 0..args.subscribers {
-        let node = new_node(&config)?;
-        receivers.push(node.subscribe(topic, publisher.peer_id(), publisher.local_addr()));
-        subscribers.push(node);
+        let peer = new_peer(&config).await?;
+        subscriptions.push(peer.subscribe(
+            &address,
+            SubscribeOptions {
+                owner_addr: Some(owner.local_addr()),
+                ..SubscribeOptions::default()
+            },
+        )?);
+        subscribers.push(peer);
     }
     let attach_start = Instant::now();
     loop {
         let mut attached = 0;
         for s in &subscribers {
-            attached += usize::from(s.parent(topic).await.is_some());
+            attached += usize::from(s.overlay().parent(topic).await.is_some());
         }
         if attached == subscribers.len() {
             break;
@@ -138,20 +150,26 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
 
     let received = Arc::new(AtomicU64::new(0));
     let mut collectors = Vec::new();
-    for mut rx in receivers {
+    for mut sub in subscriptions {
         let received = received.clone();
         collectors.push(tokio::spawn(async move {
             let mut tally = Tally {
                 hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
                 frames: 0,
+                skipped: 0,
             };
-            while let Some(d) = rx.recv().await {
-                let latency = unix_us().saturating_sub(d.frame.timestamp_us()).max(1);
+            while let Some(f) = sub.recv().await {
+                let latency = unix_us().saturating_sub(f.published_us).max(1);
                 tally.hist.saturating_record(latency);
                 tally.frames += 1;
+                tally.skipped += f.skipped;
                 received.fetch_add(1, Ordering::Relaxed);
+                if f.seq + 1 >= total_frames {
+                    break;
+                }
             }
-            anyhow::Ok(tally)
+            // Handed back: dropping a subscription leaves the tree, and the shape comes later.
+            anyhow::Ok((tally, sub))
         }));
     }
 
@@ -167,11 +185,16 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let mut last_report = (Instant::now(), 0u64);
     for seq in 0..total_frames {
         ticker.tick().await;
-        let mut frame = BytesMut::with_capacity(frame_bytes);
-        frame.put_u8(u8::from(seq % args.keyframe_every == 0));
-        frame.put_u64(seq);
-        frame.resize(frame_bytes, (seq % 251) as u8);
-        publisher.publish(topic, Bytes::from(frame));
+        let mut data = BytesMut::with_capacity(frame_bytes);
+        data.put_u64(seq);
+        data.resize(frame_bytes, (seq % 251) as u8);
+        let media_ts = (seq as f64 * 1e6 / args.fps) as u64;
+        let frame = if seq.is_multiple_of(args.keyframe_every) {
+            MediaFrame::key(data.freeze(), media_ts)
+        } else {
+            MediaFrame::delta(data.freeze(), media_ts)
+        };
+        publisher.push(frame)?;
         bar.set_position(seq + 1);
         if last_report.0.elapsed() >= Duration::from_millis(500) {
             let now = received.load(Ordering::Relaxed);
@@ -184,25 +207,39 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     }
     bar.finish();
     let streamed = start.elapsed();
-    // Let the last frames arrive, then stop everything.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let shape = tree_shape(&publisher, &subscribers, topic).await;
-    for s in &subscribers {
-        s.shutdown().await;
-    }
-    publisher.shutdown().await;
-
+    // Let the last frames arrive (each collector stops at the last frame), then stop.
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut delivered = 0u64;
+    let (mut delivered, mut skipped) = (0u64, 0u64);
+    let mut open = Vec::with_capacity(args.subscribers);
+    let drain = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(drain);
     for c in collectors {
-        let tally = c.await??;
+        let (tally, sub) = tokio::select! {
+            t = c => t??,
+            _ = &mut drain => bail!("subscribers still missing frames 5 s after the end"),
+        };
         delivered += tally.frames;
+        skipped += tally.skipped;
         hist.add(&tally.hist)?;
+        open.push(sub);
     }
+    let shape = tree_shape(&owner, &subscribers, topic).await;
+    drop(open);
+    let closing = Instant::now();
+    // Closing waits for each QUIC close handshake: do them all at once.
+    let mut closing_all = tokio::task::JoinSet::new();
+    for s in subscribers {
+        closing_all.spawn(async move { s.close().await });
+    }
+    closing_all.join_all().await;
+    drop(publisher);
+    owner.close().await;
+    tracing::debug!(ms = closing.elapsed().as_millis() as u64, "swarm closed");
+
     let expected = total_frames * args.subscribers as u64;
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "frames delivered: {delivered} / {expected} ({:.3}%), {:.1} MB/s aggregate over {:.1} s",
+        "frames delivered: {delivered} / {expected} ({:.3}%, {skipped} skipped), {:.1} MB/s aggregate over {:.1} s",
         100.0 * delivered as f64 / expected.max(1) as f64,
         delivered as f64 * frame_bytes as f64 / streamed.as_secs_f64() / 1e6,
         streamed.as_secs_f64()
@@ -220,10 +257,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
 }
 
 /// Depth of every subscriber and children per relay, from each node's current parent.
-async fn tree_shape(publisher: &OverlayNode, subs: &[OverlayNode], topic: Topic) -> String {
+async fn tree_shape(publisher: &Peer, subs: &[Peer], topic: Topic) -> String {
     let mut parent: HashMap<PeerId, PeerId> = HashMap::new();
     for s in subs {
-        if let Some(p) = s.parent(topic).await {
+        if let Some(p) = s.overlay().parent(topic).await {
             parent.insert(s.peer_id(), p);
         }
     }
