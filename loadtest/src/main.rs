@@ -1,6 +1,7 @@
 //! `starling-loadtest`: measured scenarios that print a table and, as the last line, one JSON
 //! object, with a baseline measured in the same run wherever one exists.
 
+mod fanout;
 mod link;
 mod sig;
 mod sim;
@@ -28,14 +29,29 @@ enum Command {
     Store(store::StoreArgs),
     /// The overlay simulator: thousands of direct-sub cores in virtual time.
     Sim(sim::SimArgs),
+    /// A live-streaming swarm over real QUIC: latency histograms, goodput, memory, and raw
+    /// quinn fan-out as the baseline.
+    Fanout(fanout::FanoutArgs),
+    /// (internal) One worker process of `fanout --procs`.
+    #[command(hide = true)]
+    FanoutWorker(fanout::WorkerArgs),
 }
 
 fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     match Cli::parse().command {
         Command::Sig(args) => sig::run(args),
         Command::Link(args) => runtime()?.block_on(link::run(args)),
         Command::Store(args) => store::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Fanout(args) => runtime()?.block_on(fanout::run(args)),
+        Command::FanoutWorker(args) => runtime()?.block_on(fanout::worker(args)),
     }
 }
 

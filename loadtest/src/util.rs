@@ -17,13 +17,22 @@ pub(crate) fn mb_per_s(bytes: u64, secs: f64) -> f64 {
 
 /// Peak resident memory of this process in MB (VmHWM), 0 where unknown.
 pub(crate) fn peak_rss_mb() -> f64 {
+    status_kb("VmHWM:") / 1024.0
+}
+
+/// Resident memory of this process now, in MB (VmRSS), 0 where unknown.
+pub(crate) fn rss_mb() -> f64 {
+    status_kb("VmRSS:") / 1024.0
+}
+
+fn status_kb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
-        .map_or(0.0, |kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }

@@ -12,7 +12,7 @@ use bytes::{BufMut, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use starling_engine::{MediaFrame, Peer, PeerConfig, PublishOptions, SubscribeOptions};
+use starling_engine::{Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, SubscribeOptions};
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{OverlayConfig, Topic};
 
@@ -36,30 +36,6 @@ pub(crate) struct DemoArgs {
     /// A keyframe every this many frames.
     #[arg(long, default_value_t = 30)]
     keyframe_every: u64,
-}
-
-/// Parses `2Mbit`, `800kbit`, `1Gbit`, `500000` (bits per second).
-pub(crate) fn parse_bitrate(text: &str) -> Result<f64> {
-    let t = text.trim().to_ascii_lowercase();
-    let (num, mult) = if let Some(n) = t.strip_suffix("gbit") {
-        (n, 1e9)
-    } else if let Some(n) = t.strip_suffix("mbit") {
-        (n, 1e6)
-    } else if let Some(n) = t.strip_suffix("kbit") {
-        (n, 1e3)
-    } else if let Some(n) = t.strip_suffix("bit") {
-        (n, 1.0)
-    } else {
-        (t.as_str(), 1.0)
-    };
-    let value: f64 = num
-        .trim()
-        .parse()
-        .with_context(|| format!("bad bitrate {text:?}"))?;
-    if !value.is_finite() || value <= 0.0 {
-        bail!("bitrate must be positive: {text:?}");
-    }
-    Ok(value * mult)
 }
 
 fn unix_us() -> u64 {
@@ -87,7 +63,11 @@ struct Tally {
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
-    let bitrate = parse_bitrate(&args.bitrate)?;
+    let bitrate = args
+        .bitrate
+        .parse::<Bitrate>()
+        .context("--bitrate")?
+        .bits_per_s();
     if args.fps <= 0.0 || args.seconds <= 0.0 || args.subscribers == 0 || args.keyframe_every == 0 {
         bail!("--fps, --seconds, --subscribers and --keyframe-every must be positive");
     }

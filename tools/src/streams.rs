@@ -11,12 +11,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
 use starling_engine::{
-    MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress, SubscribeOptions,
+    Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress, SubscribeOptions,
 };
 use starling_net::Keypair;
 use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
 
-use crate::demo::parse_bitrate;
 use crate::node::load_or_generate;
 
 /// What every swarm command shares: identity, where to listen, whom to know.
@@ -226,7 +225,7 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
                 bail!("--synthetic needs a positive --fps");
             }
             Source::Synthetic {
-                frame_bytes: (parse_bitrate(rate)? / 8.0 / args.fps) as usize,
+                frame_bytes: (rate.parse::<Bitrate>()?.bytes_per_s() / args.fps) as usize,
             }
         }
         (Some(path), None) => Source::Reader(Box::new(

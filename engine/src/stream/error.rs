@@ -51,6 +51,14 @@ pub enum StreamError {
     /// Publishing to a stream this peer does not own.
     #[error("this peer does not own stream {0}")]
     NotOwner(String),
+    /// A bitrate that does not parse.
+    #[error("bad bitrate {text:?}: {reason}")]
+    BadBitrate {
+        /// What was given.
+        text: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// The stream's log refused an operation.
     #[error("log: {0}")]
     Log(#[from] LogError),

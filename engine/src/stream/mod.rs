@@ -11,6 +11,7 @@
 //! - [`publisher`] / [`subscription`]: the two ends.
 
 pub mod address;
+mod bitrate;
 mod error;
 mod playout;
 pub mod publisher;
@@ -18,6 +19,7 @@ pub mod record;
 pub mod subscription;
 
 pub use address::StreamAddress;
+pub use bitrate::Bitrate;
 pub use error::{PeerError, StreamError};
 pub use publisher::{PublishOptions, Publisher};
 pub use record::{MediaFrame, RecordMeta};

@@ -90,6 +90,7 @@ enum Cmd {
     Throttle(Option<u64>),
     Stats(oneshot::Sender<OverlayStats>),
     Parent(Topic, oneshot::Sender<Option<PeerId>>),
+    Children(Topic, oneshot::Sender<Vec<PeerId>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -244,6 +245,15 @@ impl OverlayNode {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Cmd::Parent(topic, tx)).ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// The current children in `topic`'s tree (a relay has some, a leaf none).
+    pub async fn children(&self, topic: Topic) -> Vec<PeerId> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Children(topic, tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Stops the node and closes its connections.
@@ -431,6 +441,9 @@ impl Driver {
             }
             Cmd::Parent(topic, tx) => {
                 let _ = tx.send(self.core.parent(&topic));
+            }
+            Cmd::Children(topic, tx) => {
+                let _ = tx.send(self.core.children(&topic).to_vec());
             }
             Cmd::Shutdown(_) => {}
         }
