@@ -340,6 +340,38 @@ fn trimming_by_count_bytes_and_age() {
     assert_eq!(oldest.clock().wall_us, T0 + 19_000_000);
 }
 
+#[test]
+fn trimming_after_joining_an_entry_older_than_the_trimmed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = open(other_dir.path(), 2, LogConfig::default());
+    let old = other.append_at(Bytes::from_static(b"old"), T0).unwrap();
+    let mut log = open(
+        dir.path(),
+        1,
+        LogConfig {
+            retention: Retention {
+                keep_last: Some(5),
+                ..Retention::default()
+            },
+            ..LogConfig::default()
+        },
+    );
+    let mine: Vec<Entry> = (0..12u64)
+        .map(|i| {
+            log.append_at(Bytes::from(vec![i as u8; 10]), T0 + 100 + i)
+                .unwrap()
+        })
+        .collect();
+    log.join_at(vec![rewire(&old)], T0 + 200).unwrap();
+    // The joined entry is the oldest, so it is the one trimmed — not one of the newest five.
+    assert_eq!(log.len(), 5);
+    assert!(log.get(&old.hash()).unwrap().is_none());
+    for e in &mine[7..] {
+        assert!(log.get(&e.hash()).unwrap().is_some());
+    }
+}
+
 /// The format is fixed: a change that alters the encoding fails here.
 #[test]
 fn format_fixtures_still_decode_and_encode_identically() {

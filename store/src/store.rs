@@ -217,7 +217,12 @@ impl Store {
         Ok(())
     }
 
-    /// The stored header and payload of an entry.
+    /// An entry's stored header alone (no payload read: trimming needs only its links).
+    pub fn header(&self, hash: &Hash) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.inner.entries.get(hash)?.map(Into::into))
+    }
+
+    /// An entry's header and stored payload.
     pub fn entry(&self, hash: &Hash) -> Result<Option<(Bytes, Bytes)>, StoreError> {
         let Some(header) = self.inner.entries.get(hash)? else {
             return Ok(None);

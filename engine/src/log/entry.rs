@@ -78,6 +78,19 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// The `next` hashes of an encoded header, read without decoding the rest (trimming needs only
+/// these). A header too short for what it declares yields what fits.
+pub(super) fn next_hashes(header: &[u8]) -> Vec<[u8; 32]> {
+    let n = header.get(FIXED - 1).map_or(0, |n| usize::from(*n));
+    header
+        .get(FIXED..)
+        .unwrap_or_default()
+        .chunks_exact(32)
+        .take(n)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+        .collect()
+}
+
 impl Entry {
     /// Encodes and signs a new entry (`payload` in stored form, `raw_len` its decompressed size).
     pub(super) fn create(

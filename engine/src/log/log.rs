@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use starling_net::identity::Keypair;
 use starling_net::wire::KeyCache;
-use starling_store::{ClockRow, NewEntry, Store};
+use starling_store::{ClockKey, ClockRow, NewEntry, Store};
 
-use super::entry::{FLAG_LZ4, MAX_PAYLOAD_LEN, writer_id};
+use super::entry::{FLAG_LZ4, MAX_PAYLOAD_LEN, next_hashes, writer_id};
 use super::{Clock, Compression, Entry, EntryHash, HybridClock, LogError, verify_entries};
 
 /// A log's id: 32 bytes, usually derived from its owner and name ([`Log::derive_id`]).
@@ -89,6 +89,9 @@ pub struct Log {
     len: u64,
     bytes: u64,
     keys: KeyCache,
+    /// Clock of the newest trimmed entry: trimming scans from here, not from the start, so it
+    /// does not walk the tombstones of everything trimmed before (which made it O(n) per append).
+    trim_floor: Option<ClockKey>,
 }
 
 impl std::fmt::Debug for Log {
@@ -146,6 +149,7 @@ impl Log {
             len,
             bytes,
             keys: KeyCache::default(),
+            trim_floor: None,
         })
     }
 
@@ -308,6 +312,13 @@ impl Log {
             .map(|h| h.0)
             .collect();
         self.store.write_entries(&self.id, &rows, &dropped)?;
+        if rows
+            .iter()
+            .any(|r| self.trim_floor.is_some_and(|f| r.clock < f))
+        {
+            // Older than what was trimmed: the next trim starts from the beginning again.
+            self.trim_floor = None;
+        }
         for h in &dropped {
             self.heads.remove(&EntryHash(*h));
         }
@@ -404,7 +415,10 @@ impl Log {
             .map(|a| now_us.saturating_sub(a.as_micros() as u64));
         let (mut len, mut bytes) = (self.len, self.bytes);
         let mut doomed: Vec<(ClockRow, Vec<[u8; 32]>)> = Vec::new();
-        for row in self.store.clock_rows(&self.id, None, false) {
+        for row in self
+            .store
+            .clock_rows(&self.id, self.trim_floor.as_ref(), false)
+        {
             let row = row?;
             let wall = Clock::from_key(&row.clock).wall_us;
             let over = r.keep_last.is_some_and(|n| len > n)
@@ -413,12 +427,11 @@ impl Log {
             if !over {
                 break;
             }
-            let next = match self.store.entry(&row.hash)? {
-                Some((header, payload)) => Entry::decode(header, payload)
-                    .map(|e| e.next().iter().map(|h| h.0).collect())
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            };
+            let next = self
+                .store
+                .header(&row.hash)?
+                .map(|h| next_hashes(&h))
+                .unwrap_or_default();
             len -= 1;
             bytes = bytes.saturating_sub(row.size);
             doomed.push((row, next));
@@ -427,6 +440,7 @@ impl Log {
             return Ok(0);
         }
         self.store.remove_entries(&self.id, &doomed)?;
+        self.trim_floor = doomed.last().map(|(row, _)| row.clock);
         for (row, _) in &doomed {
             self.heads.remove(&EntryHash(row.hash));
         }
