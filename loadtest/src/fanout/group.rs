@@ -22,7 +22,7 @@ pub(crate) struct GroupSpec {
     /// Every stream each subscriber opens, with where its owner listens.
     pub(crate) streams: Vec<(StreamAddress, SocketAddr)>,
     pub(crate) subscribers: usize,
-    pub(crate) max_children: usize,
+    pub(crate) overlay: OverlayConfig,
     /// Fraction of this group's relays throttled mid-run.
     pub(crate) throttle: f64,
     /// Their upload limit, bytes/s.
@@ -184,10 +184,7 @@ impl Group {
     pub(crate) async fn start(spec: GroupSpec) -> Result<Group> {
         let base_rss_mb = crate::util::rss_mb();
         let config = PeerConfig {
-            overlay: OverlayConfig {
-                max_children: spec.max_children,
-                ..OverlayConfig::default()
-            },
+            overlay: spec.overlay.clone(),
             ..PeerConfig::default()
         };
         let mut peers = Vec::with_capacity(spec.subscribers);
@@ -319,6 +316,11 @@ impl Group {
         );
         result.peak_rss_mb = peak_rss_mb();
         result.base_rss_mb = self.base_rss_mb;
+        for p in &self.peers {
+            if let Some(s) = p.overlay().stats().await {
+                tracing::debug!(peer = %p.peer_id(), ?s, "overlay stats");
+            }
+        }
         let mut closing = tokio::task::JoinSet::new();
         for p in self.peers {
             closing.spawn(async move { p.close().await });

@@ -46,6 +46,10 @@ pub(crate) struct FanoutArgs {
     /// Children per node in the fan-out trees.
     #[arg(long, default_value_t = 4)]
     max_children: usize,
+    /// Each node's upload budget for admitting children (loopback has no link limit: the CPU
+    /// is the limit, so the default is high).
+    #[arg(long, default_value = "8Gbit")]
+    upload: Bitrate,
     /// Seconds of streaming.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -76,6 +80,8 @@ pub(crate) struct WorkerArgs {
     subscribers: usize,
     #[arg(long)]
     max_children: usize,
+    #[arg(long)]
+    upload: Bitrate,
     #[arg(long, default_value_t = 0.0)]
     throttle: f64,
     #[arg(long, default_value_t = 0)]
@@ -102,6 +108,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
     let frames = (args.seconds * fps).round().max(1.0) as u64;
     let overlay = OverlayConfig {
         max_children: args.max_children,
+        upload_bytes_per_s: args.upload.bytes_per_s() as u64,
         ..OverlayConfig::default()
     };
     eprintln!(
@@ -154,7 +161,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
             Group::start(GroupSpec {
                 streams: streams.clone(),
                 subscribers: args.subscribers,
-                max_children: args.max_children,
+                overlay: overlay.clone(),
                 throttle: args.throttle,
                 throttle_rate,
             })
@@ -207,6 +214,9 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
     let publisher_rss = if args.procs > 1 { peak_rss_mb() } else { 0.0 };
     drop(publishers);
     for o in &owners {
+        if let Some(s) = o.overlay().stats().await {
+            tracing::debug!(peer = %o.peer_id(), ?s, "publisher overlay stats");
+        }
         o.close().await;
     }
 
@@ -240,6 +250,7 @@ async fn publish(
 ) -> Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / fps));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = std::time::Instant::now();
     for seq in 0..frames {
         ticker.tick().await;
         for p in publishers.iter_mut() {
@@ -255,6 +266,7 @@ async fn publish(
             p.push(frame)?;
         }
     }
+    tracing::info!(frames, secs = start.elapsed().as_secs_f64(), "published");
     Ok(())
 }
 
@@ -280,6 +292,7 @@ impl Worker {
         cmd.arg("fanout-worker")
             .args(["--subscribers", &subscribers.to_string()])
             .args(["--max-children", &args.max_children.to_string()])
+            .args(["--upload", &format!("{}bit", args.upload.bits_per_s())])
             .args(["--throttle", &args.throttle.to_string()])
             .args(["--throttle-rate", &throttle_rate.to_string()]);
         for (a, s) in streams {
@@ -358,7 +371,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
     let group = Group::start(GroupSpec {
         streams,
         subscribers: args.subscribers,
-        max_children: args.max_children,
+        overlay: OverlayConfig {
+            max_children: args.max_children,
+            upload_bytes_per_s: args.upload.bytes_per_s() as u64,
+            ..OverlayConfig::default()
+        },
         throttle: args.throttle,
         throttle_rate: args.throttle_rate,
     })

@@ -163,6 +163,31 @@ fn every_subscriber_gets_every_frame_in_order_once() {
 }
 
 #[test]
+fn a_stream_larger_than_the_upload_budget_still_reaches_everyone_by_a_chain() {
+    // 1,000 B frames every 33 ms ≈ 30 kB/s against a 20 kB/s upload: by rate no node can serve
+    // anyone, but then the stream would reach no one. Each serves one: a chain.
+    let mut net = Net::new(4, {
+        let mut c = config(3);
+        c.upload_bytes_per_s = 20_000;
+        c
+    });
+    net.publish(1);
+    net.subscribe_all();
+    net.publish(60);
+    for _ in 0..20 {
+        net.tick(100_000);
+    }
+    net.publish(30);
+    for i in 0..4 {
+        assert!(net.nodes[i].children(&T).len() <= 1);
+    }
+    let last: Vec<u64> = (1..4u32)
+        .map(|i| net.delivered[&i].last().copied().unwrap_or(0))
+        .collect();
+    assert!(last.iter().all(|s| *s == 90), "{last:?}");
+}
+
+#[test]
 fn a_full_node_redirects_to_its_children() {
     let mut net = Net::new(4, config(1));
     net.publish(1);

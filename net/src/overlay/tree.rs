@@ -244,7 +244,10 @@ where
             return c.max_children.min(4);
         }
         let by_rate = (0.85 * shared.upload() / self.rate) as usize;
-        c.max_children.min(by_rate)
+        // Every node serves at least one child: below that a stream larger than the upload
+        // budget reaches nobody (and joiners bounce between full nodes), while a chain of
+        // single children still delivers, with newer-wins drops where a link cannot keep up.
+        c.max_children.min(by_rate.max(1))
     }
 
     /// Sheds the newest child when the stream outgrew the upload capacity: it is redirected to
