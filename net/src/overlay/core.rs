@@ -248,6 +248,11 @@ where
         self.shared.me
     }
 
+    /// The signature checker (a driver may hand it frames it already verified in a batch).
+    pub fn verifier_mut(&mut self) -> &mut V {
+        &mut self.shared.verifier
+    }
+
     /// Counters.
     pub fn stats(&self) -> &OverlayStats {
         &self.shared.stats

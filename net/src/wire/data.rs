@@ -171,6 +171,11 @@ impl DataFrame {
         [self.head.clone(), self.payload.clone()]
     }
 
+    /// The address of the head bytes: identifies this frame while it is alive (clones share it).
+    pub fn head_addr(&self) -> usize {
+        self.head.as_ptr() as usize
+    }
+
     /// Bytes on the wire, length prefix included.
     pub fn wire_len(&self) -> usize {
         self.head.len() + self.payload.len()
