@@ -50,6 +50,9 @@ pub(crate) struct FanoutArgs {
     /// is the limit, so the default is high).
     #[arg(long, default_value = "8Gbit")]
     upload: Bitrate,
+    /// Frames each node keeps for repairing its children's gaps.
+    #[arg(long, default_value_t = 128)]
+    repair_cache: usize,
     /// Seconds of streaming.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -82,6 +85,8 @@ pub(crate) struct WorkerArgs {
     max_children: usize,
     #[arg(long)]
     upload: Bitrate,
+    #[arg(long)]
+    repair_cache: usize,
     #[arg(long, default_value_t = 0.0)]
     throttle: f64,
     #[arg(long, default_value_t = 0)]
@@ -109,6 +114,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
     let overlay = OverlayConfig {
         max_children: args.max_children,
         upload_bytes_per_s: args.upload.bytes_per_s() as u64,
+        repair_cache: args.repair_cache.max(1),
         ..OverlayConfig::default()
     };
     eprintln!(
@@ -293,6 +299,7 @@ impl Worker {
             .args(["--subscribers", &subscribers.to_string()])
             .args(["--max-children", &args.max_children.to_string()])
             .args(["--upload", &format!("{}bit", args.upload.bits_per_s())])
+            .args(["--repair-cache", &args.repair_cache.to_string()])
             .args(["--throttle", &args.throttle.to_string()])
             .args(["--throttle-rate", &throttle_rate.to_string()]);
         for (a, s) in streams {
@@ -374,6 +381,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
         overlay: OverlayConfig {
             max_children: args.max_children,
             upload_bytes_per_s: args.upload.bytes_per_s() as u64,
+            repair_cache: args.repair_cache.max(1),
             ..OverlayConfig::default()
         },
         throttle: args.throttle,

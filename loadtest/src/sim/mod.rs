@@ -121,6 +121,8 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     let config = OverlayConfig {
         max_children: args.max_children,
         upload_bytes_per_s: upload as u64,
+        // Simulated nodes hold no real frames: keep the count bound (128 frames) in charge.
+        repair_cache_bytes: usize::MAX,
         ..OverlayConfig::default()
     };
     let pubs = args.publishers;

@@ -2,9 +2,8 @@
 
 /// Settings of one [`Overlay`](super::Overlay). Every cache and table is bounded by one of these.
 ///
-/// Worst-case memory per node is about `max_topics × repair_cache × frame size` for frame caches
-/// plus `dedup_cache × 16 B` and `max_routes × ~64 B`; with the defaults and 16 KiB frames,
-/// 8 topics × 128 × 16 KiB = 16 MiB.
+/// Worst-case memory per node is about `max_topics × repair_cache_bytes` for frame caches plus
+/// `dedup_cache × 16 B` and `max_routes × ~64 B`; with the defaults, 8 topics × 256 KiB = 2 MiB.
 #[derive(Clone, Debug)]
 pub struct OverlayConfig {
     /// Children admitted per topic. Default 4.
@@ -16,6 +15,9 @@ pub struct OverlayConfig {
     pub max_topics: usize,
     /// Frames kept per topic for repair. Default 128.
     pub repair_cache: usize,
+    /// …and at most this many bytes of them (the newest frame is always kept). Default 256 KiB
+    /// (1 s of a 2 Mbit/s stream; most repairs follow a re-attachment within that).
+    pub repair_cache_bytes: usize,
     /// Out-of-order frames buffered per topic before skipping ahead. Default 64.
     pub reorder_window: u64,
     /// Message ids remembered for duplicate suppression. Default 8192.
@@ -59,6 +61,7 @@ impl Default for OverlayConfig {
             upload_bytes_per_s: 100_000_000,
             max_topics: 8,
             repair_cache: 128,
+            repair_cache_bytes: 256 << 10,
             reorder_window: 64,
             dedup_cache: 8192,
             max_routes: 4096,

@@ -369,6 +369,30 @@ fn repair_cache_and_dedup_are_bounded() {
         },
     );
     assert_eq!(net.nodes[0].stats().repairs_sent, 8);
+
+    // The byte bound: 1,000 B frames and 3,500 B of cache keep the newest three.
+    let mut net = Net::new(
+        2,
+        OverlayConfig {
+            repair_cache_bytes: 3_500,
+            ..config(2)
+        },
+    );
+    net.publish(1);
+    net.subscribe_all();
+    net.publish(100);
+    net.event(
+        0,
+        Event::Received {
+            from: 1,
+            message: Message::Repair {
+                topic: T,
+                from: 0,
+                to: 200,
+            },
+        },
+    );
+    assert_eq!(net.nodes[0].stats().repairs_sent, 3);
 }
 
 #[test]

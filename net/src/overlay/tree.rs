@@ -40,6 +40,8 @@ pub(super) struct TopicState<P, B> {
     last_repair_at: u64,
     /// Recent frames, for children's repairs.
     cache: VecDeque<(u64, B)>,
+    /// Wire bytes held in `cache`.
+    cache_bytes: usize,
     started: bool,
     last_frame_at: u64,
     /// Smoothed stream rate, bytes/s (for admission).
@@ -72,6 +74,7 @@ where
             gap_since: None,
             last_repair_at: 0,
             cache: VecDeque::new(),
+            cache_bytes: 0,
             started: false,
             last_frame_at: 0,
             rate: 0.0,
@@ -461,12 +464,19 @@ where
             if self.cache.get(at).is_some_and(|(s, _)| *s == seq) {
                 return;
             }
+            self.cache_bytes += payload.wire_len();
             self.cache.insert(at, (seq, payload));
         } else {
+            self.cache_bytes += payload.wire_len();
             self.cache.push_back((seq, payload));
         }
-        while self.cache.len() > shared.config.repair_cache {
-            self.cache.pop_front();
+        let c = &shared.config;
+        while self.cache.len() > c.repair_cache
+            || self.cache_bytes > c.repair_cache_bytes && self.cache.len() > 1
+        {
+            if let Some((_, old)) = self.cache.pop_front() {
+                self.cache_bytes -= old.wire_len();
+            }
         }
     }
 
