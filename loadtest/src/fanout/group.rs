@@ -309,6 +309,16 @@ impl Group {
         }
         throttler.abort();
         result.throttled = throttler.await.unwrap_or(0);
+        let mut orphans = 0;
+        for p in &self.peers {
+            if let Some(s) = p.overlay().stats().await {
+                tracing::debug!(peer = %p.peer_id(), ?s, "overlay stats");
+            }
+            for (a, _) in &self.spec.streams {
+                orphans += usize::from(p.overlay().parent(a.log_id()).await.is_none());
+            }
+        }
+        tracing::info!(orphans, buckets = ?result.buckets, "at the end");
         drop(open);
         result.hist = std::mem::replace(
             &mut *hist.lock().unwrap_or_else(PoisonError::into_inner),
@@ -316,11 +326,7 @@ impl Group {
         );
         result.peak_rss_mb = peak_rss_mb();
         result.base_rss_mb = self.base_rss_mb;
-        for p in &self.peers {
-            if let Some(s) = p.overlay().stats().await {
-                tracing::debug!(peer = %p.peer_id(), ?s, "overlay stats");
-            }
-        }
+
         let mut closing = tokio::task::JoinSet::new();
         for p in self.peers {
             closing.spawn(async move { p.close().await });

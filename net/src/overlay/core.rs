@@ -175,15 +175,13 @@ impl<P: Eq + Hash, V> Shared<P, V> {
         self.links.get(peer).map_or(u64::MAX / 4, LinkMetrics::cost)
     }
 
-    /// Upload bandwidth: the configured capacity, or less if the transport measures less.
-    pub(super) fn upload(&self) -> f64 {
-        let measured = self
-            .links
+    /// The upload rate the transport measures (the slowest link), if it measures one.
+    pub(super) fn measured_upload(&self) -> Option<f64> {
+        self.links
             .values()
             .map(|l| l.delivery_rate)
             .filter(|r| *r > 0.0)
-            .fold(f64::INFINITY, f64::min);
-        (self.config.upload_bytes_per_s as f64).min(measured)
+            .reduce(f64::min)
     }
 
     /// Bytes waiting in this node's own send queues: when large, RTT inflation is ours, not the

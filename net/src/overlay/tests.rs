@@ -188,6 +188,37 @@ fn a_stream_larger_than_the_upload_budget_still_reaches_everyone_by_a_chain() {
 }
 
 #[test]
+fn a_relay_that_can_upload_nothing_gives_its_slot_back_and_everyone_still_gets_frames() {
+    let mut net = Net::new(15, config(2));
+    net.publish(1);
+    net.subscribe_all();
+    net.publish(30);
+    let x = net.nodes[0].children(&T)[0];
+    assert!(!net.nodes[x as usize].children(&T).is_empty());
+    // X's uplink now moves 1 kB/s against a ~30 kB/s stream.
+    let parent = net.nodes[x as usize].parent(&T).unwrap();
+    net.event(
+        x,
+        Event::LinkMeasured {
+            peer: parent,
+            rtt_us: None,
+            queued_bytes: 0,
+            delivery_rate: 1_000.0,
+            lost: 0,
+        },
+    );
+    for _ in 0..30 {
+        net.tick(100_000);
+    }
+    net.publish(30);
+    assert!(net.nodes[x as usize].children(&T).is_empty());
+    assert!(!net.nodes[0].children(&T).contains(&x), "slot given back");
+    for i in 1..15u32 {
+        assert_eq!(net.delivered[&i].last(), Some(&60), "node {i}");
+    }
+}
+
+#[test]
 fn a_full_node_redirects_to_its_children() {
     let mut net = Net::new(4, config(1));
     net.publish(1);

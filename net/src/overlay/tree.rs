@@ -246,17 +246,36 @@ where
         if self.rate <= 0.0 {
             return c.max_children.min(4);
         }
-        let by_rate = (0.85 * shared.upload() / self.rate) as usize;
-        // Every node serves at least one child: below that a stream larger than the upload
-        // budget reaches nobody (and joiners bounce between full nodes), while a chain of
-        // single children still delivers, with newer-wins drops where a link cannot keep up.
-        c.max_children.min(by_rate.max(1))
+        let children_by = |bytes_per_s: f64| (0.85 * bytes_per_s / self.rate) as usize;
+        // The configured budget admits at least one child: a stream larger than the budget
+        // then forms chains and still reaches everyone (joiners would otherwise bounce between
+        // nodes that all refuse). A *measured* shortfall — a throttled or congested uplink —
+        // may go to zero: its children are better off elsewhere.
+        let budget = children_by(c.upload_bytes_per_s as f64).max(1);
+        let measured = shared.measured_upload().map_or(usize::MAX, children_by);
+        // The root has no elsewhere to send its children: it always keeps one.
+        let floor = usize::from(self.is_root);
+        c.max_children
+            .min(budget)
+            .min(measured)
+            .max(floor.min(c.max_children))
     }
 
     /// Sheds the newest child when the stream outgrew the upload capacity: it is redirected to
     /// its siblings, best first.
-    fn shed<V>(&mut self, shared: &mut Shared<P, V>, topic: Topic, out: &mut Vec<Action<P, B>>) {
-        while self.children.len() > self.capacity(shared) {
+    fn shed<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let capacity = self.capacity(shared);
+        if self.children.len() <= capacity {
+            return;
+        }
+        let mut shed = Vec::new();
+        while self.children.len() > capacity {
             let Some(child) = self.children.pop() else {
                 break;
             };
@@ -266,6 +285,18 @@ where
                 to: child,
                 message: Message::Redirect { topic, candidates },
             });
+            shed.push(child);
+        }
+        // A node that can relay to no one gives its slot back: near the root it would make the
+        // parent redirect every joiner to a dead end. It rejoins lower, as a leaf.
+        if capacity == 0
+            && let Some(parent) = self.parent()
+        {
+            out.push(Action::Send {
+                to: parent,
+                message: Message::Leave { topic },
+            });
+            self.start_join(shared, topic, now, shed, out);
         }
     }
 
@@ -680,7 +711,7 @@ where
         out: &mut Vec<Action<P, B>>,
     ) {
         self.avoid.retain(|(_, until)| *until > now);
-        self.shed(shared, topic, out);
+        self.shed(shared, topic, now, out);
         if probe {
             for c in &self.children {
                 out.push(Action::Send {

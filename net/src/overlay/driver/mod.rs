@@ -527,7 +527,12 @@ impl Driver {
 
     fn decoded(&mut self, from: PeerId, decoded: Decoded) {
         match decoded {
-            Decoded::Core(message) => self.feed(Event::Received { from, message }),
+            Decoded::Core(message) => {
+                if !matches!(message, Message::Frame { .. }) {
+                    tracing::trace!(me = %self.core.me(), %from, ?message, "control");
+                }
+                self.feed(Event::Received { from, message })
+            }
             Decoded::Locate(peer) => {
                 if peer != from && self.book.contains_key(&peer) {
                     let answer = codec::encode_lookup(true, &peer, &self.book);
