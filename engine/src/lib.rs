@@ -6,6 +6,36 @@
 //! - [`stream`]: live streams — publish frames into a signed log, subscribe by address.
 //! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
 //!   BLAKE3 hashes that print as CIDs; append, join, heads, iteration, trimming.
+//!
+//! A live stream between two peers on loopback:
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use starling_engine::{MediaFrame, Peer, PeerConfig, PublishOptions, SubscribeOptions};
+//! use starling_net::{KeyType, Keypair};
+//!
+//! let owner = Peer::start(Keypair::generate(KeyType::Ed25519), PeerConfig::default()).await?;
+//! let mut cam = owner.publish_stream("cam", PublishOptions::default())?;
+//! println!("open {}", cam.address()); // live/12D3KooW…/cam
+//!
+//! let viewer = Peer::start(
+//!     Keypair::generate(KeyType::Ed25519),
+//!     PeerConfig { bootstrap: vec![owner.local_addr()], ..PeerConfig::default() },
+//! )
+//! .await?;
+//! let mut sub = viewer.subscribe(cam.address(), SubscribeOptions::default())?;
+//! assert!(sub.wait_attached(Duration::from_secs(5)).await);
+//!
+//! cam.push(MediaFrame::key(bytes::Bytes::from_static(b"frame 0"), 0))?;
+//! let frame = sub.recv().await.expect("a frame");
+//! assert_eq!((frame.seq, frame.keyframe, &frame.data[..]), (0, true, &b"frame 0"[..]));
+//! viewer.close().await;
+//! owner.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod log;
 mod peer;

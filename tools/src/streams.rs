@@ -216,9 +216,13 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
             ..PublishOptions::default()
         },
     )?;
-    println!("{}", peer.multiaddr());
-    println!("{}", publisher.address());
-    let _ = std::io::stdout().flush();
+    {
+        // Scripts read these two lines; a reader that closed the pipe afterwards is no error.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", peer.multiaddr());
+        let _ = writeln!(out, "{}", publisher.address());
+        let _ = out.flush();
+    }
     let mut source = match (&args.file, &args.synthetic) {
         (_, Some(rate)) => {
             if args.fps <= 0.0 {

@@ -97,12 +97,16 @@ fn a_file_streams_from_publisher_to_subscriber_through_a_relay() {
                 "3",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let _multiaddr = first_line(&mut publisher.0);
-    assert!(wait(&mut publisher, Duration::from_secs(60)).success());
+    let status = wait(&mut publisher, Duration::from_secs(60));
+    let mut publisher_err = String::new();
+    std::io::Read::read_to_string(&mut publisher.0.stderr.take().unwrap(), &mut publisher_err)
+        .unwrap();
+    assert!(status.success(), "{publisher_err}");
     assert!(wait(&mut subscriber, Duration::from_secs(30)).success());
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut subscriber.0.stderr.take().unwrap(), &mut stderr).unwrap();

@@ -167,6 +167,22 @@ impl Subscription {
         &self.address
     }
 
+    /// Waits until this peer has a parent in the stream's tree (frames flow from then on);
+    /// false if that did not happen within `limit`.
+    pub async fn wait_attached(&self, limit: Duration) -> bool {
+        let topic = self.address.log_id();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.node.parent(topic).await.is_some() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The next frame; `None` once the peer is closed.
     pub async fn recv(&mut self) -> Option<StreamFrame> {
         self.frames.recv().await
