@@ -1,6 +1,7 @@
 //! [`Peer`]: the one handle an application holds — a QUIC endpoint, an overlay node, a store,
 //! and the streams it publishes or subscribes to.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -79,7 +80,7 @@ struct Inner {
     /// Opened on first use: a subscriber that does not persist never starts a store.
     store: Mutex<Option<(Store, Option<tempfile::TempDir>)>>,
     windows: Windows,
-    routes: CatchUpRoutes,
+    routes: Arc<CatchUpRoutes>,
     dispatcher: tokio::task::JoinHandle<()>,
 }
 
@@ -93,7 +94,7 @@ impl Peer {
         let endpoint = Endpoint::bind(key.clone(), config.listen, config.transport.clone())?;
         let (node, direct) = OverlayNode::start(endpoint, config.overlay.clone());
         let windows: Windows = Arc::default();
-        let routes: CatchUpRoutes = Arc::default();
+        let routes: Arc<CatchUpRoutes> = Arc::default();
         let dispatcher = tokio::spawn(dispatch(
             direct,
             node.clone(),
@@ -282,17 +283,48 @@ impl Peer {
     }
 }
 
+/// Catch-up requests answered per requester per second: a late joiner needs one; a peer asking
+/// in a loop would otherwise make this peer copy and send its window without end.
+const CATCHUPS_PER_S: u32 = 4;
+/// Requesters remembered by the limiter (then it starts over).
+const LIMITER_PEERS: usize = 4096;
+
+/// A fixed-window rate limit per requester, bounded in memory.
+#[derive(Debug, Default)]
+struct RequestLimiter {
+    seen: HashMap<PeerId, (std::time::Instant, u32)>,
+}
+
+impl RequestLimiter {
+    fn allow(&mut self, peer: PeerId, now: std::time::Instant) -> bool {
+        if self.seen.len() >= LIMITER_PEERS && !self.seen.contains_key(&peer) {
+            self.seen.clear();
+        }
+        let (start, count) = self.seen.entry(peer).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *count) = (now, 0);
+        }
+        *count += 1;
+        *count <= CATCHUPS_PER_S
+    }
+}
+
 /// Serves catch-up requests from the windows of streams we publish, and routes catch-up
 /// replies to our subscriptions. Other direct messages are logged and dropped.
 async fn dispatch(
     mut direct: mpsc::Receiver<DirectMessage>,
     node: OverlayNode,
     windows: Windows,
-    routes: CatchUpRoutes,
+    routes: Arc<CatchUpRoutes>,
 ) {
+    let mut limiter = RequestLimiter::default();
     while let Some(msg) = direct.recv().await {
         match CatchUp::decode(&msg.payload) {
             Ok(CatchUp::Request { topic, from, to }) => {
+                if !limiter.allow(msg.origin, std::time::Instant::now()) {
+                    tracing::debug!(origin = %msg.origin, "catch-up request over the rate limit");
+                    continue;
+                }
                 let window = windows
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -310,13 +342,13 @@ async fn dispatch(
                 }
             }
             Ok(CatchUp::Reply { topic, records }) => {
-                let route = routes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&topic)
-                    .cloned();
-                if let Some(tx) = route {
-                    let _ = tx.try_send(records);
+                // Only the stream's owner may answer: the records travel in a direct message
+                // signed by its origin, so an answer from anyone else is not the owner's data.
+                match routes.route(&topic, &msg.origin) {
+                    Some(tx) => {
+                        let _ = tx.try_send(records);
+                    }
+                    None => tracing::debug!(origin = %msg.origin, "catch-up reply refused"),
                 }
             }
             Err(e) => tracing::debug!(origin = %msg.origin, "direct message ignored: {e}"),
@@ -327,6 +359,18 @@ async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catch_up_requests_are_rate_limited_per_requester() {
+        let mut l = RequestLimiter::default();
+        let a = Keypair::generate(starling_net::KeyType::Ed25519).peer_id();
+        let b = Keypair::generate(starling_net::KeyType::Ed25519).peer_id();
+        let t0 = std::time::Instant::now();
+        let allowed = (0..10).filter(|_| l.allow(a, t0)).count();
+        assert_eq!(allowed, CATCHUPS_PER_S as usize);
+        assert!(l.allow(b, t0), "another requester has its own budget");
+        assert!(l.allow(a, t0 + Duration::from_secs(1)), "the window resets");
+    }
 
     #[test]
     fn handles_cross_threads() {

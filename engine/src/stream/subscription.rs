@@ -98,8 +98,41 @@ struct Counters {
     catch_ups: AtomicU64,
 }
 
-/// Where the peer's direct-message dispatcher sends catch-up replies, by topic.
-pub(crate) type CatchUpRoutes = Arc<Mutex<HashMap<Topic, mpsc::Sender<Vec<Sequenced>>>>>;
+/// Where the peer's direct-message dispatcher sends catch-up replies, by topic, with the
+/// stream's owner: a reply from anyone else is refused (the records would not be the owner's).
+#[derive(Debug, Default)]
+pub(crate) struct CatchUpRoutes {
+    routes: Mutex<RouteTable>,
+}
+
+/// Topic → (owner, the subscription's catch-up inbox).
+type RouteTable = HashMap<Topic, (starling_net::PeerId, mpsc::Sender<Vec<Sequenced>>)>;
+
+impl CatchUpRoutes {
+    fn insert(&self, topic: Topic, owner: starling_net::PeerId, tx: mpsc::Sender<Vec<Sequenced>>) {
+        self.lock().insert(topic, (owner, tx));
+    }
+
+    fn remove(&self, topic: &Topic) {
+        self.lock().remove(topic);
+    }
+
+    /// The subscription waiting for `topic`'s catch-up, if `origin` is its owner.
+    pub(crate) fn route(
+        &self,
+        topic: &Topic,
+        origin: &starling_net::PeerId,
+    ) -> Option<mpsc::Sender<Vec<Sequenced>>> {
+        self.lock()
+            .get(topic)
+            .filter(|(owner, _)| owner == origin)
+            .map(|(_, tx)| tx.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RouteTable> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// An open subscription. Dropping it leaves the stream's tree.
 #[derive(Debug)]
@@ -109,13 +142,13 @@ pub struct Subscription {
     counters: Arc<Counters>,
     task: tokio::task::JoinHandle<()>,
     node: OverlayNode,
-    routes: CatchUpRoutes,
+    routes: Arc<CatchUpRoutes>,
 }
 
 pub(crate) struct SubscriptionParts {
     pub(crate) address: StreamAddress,
     pub(crate) node: OverlayNode,
-    pub(crate) routes: CatchUpRoutes,
+    pub(crate) routes: Arc<CatchUpRoutes>,
     pub(crate) log: Option<Log>,
     pub(crate) options: SubscribeOptions,
 }
@@ -131,10 +164,7 @@ impl Subscription {
         } = parts;
         let topic = address.log_id();
         let (catch_tx, catch_rx) = mpsc::channel(16);
-        routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(topic, catch_tx);
+        routes.insert(topic, address.owner(), catch_tx);
         let deliveries = node.subscribe_via(topic, address.owner(), options.owner_addr);
         let (app_tx, frames) = mpsc::channel(options.buffer_frames.max(1));
         let counters = Arc::new(Counters::default());
@@ -206,10 +236,7 @@ impl Drop for Subscription {
         self.task.abort();
         let topic = self.address.log_id();
         self.node.unsubscribe(topic);
-        self.routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&topic);
+        self.routes.remove(&topic);
     }
 }
 
@@ -339,5 +366,28 @@ fn persist(log: &mut Log, record: &Record, topic: &LogId) -> Result<(), StreamEr
     match report.rejected.into_iter().next() {
         Some((_, e)) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_net::{KeyType, Keypair};
+
+    #[test]
+    fn catch_up_replies_are_taken_only_from_the_owner() {
+        let routes = CatchUpRoutes::default();
+        let owner = Keypair::generate(KeyType::Ed25519).peer_id();
+        let stranger = Keypair::generate(KeyType::Ed25519).peer_id();
+        let (tx, _rx) = mpsc::channel(1);
+        routes.insert([1; 32], owner, tx);
+        assert!(routes.route(&[1; 32], &owner).is_some());
+        assert!(
+            routes.route(&[1; 32], &stranger).is_none(),
+            "forged catch-up refused"
+        );
+        assert!(routes.route(&[2; 32], &owner).is_none());
+        routes.remove(&[1; 32]);
+        assert!(routes.route(&[1; 32], &owner).is_none());
     }
 }
