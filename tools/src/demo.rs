@@ -12,7 +12,9 @@ use bytes::{BufMut, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use starling_engine::{Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, SubscribeOptions};
+use starling_engine::{
+    Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamError, SubscribeOptions,
+};
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{OverlayConfig, Topic};
 
@@ -163,6 +165,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
     let mut last_report = (Instant::now(), 0u64);
+    let mut refused = 0u64;
     for seq in 0..total_frames {
         ticker.tick().await;
         let mut data = BytesMut::with_capacity(frame_bytes);
@@ -174,7 +177,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         } else {
             MediaFrame::delta(data.freeze(), media_ts)
         };
-        publisher.push(frame)?;
+        match publisher.push(frame) {
+            Ok(_) => {}
+            // A live source drops what its node cannot take; subscribers skip to a keyframe.
+            Err(StreamError::Congested) => refused += 1,
+            Err(e) => return Err(e.into()),
+        }
         bar.set_position(seq + 1);
         if last_report.0.elapsed() >= Duration::from_millis(500) {
             let now = received.load(Ordering::Relaxed);
@@ -186,6 +194,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         }
     }
     bar.finish();
+    if refused > 0 {
+        println!("{refused} frames refused by the publisher's node (it fell behind)");
+    }
     let streamed = start.elapsed();
     // Let the last frames arrive (each collector stops at the last frame), then stop.
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;

@@ -11,7 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
 use starling_engine::{
-    Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress, SubscribeOptions,
+    Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress, StreamError,
+    SubscribeOptions,
 };
 use starling_net::Keypair;
 use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
@@ -247,7 +248,7 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
         t
     });
     let start = Instant::now();
-    let (mut frames, mut bytes) = (0u64, 0u64);
+    let (mut frames, mut bytes, mut refused) = (0u64, 0u64, 0u64);
     let mut last_report = Instant::now();
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -276,8 +277,22 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
         } else {
             MediaFrame::delta(data, media_ts)
         };
-        publisher.push(frame)?;
-        frames += 1;
+        loop {
+            match publisher.push(frame.clone()) {
+                Ok(_) => {
+                    frames += 1;
+                    break;
+                }
+                // A paced (live) source drops what its node cannot take; an unpaced file or
+                // stdin waits, so the output is the whole input.
+                Err(StreamError::Congested) if ticker.is_some() => {
+                    refused += 1;
+                    break;
+                }
+                Err(StreamError::Congested) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
         if ticker.is_none() && frames.is_multiple_of(64) {
             tokio::task::yield_now().await;
         }
@@ -291,7 +306,7 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
         }
     }
     eprintln!(
-        "done: {frames} frames, {:.2} MB in {:.1} s",
+        "done: {frames} frames, {:.2} MB in {:.1} s, {refused} refused (node behind)",
         bytes as f64 / 1e6,
         start.elapsed().as_secs_f64()
     );

@@ -48,6 +48,9 @@ pub enum StreamError {
         /// The limit.
         max: usize,
     },
+    /// The node is behind on sending this peer's frames; this one was not published.
+    #[error("the node is behind on publishing; frame not sent")]
+    Congested,
     /// Publishing to a stream this peer does not own.
     #[error("this peer does not own stream {0}")]
     NotOwner(String),

@@ -120,7 +120,9 @@ impl Publisher {
     }
 
     /// Signs `frame` into the log and sends it down the tree; returns its sequence number.
-    /// Never blocks on the network: a congested tree drops older frames, not this call.
+    /// Never blocks on the network: a congested tree drops older frames, not this call. If the
+    /// node itself is behind (its bounded publish queue is full) the frame is refused with
+    /// [`StreamError::Congested`] before it is logged, and the caller may drop or retry it.
     pub fn push(&mut self, frame: MediaFrame) -> Result<u64, StreamError> {
         if frame.data.len() > self.options.max_frame_bytes {
             return Err(StreamError::FrameTooLarge {
@@ -128,6 +130,10 @@ impl Publisher {
                 max: self.options.max_frame_bytes,
             });
         }
+        let permit = self
+            .node
+            .try_reserve_publish()
+            .ok_or(StreamError::Congested)?;
         let seq = self.next_seq;
         if frame.keyframe {
             self.last_keyframe = Some(seq);
@@ -147,8 +153,9 @@ impl Publisher {
                 window.records.pop_front();
             }
         }
-        // The overlay numbers a topic's frames from 0 in publish order, as this counter does.
-        self.node.publish(self.topic, record);
+        // The overlay numbers a topic's frames from 0 in publish order, as this counter does
+        // (the permit guarantees this frame takes the next number).
+        permit.publish(self.topic, record);
         self.next_seq += 1;
         Ok(seq)
     }

@@ -19,7 +19,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::{BufMut, BytesMut};
 use clap::Args;
-use starling_engine::{Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress};
+use starling_engine::{
+    Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress, StreamError,
+};
 use starling_net::overlay::OverlayConfig;
 use starling_net::{KeyType, Keypair};
 
@@ -200,7 +202,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
         schedule.t0_us.saturating_sub(now_us()),
     ))
     .await;
-    publish(
+    let refused = publish(
         &mut publishers,
         frames,
         frame_bytes,
@@ -239,9 +241,12 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
         &args,
         &total,
         baseline.as_ref(),
-        frame_bytes,
-        fps,
-        frames,
+        Offered {
+            frame_bytes,
+            fps,
+            frames,
+            refused,
+        },
         publisher_rss,
     )
 }
@@ -253,10 +258,11 @@ async fn publish(
     frame_bytes: usize,
     fps: f64,
     keyframe_every: u64,
-) -> Result<()> {
+) -> Result<u64> {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / fps));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = std::time::Instant::now();
+    let mut refused = 0u64;
     for seq in 0..frames {
         ticker.tick().await;
         for p in publishers.iter_mut() {
@@ -269,11 +275,21 @@ async fn publish(
             } else {
                 MediaFrame::delta(data.freeze(), media_ts)
             };
-            p.push(frame)?;
+            match p.push(frame) {
+                Ok(_) => {}
+                // Offered but not sent: counts against delivery like any lost frame.
+                Err(StreamError::Congested) => refused += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
-    tracing::info!(frames, secs = start.elapsed().as_secs_f64(), "published");
-    Ok(())
+    tracing::info!(
+        frames,
+        refused,
+        secs = start.elapsed().as_secs_f64(),
+        "published"
+    );
+    Ok(refused)
 }
 
 /// `n` split into `k` near-equal shares.
@@ -411,15 +427,28 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
     Ok(())
 }
 
+/// What the publishers offered.
+struct Offered {
+    frame_bytes: usize,
+    fps: f64,
+    frames: u64,
+    /// Frames their nodes refused (behind on publishing).
+    refused: u64,
+}
+
 fn summarize(
     args: &FanoutArgs,
     total: &GroupResult,
     baseline: Option<&baseline::Baseline>,
-    frame_bytes: usize,
-    fps: f64,
-    frames: u64,
+    offered: Offered,
     publisher_rss: f64,
 ) -> Result<()> {
+    let Offered {
+        frame_bytes,
+        fps,
+        frames,
+        refused,
+    } = offered;
     let subs = args.subscribers * args.publishers;
     let expected = frames * subs as u64;
     let last_bucket = total.buckets.iter().rposition(|b| *b > 0).unwrap_or(0);
@@ -479,6 +508,7 @@ fn summarize(
     );
     row("delivered ratio", format!("{delivered_ratio:.5}"));
     row("frames skipped", total.skipped.to_string());
+    row("frames refused at the publisher", refused.to_string());
     row("invalid records", total.invalid.to_string());
     row("relays throttled", total.throttled.to_string());
     row("aggregate goodput MB/s", format!("{aggregate:.2}"));
@@ -515,7 +545,7 @@ fn summarize(
     };
     eprintln!("wrote {} and {}", hgrm_path.display(), svg_path.display());
     println!(
-        "{{\"publishers\":{},\"subscribers\":{},\"frame_bytes\":{},\"fps\":{:.2},\"seconds\":{},\"procs\":{},\"throttle\":{},\"throttled_relays\":{},\"mb_s_per_sub\":{:.4},\"aggregate_mb_s\":{:.2},\"delivered_ratio\":{:.5},\"skipped\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"p999_ms\":{:.2},\"max_ms\":{:.2},\"peak_rss_mb\":{:.0},\"rss_per_sub_kb\":{:.0},\"raw_quinn_aggregate_mb_s\":{:.2},\"ratio_vs_raw\":{:.3},\"hgrm\":\"{}\",\"svg\":\"{}\"}}",
+        "{{\"publishers\":{},\"subscribers\":{},\"frame_bytes\":{},\"fps\":{:.2},\"seconds\":{},\"procs\":{},\"throttle\":{},\"throttled_relays\":{},\"mb_s_per_sub\":{:.4},\"aggregate_mb_s\":{:.2},\"delivered_ratio\":{:.5},\"skipped\":{},\"publisher_refused\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"p999_ms\":{:.2},\"max_ms\":{:.2},\"peak_rss_mb\":{:.0},\"rss_per_sub_kb\":{:.0},\"raw_quinn_aggregate_mb_s\":{:.2},\"ratio_vs_raw\":{:.3},\"hgrm\":\"{}\",\"svg\":\"{}\"}}",
         args.publishers,
         subs,
         frame_bytes,
@@ -528,6 +558,7 @@ fn summarize(
         aggregate,
         delivered_ratio,
         total.skipped,
+        refused,
         ms(0.5),
         ms(0.99),
         ms(0.999),

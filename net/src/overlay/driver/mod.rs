@@ -105,10 +105,6 @@ enum Cmd {
         tx: mpsc::Sender<Delivery>,
     },
     Unsubscribe(Topic),
-    Publish {
-        topic: Topic,
-        payload: Bytes,
-    },
     Send {
         dest: PeerId,
         payload: Bytes,
@@ -135,12 +131,27 @@ enum Internal {
 #[derive(Clone, Debug)]
 pub struct OverlayNode {
     tx: mpsc::UnboundedSender<Cmd>,
+    /// Bounded: a publisher faster than its node is told, instead of queueing without bound.
+    publish_tx: mpsc::Sender<(Topic, Bytes)>,
     peer_id: PeerId,
     local_addr: SocketAddr,
 }
 
 /// Frames a subscription buffers for a slow application before dropping (counted in stats).
 const SUBSCRIPTION_BUFFER: usize = 1024;
+/// Frames published but not yet signed and sent by the node.
+const PUBLISH_QUEUE: usize = 256;
+
+/// A reserved place in the node's publish queue ([`OverlayNode::try_reserve_publish`]).
+#[derive(Debug)]
+pub struct PublishPermit<'a>(mpsc::Permit<'a, (Topic, Bytes)>);
+
+impl PublishPermit<'_> {
+    /// Publishes `payload` on `topic` (signed by the node as the topic's root).
+    pub fn publish(self, topic: Topic, payload: Bytes) {
+        self.0.send((topic, payload));
+    }
+}
 
 impl OverlayNode {
     /// Starts a node on `endpoint`; direct messages arrive on the returned receiver.
@@ -149,6 +160,7 @@ impl OverlayNode {
         config: OverlayConfig,
     ) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (direct_tx, direct_rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let key = endpoint.keypair().clone();
@@ -179,10 +191,11 @@ impl OverlayNode {
             shaper: None,
             out: Vec::new(),
         };
-        tokio::spawn(driver.run(rx, internal_rx));
+        tokio::spawn(driver.run(rx, publish_rx, internal_rx));
         (
             OverlayNode {
                 tx,
+                publish_tx,
                 peer_id,
                 local_addr,
             },
@@ -243,9 +256,17 @@ impl OverlayNode {
         let _ = self.tx.send(Cmd::Unsubscribe(topic));
     }
 
-    /// Publishes a frame on `topic` as its root (signed here).
-    pub fn publish(&self, topic: Topic, payload: Bytes) {
-        let _ = self.tx.send(Cmd::Publish { topic, payload });
+    /// Publishes a frame on `topic` as its root (signed here); false if the node is
+    /// [`PUBLISH_QUEUE`] frames behind (or stopped) and the frame was dropped.
+    pub fn publish(&self, topic: Topic, payload: Bytes) -> bool {
+        self.publish_tx.try_send((topic, payload)).is_ok()
+    }
+
+    /// Reserves a place in the publish queue first, for a caller that must know the frame will
+    /// be sent before it commits to it (a stream numbers and logs its frames); `None` when the
+    /// node is behind.
+    pub fn try_reserve_publish(&self) -> Option<PublishPermit<'_>> {
+        self.publish_tx.try_reserve().ok().map(PublishPermit)
     }
 
     /// Sends a signed direct message to `dest`, routed through the overlay.
@@ -349,6 +370,7 @@ impl Driver {
     async fn run(
         mut self,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
+        mut publishes: mpsc::Receiver<(Topic, Bytes)>,
         mut internal: mpsc::UnboundedReceiver<Internal>,
     ) {
         self.feed(Event::Tick);
@@ -381,6 +403,7 @@ impl Driver {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
+                Some((topic, payload)) = publishes.recv() => self.publish(topic, payload),
                 Some(event) = internal.recv() => {
                     // Take what else is queued, so that frames are verified in one batch.
                     let mut events = vec![event];
@@ -442,21 +465,6 @@ impl Driver {
                 self.subs.remove(&topic);
                 self.feed(Event::Command(Command::Unsubscribe { topic }));
             }
-            Cmd::Publish { topic, payload } => {
-                let seq = self.publish_seq.entry(topic).or_insert(0);
-                let fields = DataFrameFields {
-                    topic,
-                    seq: *seq,
-                    timestamp_us: unix_us(),
-                    payload,
-                };
-                *seq += 1;
-                let frame = DataFrame::sign(&self.key, fields, &mut self.arena);
-                self.feed(Event::Command(Command::Publish {
-                    topic,
-                    payload: frame,
-                }));
-            }
             Cmd::Send { dest, payload } => {
                 let id = rand::random::<u64>();
                 let fields = DataFrameFields {
@@ -486,6 +494,23 @@ impl Driver {
             }
             Cmd::Shutdown(_) => {}
         }
+    }
+
+    /// Signs a frame as the topic's root and hands it to the core.
+    fn publish(&mut self, topic: Topic, payload: Bytes) {
+        let seq = self.publish_seq.entry(topic).or_insert(0);
+        let fields = DataFrameFields {
+            topic,
+            seq: *seq,
+            timestamp_us: unix_us(),
+            payload,
+        };
+        *seq += 1;
+        let frame = DataFrame::sign(&self.key, fields, &mut self.arena);
+        self.feed(Event::Command(Command::Publish {
+            topic,
+            payload: frame,
+        }));
     }
 
     /// Decodes the frames among `events`, batch-verifies their data frames, then handles each in
