@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use bytes::{BufMut, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -168,15 +167,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let mut refused = 0u64;
     for seq in 0..total_frames {
         ticker.tick().await;
-        let mut data = BytesMut::with_capacity(frame_bytes);
-        data.put_u64(seq);
-        data.resize(frame_bytes, (seq % 251) as u8);
-        let media_ts = (seq as f64 * 1e6 / args.fps) as u64;
-        let frame = if seq.is_multiple_of(args.keyframe_every) {
-            MediaFrame::key(data.freeze(), media_ts)
-        } else {
-            MediaFrame::delta(data.freeze(), media_ts)
-        };
+        let frame = MediaFrame::synthetic(seq, frame_bytes, args.fps, args.keyframe_every);
         match publisher.push(frame) {
             Ok(_) => {}
             // A live source drops what its node cannot take; subscribers skip to a keyframe.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
 use starling_engine::{
@@ -166,10 +166,7 @@ impl Source {
     fn next(&mut self, seq: u64, chunk: usize) -> Result<Option<Bytes>> {
         match self {
             Source::Synthetic { frame_bytes } => {
-                let mut frame = BytesMut::with_capacity(*frame_bytes);
-                frame.put_u64(seq);
-                frame.resize((*frame_bytes).max(8), (seq % 251) as u8);
-                Ok(Some(frame.freeze()))
+                Ok(Some(MediaFrame::synthetic(seq, *frame_bytes, 1.0, 1).data))
             }
             Source::Reader(reader) => {
                 let mut buf = vec![0u8; chunk];

@@ -56,6 +56,19 @@ impl MediaFrame {
         }
     }
 
+    /// Frame `seq` of a synthetic stream (demos and load tests): `frame_bytes` bytes starting
+    /// with `seq`, a keyframe every `keyframe_every` frames, media time from `fps`.
+    pub fn synthetic(seq: u64, frame_bytes: usize, fps: f64, keyframe_every: u64) -> MediaFrame {
+        let mut data = BytesMut::with_capacity(frame_bytes.max(8));
+        data.put_u64(seq);
+        data.resize(frame_bytes.max(8), (seq % 251) as u8);
+        MediaFrame {
+            data: data.freeze(),
+            keyframe: seq.is_multiple_of(keyframe_every.max(1)),
+            media_ts_us: (seq as f64 * 1e6 / fps.max(1e-3)) as u64,
+        }
+    }
+
     /// A frame that depends on the frames before it, back to the last keyframe.
     pub fn delta(data: Bytes, media_ts_us: u64) -> MediaFrame {
         MediaFrame {

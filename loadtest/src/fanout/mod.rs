@@ -17,7 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::{BufMut, BytesMut};
 use clap::Args;
 use starling_engine::{
     Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamAddress, StreamError,
@@ -266,15 +265,7 @@ async fn publish(
     for seq in 0..frames {
         ticker.tick().await;
         for p in publishers.iter_mut() {
-            let mut data = BytesMut::with_capacity(frame_bytes);
-            data.put_u64(seq);
-            data.resize(frame_bytes, (seq % 251) as u8);
-            let media_ts = (seq as f64 * 1e6 / fps) as u64;
-            let frame = if seq.is_multiple_of(keyframe_every) {
-                MediaFrame::key(data.freeze(), media_ts)
-            } else {
-                MediaFrame::delta(data.freeze(), media_ts)
-            };
+            let frame = MediaFrame::synthetic(seq, frame_bytes, fps, keyframe_every);
             match p.push(frame) {
                 Ok(_) => {}
                 // Offered but not sent: counts against delivery like any lost frame.
