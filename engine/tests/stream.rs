@@ -220,7 +220,28 @@ async fn bad_names_and_addresses_are_errors() {
     let own = p.stream_address("x").expect("address");
     assert!(p.subscribe(&own, SubscribeOptions::default()).is_err());
     let mut publisher = publish(&p, 10).await;
-    let huge = MediaFrame::key(Bytes::from(vec![0u8; (8 << 20) + 1]), 0);
+    let limit = PublishOptions::default().max_frame_bytes;
+    let huge = MediaFrame::key(Bytes::from(vec![0u8; limit + 1]), 0);
     assert!(publisher.push(huge).is_err());
     p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_accepted_frame_arrives() {
+    let owner = peer(&[]).await;
+    let mut publisher = publish(&owner, 4).await;
+    let viewer = peer(&[&owner]).await;
+    let mut sub = viewer
+        .subscribe(publisher.address(), SubscribeOptions::default())
+        .expect("subscribe");
+    assert!(sub.wait_attached(Duration::from_secs(10)).await);
+    let limit = PublishOptions::default().max_frame_bytes;
+    let data = Bytes::from(vec![7u8; limit]);
+    publisher
+        .push(MediaFrame::key(data.clone(), 0))
+        .expect("push");
+    let f = next(&mut sub).await;
+    assert_eq!(f.data, data);
+    viewer.close().await;
+    owner.close().await;
 }

@@ -17,7 +17,8 @@ use crate::log::Log;
 pub struct PublishOptions {
     /// Frames kept (on disk and in memory) for late joiners. Default 300 (10 s at 30 fps).
     pub window_frames: usize,
-    /// Largest media frame accepted. Default 8 MiB (the transport's frame limit is 16 MiB).
+    /// Largest media frame accepted. Default 4 MiB − 16 KiB: the transport's default frame
+    /// limit (4 MiB) minus room for the entry header, record and data-frame heads.
     pub max_frame_bytes: usize,
 }
 
@@ -25,7 +26,7 @@ impl Default for PublishOptions {
     fn default() -> Self {
         PublishOptions {
             window_frames: 300,
-            max_frame_bytes: 8 << 20,
+            max_frame_bytes: (4 << 20) - (16 << 10),
         }
     }
 }
