@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -16,6 +16,7 @@ use starling_engine::{
 };
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{OverlayConfig, Topic};
+use starling_net::wire::unix_time_us;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -37,13 +38,6 @@ pub(crate) struct DemoArgs {
     /// A keyframe every this many frames.
     #[arg(long, default_value_t = 30)]
     keyframe_every: u64,
-}
-
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 async fn new_peer(config: &OverlayConfig) -> Result<Peer> {
@@ -140,7 +134,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
                 skipped: 0,
             };
             while let Some(f) = sub.recv().await {
-                let latency = unix_us().saturating_sub(f.published_us).max(1);
+                let latency = unix_time_us().saturating_sub(f.published_us).max(1);
                 tally.hist.saturating_record(latency);
                 tally.frames += 1;
                 tally.skipped += f.skipped;

@@ -1,14 +1,14 @@
 //! `starling ping` (a client that measures a node) and the key loading the node commands share.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use clap::Args;
 use starling_net::identity::{KeyType, Keypair, load_key_file};
 use starling_net::transport::{Connection, Endpoint, Multiaddr, TransportConfig};
-use starling_net::wire::{DataFrame, DataFrameFields, Frame, Lane};
+use starling_net::wire::{DataFrame, DataFrameFields, Frame, Lane, unix_time_us};
 
 pub(crate) fn load_or_generate(key: Option<&PathBuf>) -> Result<Keypair> {
     Ok(match key {
@@ -80,10 +80,7 @@ async fn stream_frames(conn: &Connection, key: &Keypair, frames: u64, size: usiz
     let mut arena = BytesMut::new();
     let start = Instant::now();
     for seq in 0..frames {
-        let timestamp_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let timestamp_us = unix_time_us();
         let frame = DataFrame::sign(
             key,
             DataFrameFields {

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use starling_engine::{
 };
 use starling_net::Keypair;
 use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
+use starling_net::wire::unix_time_us;
 
 use crate::node::load_or_generate;
 
@@ -146,13 +147,6 @@ pub(crate) struct PublishArgs {
     /// Keep serving this long after the last frame (catch-ups, slow relays).
     #[arg(long, default_value_t = 1.0)]
     linger: f64,
-}
-
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// Where a publisher's frames come from.
@@ -403,7 +397,7 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         };
         let Some(frame) = frame else { break };
-        let latency = unix_us().saturating_sub(frame.published_us).max(1);
+        let latency = unix_time_us().saturating_sub(frame.published_us).max(1);
         for s in [&mut second, &mut total] {
             s.frames += 1;
             s.bytes += frame.data.len() as u64;

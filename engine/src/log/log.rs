@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use starling_net::identity::Keypair;
-use starling_net::wire::KeyCache;
+use starling_net::wire::{KeyCache, unix_time_us};
 use starling_store::{ClockKey, ClockRow, NewEntry, Store};
 
 use super::entry::{FLAG_LZ4, MAX_PAYLOAD_LEN, next_hashes, writer_id};
@@ -68,13 +68,6 @@ pub struct JoinReport {
     pub duplicates: usize,
     /// Entries refused, with why. Nothing refused is stored.
     pub rejected: Vec<(EntryHash, LogError)>,
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// One signed, append-only log. Not `Sync`-shared by itself: wrap it in a lock to share.
@@ -186,7 +179,7 @@ impl Log {
 
     /// Appends `payload` as a new entry following the current heads.
     pub fn append(&mut self, payload: Bytes) -> Result<Entry, LogError> {
-        self.append_at(payload, now_us())
+        self.append_at(payload, unix_time_us())
     }
 
     /// [`Log::append`] with the time given (µs since the epoch).
@@ -232,7 +225,7 @@ impl Log {
     /// Entries may arrive in any order; heads stay right because a reverse-`next` index tells
     /// whether a stored entry already follows a newcomer. Idempotent, commutative, associative.
     pub fn join(&mut self, entries: Vec<Entry>) -> Result<JoinReport, LogError> {
-        self.join_at(entries, now_us())
+        self.join_at(entries, unix_time_us())
     }
 
     /// [`Log::join`] with the time given.
@@ -402,7 +395,7 @@ impl Log {
 
     /// Applies the retention policy now.
     pub fn trim(&mut self) -> Result<usize, LogError> {
-        self.trim_at(now_us())
+        self.trim_at(unix_time_us())
     }
 
     fn trim_at(&mut self, now_us: u64) -> Result<usize, LogError> {

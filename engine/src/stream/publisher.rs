@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use starling_net::overlay::{OverlayNode, Topic};
+use starling_net::wire::unix_time_us;
 
 use super::record::{MediaFrame, Sequenced, encode_record, entry_payload};
 use super::{StreamAddress, StreamError};
@@ -56,13 +56,6 @@ impl Window {
 
 /// Windows of the streams a peer publishes, by topic.
 pub(crate) type Windows = Arc<Mutex<HashMap<Topic, Arc<Mutex<Window>>>>>;
-
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
 
 /// A stream this peer owns. Dropping it stops serving catch-ups for it.
 #[derive(Debug)]
@@ -147,7 +140,7 @@ impl Publisher {
             let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
             window.records.push_back(Sequenced {
                 seq,
-                published_us: unix_us(),
+                published_us: unix_time_us(),
                 record: record.clone(),
             });
             while window.records.len() > self.options.window_frames {

@@ -18,3 +18,12 @@ pub use frame::{Frame, FrameKind, Lane, PROTOCOL_NAME, StreamHeader, encode_fram
 
 /// Default upper bound on one frame (length prefix excluded): 4 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 4 << 20;
+
+/// Now, in microseconds since the Unix epoch: the unit of a data frame's publish time (and of
+/// log clocks). 0 if the system clock is before 1970.
+pub fn unix_time_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -11,7 +11,7 @@ mod shaper;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
@@ -21,7 +21,9 @@ use super::{
 };
 use crate::identity::{Keypair, PeerId};
 use crate::transport::{Connection, Endpoint, Received, SendError, TransportError};
-use crate::wire::{DataFrame, DataFrameFields, Frame, KeyCache, Lane, verify_data_frames};
+use crate::wire::{
+    DataFrame, DataFrameFields, Frame, KeyCache, Lane, unix_time_us, verify_data_frames,
+};
 use codec::{AddressBook, Decoded};
 use shaper::Shaper;
 
@@ -345,13 +347,6 @@ fn conn_id(c: &Connection) -> usize {
     c.dangerous_quinn_connection().stable_id()
 }
 
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 impl Driver {
     fn now(&self) -> u64 {
         self.start.elapsed().as_micros() as u64 + 1
@@ -470,7 +465,7 @@ impl Driver {
                 let fields = DataFrameFields {
                     topic: [0; 32],
                     seq: id,
-                    timestamp_us: unix_us(),
+                    timestamp_us: unix_time_us(),
                     payload,
                 };
                 let frame = DataFrame::sign(&self.key, fields, &mut self.arena);
@@ -502,7 +497,7 @@ impl Driver {
         let fields = DataFrameFields {
             topic,
             seq: *seq,
-            timestamp_us: unix_us(),
+            timestamp_us: unix_time_us(),
             payload,
         };
         *seq += 1;
