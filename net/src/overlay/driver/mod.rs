@@ -48,11 +48,12 @@ impl FrameVerifier {
     /// Batch-verifies `frames` (one Ed25519 batch equation, ~2.4× cheaper per signature than one
     /// by one on this machine) and remembers the good ones for [`Verifier::verify_frame`]. A
     /// batch with a bad frame falls back to checking the rest one by one in the core.
-    fn verify_batch(&mut self, frames: &[&DataFrame]) {
-        if frames.len() < 2 {
+    fn verify_batch<'a>(&mut self, frames: impl Iterator<Item = &'a DataFrame> + Clone) {
+        // One frame (the usual case at video rates) is verified by the core as it comes.
+        if frames.clone().nth(1).is_none() {
             return;
         }
-        let owned: Vec<DataFrame> = frames.iter().map(|f| (*f).clone()).collect();
+        let owned: Vec<DataFrame> = frames.cloned().collect();
         let good = match verify_data_frames(&owned, &mut self.keys) {
             Ok(()) => owned.len(),
             Err((index, _)) => index,
@@ -128,6 +129,13 @@ enum Internal {
     Down(PeerId, usize),
 }
 
+/// A link event taken from the queue, its frame already decoded.
+#[derive(Debug)]
+enum Queued {
+    Message(PeerId, Decoded),
+    Other(Internal),
+}
+
 /// A running overlay node. Cheap to clone; the node stops when [`OverlayNode::shutdown`] is
 /// called or every handle is dropped.
 #[derive(Clone, Debug)]
@@ -192,6 +200,7 @@ impl OverlayNode {
             next_wake: Instant::now(),
             shaper: None,
             out: Vec::new(),
+            batch: Vec::with_capacity(INTERNAL_BATCH),
         };
         tokio::spawn(driver.run(rx, publish_rx, internal_rx));
         (
@@ -341,6 +350,8 @@ struct Driver {
     next_wake: Instant,
     shaper: Option<Shaper>,
     out: Vec<Action<PeerId, DataFrame>>,
+    /// Link events being handled together (kept to reuse its allocation).
+    batch: Vec<Queued>,
 }
 
 fn conn_id(c: &Connection) -> usize {
@@ -400,15 +411,18 @@ impl Driver {
                 },
                 Some((topic, payload)) = publishes.recv() => self.publish(topic, payload),
                 Some(event) = internal.recv() => {
-                    // Take what else is queued, so that frames are verified in one batch.
-                    let mut events = vec![event];
-                    while events.len() < INTERNAL_BATCH {
+                    // Take what else is queued, so that frames are verified in one batch. The
+                    // buffer is the driver's, reused: no allocation per event.
+                    let mut batch = std::mem::take(&mut self.batch);
+                    self.enqueue(&mut batch, event);
+                    for _ in 1..INTERNAL_BATCH {
                         match internal.try_recv() {
-                            Ok(e) => events.push(e),
+                            Ok(e) => self.enqueue(&mut batch, e),
                             Err(_) => break,
                         }
                     }
-                    self.internal_batch(events);
+                    self.handle_batch(&mut batch);
+                    self.batch = batch;
                 }
                 _ = tokio::time::sleep_until(self.next_wake.into()) => {
                     self.measure();
@@ -508,36 +522,30 @@ impl Driver {
         }));
     }
 
-    /// Decodes the frames among `events`, batch-verifies their data frames, then handles each in
-    /// order.
-    fn internal_batch(&mut self, events: Vec<Internal>) {
-        let mut decoded = Vec::with_capacity(events.len());
-        for event in events {
-            decoded.push(match event {
-                Internal::Frame(from, received) => {
-                    match codec::decode(received.into_frame(), &mut self.book) {
-                        Ok(d) => Ok((from, d)),
-                        Err(e) => {
-                            tracing::debug!(%from, "bad overlay message: {e}");
-                            continue;
-                        }
-                    }
+    /// Decodes a received frame on its way into the batch (a bad one is logged and dropped).
+    fn enqueue(&mut self, batch: &mut Vec<Queued>, event: Internal) {
+        match event {
+            Internal::Frame(from, received) => {
+                match codec::decode(received.into_frame(), &mut self.book) {
+                    Ok(d) => batch.push(Queued::Message(from, d)),
+                    Err(e) => tracing::debug!(%from, "bad overlay message: {e}"),
                 }
-                other => Err(other),
-            });
+            }
+            other => batch.push(Queued::Other(other)),
         }
-        let frames: Vec<&DataFrame> = decoded
-            .iter()
-            .filter_map(|d| match d {
-                Ok((_, Decoded::Core(Message::Frame { payload, .. }))) => Some(payload),
-                _ => None,
-            })
-            .collect();
-        self.core.verifier_mut().verify_batch(&frames);
-        for d in decoded {
-            match d {
-                Ok((from, decoded)) => self.decoded(from, decoded),
-                Err(event) => self.internal(event),
+    }
+
+    /// Batch-verifies the data frames among `batch`, then handles each event in order.
+    fn handle_batch(&mut self, batch: &mut Vec<Queued>) {
+        let frames = batch.iter().filter_map(|q| match q {
+            Queued::Message(_, Decoded::Core(Message::Frame { payload, .. })) => Some(payload),
+            _ => None,
+        });
+        self.core.verifier_mut().verify_batch(frames);
+        for q in batch.drain(..) {
+            match q {
+                Queued::Message(from, decoded) => self.decoded(from, decoded),
+                Queued::Other(event) => self.internal(event),
             }
         }
         // Anything not consumed (a duplicate the core dropped before verifying) is forgotten:
@@ -575,12 +583,8 @@ impl Driver {
                 self.pending.remove(&peer);
                 self.feed(Event::LinkDown(peer));
             }
-            Internal::Frame(from, received) => {
-                match codec::decode(received.into_frame(), &mut self.book) {
-                    Ok(decoded) => self.decoded(from, decoded),
-                    Err(e) => tracing::debug!(%from, "bad overlay message: {e}"),
-                }
-            }
+            // Frames are decoded as they are queued (`enqueue`).
+            Internal::Frame(..) => {}
             Internal::Down(peer, id) => {
                 if self.conns.get(&peer).is_some_and(|c| conn_id(c) == id) {
                     self.conns.remove(&peer);
@@ -815,7 +819,7 @@ mod tests {
         let good = frame(&root, 0, &mut arena);
         let foreign = frame(&other, 1, &mut arena);
         let mut v = FrameVerifier::default();
-        v.verify_batch(&[&good, &foreign]);
+        v.verify_batch([&good, &foreign].into_iter());
         let r = root.peer_id();
         assert!(v.verify_frame(&[1; 32], &r, 0, &good));
         assert!(
@@ -845,7 +849,7 @@ mod tests {
         };
         let batch = [&frames[0], &frames[1], &forged, &frames[3]];
         let mut v = FrameVerifier::default();
-        v.verify_batch(&batch);
+        v.verify_batch(batch.into_iter());
         let r = root.peer_id();
         assert!(v.verify_frame(&[1; 32], &r, 0, &frames[0]));
         assert!(v.verify_frame(&[1; 32], &r, 1, &frames[1]));
