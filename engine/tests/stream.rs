@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use starling_engine::{
-    LiveStream, MediaFrame, Peer, PeerConfig, PublishOptions, Publisher, StreamFrame,
+    LiveStream, MediaFrame, Peer, PeerConfig, PublishOptions, Publisher, StreamError, StreamFrame,
     SubscribeOptions, Subscription,
 };
 use starling_net::{KeyType, Keypair};
@@ -244,4 +244,27 @@ async fn the_largest_accepted_frame_arrives() {
     assert_eq!(f.data, data);
     viewer.close().await;
     owner.close().await;
+}
+
+/// Single-threaded, so the node cannot send between pushes: the 257th is refused before it is
+/// logged; after close every push is refused as closed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_push_the_node_cannot_take_is_refused_and_not_logged() {
+    let owner = peer(&[]).await;
+    let mut publisher = publish(&owner, 1000).await;
+    for seq in 0..256 {
+        assert_eq!(publisher.push(frame(seq, 10)).expect("push"), seq);
+    }
+    assert!(matches!(
+        publisher.push(frame(256, 10)),
+        Err(StreamError::Congested)
+    ));
+    assert_eq!(publisher.log().len(), 256);
+    assert_eq!(publisher.next_seq(), 256);
+    owner.close().await;
+    assert!(matches!(
+        publisher.push(frame(256, 10)),
+        Err(StreamError::Closed)
+    ));
+    assert_eq!(publisher.log().len(), 256);
 }

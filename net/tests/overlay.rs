@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use starling_net::identity::{KeyType, Keypair};
-use starling_net::overlay::{Delivery, DirectMessage, OverlayConfig, OverlayNode, Topic};
+use starling_net::overlay::{
+    Delivery, DirectMessage, OverlayConfig, OverlayNode, PublishRefused, Topic,
+};
 use starling_net::transport::{Endpoint, TransportConfig};
 use tokio::sync::mpsc;
 
@@ -205,4 +207,26 @@ async fn children_of_a_killed_relay_reattach_and_repair_the_gap() {
         assert_eq!(got, expected, "orphan {k} missed frames");
         assert_ne!(subs[k].parent(TOPIC).await, Some(subs[relay].peer_id()));
     }
+}
+
+/// Single-threaded, so the node's driver cannot run between the calls: its publish queue fills.
+#[tokio::test(flavor = "current_thread")]
+async fn a_publisher_ahead_of_its_node_is_refused_not_queued_without_bound() {
+    let (root, _direct) = node(&config(4));
+    for i in 0..256u32 {
+        assert!(
+            root.publish(TOPIC, Bytes::from(i.to_be_bytes().to_vec())),
+            "frame {i}"
+        );
+    }
+    assert!(!root.publish(TOPIC, Bytes::from_static(b"one too many")));
+    assert_eq!(
+        root.try_reserve_publish().err(),
+        Some(PublishRefused::Behind)
+    );
+    root.shutdown().await;
+    assert_eq!(
+        root.try_reserve_publish().err(),
+        Some(PublishRefused::Stopped)
+    );
 }

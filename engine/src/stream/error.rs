@@ -51,6 +51,9 @@ pub enum StreamError {
     /// The node is behind on sending this peer's frames; this one was not published.
     #[error("the node is behind on publishing; frame not sent")]
     Congested,
+    /// The peer was closed; nothing more can be published.
+    #[error("the peer is closed")]
+    Closed,
     /// Publishing to a stream this peer does not own.
     #[error("this peer does not own stream {0}")]
     NotOwner(String),

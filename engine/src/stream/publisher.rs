@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use starling_net::overlay::{OverlayNode, Topic};
+use starling_net::overlay::{OverlayNode, PublishRefused, Topic};
 use starling_net::wire::unix_time_us;
 
 use super::record::{MediaFrame, Sequenced, encode_record, entry_payload};
@@ -116,7 +116,8 @@ impl Publisher {
     /// Signs `frame` into the log and sends it down the tree; returns its sequence number.
     /// Never blocks on the network: a congested tree drops older frames, not this call. If the
     /// node itself is behind (its bounded publish queue is full) the frame is refused with
-    /// [`StreamError::Congested`] before it is logged, and the caller may drop or retry it.
+    /// [`StreamError::Congested`] before it is logged, and the caller may drop or retry it; after
+    /// the peer closed it is [`StreamError::Closed`].
     pub fn push(&mut self, frame: MediaFrame) -> Result<u64, StreamError> {
         if frame.data.len() > self.options.max_frame_bytes {
             return Err(StreamError::FrameTooLarge {
@@ -124,10 +125,10 @@ impl Publisher {
                 max: self.options.max_frame_bytes,
             });
         }
-        let permit = self
-            .node
-            .try_reserve_publish()
-            .ok_or(StreamError::Congested)?;
+        let permit = self.node.try_reserve_publish().map_err(|e| match e {
+            PublishRefused::Behind => StreamError::Congested,
+            _ => StreamError::Closed,
+        })?;
         let seq = self.next_seq;
         if frame.keyframe {
             self.last_keyframe = Some(seq);

@@ -27,7 +27,9 @@ mod util;
 pub use config::OverlayConfig;
 pub use core::{Action, Command, Event, Overlay, OverlayStats};
 #[cfg(feature = "quic")]
-pub use driver::{Delivery, DirectMessage, FrameVerifier, OverlayNode, PublishPermit};
+pub use driver::{
+    Delivery, DirectMessage, FrameVerifier, OverlayNode, PublishPermit, PublishRefused,
+};
 pub use link::LinkMetrics;
 pub use message::{Lane as MessageLane, Message, Payload, Topic, Verifier};
 pub use util::SplitMix64;

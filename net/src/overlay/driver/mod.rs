@@ -152,6 +152,18 @@ const SUBSCRIPTION_BUFFER: usize = 1024;
 /// Frames published but not yet signed and sent by the node.
 const PUBLISH_QUEUE: usize = 256;
 
+/// Why [`OverlayNode::try_reserve_publish`] gave no place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishRefused {
+    /// The node has `PUBLISH_QUEUE` (256) frames it has not sent yet.
+    #[error("the node is 256 frames behind on publishing")]
+    Behind,
+    /// The node was shut down.
+    #[error("the node is stopped")]
+    Stopped,
+}
+
 /// A reserved place in the node's publish queue ([`OverlayNode::try_reserve_publish`]).
 #[derive(Debug)]
 pub struct PublishPermit<'a>(mpsc::Permit<'a, (Topic, Bytes)>);
@@ -274,10 +286,15 @@ impl OverlayNode {
     }
 
     /// Reserves a place in the publish queue first, for a caller that must know the frame will
-    /// be sent before it commits to it (a stream numbers and logs its frames); `None` when the
-    /// node is behind.
-    pub fn try_reserve_publish(&self) -> Option<PublishPermit<'_>> {
-        self.publish_tx.try_reserve().ok().map(PublishPermit)
+    /// be sent before it commits to it (a stream numbers and logs its frames).
+    pub fn try_reserve_publish(&self) -> Result<PublishPermit<'_>, PublishRefused> {
+        self.publish_tx
+            .try_reserve()
+            .map(PublishPermit)
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => PublishRefused::Behind,
+                mpsc::error::TrySendError::Closed(()) => PublishRefused::Stopped,
+            })
     }
 
     /// Sends a signed direct message to `dest`, routed through the overlay.
