@@ -318,7 +318,9 @@ impl Group {
                 orphans += usize::from(p.overlay().parent(a.log_id()).await.is_none());
             }
         }
-        tracing::info!(orphans, buckets = ?result.buckets, "at the end");
+        // Diagnostics (RUST_LOG=starling_loadtest=info): a stuck tree shows here first.
+        tracing::info!(orphans, "subscriptions without a parent at the end of the run");
+        tracing::debug!(buckets = ?result.buckets, "bytes per 250 ms");
         drop(open);
         result.hist = std::mem::replace(
             &mut *hist.lock().unwrap_or_else(PoisonError::into_inner),
