@@ -319,7 +319,10 @@ impl Group {
             }
         }
         // Diagnostics (RUST_LOG=starling_loadtest=info): a stuck tree shows here first.
-        tracing::info!(orphans, "subscriptions without a parent at the end of the run");
+        tracing::info!(
+            orphans,
+            "subscriptions without a parent at the end of the run"
+        );
         tracing::debug!(buckets = ?result.buckets, "bytes per 250 ms");
         drop(open);
         result.hist = std::mem::replace(
