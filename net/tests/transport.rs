@@ -373,10 +373,10 @@ async fn a_bad_peer_does_not_disturb_other_connections() {
         .metrics()
         .protocol_errors
         .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(
-        errors,
-        u64::from(TransportConfig::default().max_protocol_errors)
-    );
+    // Streams are read concurrently, so one already being read when the budget ran out may
+    // still count: at least the budget, at most what was sent.
+    let budget = u64::from(TransportConfig::default().max_protocol_errors);
+    assert!((budget..=10).contains(&errors), "{errors} errors");
     // The good peer streams on, unaffected.
     let key = Keypair::generate(KeyType::Ed25519);
     let mut arena = BytesMut::new();
