@@ -52,6 +52,14 @@ pub struct OverlayConfig {
     pub max_child_queue_bytes: u64,
     /// How often parent and children are probed for RTT (µs). Default 300 ms.
     pub probe_interval_us: u64,
+    /// Candidates of a redirect a joiner probes before choosing where to descend; 0 or 1 turns
+    /// latency-aware placement off (the redirecting node's order is taken as is). Default 3:
+    /// more finds nearer parents but lets a flash crowd pile into the nearest branches (deeper
+    /// trees, slower attach — see the simulator figures in ARCHITECTURE.md).
+    pub join_probes: usize,
+    /// How long a joiner waits for those probes (µs); unanswered candidates rank last.
+    /// Default 250 ms.
+    pub join_probe_wait_us: u64,
 }
 
 impl Default for OverlayConfig {
@@ -78,6 +86,8 @@ impl Default for OverlayConfig {
             avoid_us: 10_000_000,
             max_child_queue_bytes: 1 << 20,
             probe_interval_us: 300_000,
+            join_probes: 3,
+            join_probe_wait_us: 250_000,
         }
     }
 }

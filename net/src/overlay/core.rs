@@ -6,7 +6,7 @@ use std::hash::Hash;
 
 use super::OverlayConfig;
 use super::link::LinkMetrics;
-use super::message::{Message, Payload, Topic, Verifier};
+use super::message::{Candidate, Message, Payload, Topic, Verifier};
 use super::routing::Routing;
 use super::tree::TopicState;
 use super::util::SplitMix64;
@@ -347,6 +347,9 @@ where
                         link.probe_outstanding_since = None;
                     }
                 }
+                for (topic, state) in self.topics.iter_mut() {
+                    state.on_probe_answer(&mut self.shared, *topic, from, now, out);
+                }
             }
             Message::Direct { .. } => {
                 self.routing
@@ -371,7 +374,10 @@ where
                             candidates: if root == self.shared.me {
                                 vec![]
                             } else {
-                                vec![root]
+                                vec![Candidate {
+                                    peer: root,
+                                    delay_us: 0,
+                                }]
                             },
                         },
                     }),
@@ -382,6 +388,7 @@ where
                 path,
                 next_seq,
                 rate,
+                delay_us,
             } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
                     state.on_accept(
@@ -391,6 +398,7 @@ where
                         path,
                         next_seq,
                         rate,
+                        delay_us,
                         now,
                         out,
                     );
@@ -408,7 +416,12 @@ where
             }
             Message::Leave { topic } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.children.retain(|c| *c != from);
+                    state.remove_child(&from);
+                }
+            }
+            Message::Report { topic, descendants } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.on_report(from, descendants);
                 }
             }
             Message::Frame {

@@ -35,6 +35,16 @@ pub enum Lane {
     Bulk,
 }
 
+/// A node a joiner may ask, and how far (in one-way delay, µs) it is from the root as the
+/// redirecting node estimates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate<P> {
+    /// The node.
+    pub peer: P,
+    /// Its estimated delay from the root (µs).
+    pub delay_us: u64,
+}
+
 /// A message between two overlay nodes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message<P, B> {
@@ -56,13 +66,17 @@ pub enum Message<P, B> {
         /// The stream rate the sender measures (bytes/s), so a new relay admits children by
         /// bandwidth before it has measured the rate itself.
         rate: u64,
+        /// The sender's estimated one-way delay from the root (µs): the joiner adds half its
+        /// RTT to the sender to know its own.
+        delay_us: u64,
     },
     /// The sender is full (or not in the tree): try these, best first.
     Redirect {
         /// The topic.
         topic: Topic,
-        /// Candidates, ranked by the sender's measured cost.
-        candidates: Vec<P>,
+        /// Candidates, ranked by the sender's measured cost, each with its estimated delay from
+        /// the root: the joiner probes them and picks the one that delivers soonest to it.
+        candidates: Vec<Candidate<P>>,
     },
     /// The sender stops being a child.
     Leave {
@@ -86,6 +100,14 @@ pub enum Message<P, B> {
         from: u64,
         /// Last missing.
         to: u64,
+    },
+    /// A child tells its parent how many nodes its subtree holds (itself excluded), so that
+    /// redirects can steer joiners away from crowded branches.
+    Report {
+        /// The topic.
+        topic: Topic,
+        /// Nodes below the sender.
+        descendants: u32,
     },
     /// RTT probe.
     Probe {
@@ -129,11 +151,12 @@ impl<P, B: Payload> Message<P, B> {
         const ID: usize = 38;
         match self {
             Message::Join { .. } => 1 + 32 + ID,
-            Message::Accept { path, .. } => 1 + 32 + 16 + 1 + ID * path.len(),
-            Message::Redirect { candidates, .. } => 1 + 32 + 1 + ID * candidates.len(),
+            Message::Accept { path, .. } => 1 + 32 + 20 + 1 + ID * path.len(),
+            Message::Redirect { candidates, .. } => 1 + 32 + 1 + (ID + 4) * candidates.len(),
             Message::Leave { .. } => 1 + 32,
             Message::Frame { payload, .. } => 1 + 32 + 8 + payload.wire_len(),
             Message::Repair { .. } => 1 + 32 + 16,
+            Message::Report { .. } => 1 + 32 + 4,
             Message::Probe { .. } | Message::ProbeAck { .. } => 1 + 8,
             Message::Direct { payload, .. } => 1 + 2 * ID + 8 + 1 + 8 + payload.wire_len(),
         }

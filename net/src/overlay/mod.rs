@@ -6,8 +6,9 @@
 //! same outputs — which is what lets the simulator run thousands of overlays deterministically.
 //!
 //! - Data plane: one tree per topic rooted at its publisher. A node admits children up to its
-//!   fan-out and upload capacity and redirects further joiners to its children ranked by measured
-//!   link cost. Frames carry sequence numbers and the root's signature and are relayed as they
+//!   fan-out and upload capacity and redirects further joiners to its children, each with its
+//!   estimated delay from the root; the joiner probes them and descends towards the one that
+//!   would deliver to it soonest (latency-aware placement). Frames carry sequence numbers and the root's signature and are relayed as they
 //!   are. A node whose parent disappears, goes silent or congests re-attaches (with hysteresis)
 //!   and repairs the gap from its new parent's bounded cache.
 //! - Routing plane: direct messages to a peer travel along the cheapest learned route (learned
@@ -31,7 +32,7 @@ pub use driver::{
     Delivery, DirectMessage, FrameVerifier, OverlayNode, PublishPermit, PublishRefused,
 };
 pub use link::LinkMetrics;
-pub use message::{Lane as MessageLane, Message, Payload, Topic, Verifier};
+pub use message::{Candidate, Lane as MessageLane, Message, Payload, Topic, Verifier};
 pub use util::SplitMix64;
 
 #[cfg(test)]

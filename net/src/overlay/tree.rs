@@ -6,7 +6,7 @@ use std::hash::Hash;
 
 use super::OverlayConfig;
 use super::core::{Action, Shared};
-use super::message::{Message, Payload, Topic, Verifier};
+use super::message::{Candidate, Message, Payload, Topic, Verifier};
 
 /// Where a member stands in the tree.
 #[derive(Clone, Debug)]
@@ -18,9 +18,19 @@ enum Attach<P> {
         queue: VecDeque<P>,
         /// The parent being replaced, if this is a re-attach.
         previous: Option<P>,
+        /// Candidates of the last redirect being probed before choosing among them.
+        probing: Option<Probing<P>>,
     },
     /// Receiving from `parent`.
     Attached { parent: P },
+}
+
+/// A joiner measuring the candidates a full node redirected it to.
+#[derive(Clone, Debug)]
+struct Probing<P> {
+    since: u64,
+    until: u64,
+    candidates: Vec<Candidate<P>>,
 }
 
 /// One topic's state at one node.
@@ -31,7 +41,13 @@ pub(super) struct TopicState<P, B> {
     attach: Attach<P>,
     /// Root … parent.
     path: Vec<P>,
+    /// The parent's estimated delay from the root (µs), as it last told us.
+    parent_delay_us: u64,
     pub(super) children: Vec<P>,
+    /// What each child last reported of its subtree (nodes below it).
+    subtrees: BTreeMap<P, u32>,
+    /// What we last reported to our parent.
+    reported: u32,
     /// Root: next seq to publish. Member: next seq to deliver.
     next_seq: u64,
     /// Out-of-order frames waiting for a gap to fill.
@@ -48,6 +64,8 @@ pub(super) struct TopicState<P, B> {
     rate: f64,
     rate_window_start: u64,
     rate_window_bytes: u64,
+    /// Smoothed frame size (bytes): with the upload rate, how long each child waits its turn.
+    frame_bytes: f64,
     join_started_at: u64,
     congested_since: Option<u64>,
     last_attach_at: u64,
@@ -68,7 +86,10 @@ where
             subscribed: false,
             attach: Attach::Attached { parent: root },
             path: Vec::new(),
+            parent_delay_us: 0,
             children: Vec::new(),
+            subtrees: BTreeMap::new(),
+            reported: 0,
             next_seq: 0,
             pending: BTreeMap::new(),
             gap_since: None,
@@ -80,6 +101,7 @@ where
             rate: 0.0,
             rate_window_start: 0,
             rate_window_bytes: 0,
+            frame_bytes: 0.0,
             join_started_at: 0,
             congested_since: None,
             last_attach_at: 0,
@@ -103,6 +125,79 @@ where
         } else {
             self.parent().map(|_| self.path.len())
         }
+    }
+
+    /// Estimated one-way delay from the root to this node (µs): when the parent sends a frame
+    /// our way (it says so in its accept), plus half the baseline RTT to it. The baseline (min
+    /// RTT), not the smoothed RTT: a probe that waited behind a frame would make every busy
+    /// relay look far away and every idle leaf near, and joiners would pile into chains.
+    pub(super) fn delay_us<V>(&self, shared: &Shared<P, V>) -> u64 {
+        match self.parent() {
+            None => 0,
+            Some(parent) => self.parent_delay_us + half_base_rtt(shared, &parent),
+        }
+    }
+
+    /// When a frame leaves this node towards its `index`-th child, after the root published
+    /// it (µs): our delay plus the turns of the children before it on our uplink.
+    fn send_delay_us<V>(&self, shared: &Shared<P, V>, index: usize) -> u64 {
+        let upload = shared
+            .measured_upload()
+            .unwrap_or(shared.config.upload_bytes_per_s as f64)
+            .max(1.0);
+        let turn_us = self.frame_bytes * 1e6 / upload;
+        self.delay_us(shared) + ((index + 1) as f64 * turn_us) as u64
+    }
+
+    /// `peers` (children of ours) as redirect candidates, each with the delay a joiner placed
+    /// in its subtree can expect: when the frame reaches the child, plus one hop per level the
+    /// joiner will likely have to descend below it. Without that last term, a child near the
+    /// root looks best to every joiner (passing through it costs almost nothing in a metric
+    /// space) and its branch grows into a chain.
+    fn as_candidates<V>(&self, shared: &Shared<P, V>, peers: &[P]) -> Vec<Candidate<P>> {
+        // Siblings are priced at the average send turn: their own places in our send order
+        // would bias every joiner towards the first child, and then towards its first…
+        let reach =
+            |p: &P| self.send_delay_us(shared, self.children.len() / 2) + half_base_rtt(shared, p);
+        let hop_us = if self.children.is_empty() {
+            0
+        } else {
+            let arrive: u64 =
+                self.children.iter().map(reach).sum::<u64>() / self.children.len() as u64;
+            arrive.saturating_sub(self.delay_us(shared))
+        };
+        let fanout = (self.capacity(shared).max(2)) as f64;
+        peers
+            .iter()
+            .map(|p| {
+                let below = f64::from(self.subtrees.get(p).copied().unwrap_or(0));
+                let levels = (below + 1.0).ln() / fanout.ln();
+                Candidate {
+                    peer: *p,
+                    delay_us: reach(p) + (levels * hop_us as f64) as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// Nodes below this one, as the children last reported.
+    fn descendants(&self) -> u32 {
+        self.children
+            .iter()
+            .map(|c| 1 + self.subtrees.get(c).copied().unwrap_or(0))
+            .fold(0u32, u32::saturating_add)
+    }
+
+    /// A child's report of its subtree (ignored from non-children).
+    pub(super) fn on_report(&mut self, child: P, descendants: u32) {
+        if self.children.contains(&child) {
+            self.subtrees.insert(child, descendants);
+        }
+    }
+
+    pub(super) fn remove_child(&mut self, child: &P) {
+        self.children.retain(|c| c != child);
+        self.subtrees.remove(child);
     }
 
     fn in_tree(&self) -> bool {
@@ -138,6 +233,7 @@ where
             asked_at: now,
             queue,
             previous,
+            probing: None,
         };
         self.try_next(shared, topic, now, out);
     }
@@ -155,9 +251,11 @@ where
             target,
             asked_at,
             queue,
+            probing,
             ..
         } = &mut self.attach
         {
+            *probing = None;
             let next = queue.pop_front().unwrap_or(root);
             *target = next;
             *asked_at = now;
@@ -184,7 +282,10 @@ where
             let candidates = if self.in_tree() {
                 vec![]
             } else {
-                vec![self.root]
+                vec![Candidate {
+                    peer: self.root,
+                    delay_us: 0,
+                }]
             };
             out.push(Action::Send {
                 to: joiner,
@@ -202,6 +303,8 @@ where
             path.push(shared.me);
             let next_seq = self.forward_seq();
             let rate = self.rate as u64;
+            let index = self.children.iter().position(|c| *c == joiner).unwrap_or(0);
+            let delay_us = self.send_delay_us(shared, index);
             out.push(Action::Send {
                 to: joiner,
                 message: Message::Accept {
@@ -209,6 +312,7 @@ where
                     path,
                     next_seq,
                     rate,
+                    delay_us,
                 },
             });
             return;
@@ -224,18 +328,17 @@ where
         ranked.sort();
         let mut ranked: Vec<P> = ranked.into_iter().map(|(_, c)| c).collect();
         // Rotate through the children redirect by redirect, so that joiners spread over all
-        // subtrees (a balanced, shallow tree) instead of all descending the cheapest branch.
+        // subtrees (a balanced, shallow tree) instead of all descending the cheapest branch;
+        // the joiner then picks the nearest of the first `join_probes` by measurement.
         if !ranked.is_empty() {
             let turn = self.redirects % ranked.len();
             ranked.rotate_left(turn);
             self.redirects += 1;
         }
+        let candidates = self.as_candidates(shared, &ranked);
         out.push(Action::Send {
             to: joiner,
-            message: Message::Redirect {
-                topic,
-                candidates: ranked,
-            },
+            message: Message::Redirect { topic, candidates },
         });
     }
 
@@ -279,8 +382,10 @@ where
             let Some(child) = self.children.pop() else {
                 break;
             };
-            let mut candidates = self.children.clone();
-            candidates.sort_by_key(|c| (shared.cost(c), *c));
+            self.subtrees.remove(&child);
+            let mut siblings = self.children.clone();
+            siblings.sort_by_key(|c| (shared.cost(c), *c));
+            let candidates = self.as_candidates(shared, &siblings);
             out.push(Action::Send {
                 to: child,
                 message: Message::Redirect { topic, candidates },
@@ -321,6 +426,7 @@ where
         path: Vec<P>,
         next_seq: u64,
         rate: u64,
+        delay_us: u64,
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
@@ -345,6 +451,7 @@ where
                 if *parent == from && self.has_attached {
                     // A path update after our parent moved: pass it down.
                     self.path = path;
+                    self.parent_delay_us = delay_us;
                     self.send_path_updates(shared, topic, out);
                 } else {
                     // A late accept from a candidate we gave up on.
@@ -368,6 +475,7 @@ where
         self.attach = Attach::Attached { parent: from };
         self.has_attached = true;
         self.path = path;
+        self.parent_delay_us = delay_us;
         self.last_attach_at = now;
         self.congested_since = None;
         if !self.started {
@@ -409,7 +517,7 @@ where
         path.push(shared.me);
         let next_seq = self.forward_seq();
         let rate = self.rate as u64;
-        for c in &self.children {
+        for (index, c) in self.children.iter().enumerate() {
             out.push(Action::Send {
                 to: *c,
                 message: Message::Accept {
@@ -417,6 +525,7 @@ where
                     path: path.clone(),
                     next_seq,
                     rate,
+                    delay_us: self.send_delay_us(shared, index),
                 },
             });
         }
@@ -427,30 +536,135 @@ where
         shared: &mut Shared<P, V>,
         topic: Topic,
         from: P,
-        candidates: Vec<P>,
+        candidates: Vec<Candidate<P>>,
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
         let me = shared.me;
+        let avoid = &self.avoid;
+        let usable =
+            |c: &Candidate<P>| c.peer != me && !avoid.iter().any(|(p, u)| *p == c.peer && *u > now);
         match &mut self.attach {
-            Attach::Joining { target, queue, .. } if *target == from => {
-                // Candidates go first, in the redirecting node's order; skip ourselves and
-                // anyone we are avoiding.
-                for c in candidates.into_iter().rev() {
-                    if c != me && !self.avoid.iter().any(|(p, u)| *p == c && *u > now) {
-                        queue.retain(|q| *q != c);
-                        queue.push_front(c);
+            Attach::Joining {
+                target,
+                probing: probing @ None,
+                asked_at,
+                ..
+            } if *target == from => {
+                let picks: Vec<Candidate<P>> = candidates
+                    .iter()
+                    .filter(|c| usable(c))
+                    .take(shared.config.join_probes)
+                    .copied()
+                    .collect();
+                if picks.len() >= 2 {
+                    // Latency-aware placement: measure before choosing where to descend.
+                    for c in &picks {
+                        out.push(Action::Connect(c.peer));
+                        out.push(Action::Send {
+                            to: c.peer,
+                            message: Message::Probe { sent_at: now },
+                        });
                     }
+                    *asked_at = now;
+                    *probing = Some(Probing {
+                        since: now,
+                        until: now + shared.config.join_probe_wait_us,
+                        candidates: picks,
+                    });
+                    return;
                 }
+                let peers: Vec<P> = candidates
+                    .iter()
+                    .filter(|c| usable(c))
+                    .map(|c| c.peer)
+                    .collect();
+                self.queue_first(&peers);
                 self.try_next(shared, topic, now, out);
             }
             Attach::Attached { parent } if *parent == from && self.has_attached => {
                 // Our parent asks us to move (it is congested towards us).
                 self.avoid.push((from, now + shared.config.avoid_us));
-                self.start_join(shared, topic, now, candidates, out);
+                let peers = candidates.iter().map(|c| c.peer).collect();
+                self.start_join(shared, topic, now, peers, out);
             }
             _ => {}
         }
+    }
+
+    /// Puts `peers` at the front of the join queue, in the given order.
+    fn queue_first(&mut self, peers: &[P]) {
+        if let Attach::Joining { queue, .. } = &mut self.attach {
+            for c in peers.iter().rev() {
+                queue.retain(|q| q != c);
+                queue.push_front(*c);
+            }
+        }
+    }
+
+    /// A probe answer arrived from `from`: if it was the last candidate outstanding, choose.
+    pub(super) fn on_probe_answer<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        from: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let Attach::Joining {
+            probing: Some(probing),
+            ..
+        } = &self.attach
+        else {
+            return;
+        };
+        if !probing.candidates.iter().any(|c| c.peer == from) {
+            return;
+        }
+        let answered = |c: &Candidate<P>| {
+            shared
+                .links
+                .get(&c.peer)
+                .is_some_and(|l| l.srtt_us > 0 && l.measured_at >= probing.since)
+        };
+        if probing.candidates.iter().all(answered) {
+            self.finish_probing(shared, topic, now, out);
+        }
+    }
+
+    /// Ranks the probed candidates by how soon each would deliver to us — its delay from the
+    /// root plus half our RTT to it — and asks the best first. Unanswered ones go last.
+    fn finish_probing<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let Attach::Joining { probing, .. } = &mut self.attach else {
+            return;
+        };
+        let Some(probing) = probing.take() else {
+            return;
+        };
+        let mut ranked: Vec<(u64, usize, P)> = probing
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let score = match shared.links.get(&c.peer) {
+                    Some(l) if l.srtt_us > 0 && l.measured_at >= probing.since => {
+                        c.delay_us + l.min_rtt_us / 2
+                    }
+                    _ => u64::MAX,
+                };
+                (score, i, c.peer)
+            })
+            .collect();
+        ranked.sort();
+        let peers: Vec<P> = ranked.into_iter().map(|(_, _, p)| p).collect();
+        self.queue_first(&peers);
+        self.try_next(shared, topic, now, out);
     }
 
     /// Root: sequence, cache and send a new frame.
@@ -475,6 +689,11 @@ where
             self.rate_window_start = now.max(1);
         }
         self.rate_window_bytes += bytes as u64;
+        self.frame_bytes = if self.frame_bytes == 0.0 {
+            bytes as f64
+        } else {
+            0.9 * self.frame_bytes + 0.1 * bytes as f64
+        };
         let span = now.saturating_sub(self.rate_window_start);
         if span >= 500_000 {
             let sample = self.rate_window_bytes as f64 * 1e6 / span as f64;
@@ -682,7 +901,7 @@ where
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
-        self.children.retain(|c| *c != peer);
+        self.remove_child(&peer);
         let lost_parent = self.parent() == Some(peer)
             || matches!(&self.attach, Attach::Joining { target, .. } if *target == peer);
         if lost_parent && !self.is_root {
@@ -724,8 +943,12 @@ where
             return;
         }
         match self.attach.clone() {
-            Attach::Joining { asked_at, .. } => {
-                if now.saturating_sub(asked_at) > shared.config.join_timeout_us {
+            Attach::Joining {
+                asked_at, probing, ..
+            } => {
+                if probing.is_some_and(|p| now >= p.until) {
+                    self.finish_probing(shared, topic, now, out);
+                } else if now.saturating_sub(asked_at) > shared.config.join_timeout_us {
                     self.try_next(shared, topic, now, out);
                 }
             }
@@ -743,6 +966,16 @@ where
                     out.push(Action::Send {
                         to: parent,
                         message: Message::Probe { sent_at: now },
+                    });
+                }
+                // Subtree sizes go up at most once per tick, and only when they changed: fresh
+                // enough to spread a flash crowd of joiners, cheap when the tree is still.
+                let descendants = self.descendants();
+                if descendants != self.reported || probe && descendants > 0 {
+                    self.reported = descendants;
+                    out.push(Action::Send {
+                        to: parent,
+                        message: Message::Report { topic, descendants },
                     });
                 }
                 self.check_gap(shared, topic, parent, now, out);
@@ -812,4 +1045,9 @@ where
         self.congested_since = None;
         self.start_join(shared, topic, now, candidates, out);
     }
+}
+
+/// Half the baseline RTT to `peer` (µs), 0 if never measured.
+fn half_base_rtt<P: Eq + Hash, V>(shared: &Shared<P, V>, peer: &P) -> u64 {
+    shared.links.get(peer).map_or(0, |l| l.min_rtt_us / 2)
 }
