@@ -168,6 +168,7 @@ pub(super) struct Shared<P, V> {
     pub(super) verifier: V,
     pub(super) rng: SplitMix64,
     pub(super) stats: OverlayStats,
+    uplink: Uplink,
 }
 
 impl<P: Eq + Hash, V> Shared<P, V> {
@@ -177,22 +178,65 @@ impl<P: Eq + Hash, V> Shared<P, V> {
 
     /// The upload rate the transport measures (the slowest link), if it measures one.
     pub(super) fn measured_upload(&self) -> Option<f64> {
-        self.links
-            .values()
-            .map(|l| l.delivery_rate)
-            .filter(|r| *r > 0.0)
-            .reduce(f64::min)
+        self.uplink.measured_upload
     }
 
     /// Bytes waiting in this node's own send queues: when large, RTT inflation is ours, not the
     /// parent's.
     pub(super) fn own_backlog(&self) -> u64 {
-        self.links
-            .values()
-            .map(|l| l.queued_bytes)
-            .max()
-            .unwrap_or(0)
+        self.uplink.backlog
     }
+
+    /// Folds a link's new figures into the uplink summary. A node may know thousands of links
+    /// (a root hears from every joiner), so the summary is kept up to date incrementally and
+    /// rebuilt only when the link that set an extreme changes for the better.
+    fn note_link(&mut self, peer: &P) {
+        let Some(link) = self.links.get(peer) else {
+            self.uplink.stale = true;
+            return;
+        };
+        let u = &mut self.uplink;
+        if link.delivery_rate > 0.0 && u.measured_upload.is_none_or(|m| link.delivery_rate < m) {
+            u.measured_upload = Some(link.delivery_rate);
+        } else if u.measured_upload.is_some() {
+            u.stale = true;
+        }
+        if link.queued_bytes > u.backlog {
+            u.backlog = link.queued_bytes;
+        } else if u.backlog > 0 {
+            u.stale = true;
+        }
+    }
+
+    /// Rebuilds the uplink summary if it may be out of date (once per tick at most).
+    fn refresh_uplink(&mut self) {
+        if !self.uplink.stale {
+            return;
+        }
+        self.uplink = Uplink {
+            measured_upload: self
+                .links
+                .values()
+                .map(|l| l.delivery_rate)
+                .filter(|r| *r > 0.0)
+                .reduce(f64::min),
+            backlog: self
+                .links
+                .values()
+                .map(|l| l.queued_bytes)
+                .max()
+                .unwrap_or(0),
+            stale: false,
+        };
+    }
+}
+
+/// The slowest measured link and the longest send queue, over all links.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Uplink {
+    measured_upload: Option<f64>,
+    backlog: u64,
+    stale: bool,
 }
 
 /// One node of the direct-sub overlay. `P` is how peers are named (a PeerId in the driver, a
@@ -233,6 +277,7 @@ where
                 verifier,
                 rng: SplitMix64::new(seed),
                 stats: OverlayStats::default(),
+                uplink: Uplink::default(),
             },
             topics: BTreeMap::new(),
             routing,
@@ -291,6 +336,7 @@ where
             }
             Event::LinkDown(peer) => {
                 self.shared.links.remove(&peer);
+                self.shared.note_link(&peer);
                 self.routing.forget(&peer);
                 for (topic, state) in self.topics.iter_mut() {
                     state.on_link_down(&mut self.shared, *topic, peer, now, out);
@@ -310,6 +356,7 @@ where
                 link.queued_bytes = queued_bytes;
                 link.delivery_rate = delivery_rate;
                 link.lost = lost;
+                self.shared.note_link(&peer);
             }
             Event::Received { from, message } => self.on_message(now, from, message, out),
             Event::Tick => {
@@ -446,6 +493,7 @@ where
     }
 
     fn on_tick(&mut self, now: u64, out: &mut Vec<Action<P, B>>) {
+        self.shared.refresh_uplink();
         let probe = now.saturating_sub(self.last_probe) >= self.shared.config.probe_interval_us;
         if probe {
             self.last_probe = now;
