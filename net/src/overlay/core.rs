@@ -381,7 +381,12 @@ where
         message: Message<P, B>,
         out: &mut Vec<Action<P, B>>,
     ) {
-        self.shared.links.entry(from).or_default();
+        // Any message makes its sender a known link — except frames, which come only over
+        // links already known (parent, or a child repairing), and are too many to pay a table
+        // lookup each.
+        if !matches!(message, Message::Frame { .. }) {
+            self.shared.links.entry(from).or_default();
+        }
         match message {
             Message::Probe { sent_at } => out.push(Action::Send {
                 to: from,

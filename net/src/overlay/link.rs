@@ -9,6 +9,8 @@ pub struct LinkMetrics {
     pub rttvar_us: u64,
     /// Smallest RTT seen (µs): the uncongested baseline.
     pub min_rtt_us: u64,
+    /// The latest RTT sample (µs): what a probe just found, queueing included.
+    pub last_rtt_us: u64,
     /// Bytes queued towards the peer (from the transport's backpressure).
     pub queued_bytes: u64,
     /// Delivery rate towards the peer (bytes/s), as the transport reports it.
@@ -26,6 +28,7 @@ impl LinkMetrics {
     /// Folds in one RTT sample.
     pub fn on_rtt(&mut self, sample_us: u64, now: u64) {
         let sample = sample_us.max(1);
+        self.last_rtt_us = sample;
         if self.srtt_us == 0 {
             self.srtt_us = sample;
             self.rttvar_us = sample / 2;

@@ -653,8 +653,10 @@ where
             .enumerate()
             .map(|(i, c)| {
                 let score = match shared.links.get(&c.peer) {
+                    // The probe's own sample: a candidate whose uplink is backed up right now
+                    // (throttled, overloaded) answers late and ranks accordingly.
                     Some(l) if l.srtt_us > 0 && l.measured_at >= probing.since => {
-                        c.delay_us + l.min_rtt_us / 2
+                        c.delay_us + l.last_rtt_us / 2
                     }
                     _ => u64::MAX,
                 };
@@ -739,11 +741,18 @@ where
         payload: &B,
         out: &mut Vec<Action<P, B>>,
     ) {
+        // The longest queue over all links bounds every child's: when even that is short, no
+        // per-child lookup is needed (a relay's common case, and this runs for every frame).
+        let any_full = shared.own_backlog() > shared.config.max_child_queue_bytes;
         for c in &self.children {
             if Some(*c) == except {
                 continue;
             }
-            let queued = shared.links.get(c).map_or(0, |l| l.queued_bytes);
+            let queued = if any_full {
+                shared.links.get(c).map_or(0, |l| l.queued_bytes)
+            } else {
+                0
+            };
             if queued > shared.config.max_child_queue_bytes {
                 // Newer wins: a child whose link is full loses this frame, not later ones.
                 shared.stats.dropped_congested += 1;
