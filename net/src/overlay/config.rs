@@ -60,6 +60,13 @@ pub struct OverlayConfig {
     /// How long a joiner waits for those probes (µs); unanswered candidates rank last.
     /// Default 250 ms.
     pub join_probe_wait_us: u64,
+    /// A full node admits a joiner whose baseline RTT to it is below this fraction of its
+    /// farthest child's, and moves that child (with its subtree) under the joiner: nodes near
+    /// the root end up near the top. 0 turns it off. Default 0.3 (larger factors move more
+    /// subtrees for less gain and deepen the tree).
+    pub preempt_factor: f64,
+    /// At most one such swap per node per topic in this long (µs). Default 100 ms.
+    pub preempt_interval_us: u64,
 }
 
 impl Default for OverlayConfig {
@@ -88,6 +95,8 @@ impl Default for OverlayConfig {
             probe_interval_us: 300_000,
             join_probes: 3,
             join_probe_wait_us: 250_000,
+            preempt_factor: 0.3,
+            preempt_interval_us: 100_000,
         }
     }
 }

@@ -407,7 +407,11 @@ where
                 self.routing
                     .on_direct(&mut self.shared, now, from, message, out)
             }
-            Message::Join { topic, root } => {
+            Message::Join {
+                topic,
+                root,
+                rtt_us,
+            } => {
                 // A join naming us as the root opens the topic's tree even before our first
                 // frame: viewers may arrive before the stream starts.
                 if root == self.shared.me
@@ -418,7 +422,7 @@ where
                     self.topics.insert(topic, state);
                 }
                 match self.topics.get_mut(&topic) {
-                    Some(state) => state.on_join(&mut self.shared, topic, from, now, out),
+                    Some(state) => state.on_join(&mut self.shared, topic, from, rtt_us, now, out),
                     None => out.push(Action::Send {
                         to: from,
                         message: Message::Redirect {

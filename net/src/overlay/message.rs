@@ -54,6 +54,9 @@ pub enum Message<P, B> {
         topic: Topic,
         /// Its root.
         root: P,
+        /// The joiner's baseline RTT to the receiver (µs, 0 if unmeasured): a full node may
+        /// make room for a joiner much nearer to it than its farthest child.
+        rtt_us: u64,
     },
     /// Admits the sender's joiner: `path` runs from the root to the sender.
     Accept {
@@ -150,7 +153,7 @@ impl<P, B: Payload> Message<P, B> {
     pub fn wire_len(&self) -> usize {
         const ID: usize = 38;
         match self {
-            Message::Join { .. } => 1 + 32 + ID,
+            Message::Join { .. } => 1 + 32 + ID + 8,
             Message::Accept { path, .. } => 1 + 32 + 20 + 1 + ID * path.len(),
             Message::Redirect { candidates, .. } => 1 + 32 + 1 + (ID + 4) * candidates.len(),
             Message::Leave { .. } => 1 + 32,

@@ -543,6 +543,8 @@ fn probing_joiner() -> Overlay<u32, P, Check> {
         9,
         OverlayConfig {
             join_probes: 3,
+            // (Joins the root at once, without measuring it first.)
+            preempt_factor: 0.0,
             ..OverlayConfig::default()
         },
         Check,
@@ -644,7 +646,11 @@ fn a_crowded_branch_is_priced_further_away_in_redirects() {
             T0,
             Event::Received {
                 from: child,
-                message: Message::Join { topic: T, root: 0 },
+                message: Message::Join {
+                    topic: T,
+                    root: 0,
+                    rtt_us: 0,
+                },
             },
         );
         assert!(matches!(
@@ -679,7 +685,11 @@ fn a_crowded_branch_is_priced_further_away_in_redirects() {
         T0,
         Event::Received {
             from: 7,
-            message: Message::Join { topic: T, root: 0 },
+            message: Message::Join {
+                topic: T,
+                root: 0,
+                rtt_us: 0,
+            },
         },
     );
     let Some(Action::Send {
@@ -706,5 +716,137 @@ fn a_crowded_branch_is_priced_further_away_in_redirects() {
             },
         },
     );
+    assert_eq!(root.children(&T), &[1, 2]);
+}
+
+#[test]
+fn a_first_join_measures_the_root_and_tells_it_the_rtt() {
+    let mut j = Overlay::new(9, config(4), Check, 9);
+    let out = feed(
+        &mut j,
+        T0,
+        Event::Command(Command::Subscribe { topic: T, root: 0 }),
+    );
+    assert!(joins(&out).is_empty(), "probe first: {out:?}");
+    let out = ack(&mut j, 0, 8_000);
+    let rtts: Vec<u64> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to: 0,
+                message: Message::Join { rtt_us, .. },
+            } => Some(*rtt_us),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rtts, vec![8_000]);
+}
+
+/// A root with children 1 (RTT 40 ms) and 2 (RTT 20 ms) and room for no more.
+fn full_root() -> Overlay<u32, P, Check> {
+    let mut root = Overlay::new(0, config(2), Check, 0);
+    for (child, rtt) in [(1, 40_000), (2, 20_000)] {
+        feed(
+            &mut root,
+            T0,
+            Event::Received {
+                from: child,
+                message: Message::Join {
+                    topic: T,
+                    root: 0,
+                    rtt_us: rtt,
+                },
+            },
+        );
+        feed(
+            &mut root,
+            T0,
+            Event::LinkMeasured {
+                peer: child,
+                rtt_us: Some(rtt),
+                queued_bytes: 0,
+                delivery_rate: 0.0,
+                lost: 0,
+            },
+        );
+    }
+    root
+}
+
+fn join_at(
+    root: &mut Overlay<u32, P, Check>,
+    now: u64,
+    joiner: u32,
+    rtt_us: u64,
+) -> Vec<Action<u32, P>> {
+    feed(
+        root,
+        now,
+        Event::Received {
+            from: joiner,
+            message: Message::Join {
+                topic: T,
+                root: 0,
+                rtt_us,
+            },
+        },
+    )
+}
+
+#[test]
+fn a_much_nearer_joiner_takes_the_farthest_childs_place_and_the_child_moves_under_it() {
+    let mut root = full_root();
+    // 15 ms is not below 0.3 × 40 ms: a plain redirect.
+    let out = join_at(&mut root, T0 + 200_000, 7, 15_000);
+    assert!(matches!(
+        out.last(),
+        Some(Action::Send {
+            to: 7,
+            message: Message::Redirect { .. }
+        })
+    ));
+    // 10 ms is: the joiner is admitted and child 1 (the farthest) is sent below it.
+    let out = join_at(&mut root, T0 + 200_000, 8, 10_000);
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Send {
+            to: 8,
+            message: Message::Accept { .. }
+        }
+    )));
+    let moved = out.iter().find_map(|a| match a {
+        Action::Send {
+            to: 1,
+            message: Message::Redirect { candidates, .. },
+        } => Some(candidates.iter().map(|c| c.peer).collect::<Vec<_>>()),
+        _ => None,
+    });
+    assert_eq!(moved, Some(vec![8]));
+    assert_eq!(root.children(&T), &[2, 8]);
+    // Not again within the interval, however near the next joiner is.
+    let out = join_at(&mut root, T0 + 250_000, 9, 1_000);
+    assert!(
+        !out.iter().any(|a| matches!(
+            a,
+            Action::Send {
+                message: Message::Accept { .. },
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_joiner_without_a_measured_rtt_never_displaces_anyone() {
+    let mut root = full_root();
+    let out = join_at(&mut root, T0 + 200_000, 8, 0);
+    assert!(matches!(
+        out.last(),
+        Some(Action::Send {
+            to: 8,
+            message: Message::Redirect { .. }
+        })
+    ));
     assert_eq!(root.children(&T), &[1, 2]);
 }

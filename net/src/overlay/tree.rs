@@ -48,6 +48,10 @@ pub(super) struct TopicState<P, B> {
     subtrees: BTreeMap<P, u32>,
     /// What we last reported to our parent.
     reported: u32,
+    /// When we last moved a child below a nearer joiner.
+    last_preempt_at: u64,
+    /// Whether the RTT to the root was measured before the first join.
+    root_probed: bool,
     /// Root: next seq to publish. Member: next seq to deliver.
     next_seq: u64,
     /// Out-of-order frames waiting for a gap to fill.
@@ -90,6 +94,8 @@ where
             children: Vec::new(),
             subtrees: BTreeMap::new(),
             reported: 0,
+            last_preempt_at: 0,
+            root_probed: false,
             next_seq: 0,
             pending: BTreeMap::new(),
             gap_since: None,
@@ -180,6 +186,27 @@ where
             .collect()
     }
 
+    /// The child to move below a joiner measured at `rtt_us` from us, if the joiner is much
+    /// nearer than our farthest child (by baseline RTT) and we have not swapped lately.
+    fn farther_child<V>(&self, shared: &Shared<P, V>, rtt_us: u64, now: u64) -> Option<P> {
+        let c = &shared.config;
+        if c.preempt_factor <= 0.0
+            || rtt_us == 0
+            || now.saturating_sub(self.last_preempt_at) < c.preempt_interval_us
+        {
+            return None;
+        }
+        let (far_rtt, far) = self
+            .children
+            .iter()
+            .filter_map(|p| {
+                let rtt = shared.links.get(p)?.min_rtt_us;
+                (rtt > 0).then_some((rtt, *p))
+            })
+            .max()?;
+        ((rtt_us as f64) < c.preempt_factor * far_rtt as f64).then_some(far)
+    }
+
     /// Nodes below this one, as the children last reported.
     fn descendants(&self) -> u32 {
         self.children
@@ -247,25 +274,55 @@ where
         out: &mut Vec<Action<P, B>>,
     ) {
         let root = self.root;
-        if let Attach::Joining {
+        let unmeasured = |p: &P| shared.links.get(p).is_none_or(|l| l.min_rtt_us == 0);
+        // The first join goes to the root, which has no RTT to offer a swap on: measure it
+        // first (one round trip, once), so that a joiner near the publisher can be placed near
+        // the top.
+        let probe_root_first = shared.config.preempt_factor > 0.0
+            && !self.root_probed
+            && !self.has_attached
+            && unmeasured(&root);
+        let Attach::Joining {
             target,
             asked_at,
             queue,
             probing,
             ..
         } = &mut self.attach
-        {
-            *probing = None;
-            let next = queue.pop_front().unwrap_or(root);
-            *target = next;
-            *asked_at = now;
-            out.push(Action::Connect(next));
-            out.push(Action::Send {
-                to: next,
-                message: Message::Join { topic, root },
+        else {
+            return;
+        };
+        *probing = None;
+        let next = queue.pop_front().unwrap_or(root);
+        *target = next;
+        *asked_at = now;
+        out.push(Action::Connect(next));
+        if next == root && probe_root_first {
+            self.root_probed = true;
+            queue.push_front(root);
+            *probing = Some(Probing {
+                since: now,
+                until: now + shared.config.join_probe_wait_us,
+                candidates: vec![Candidate {
+                    peer: root,
+                    delay_us: 0,
+                }],
             });
-            let _ = shared;
+            out.push(Action::Send {
+                to: root,
+                message: Message::Probe { sent_at: now },
+            });
+            return;
         }
+        let rtt_us = shared.links.get(&next).map_or(0, |l| l.min_rtt_us);
+        out.push(Action::Send {
+            to: next,
+            message: Message::Join {
+                topic,
+                root,
+                rtt_us,
+            },
+        });
     }
 
     /// A joiner asks us: admit it, or send it to our children ranked by measured cost.
@@ -274,7 +331,8 @@ where
         shared: &mut Shared<P, V>,
         topic: Topic,
         joiner: P,
-        _now: u64,
+        rtt_us: u64,
+        now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
         if !self.in_tree() || self.path.contains(&joiner) || joiner == self.root {
@@ -295,7 +353,25 @@ where
         }
         let already = self.children.contains(&joiner);
         let fits_rate = self.children.len() < self.capacity(shared);
-        if already || fits_rate {
+        let displaced = if already || fits_rate {
+            None
+        } else {
+            self.farther_child(shared, rtt_us, now)
+        };
+        if let Some(far) = displaced {
+            // Make room: the far child moves under the joiner (it keeps its subtree).
+            self.remove_child(&far);
+            self.last_preempt_at = now;
+            let candidates = vec![Candidate {
+                peer: joiner,
+                delay_us: self.send_delay_us(shared, self.children.len()) + rtt_us / 2,
+            }];
+            out.push(Action::Send {
+                to: far,
+                message: Message::Redirect { topic, candidates },
+            });
+        }
+        if already || fits_rate || displaced.is_some() {
             if !already {
                 self.children.push(joiner);
             }

@@ -173,10 +173,15 @@ pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Fr
     out.put_u8(VERSION);
     match msg {
         Message::Frame { payload, .. } => return Frame::Data(payload.clone()),
-        Message::Join { topic, root } => {
+        Message::Join {
+            topic,
+            root,
+            rtt_us,
+        } => {
             out.put_u8(1);
             out.put_slice(topic);
             put_peer(&mut out, root, book);
+            out.put_u64(*rtt_us);
         }
         Message::Accept {
             topic,
@@ -275,6 +280,7 @@ pub(super) fn decode(frame: Frame, book: &mut AddressBook) -> Result<Decoded, Wi
         1 => Message::Join {
             topic: get_topic(&mut b)?,
             root: get_peer(&mut b, book)?,
+            rtt_us: get_u64(&mut b)?,
         },
         2 => {
             let topic = get_topic(&mut b)?;
@@ -378,7 +384,11 @@ mod tests {
         book.insert(b, addr);
         let topic = [3u8; 32];
         for msg in [
-            Message::Join { topic, root: a },
+            Message::Join {
+                topic,
+                root: a,
+                rtt_us: 31_000,
+            },
             Message::Accept {
                 topic,
                 path: vec![a, b],
