@@ -59,6 +59,10 @@ pub(crate) struct SimArgs {
     /// i.e. no latency-aware placement).
     #[arg(long, default_value_t = OverlayConfig::default().join_probes)]
     join_probes: usize,
+    /// A full node swaps its farthest child for a joiner nearer than this fraction of it (0:
+    /// never). With `--join-probes 0 --preempt-factor 0` placement ignores latency entirely.
+    #[arg(long, default_value_t = OverlayConfig::default().preempt_factor)]
+    preempt_factor: f64,
     /// Smallest RTT between two nodes (ms).
     #[arg(long, default_value_t = 5.0)]
     rtt_min_ms: f64,
@@ -132,6 +136,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
         // Simulated nodes hold no real frames: keep the count bound (128 frames) in charge.
         repair_cache_bytes: usize::MAX,
         join_probes: args.join_probes,
+        preempt_factor: args.preempt_factor,
         ..OverlayConfig::default()
     };
     let pubs = args.publishers;

@@ -196,9 +196,13 @@ where
         {
             return None;
         }
+        // Only a child with a small subtree moves: moving a large one adds a level to every
+        // node in it, and under churn or congestion such moves cascade into deep chains.
+        let small = self.capacity(shared).max(1) as u32;
         let (far_rtt, far) = self
             .children
             .iter()
+            .filter(|p| self.subtrees.get(p).copied().unwrap_or(0) <= small)
             .filter_map(|p| {
                 let rtt = shared.links.get(p)?.min_rtt_us;
                 (rtt > 0).then_some((rtt, *p))
