@@ -282,6 +282,7 @@ where
         // The first join goes to the root, which has no RTT to offer a swap on: measure it
         // first (one round trip, once), so that a joiner near the publisher can be placed near
         // the top.
+        let first_join = !self.has_attached;
         let probe_root_first = shared.config.preempt_factor > 0.0
             && !self.root_probed
             && !self.has_attached
@@ -318,7 +319,13 @@ where
             });
             return;
         }
-        let rtt_us = shared.links.get(&next).map_or(0, |l| l.min_rtt_us);
+        // Only a first join offers its RTT for a swap: a node re-attaching after churn or
+        // congestion brings a subtree, and swaps during repairs cascaded (deep trees, losses).
+        let rtt_us = if first_join {
+            shared.links.get(&next).map_or(0, |l| l.min_rtt_us)
+        } else {
+            0
+        };
         out.push(Action::Send {
             to: next,
             message: Message::Join {
