@@ -1,0 +1,281 @@
+//! Frames through a tree node: sequencing at the root, verification, forwarding (newer wins),
+//! in-order delivery, the repair cache and gap repair.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use super::TopicState;
+use crate::overlay::core::{Action, Shared};
+use crate::overlay::message::{Message, Payload, Topic, Verifier};
+
+impl<P, B> TopicState<P, B>
+where
+    P: Copy + Eq + Hash + Ord + Debug,
+    B: Payload,
+{
+    /// Root: sequence, cache and send a new frame.
+    pub(in crate::overlay) fn publish<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        payload: B,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.note_rate(payload.wire_len(), now);
+        self.remember(shared, seq, payload.clone());
+        self.forward(shared, topic, None, seq, &payload, out);
+    }
+
+    pub(super) fn note_rate(&mut self, bytes: usize, now: u64) {
+        if self.rate_window_start == 0 {
+            // The first frame opens the first window (no rate from before the stream began).
+            self.rate_window_start = now.max(1);
+        }
+        self.rate_window_bytes += bytes as u64;
+        self.frame_bytes = if self.frame_bytes == 0.0 {
+            bytes as f64
+        } else {
+            0.9 * self.frame_bytes + 0.1 * bytes as f64
+        };
+        let span = now.saturating_sub(self.rate_window_start);
+        if span >= 500_000 {
+            let sample = self.rate_window_bytes as f64 * 1e6 / span as f64;
+            self.rate = if self.rate == 0.0 {
+                sample
+            } else {
+                0.7 * self.rate + 0.3 * sample
+            };
+            self.rate_window_start = now;
+            self.rate_window_bytes = 0;
+        }
+    }
+
+    pub(super) fn remember<V>(&mut self, shared: &Shared<P, V>, seq: u64, payload: B) {
+        if self.cache.back().is_some_and(|(s, _)| *s >= seq) {
+            // Out of order (a repair): keep the cache sorted by inserting in place.
+            let at = self.cache.partition_point(|(s, _)| *s < seq);
+            if self.cache.get(at).is_some_and(|(s, _)| *s == seq) {
+                return;
+            }
+            self.cache_bytes += payload.wire_len();
+            self.cache.insert(at, (seq, payload));
+        } else {
+            self.cache_bytes += payload.wire_len();
+            self.cache.push_back((seq, payload));
+        }
+        let c = &shared.config;
+        while self.cache.len() > c.repair_cache
+            || self.cache_bytes > c.repair_cache_bytes && self.cache.len() > 1
+        {
+            if let Some((_, old)) = self.cache.pop_front() {
+                self.cache_bytes -= old.wire_len();
+            }
+        }
+    }
+
+    pub(super) fn forward<V>(
+        &self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        except: Option<P>,
+        seq: u64,
+        payload: &B,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        // The longest queue over all links bounds every child's: when even that is short, no
+        // per-child lookup is needed (a relay's common case, and this runs for every frame).
+        let any_full = shared.own_backlog() > shared.config.max_child_queue_bytes;
+        for c in &self.children {
+            if Some(*c) == except {
+                continue;
+            }
+            let queued = if any_full {
+                shared.links.get(c).map_or(0, |l| l.queued_bytes)
+            } else {
+                0
+            };
+            if queued > shared.config.max_child_queue_bytes {
+                // Newer wins: a child whose link is full loses this frame, not later ones.
+                shared.stats.dropped_congested += 1;
+                continue;
+            }
+            shared.stats.frames_relayed += 1;
+            out.push(Action::Send {
+                to: *c,
+                message: Message::Frame {
+                    topic,
+                    seq,
+                    payload: payload.clone(),
+                },
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::overlay) fn on_frame<V: Verifier<P, B>>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        from: P,
+        seq: u64,
+        payload: B,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if self.is_root {
+            return;
+        }
+        if seq < self.next_seq && self.started || self.pending.contains_key(&seq) {
+            shared.stats.duplicates += 1;
+            return;
+        }
+        if !shared
+            .verifier
+            .verify_frame(&topic, &self.root, seq, &payload)
+        {
+            shared.stats.invalid += 1;
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            if seq < self.next_seq || self.next_seq == 0 {
+                self.next_seq = seq;
+            }
+        }
+        if Some(from) == self.parent() {
+            self.last_frame_at = now;
+        }
+        self.note_rate(payload.wire_len(), now);
+        self.remember(shared, seq, payload.clone());
+        self.forward(shared, topic, Some(from), seq, &payload, out);
+        if seq == self.next_seq {
+            self.deliver(shared, topic, seq, payload, out);
+            self.next_seq += 1;
+            self.drain(shared, topic, out);
+        } else if seq > self.next_seq {
+            self.pending.insert(seq, payload);
+            self.gap_since.get_or_insert(now);
+            if seq - self.next_seq > shared.config.reorder_window {
+                self.skip_to_first_pending(shared, topic, out);
+            }
+        }
+        if self.pending.is_empty() {
+            self.gap_since = None;
+        }
+    }
+
+    pub(super) fn deliver<V>(
+        &self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        seq: u64,
+        payload: B,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if self.subscribed {
+            shared.stats.frames_delivered += 1;
+            out.push(Action::Deliver {
+                topic,
+                seq,
+                payload,
+            });
+        }
+    }
+
+    pub(super) fn drain<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        while let Some(payload) = self.pending.remove(&self.next_seq) {
+            let seq = self.next_seq;
+            self.deliver(shared, topic, seq, payload, out);
+            self.next_seq += 1;
+        }
+        if self.pending.is_empty() {
+            self.gap_since = None;
+        }
+    }
+
+    pub(super) fn skip_to_first_pending<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if let Some((&first, _)) = self.pending.iter().next() {
+            if first > self.next_seq {
+                shared.stats.skipped += first - self.next_seq;
+                out.push(Action::Skipped {
+                    topic,
+                    from: self.next_seq,
+                    to: first - 1,
+                });
+                self.next_seq = first;
+            }
+            self.gap_since = None;
+            self.drain(shared, topic, out);
+        }
+    }
+
+    pub(in crate::overlay) fn on_repair<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        child: P,
+        from: u64,
+        to: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let start = self.cache.partition_point(|(s, _)| *s < from);
+        for (seq, payload) in self
+            .cache
+            .iter()
+            .skip(start)
+            .take_while(|(s, _)| *s <= to)
+            .take(256)
+        {
+            shared.stats.repairs_sent += 1;
+            out.push(Action::Send {
+                to: child,
+                message: Message::Frame {
+                    topic,
+                    seq: *seq,
+                    payload: payload.clone(),
+                },
+            });
+        }
+    }
+
+    pub(super) fn check_gap<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        parent: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let Some(since) = self.gap_since else { return };
+        if now.saturating_sub(since) > shared.config.give_up_us {
+            self.skip_to_first_pending(shared, topic, out);
+            return;
+        }
+        if now.saturating_sub(self.last_repair_at) >= shared.config.repair_delay_us
+            && let Some((&first, _)) = self.pending.iter().next()
+        {
+            self.last_repair_at = now;
+            out.push(Action::Send {
+                to: parent,
+                message: Message::Repair {
+                    topic,
+                    from: self.next_seq,
+                    to: first - 1,
+                },
+            });
+        }
+    }
+}

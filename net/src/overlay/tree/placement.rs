@@ -1,0 +1,195 @@
+//! Latency-aware placement: delay estimates, redirect candidates, joiner-side probing, and
+//! the swap that lets a much nearer joiner take a far child's place.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use super::{Attach, TopicState};
+use crate::overlay::core::{Action, Shared};
+use crate::overlay::message::{Candidate, Payload, Topic};
+
+impl<P, B> TopicState<P, B>
+where
+    P: Copy + Eq + Hash + Ord + Debug,
+    B: Payload,
+{
+    /// Estimated one-way delay from the root to this node (µs): when the parent sends a frame
+    /// our way (it says so in its accept), plus half the baseline RTT to it. The baseline (min
+    /// RTT), not the smoothed RTT: a probe that waited behind a frame would make every busy
+    /// relay look far away and every idle leaf near, and joiners would pile into chains.
+    pub(in crate::overlay) fn delay_us<V>(&self, shared: &Shared<P, V>) -> u64 {
+        match self.parent() {
+            None => 0,
+            Some(parent) => self.parent_delay_us + half_base_rtt(shared, &parent),
+        }
+    }
+
+    /// When a frame leaves this node towards its `index`-th child, after the root published
+    /// it (µs): our delay plus the turns of the children before it on our uplink.
+    pub(super) fn send_delay_us<V>(&self, shared: &Shared<P, V>, index: usize) -> u64 {
+        let upload = shared
+            .measured_upload()
+            .unwrap_or(shared.config.upload_bytes_per_s as f64)
+            .max(1.0);
+        let turn_us = self.frame_bytes * 1e6 / upload;
+        self.delay_us(shared) + ((index + 1) as f64 * turn_us) as u64
+    }
+
+    /// `peers` (children of ours) as redirect candidates, each with the delay a joiner placed
+    /// in its subtree can expect: when the frame reaches the child, plus one hop per level the
+    /// joiner will likely have to descend below it. Without that last term, a child near the
+    /// root looks best to every joiner (passing through it costs almost nothing in a metric
+    /// space) and its branch grows into a chain.
+    pub(super) fn as_candidates<V>(&self, shared: &Shared<P, V>, peers: &[P]) -> Vec<Candidate<P>> {
+        // Siblings are priced at the average send turn: their own places in our send order
+        // would bias every joiner towards the first child, and then towards its first…
+        let reach =
+            |p: &P| self.send_delay_us(shared, self.children.len() / 2) + half_base_rtt(shared, p);
+        let hop_us = if self.children.is_empty() {
+            0
+        } else {
+            let arrive: u64 =
+                self.children.iter().map(reach).sum::<u64>() / self.children.len() as u64;
+            arrive.saturating_sub(self.delay_us(shared))
+        };
+        let fanout = (self.capacity(shared).max(2)) as f64;
+        peers
+            .iter()
+            .map(|p| {
+                let below = f64::from(self.subtrees.get(p).copied().unwrap_or(0));
+                let levels = (below + 1.0).ln() / fanout.ln();
+                Candidate {
+                    peer: *p,
+                    delay_us: reach(p) + (levels * hop_us as f64) as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// The child to move below a joiner measured at `rtt_us` from us, if the joiner is much
+    /// nearer than our farthest child (by baseline RTT) and we have not swapped lately.
+    pub(super) fn farther_child<V>(
+        &self,
+        shared: &Shared<P, V>,
+        rtt_us: u64,
+        now: u64,
+    ) -> Option<P> {
+        let c = &shared.config;
+        if c.preempt_factor <= 0.0
+            || rtt_us == 0
+            || now.saturating_sub(self.last_preempt_at) < c.preempt_interval_us
+        {
+            return None;
+        }
+        // Only a child with a small subtree moves: moving a large one adds a level to every
+        // node in it, and under churn or congestion such moves cascade into deep chains.
+        let small = self.capacity(shared).max(1) as u32;
+        let (far_rtt, far) = self
+            .children
+            .iter()
+            .filter(|p| self.subtrees.get(p).copied().unwrap_or(0) <= small)
+            .filter_map(|p| {
+                let rtt = shared.links.get(p)?.min_rtt_us;
+                (rtt > 0).then_some((rtt, *p))
+            })
+            .max()?;
+        ((rtt_us as f64) < c.preempt_factor * far_rtt as f64).then_some(far)
+    }
+
+    /// Nodes below this one, as the children last reported.
+    pub(super) fn descendants(&self) -> u32 {
+        self.children
+            .iter()
+            .map(|c| 1 + self.subtrees.get(c).copied().unwrap_or(0))
+            .fold(0u32, u32::saturating_add)
+    }
+
+    /// A child's report of its subtree (ignored from non-children).
+    pub(in crate::overlay) fn on_report(&mut self, child: P, descendants: u32) {
+        if self.children.contains(&child) {
+            self.subtrees.insert(child, descendants);
+        }
+    }
+
+    /// Puts `peers` at the front of the join queue, in the given order.
+    pub(super) fn queue_first(&mut self, peers: &[P]) {
+        if let Attach::Joining { queue, .. } = &mut self.attach {
+            for c in peers.iter().rev() {
+                queue.retain(|q| q != c);
+                queue.push_front(*c);
+            }
+        }
+    }
+
+    /// A probe answer arrived from `from`: if it was the last candidate outstanding, choose.
+    pub(in crate::overlay) fn on_probe_answer<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        from: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let Attach::Joining {
+            probing: Some(probing),
+            ..
+        } = &self.attach
+        else {
+            return;
+        };
+        if !probing.candidates.iter().any(|c| c.peer == from) {
+            return;
+        }
+        let answered = |c: &Candidate<P>| {
+            shared
+                .links
+                .get(&c.peer)
+                .is_some_and(|l| l.srtt_us > 0 && l.measured_at >= probing.since)
+        };
+        if probing.candidates.iter().all(answered) {
+            self.finish_probing(shared, topic, now, out);
+        }
+    }
+
+    /// Ranks the probed candidates by how soon each would deliver to us — its delay from the
+    /// root plus half our RTT to it — and asks the best first. Unanswered ones go last.
+    pub(super) fn finish_probing<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let Attach::Joining { probing, .. } = &mut self.attach else {
+            return;
+        };
+        let Some(probing) = probing.take() else {
+            return;
+        };
+        let mut ranked: Vec<(u64, usize, P)> = probing
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let score = match shared.links.get(&c.peer) {
+                    // The probe's own sample: a candidate whose uplink is backed up right now
+                    // (throttled, overloaded) answers late and ranks accordingly.
+                    Some(l) if l.srtt_us > 0 && l.measured_at >= probing.since => {
+                        c.delay_us + l.last_rtt_us / 2
+                    }
+                    _ => u64::MAX,
+                };
+                (score, i, c.peer)
+            })
+            .collect();
+        ranked.sort();
+        let peers: Vec<P> = ranked.into_iter().map(|(_, _, p)| p).collect();
+        self.queue_first(&peers);
+        self.try_next(shared, topic, now, out);
+    }
+}
+
+/// Half the baseline RTT to `peer` (µs), 0 if never measured.
+pub(super) fn half_base_rtt<P: Eq + Hash, V>(shared: &Shared<P, V>, peer: &P) -> u64 {
+    shared.links.get(peer).map_or(0, |l| l.min_rtt_us / 2)
+}
