@@ -54,6 +54,9 @@ pub(crate) struct FanoutArgs {
     /// Frames each node keeps for repairing its children's gaps.
     #[arg(long, default_value_t = 128)]
     repair_cache: usize,
+    /// Candidates a joiner probes before descending (0: no latency-aware placement).
+    #[arg(long, default_value_t = OverlayConfig::default().join_probes)]
+    join_probes: usize,
     /// Seconds of streaming.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -88,6 +91,8 @@ pub(crate) struct WorkerArgs {
     upload: Bitrate,
     #[arg(long)]
     repair_cache: usize,
+    #[arg(long)]
+    join_probes: usize,
     #[arg(long, default_value_t = 0.0)]
     throttle: f64,
     #[arg(long, default_value_t = 0)]
@@ -116,6 +121,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
         max_children: args.max_children,
         upload_bytes_per_s: args.upload.bytes_per_s() as u64,
         repair_cache: args.repair_cache.max(1),
+        join_probes: args.join_probes,
         ..OverlayConfig::default()
     };
     eprintln!(
@@ -307,6 +313,7 @@ impl Worker {
             .args(["--max-children", &args.max_children.to_string()])
             .args(["--upload", &format!("{}bit", args.upload.bits_per_s())])
             .args(["--repair-cache", &args.repair_cache.to_string()])
+            .args(["--join-probes", &args.join_probes.to_string()])
             .args(["--throttle", &args.throttle.to_string()])
             .args(["--throttle-rate", &throttle_rate.to_string()]);
         for (a, s) in streams {
@@ -389,6 +396,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
             max_children: args.max_children,
             upload_bytes_per_s: args.upload.bytes_per_s() as u64,
             repair_cache: args.repair_cache.max(1),
+            join_probes: args.join_probes,
             ..OverlayConfig::default()
         },
         throttle: args.throttle,

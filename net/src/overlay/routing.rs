@@ -42,6 +42,13 @@ where
             .retain(|dest, r| dest != peer && r.next_hop != *peer);
     }
 
+    /// Whether any route leads to or through `peer`.
+    pub(super) fn uses(&self, peer: &P) -> bool {
+        self.routes
+            .iter()
+            .any(|(dest, r)| dest == peer || r.next_hop == *peer)
+    }
+
     pub(super) fn expire(&mut self, now: u64) {
         self.routes.retain(|_, r| r.expires > now);
     }

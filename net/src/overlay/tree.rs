@@ -145,6 +145,28 @@ where
         self.subtrees.remove(child);
     }
 
+    /// Whether `peer` has a part in this topic for us: root, parent, child, or a candidate of
+    /// the join under way.
+    pub(super) fn involves(&self, peer: &P) -> bool {
+        self.root == *peer
+            || self.children.contains(peer)
+            || match &self.attach {
+                Attach::Attached { parent } => parent == peer,
+                Attach::Joining {
+                    target,
+                    queue,
+                    probing,
+                    ..
+                } => {
+                    target == peer
+                        || queue.contains(peer)
+                        || probing
+                            .as_ref()
+                            .is_some_and(|p| p.candidates.iter().any(|c| c.peer == *peer))
+                }
+            }
+    }
+
     fn in_tree(&self) -> bool {
         self.is_root || self.parent().is_some()
     }
@@ -558,9 +580,13 @@ where
                     .take(shared.config.join_probes)
                     .copied()
                     .collect();
-                if picks.len() >= 2 {
+                // A re-attaching node skips the measuring: its subtree is losing frames while
+                // it looks, and repair only reaches back as far as the caches do (over QUIC,
+                // probing on re-attach cost 1–3 % of the frames under throttling).
+                if picks.len() >= 2 && !self.has_attached {
                     // Latency-aware placement: measure before choosing where to descend.
                     for c in &picks {
+                        shared.note_probe_only(c.peer, now);
                         out.push(Action::Connect(c.peer));
                         out.push(Action::Send {
                             to: c.peer,

@@ -341,3 +341,42 @@ fn a_joiner_without_a_measured_rtt_never_displaces_anyone() {
     ));
     assert_eq!(root.children(&T), &[1, 2]);
 }
+
+#[test]
+fn connections_made_only_to_measure_candidates_are_closed_once_the_join_is_over() {
+    let mut j = probing_joiner();
+    ack(&mut j, 1, 20_000);
+    ack(&mut j, 3, 30_000);
+    assert_eq!(joins(&ack(&mut j, 2, 100_000)), vec![3]);
+    let accept = Message::Accept {
+        topic: T,
+        path: vec![0, 3],
+        next_seq: 0,
+        rate: 0,
+        delay_us: 12_000,
+    };
+    feed(
+        &mut j,
+        T0 + 150_000,
+        Event::Received {
+            from: 3,
+            message: accept,
+        },
+    );
+    let disconnects = |out: &[Action<u32, P>]| -> Vec<u32> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Disconnect(p) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    };
+    // Not while the join could still need them…
+    assert!(disconnects(&feed(&mut j, T0 + 1_000_000, Event::Tick)).is_empty());
+    // …then the two candidates not chosen go; the parent stays.
+    let mut closed = disconnects(&feed(&mut j, T0 + 2_500_000, Event::Tick));
+    closed.sort();
+    assert_eq!(closed, vec![1, 2]);
+    assert!(j.link(&1).is_none() && j.link(&3).is_some());
+    assert_eq!(j.parent(&T), Some(3));
+}
