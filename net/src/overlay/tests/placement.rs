@@ -78,6 +78,25 @@ fn probing_joiner() -> Overlay<u32, P, Check> {
     j
 }
 
+/// Candidate 3 admits the joiner (below the root).
+fn accept_from_3(j: &mut Overlay<u32, P, Check>) {
+    let accept = Message::Accept {
+        topic: T,
+        path: vec![0, 3],
+        next_seq: 0,
+        rate: 0,
+        delay_us: 12_000,
+    };
+    feed(
+        j,
+        T0 + 150_000,
+        Event::Received {
+            from: 3,
+            message: accept,
+        },
+    );
+}
+
 fn ack(j: &mut Overlay<u32, P, Check>, from: u32, rtt_us: u64) -> Vec<Action<u32, P>> {
     feed(
         j,
@@ -98,21 +117,7 @@ fn a_redirected_joiner_descends_towards_the_candidate_that_delivers_soonest() {
     // The last answer completes the measurement: the nearest in delivery time is asked first,
     // though it was listed last and is not the nearest by RTT.
     assert_eq!(joins(&ack(&mut j, 2, 100_000)), vec![3]);
-    let accept = Message::Accept {
-        topic: T,
-        path: vec![0, 3],
-        next_seq: 0,
-        rate: 0,
-        delay_us: 12_000,
-    };
-    feed(
-        &mut j,
-        T0 + 150_000,
-        Event::Received {
-            from: 3,
-            message: accept,
-        },
-    );
+    accept_from_3(&mut j);
     assert_eq!(j.parent(&T), Some(3));
 }
 
@@ -348,21 +353,7 @@ fn connections_made_only_to_measure_candidates_are_closed_once_the_join_is_over(
     ack(&mut j, 1, 20_000);
     ack(&mut j, 3, 30_000);
     assert_eq!(joins(&ack(&mut j, 2, 100_000)), vec![3]);
-    let accept = Message::Accept {
-        topic: T,
-        path: vec![0, 3],
-        next_seq: 0,
-        rate: 0,
-        delay_us: 12_000,
-    };
-    feed(
-        &mut j,
-        T0 + 150_000,
-        Event::Received {
-            from: 3,
-            message: accept,
-        },
-    );
+    accept_from_3(&mut j);
     let disconnects = |out: &[Action<u32, P>]| -> Vec<u32> {
         out.iter()
             .filter_map(|a| match a {
