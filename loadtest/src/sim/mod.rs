@@ -218,6 +218,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     let mut published_in_window = 0u64;
     let mut published = 0u64;
     let interval = (1e6 / args.rate) as u64;
+    let topics: Vec<Topic> = (0..pubs).map(topic).collect();
 
     while let Some((at, kind)) = w.queue.pop() {
         if at > end {
@@ -238,38 +239,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
                 if !w.hosts[node as usize].alive {
                     continue;
                 }
-                // The transport's backpressure signal: this node's upload backlog, per child.
-                // Skipped when nothing changed since the last tick (same figures, same
-                // children): feeding them again would change nothing in the core, and these
-                // feeds were a third of all events at 100,000 nodes.
-                let queued = w.queued_bytes(node);
-                let rate = w.hosts[node as usize].upload_bps;
-                let mut children = std::mem::take(&mut w.hosts[node as usize].fed_children);
-                let last = (queued, rate);
-                let unchanged = w.hosts[node as usize].fed == last
-                    && (0..pubs)
-                        .flat_map(|p| w.nodes[node as usize].children(&topic(p)))
-                        .eq(children.iter());
-                if !unchanged {
-                    children.clear();
-                    for p in 0..pubs {
-                        children.extend_from_slice(w.nodes[node as usize].children(&topic(p)));
-                    }
-                    for c in &children {
-                        w.feed(
-                            node,
-                            Event::LinkMeasured {
-                                peer: *c,
-                                rtt_us: None,
-                                queued_bytes: queued,
-                                delivery_rate: rate,
-                                lost: 0,
-                            },
-                        );
-                    }
-                    w.hosts[node as usize].fed = last;
-                }
-                w.hosts[node as usize].fed_children = children;
+                w.feed_link_figures(node, &topics);
                 (node, w.feed(node, Event::Tick))
             }
             Kind::Publish { publisher } => {

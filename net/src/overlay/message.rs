@@ -154,8 +154,8 @@ impl<P, B: Payload> Message<P, B> {
         const ID: usize = 38;
         match self {
             Message::Join { .. } => 1 + 32 + ID + 8,
-            Message::Accept { path, .. } => 1 + 32 + 20 + 1 + ID * path.len(),
-            Message::Redirect { candidates, .. } => 1 + 32 + 1 + (ID + 4) * candidates.len(),
+            Message::Accept { path, .. } => 1 + 32 + 24 + 1 + ID * path.len(),
+            Message::Redirect { candidates, .. } => 1 + 32 + 1 + (ID + 8) * candidates.len(),
             Message::Leave { .. } => 1 + 32,
             Message::Frame { payload, .. } => 1 + 32 + 8 + payload.wire_len(),
             Message::Repair { .. } => 1 + 32 + 16,

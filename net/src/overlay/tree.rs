@@ -214,15 +214,14 @@ where
         out: &mut Vec<Action<P, B>>,
     ) {
         let root = self.root;
-        let unmeasured = |p: &P| shared.links.get(p).is_none_or(|l| l.min_rtt_us == 0);
         // The first join goes to the root, which has no RTT to offer a swap on: measure it
         // first (one round trip, once), so that a joiner near the publisher can be placed near
         // the top.
         let first_join = !self.has_attached;
-        let probe_root_first = shared.config.preempt_factor > 0.0
+        let probe_root_first = first_join
+            && shared.config.preempt_factor > 0.0
             && !self.root_probed
-            && !self.has_attached
-            && unmeasured(&root);
+            && shared.links.get(&root).is_none_or(|l| l.min_rtt_us == 0);
         let Attach::Joining {
             target,
             asked_at,
@@ -305,41 +304,53 @@ where
         } else {
             self.farther_child(shared, rtt_us, now)
         };
+        if !(already || fits_rate || displaced.is_some()) {
+            self.redirect_to_children(shared, topic, joiner, out);
+            return;
+        }
         if let Some(far) = displaced {
-            // Make room: the far child moves under the joiner (it keeps its subtree).
             self.remove_child(&far);
             self.last_preempt_at = now;
+        }
+        if !already {
+            self.children.push(joiner);
+        }
+        let mut path = self.path.clone();
+        path.push(shared.me);
+        let index = self.children.iter().position(|c| *c == joiner).unwrap_or(0);
+        let delay_us = self.send_delay_us(shared, index);
+        out.push(Action::Send {
+            to: joiner,
+            message: Message::Accept {
+                topic,
+                path,
+                next_seq: self.forward_seq(),
+                rate: self.rate as u64,
+                delay_us,
+            },
+        });
+        if let Some(far) = displaced {
+            // The far child moves under the joiner, keeping its subtree. The joiner's accept
+            // went first, so it is in the tree by the time the child asks it.
             let candidates = vec![Candidate {
                 peer: joiner,
-                delay_us: self.send_delay_us(shared, self.children.len()) + rtt_us / 2,
+                delay_us: delay_us + rtt_us / 2,
             }];
             out.push(Action::Send {
                 to: far,
                 message: Message::Redirect { topic, candidates },
             });
         }
-        if already || fits_rate || displaced.is_some() {
-            if !already {
-                self.children.push(joiner);
-            }
-            let mut path = self.path.clone();
-            path.push(shared.me);
-            let next_seq = self.forward_seq();
-            let rate = self.rate as u64;
-            let index = self.children.iter().position(|c| *c == joiner).unwrap_or(0);
-            let delay_us = self.send_delay_us(shared, index);
-            out.push(Action::Send {
-                to: joiner,
-                message: Message::Accept {
-                    topic,
-                    path,
-                    next_seq,
-                    rate,
-                    delay_us,
-                },
-            });
-            return;
-        }
+    }
+
+    /// A full node sends a joiner on to its children.
+    fn redirect_to_children<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        joiner: P,
+        out: &mut Vec<Action<P, B>>,
+    ) {
         // Rank by measured cost, with a little seeded jitter so that joiners arriving together
         // spread over equally good children instead of all trying the same one.
         let mut ranked: Vec<(u64, P)> = self

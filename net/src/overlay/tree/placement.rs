@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use super::{Attach, TopicState};
+use super::{Attach, Probing, TopicState};
 use crate::overlay::core::{Action, Shared};
 use crate::overlay::message::{Candidate, Payload, Topic};
 
@@ -43,14 +43,14 @@ where
     pub(super) fn as_candidates<V>(&self, shared: &Shared<P, V>, peers: &[P]) -> Vec<Candidate<P>> {
         // Siblings are priced at the average send turn: their own places in our send order
         // would bias every joiner towards the first child, and then towards its first…
-        let reach =
-            |p: &P| self.send_delay_us(shared, self.children.len() / 2) + half_base_rtt(shared, p);
-        let hop_us = if self.children.is_empty() {
-            0
-        } else {
-            let arrive: u64 =
-                self.children.iter().map(reach).sum::<u64>() / self.children.len() as u64;
-            arrive.saturating_sub(self.delay_us(shared))
+        let sent = self.send_delay_us(shared, self.children.len() / 2);
+        // One level costs what one of our hops costs: the turn plus the average link.
+        let hop_us = match self.children.len() as u64 {
+            0 => 0,
+            n => {
+                let links: u64 = self.children.iter().map(|c| half_base_rtt(shared, c)).sum();
+                sent.saturating_sub(self.delay_us(shared)) + links / n
+            }
         };
         let fanout = (self.capacity(shared).max(2)) as f64;
         peers
@@ -60,7 +60,7 @@ where
                 let levels = (below + 1.0).ln() / fanout.ln();
                 Candidate {
                     peer: *p,
-                    delay_us: reach(p) + (levels * hop_us as f64) as u64,
+                    delay_us: sent + half_base_rtt(shared, p) + (levels * hop_us as f64) as u64,
                 }
             })
             .collect()
@@ -137,16 +137,12 @@ where
         else {
             return;
         };
-        if !probing.candidates.iter().any(|c| c.peer == from) {
-            return;
-        }
-        let answered = |c: &Candidate<P>| {
-            shared
-                .links
-                .get(&c.peer)
-                .is_some_and(|l| l.srtt_us > 0 && l.measured_at >= probing.since)
-        };
-        if probing.candidates.iter().all(answered) {
+        if probing.candidates.iter().any(|c| c.peer == from)
+            && probing
+                .candidates
+                .iter()
+                .all(|c| probing.sample(shared, &c.peer).is_some())
+        {
             self.finish_probing(shared, topic, now, out);
         }
     }
@@ -171,14 +167,11 @@ where
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let score = match shared.links.get(&c.peer) {
-                    // The probe's own sample: a candidate whose uplink is backed up right now
-                    // (throttled, overloaded) answers late and ranks accordingly.
-                    Some(l) if l.srtt_us > 0 && l.measured_at >= probing.since => {
-                        c.delay_us + l.last_rtt_us / 2
-                    }
-                    _ => u64::MAX,
-                };
+                // The probe's own sample: a candidate whose uplink is backed up right now
+                // (throttled, overloaded) answers late and ranks accordingly.
+                let score = probing
+                    .sample(shared, &c.peer)
+                    .map_or(u64::MAX, |rtt| c.delay_us + rtt / 2);
                 (score, i, c.peer)
             })
             .collect();
@@ -186,6 +179,17 @@ where
         let peers: Vec<P> = ranked.into_iter().map(|(_, _, p)| p).collect();
         self.queue_first(&peers);
         self.try_next(shared, topic, now, out);
+    }
+}
+
+impl<P: Eq + Hash> Probing<P> {
+    /// The RTT sample taken since probing began, if `peer` has answered.
+    fn sample<V>(&self, shared: &Shared<P, V>, peer: &P) -> Option<u64> {
+        shared
+            .links
+            .get(peer)
+            .filter(|l| l.srtt_us > 0 && l.measured_at >= self.since)
+            .map(|l| l.last_rtt_us)
     }
 }
 
