@@ -2,6 +2,7 @@
 //! seed. Prints a summary table and, as its last line, one JSON object.
 
 mod model;
+mod oracle;
 mod world;
 
 use std::collections::{HashMap, HashSet};
@@ -186,10 +187,13 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
             },
         );
     }
+    let mut arrivals = Vec::with_capacity(args.nodes);
     for i in pubs..n {
         let at = us(args.join_at_s) + w.rng.below(us(join_spread_s).max(1));
         w.queue.push(at, Kind::Join { node: i as u32 });
+        arrivals.push((at, i as u32));
     }
+    arrivals.sort_unstable();
     if args.congest > 0.0 {
         w.queue.push(end / 2, Kind::Congest);
     }
@@ -216,7 +220,6 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     let mut killed: HashSet<u32> = HashSet::new();
     let mut affected: HashMap<u32, u64> = HashMap::new();
     let mut published_in_window = 0u64;
-    let mut published = 0u64;
     let interval = (1e6 / args.rate) as u64;
     let topics: Vec<Topic> = (0..pubs).map(topic).collect();
 
@@ -251,7 +254,6 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
                 if (window_start..window_end).contains(&at) {
                     published_in_window += 1;
                 }
-                published += 1;
                 w.queue.push(at + interval, Kind::Publish { publisher });
                 (
                     publisher,
@@ -365,12 +367,13 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
             }
         }
     }
+    let arrival_order: Vec<u32> = arrivals.into_iter().map(|(_, node)| node).collect();
     report(
         args,
         &w,
         &m,
         &killed,
-        published,
+        &arrival_order,
         published_in_window,
         n,
         wall,
@@ -383,7 +386,7 @@ fn report(
     w: &World,
     m: &Metrics,
     killed: &HashSet<u32>,
-    _published: u64,
+    arrival_order: &[u32],
     in_window: u64,
     n: usize,
     wall: Instant,
@@ -427,6 +430,8 @@ fn report(
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let wall_s = wall.elapsed().as_secs_f64();
     let rss = peak_rss_mb();
+    let stretch_p95 = m.stretch_x100.value_at_quantile(0.95) as f64 / 100.0;
+    let reference = references(args, w, killed, arrival_order);
     use std::fmt::Write as _;
     let mut table = String::new();
     writeln!(
@@ -435,7 +440,14 @@ fn report(
         args.nodes, pubs, args.rate, args.frame_bytes, args.loss, args.churn, args.congest
     )?;
     writeln!(table, "{:<28} {:>12}", "metric", "value")?;
-    let rows: [(&str, String); 14] = [
+    let reference_row = match reference {
+        Some(r) => format!(
+            "{:.2} / {:.2} (depth {})",
+            r.nearest_first, r.arrival_order, r.depth
+        ),
+        None => format!("n/a (> {} nodes)", oracle::MAX_MEMBERS),
+    };
+    let rows: [(&str, String); 15] = [
         ("delivered ratio", format!("{ratio:.5}")),
         ("delivered within 2 s", format!("{ratio_2s:.5}")),
         ("overhead (bytes/payload)", format!("{overhead:.3}")),
@@ -452,13 +464,8 @@ fn report(
                 ms(&m.latency, 0.99)
             ),
         ),
-        (
-            "stretch p95",
-            format!(
-                "{:.2}",
-                m.stretch_x100.value_at_quantile(0.95) as f64 / 100.0
-            ),
-        ),
+        ("stretch p95", format!("{stretch_p95:.2}")),
+        ("  full-knowledge trees", reference_row),
         ("max children", format!("{max_children}")),
         ("reroute p95", format!("{:.0} ms", ms(&m.reroute, 0.95))),
         ("re-attachments", format!("{reattaches}")),
@@ -471,7 +478,7 @@ fn report(
         writeln!(table, "{k:<28} {v:>12}")?;
     }
     let json = format!(
-        "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{:.3},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0}}}",
+        "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{stretch_p95:.3},\"reference_stretch_p95\":{},\"arrival_order_stretch_p95\":{},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0}}}",
         args.nodes,
         pubs,
         args.seed,
@@ -479,11 +486,51 @@ fn report(
         depth.value_at_quantile(0.95),
         ms(&m.latency, 0.5),
         ms(&m.latency, 0.99),
-        m.stretch_x100.value_at_quantile(0.95) as f64 / 100.0,
+        reference.map_or("null".into(), |r| format!("{:.3}", r.nearest_first)),
+        reference.map_or("null".into(), |r| format!("{:.3}", r.arrival_order)),
         ms(&m.reroute, 0.95),
         m.skipped,
     );
     Ok((table, json))
+}
+
+/// Stretch p95 of the full-knowledge trees for the first publisher's surviving subscribers.
+#[derive(Clone, Copy)]
+struct References {
+    /// Placed nearest-first: the bar.
+    nearest_first: f64,
+    /// Placed in the order the simulation's nodes arrived.
+    arrival_order: f64,
+    /// Depth p95 of the nearest-first tree.
+    depth: u64,
+}
+
+fn references(
+    args: &SimArgs,
+    w: &World,
+    killed: &HashSet<u32>,
+    arrival_order: &[u32],
+) -> Option<References> {
+    let arrived: Vec<u32> = arrival_order
+        .iter()
+        .copied()
+        .filter(|m| !killed.contains(m))
+        .collect();
+    if arrived.len() > oracle::MAX_MEMBERS {
+        return None;
+    }
+    let mut nearest = arrived.clone();
+    nearest.sort_by_key(|m| (w.latency(0, *m), *m));
+    let tree = |order: &[u32]| {
+        oracle::reference_tree(w, 0, order, args.max_children, u64::from(args.frame_bytes))
+    };
+    let (stretch, depth) = tree(&nearest);
+    let (in_arrival_order, _) = tree(&arrived);
+    Some(References {
+        nearest_first: oracle::quantile(stretch, 0.95) as f64 / 100.0,
+        arrival_order: oracle::quantile(in_arrival_order, 0.95) as f64 / 100.0,
+        depth: oracle::quantile(depth, 0.95),
+    })
 }
 
 #[cfg(test)]
