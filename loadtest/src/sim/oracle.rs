@@ -95,8 +95,5 @@ mod tests {
             good.iter().all(|s| *s >= 100),
             "nothing beats the direct link"
         );
-        let (star, depth) = reference_tree(&w, 0, &nearest, 200, 16);
-        assert!(depth.iter().all(|d| *d == 1));
-        assert!(quantile(star, 1.0) < quantile(good, 0.95));
     }
 }
