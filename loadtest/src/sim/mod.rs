@@ -64,6 +64,10 @@ pub(crate) struct SimArgs {
     /// never). With `--join-probes 0 --preempt-factor 0` placement ignores latency entirely.
     #[arg(long, default_value_t = OverlayConfig::default().preempt_factor)]
     preempt_factor: f64,
+    /// A node trades places with a child whose RTT to the root is below this fraction of its
+    /// own (0: never): the tree sorts itself after the flash crowd.
+    #[arg(long, default_value_t = OverlayConfig::default().swap_factor)]
+    swap_factor: f64,
     /// Smallest RTT between two nodes (ms).
     #[arg(long, default_value_t = 5.0)]
     rtt_min_ms: f64,
@@ -82,6 +86,19 @@ pub(crate) struct SimArgs {
     /// 2 s before the end.
     #[arg(long)]
     warmup_s: Option<f64>,
+    /// Print every tree message to or from this node on stderr (frames and probes left out),
+    /// with its virtual time in µs: how to follow one node through joins and swaps.
+    #[arg(long)]
+    trace_node: Option<u32>,
+}
+
+/// Frames and probes: too many to trace.
+fn is_chatter(msg: &world::Msg) -> bool {
+    use starling_net::overlay::Message;
+    matches!(
+        msg,
+        Message::Frame { .. } | Message::Probe { .. } | Message::ProbeAck { .. }
+    )
 }
 
 fn topic(p: usize) -> Topic {
@@ -165,6 +182,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
         repair_cache_bytes: usize::MAX,
         join_probes: args.join_probes,
         preempt_factor: args.preempt_factor,
+        swap_factor: args.swap_factor,
         ..OverlayConfig::default()
     };
     let pubs = args.publishers;
@@ -232,6 +250,9 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
             Kind::Deliver { to, from, msg } => {
                 if !w.hosts[to as usize].alive {
                     continue;
+                }
+                if args.trace_node.is_some_and(|t| t == to || t == from) && !is_chatter(&msg) {
+                    eprintln!("{at} {from}->{to} {msg:?}");
                 }
                 if matches!(msg, starling_net::overlay::Message::Frame { .. }) {
                     w.bytes.frame_msgs_received += 1;
@@ -410,10 +431,11 @@ fn report(
     let payload_total = f64::from(args.frame_bytes) * m.total_deliveries as f64;
     let overhead = (w.bytes.payload_sent + w.bytes.control_sent) as f64 / payload_total.max(1.0);
     let mut depth = Histogram::<u64>::new_with_bounds(1, 10_000, 3)?;
-    let (mut max_children, mut ldh, mut reattaches) = (0usize, 0usize, 0u64);
+    let (mut max_children, mut ldh, mut reattaches, mut swaps) = (0usize, 0usize, 0u64, 0u64);
     for i in 0..n as u32 {
         let node = &w.nodes[i as usize];
         reattaches += node.stats().reattaches;
+        swaps += node.stats().swaps;
         for p in 0..pubs {
             max_children = max_children.max(node.children(&topic(p)).len());
             if i >= pubs as u32
@@ -468,7 +490,7 @@ fn report(
         ("  full-knowledge trees", reference_row),
         ("max children", format!("{max_children}")),
         ("reroute p95", format!("{:.0} ms", ms(&m.reroute, 0.95))),
-        ("re-attachments", format!("{reattaches}")),
+        ("re-attachments / swaps", format!("{reattaches} / {swaps}")),
         ("RMR", format!("{rmr:.4}")),
         ("skipped frames", format!("{}", m.skipped)),
         ("control B/node/s", format!("{control_per_node_s:.0}")),
@@ -478,7 +500,7 @@ fn report(
         writeln!(table, "{k:<28} {v:>12}")?;
     }
     let json = format!(
-        "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{stretch_p95:.3},\"reference_stretch_p95\":{},\"arrival_order_stretch_p95\":{},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0}}}",
+        "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{stretch_p95:.3},\"reference_stretch_p95\":{},\"arrival_order_stretch_p95\":{},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"swaps\":{swaps},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0}}}",
         args.nodes,
         pubs,
         args.seed,

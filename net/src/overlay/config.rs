@@ -67,6 +67,13 @@ pub struct OverlayConfig {
     pub preempt_factor: f64,
     /// At most one such swap per node per topic in this long (µs). Default 100 ms.
     pub preempt_interval_us: u64,
+    /// A node trades places with its child nearest the root when that child's baseline RTT
+    /// to the root is below this fraction of its own: the tree sorts itself after a flash
+    /// crowd filled it in arrival order. 0 turns it off. Default 0.8.
+    pub swap_factor: f64,
+    /// At most one trade per node per topic in this long (µs), and none this soon after
+    /// attaching. Default 1 s.
+    pub swap_interval_us: u64,
 }
 
 impl Default for OverlayConfig {
@@ -97,6 +104,8 @@ impl Default for OverlayConfig {
             join_probe_wait_us: 250_000,
             preempt_factor: 0.3,
             preempt_interval_us: 100_000,
+            swap_factor: 0.8,
+            swap_interval_us: 1_000_000,
         }
     }
 }

@@ -8,7 +8,7 @@ use super::OverlayConfig;
 use super::link::LinkMetrics;
 use super::message::{Candidate, Message, Payload, Topic, Verifier};
 use super::routing::Routing;
-use super::tree::TopicState;
+use super::tree::{ChildReport, TopicState};
 use super::util::SplitMix64;
 
 /// Something that happened, fed to [`Overlay::handle`].
@@ -150,6 +150,8 @@ pub struct OverlayStats {
     pub skipped: u64,
     /// Re-attachments to a new parent.
     pub reattaches: u64,
+    /// Swaps carried out here: a child's child took the child's place (tree sorting).
+    pub swaps: u64,
     /// Frames resent for repair.
     pub repairs_sent: u64,
     /// Direct messages delivered here.
@@ -459,6 +461,7 @@ where
                 next_seq,
                 rate,
                 delay_us,
+                adoption,
             } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
                     state.on_accept(
@@ -469,6 +472,7 @@ where
                         next_seq,
                         rate,
                         delay_us,
+                        adoption,
                         now,
                         out,
                     );
@@ -489,9 +493,24 @@ where
                     state.remove_child(&from);
                 }
             }
-            Message::Report { topic, descendants } => {
+            Message::Report {
+                topic,
+                descendants,
+                root_rtt_us,
+            } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.on_report(from, descendants);
+                    state.on_report(
+                        from,
+                        ChildReport {
+                            descendants,
+                            root_rtt_us,
+                        },
+                    );
+                }
+            }
+            Message::Handover { topic, to } => {
+                if let Some(state) = self.topics.get_mut(&topic) {
+                    state.on_handover(&mut self.shared, topic, from, to, now, out);
                 }
             }
             Message::Frame {

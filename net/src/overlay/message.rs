@@ -72,6 +72,9 @@ pub enum Message<P, B> {
         /// The sender's estimated one-way delay from the root (µs): the joiner adds half its
         /// RTT to the sender to know its own.
         delay_us: u64,
+        /// Sent unasked by the receiver's grandparent: the receiver takes its parent's place
+        /// (a swap). Kept apart from path updates, which a late one could be mistaken for.
+        adoption: bool,
     },
     /// The sender is full (or not in the tree): try these, best first.
     Redirect {
@@ -105,12 +108,26 @@ pub enum Message<P, B> {
         to: u64,
     },
     /// A child tells its parent how many nodes its subtree holds (itself excluded), so that
-    /// redirects can steer joiners away from crowded branches.
+    /// redirects can steer joiners away from crowded branches, and how near the root it is,
+    /// so that a parent much farther from the root can trade places with it.
     Report {
         /// The topic.
         topic: Topic,
         /// Nodes below the sender.
         descendants: u32,
+        /// The sender's baseline RTT to the root (µs, 0 if unmeasured).
+        root_rtt_us: u64,
+    },
+    /// A parent and its child `to` trade places (the child is much nearer the root). From a
+    /// child to its parent: "give my slot to `to`". From the parent back: "done" — the
+    /// receiver then redirects its other children to `to` and joins below it, and `to`
+    /// passes its own children down to the receiver. Everyone else keeps its depth; swap by
+    /// swap the nodes near the root rise, as if the flash crowd had arrived nearest-first.
+    Handover {
+        /// The topic.
+        topic: Topic,
+        /// The child taking the sender's (or receiver's) place.
+        to: P,
     },
     /// RTT probe.
     Probe {
@@ -159,7 +176,8 @@ impl<P, B: Payload> Message<P, B> {
             Message::Leave { .. } => 1 + 32,
             Message::Frame { payload, .. } => 1 + 32 + 8 + payload.wire_len(),
             Message::Repair { .. } => 1 + 32 + 16,
-            Message::Report { .. } => 1 + 32 + 4,
+            Message::Report { .. } => 1 + 32 + 4 + 8,
+            Message::Handover { .. } => 1 + 32 + ID,
             Message::Probe { .. } | Message::ProbeAck { .. } => 1 + 8,
             Message::Direct { payload, .. } => 1 + 2 * ID + 8 + 1 + 8 + payload.wire_len(),
         }

@@ -2,7 +2,8 @@
 //!
 //! Here: membership — joining, admission by capacity, redirects, shedding, re-attachment and
 //! the congestion rules. `frames`: sequencing, forwarding, delivery and repair. `placement`:
-//! where in the tree a joiner lands (delay estimates, probing, swaps).
+//! where in the tree a joiner lands (delay estimates, probing, preemption). `swap`: how the
+//! tree sorts itself afterwards (a child much nearer the root trades places with its parent).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -14,6 +15,9 @@ use super::message::{Candidate, Message, Payload, Topic};
 
 mod frames;
 mod placement;
+mod swap;
+
+pub(super) use swap::ChildReport;
 
 /// Where a member stands in the tree.
 #[derive(Clone, Debug)]
@@ -51,12 +55,21 @@ pub(super) struct TopicState<P, B> {
     /// The parent's estimated delay from the root (µs), as it last told us.
     parent_delay_us: u64,
     pub(super) children: Vec<P>,
-    /// What each child last reported of its subtree (nodes below it).
-    subtrees: BTreeMap<P, u32>,
-    /// What we last reported to our parent.
-    reported: u32,
+    /// What each child last reported (its subtree, its distance from the root).
+    reports: BTreeMap<P, ChildReport>,
+    /// What we last reported to our parent (none yet to this parent).
+    reported: Option<ChildReport>,
     /// When we last moved a child below a nearer joiner.
     last_preempt_at: u64,
+    /// When we last asked our parent to trade places with a child (or gave a slot for one).
+    last_swap_at: u64,
+    /// The child we asked to trade places with.
+    swapping_with: Option<P>,
+    /// The child that gave its slot away (and since when): kept until it has moved.
+    swapped_out: Option<(P, u64)>,
+    /// After taking our old parent's place: it, the children we had (they go below it once
+    /// it has joined us), and when.
+    handed_by: Option<(P, Vec<P>, u64)>,
     /// Whether the RTT to the root was measured before the first join.
     root_probed: bool,
     /// Root: next seq to publish. Member: next seq to deliver.
@@ -99,9 +112,13 @@ where
             path: Vec::new(),
             parent_delay_us: 0,
             children: Vec::new(),
-            subtrees: BTreeMap::new(),
-            reported: 0,
+            reports: BTreeMap::new(),
+            reported: None,
             last_preempt_at: 0,
+            last_swap_at: 0,
+            swapping_with: None,
+            swapped_out: None,
+            handed_by: None,
             root_probed: false,
             next_seq: 0,
             pending: BTreeMap::new(),
@@ -142,7 +159,7 @@ where
 
     pub(super) fn remove_child(&mut self, child: &P) {
         self.children.retain(|c| c != child);
-        self.subtrees.remove(child);
+        self.reports.remove(child);
     }
 
     /// Whether `peer` has a part in this topic for us: root, parent, child, or a candidate of
@@ -188,6 +205,7 @@ where
     ) {
         let previous = self.parent();
         self.join_started_at = now;
+        self.handed_by = None;
         let mut queue: VecDeque<P> = candidates
             .into_iter()
             .filter(|c| *c != shared.me && Some(*c) != previous && !self.avoided(c, now))
@@ -298,7 +316,10 @@ where
             return;
         }
         let already = self.children.contains(&joiner);
-        let fits_rate = self.children.len() < self.capacity(shared);
+        // Our old parent, joining us after a swap, is admitted beyond capacity: our old
+        // children are about to go below it.
+        let fits_rate =
+            self.children.len() < self.capacity(shared) || self.expects(&joiner, shared, now);
         let displaced = if already || fits_rate {
             None
         } else {
@@ -327,6 +348,7 @@ where
                 next_seq: self.forward_seq(),
                 rate: self.rate as u64,
                 delay_us,
+                adoption: false,
             },
         });
         if let Some(far) = displaced {
@@ -341,6 +363,7 @@ where
                 message: Message::Redirect { topic, candidates },
             });
         }
+        self.pass_children(topic, joiner, delay_us, now, shared, out);
     }
 
     /// A full node sends a joiner on to its children.
@@ -407,7 +430,7 @@ where
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
-        let capacity = self.capacity(shared);
+        let capacity = self.capacity(shared) + self.swap_allowance(shared, now);
         if self.children.len() <= capacity {
             return;
         }
@@ -416,7 +439,7 @@ where
             let Some(child) = self.children.pop() else {
                 break;
             };
-            self.subtrees.remove(&child);
+            self.reports.remove(&child);
             let mut siblings = self.children.clone();
             siblings.sort_by_key(|c| (shared.cost(c), *c));
             let candidates = self.as_candidates(shared, &siblings);
@@ -461,6 +484,7 @@ where
         next_seq: u64,
         rate: u64,
         delay_us: u64,
+        adoption: bool,
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
@@ -480,7 +504,17 @@ where
             return;
         }
         let previous = match &self.attach {
+            // A path update from the parent we are leaving, overtaken by its redirect: stale
+            // (taking it would attach us to a node that no longer sends to us).
+            Attach::Joining { previous, .. } if *previous == Some(from) => return,
             Attach::Joining { previous, .. } => *previous,
+            Attach::Attached { parent } if adoption && self.is_adoption(&from, &path) => {
+                // Our parent handed us its place (a swap): take it. It joins below us, and
+                // our children go below it once it has.
+                let old = *parent;
+                self.took_place_of(topic, old, shared.me, now, out);
+                Some(old)
+            }
             Attach::Attached { parent } => {
                 if *parent == from && self.has_attached {
                     // A path update after our parent moved: pass it down.
@@ -508,6 +542,7 @@ where
         }
         self.attach = Attach::Attached { parent: from };
         self.has_attached = true;
+        self.reported = None;
         self.path = path;
         self.parent_delay_us = delay_us;
         self.last_attach_at = now;
@@ -560,6 +595,7 @@ where
                     next_seq,
                     rate,
                     delay_us: self.send_delay_us(shared, index),
+                    adoption: false,
                 },
             });
         }
@@ -705,18 +741,10 @@ where
                         message: Message::Probe { sent_at: now },
                     });
                 }
-                // Subtree sizes go up at most once per tick, and only when they changed: fresh
-                // enough to spread a flash crowd of joiners, cheap when the tree is still.
-                let descendants = self.descendants();
-                if descendants != self.reported || probe && descendants > 0 {
-                    self.reported = descendants;
-                    out.push(Action::Send {
-                        to: parent,
-                        message: Message::Report { topic, descendants },
-                    });
-                }
+                self.report(shared, topic, parent, probe, out);
                 self.check_gap(shared, topic, parent, now, out);
                 self.check_congestion(shared, topic, parent, now, out);
+                self.consider_swap(shared, topic, parent, now, out);
             }
         }
     }

@@ -189,8 +189,9 @@ pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Fr
             next_seq,
             rate,
             delay_us,
+            adoption,
         } => {
-            out.put_u8(2);
+            out.put_u8(if *adoption { 13 } else { 2 });
             out.put_slice(topic);
             out.put_u64(*next_seq);
             out.put_u64(*rate);
@@ -217,10 +218,20 @@ pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Fr
             out.put_u64(*from);
             out.put_u64(*to);
         }
-        Message::Report { topic, descendants } => {
+        Message::Report {
+            topic,
+            descendants,
+            root_rtt_us,
+        } => {
             out.put_u8(11);
             out.put_slice(topic);
             out.put_u32(*descendants);
+            out.put_u64(*root_rtt_us);
+        }
+        Message::Handover { topic, to } => {
+            out.put_u8(12);
+            out.put_slice(topic);
+            put_peer(&mut out, to, book);
         }
         Message::Probe { sent_at } => {
             out.put_u8(6);
@@ -282,7 +293,7 @@ pub(super) fn decode(frame: Frame, book: &mut AddressBook) -> Result<Decoded, Wi
             root: get_peer(&mut b, book)?,
             rtt_us: get_u64(&mut b)?,
         },
-        2 => {
+        2 | 13 => {
             let topic = get_topic(&mut b)?;
             let next_seq = get_u64(&mut b)?;
             let rate = get_u64(&mut b)?;
@@ -293,6 +304,7 @@ pub(super) fn decode(frame: Frame, book: &mut AddressBook) -> Result<Decoded, Wi
                 rate,
                 delay_us,
                 path: get_peers(&mut b, book)?,
+                adoption: kind == 13,
             }
         }
         3 => Message::Redirect {
@@ -338,14 +350,19 @@ pub(super) fn decode(frame: Frame, book: &mut AddressBook) -> Result<Decoded, Wi
         }
         11 => {
             let topic = get_topic(&mut b)?;
-            if b.remaining() < 4 {
+            if b.remaining() < 12 {
                 return Err(bad("overlay report"));
             }
             Message::Report {
                 topic,
                 descendants: b.get_u32(),
+                root_rtt_us: b.get_u64(),
             }
         }
+        12 => Message::Handover {
+            topic: get_topic(&mut b)?,
+            to: get_peer(&mut b, book)?,
+        },
         9 => return Ok(Decoded::Locate(get_peer(&mut b, book)?)),
         10 => return Ok(Decoded::Located(get_peer(&mut b, book)?)),
         other => return Err(WireError::UnknownKind(other)),
@@ -395,6 +412,15 @@ mod tests {
                 next_seq: 7,
                 rate: 250_000,
                 delay_us: 12_345,
+                adoption: false,
+            },
+            Message::Accept {
+                topic,
+                path: vec![a],
+                next_seq: 8,
+                rate: 1,
+                delay_us: 2,
+                adoption: true,
             },
             Message::Redirect {
                 topic,
@@ -418,7 +444,9 @@ mod tests {
             Message::Report {
                 topic,
                 descendants: 4_000_000,
+                root_rtt_us: 41_000,
             },
+            Message::Handover { topic, to: c },
             Message::Probe { sent_at: 5 },
             Message::ProbeAck { sent_at: 5 },
         ] {
@@ -438,14 +466,16 @@ mod tests {
     }
 
     #[test]
-    fn truncated_reports_and_redirects_are_typed_errors() {
+    fn truncated_reports_handovers_and_redirects_are_typed_errors() {
         let topic = [1u8; 32];
         let book = AddressBook::new();
         for msg in [
             Message::Report {
                 topic,
                 descendants: 3,
+                root_rtt_us: 9,
             },
+            Message::Handover { topic, to: peer() },
             Message::Redirect {
                 topic,
                 candidates: vec![Candidate {
@@ -485,7 +515,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_control_bodies_never_panic(kind in 1u8..12, rest in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_control_bodies_never_panic(kind in 1u8..14, rest in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut body = vec![VERSION, kind];
             body.extend(rest);
             let _ = decode(Frame::Overlay(Bytes::from(body)), &mut AddressBook::new());

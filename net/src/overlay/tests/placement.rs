@@ -86,6 +86,7 @@ fn accept_from_3(j: &mut Overlay<u32, P, Check>) {
         next_seq: 0,
         rate: 0,
         delay_us: 12_000,
+        adoption: false,
     };
     feed(
         j,
@@ -173,6 +174,7 @@ fn a_crowded_branch_is_priced_further_away_in_redirects() {
         message: Message::Report {
             topic: T,
             descendants,
+            root_rtt_us: 0,
         },
     };
     feed(&mut root, T0, report(50));
@@ -209,6 +211,7 @@ fn a_crowded_branch_is_priced_further_away_in_redirects() {
             message: Message::Report {
                 topic: T,
                 descendants: 1000,
+                root_rtt_us: 0,
             },
         },
     );

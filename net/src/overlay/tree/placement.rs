@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use super::{Attach, Probing, TopicState};
+use super::{Attach, ChildReport, Probing, TopicState};
 use crate::overlay::core::{Action, Shared};
 use crate::overlay::message::{Candidate, Payload, Topic};
 
@@ -56,7 +56,7 @@ where
         peers
             .iter()
             .map(|p| {
-                let below = f64::from(self.subtrees.get(p).copied().unwrap_or(0));
+                let below = f64::from(self.reports.get(p).map_or(0, |r| r.descendants));
                 let levels = (below + 1.0).ln() / fanout.ln();
                 Candidate {
                     peer: *p,
@@ -87,7 +87,7 @@ where
         let (far_rtt, far) = self
             .children
             .iter()
-            .filter(|p| self.subtrees.get(p).copied().unwrap_or(0) <= small)
+            .filter(|p| self.reports.get(p).map_or(0, |r| r.descendants) <= small)
             .filter_map(|p| {
                 let rtt = shared.links.get(p)?.min_rtt_us;
                 (rtt > 0).then_some((rtt, *p))
@@ -100,14 +100,14 @@ where
     pub(super) fn descendants(&self) -> u32 {
         self.children
             .iter()
-            .map(|c| 1 + self.subtrees.get(c).copied().unwrap_or(0))
+            .map(|c| 1 + self.reports.get(c).map_or(0, |r| r.descendants))
             .fold(0u32, u32::saturating_add)
     }
 
-    /// A child's report of its subtree (ignored from non-children).
-    pub(in crate::overlay) fn on_report(&mut self, child: P, descendants: u32) {
+    /// A child's report (ignored from non-children).
+    pub(in crate::overlay) fn on_report(&mut self, child: P, report: ChildReport) {
         if self.children.contains(&child) {
-            self.subtrees.insert(child, descendants);
+            self.reports.insert(child, report);
         }
     }
 

@@ -1,0 +1,294 @@
+//! Sorting the tree after it formed. A flash crowd fills the top of the tree in arrival order,
+//! so nodes near the publisher end up deep, behind relays far away, and wait several times
+//! their direct latency. Joins cannot fix that once the tree is full. Instead each child tells
+//! its parent its baseline RTT to the root; a parent with a child much nearer the root than
+//! itself trades places with it:
+//!
+//! 1. parent P → its parent G: `Handover { to: X }`;
+//! 2. G puts X in P's slot and accepts X;
+//! 3. X takes the slot (an accept from its grandparent) and tells P: `Handover { to: X }`;
+//! 4. P redirects its other children to X and joins X;
+//! 5. X admits P even when full, and redirects the children it had to P.
+//!
+//! X, not G, tells P, so that P's join cannot reach X before X has left P.
+//!
+//! Only X and P change depth; everyone else keeps its level, so the tree does not deepen.
+//! Swap by swap (at most one per node per `swap_interval_us`) the tree approaches the order a
+//! nearest-first construction would have given it.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use super::TopicState;
+use crate::overlay::core::{Action, Shared};
+use crate::overlay::message::{Candidate, Message, Payload, Topic};
+
+/// What a child last told its parent about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(in crate::overlay) struct ChildReport {
+    /// Nodes below the child.
+    pub(in crate::overlay) descendants: u32,
+    /// Its baseline RTT to the root (µs, 0 if unmeasured).
+    pub(in crate::overlay) root_rtt_us: u64,
+}
+
+impl<P, B> TopicState<P, B>
+where
+    P: Copy + Eq + Hash + Ord + Debug,
+    B: Payload,
+{
+    /// Our baseline RTT to the root (µs, 0 if never measured; a first join measures it).
+    fn root_rtt_us<V>(&self, shared: &Shared<P, V>) -> u64 {
+        shared.links.get(&self.root).map_or(0, |l| l.min_rtt_us)
+    }
+
+    /// Whether an accept from `from` with `path` is our grandparent taking us in our parent's
+    /// place: it is our parent's parent and its path is ours without our parent (a path
+    /// update or a late accept would differ).
+    pub(super) fn is_adoption(&self, from: &P, path: &[P]) -> bool {
+        let Some(grandparent) = self.path.len().checked_sub(2) else {
+            return false;
+        };
+        self.has_attached
+            && self.path[grandparent] == *from
+            && path.len() == grandparent + 1
+            && path.last() == Some(from)
+            && path[..grandparent] == self.path[..grandparent]
+    }
+
+    /// Tells the parent about us, at most once per tick and only when something changed (or,
+    /// on probe ticks, while we have a subtree): subtree sizes spread a flash crowd of joiners,
+    /// root distances drive swaps.
+    pub(super) fn report<V>(
+        &mut self,
+        shared: &Shared<P, V>,
+        topic: Topic,
+        parent: P,
+        probe: bool,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let report = ChildReport {
+            descendants: self.descendants(),
+            root_rtt_us: self.root_rtt_us(shared),
+        };
+        if self.reported != Some(report) || probe && report.descendants > 0 {
+            self.reported = Some(report);
+            out.push(Action::Send {
+                to: parent,
+                message: Message::Report {
+                    topic,
+                    descendants: report.descendants,
+                    root_rtt_us: report.root_rtt_us,
+                },
+            });
+        }
+    }
+
+    /// Step 1: asks `parent` to give our slot to our child nearest the root, if that child is
+    /// below `swap_factor` of our own root RTT. Not while settling after an attach, and at most
+    /// once per `swap_interval_us`.
+    pub(super) fn consider_swap<V>(
+        &mut self,
+        shared: &Shared<P, V>,
+        topic: Topic,
+        parent: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let c = &shared.config;
+        if c.swap_factor <= 0.0
+            || now.saturating_sub(self.last_attach_at) < c.swap_interval_us
+            || now.saturating_sub(self.last_swap_at) < c.swap_interval_us
+        {
+            return;
+        }
+        let mine = self.root_rtt_us(shared);
+        let nearest = self
+            .children
+            .iter()
+            .filter_map(|child| {
+                let rtt = self.reports.get(child)?.root_rtt_us;
+                (rtt > 0).then_some((rtt, *child))
+            })
+            .min();
+        let Some((rtt, child)) = nearest else {
+            return;
+        };
+        if mine == 0 || rtt as f64 >= c.swap_factor * mine as f64 {
+            return;
+        }
+        self.last_swap_at = now;
+        self.swapping_with = Some(child);
+        out.push(Action::Send {
+            to: parent,
+            message: Message::Handover { topic, to: child },
+        });
+    }
+
+    /// A `Handover` from a child: step 2 when it names one of the child's children, step 4
+    /// when it names the child itself (the one we asked for: it has taken our place).
+    pub(in crate::overlay) fn on_handover<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        from: P,
+        to: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if to == from {
+            // (Its `Leave` may overtake this: it need not still be our child.)
+            if self.swapping_with == Some(from)
+                && now.saturating_sub(self.last_swap_at) <= shared.config.swap_interval_us
+            {
+                self.swapping_with = None;
+                self.leave_place_to(shared, topic, to, now, out);
+            }
+        } else if let Some(slot) = self.children.iter().position(|c| *c == from) {
+            self.give_slot(shared, topic, slot, to, now, out);
+        }
+    }
+
+    /// Step 3: we took our old parent's place (an accept from our grandparent); tell it, and
+    /// remember our children for it.
+    pub(super) fn took_place_of(
+        &mut self,
+        topic: Topic,
+        old_parent: P,
+        me: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        self.handed_by = Some((old_parent, self.children.clone(), now));
+        out.push(Action::Send {
+            to: old_parent,
+            message: Message::Handover { topic, to: me },
+        });
+    }
+
+    /// Step 2: our child `children[slot]` gives its slot (and its turn in our send order) to
+    /// `to`, one of its children. Refused if `to` is already ours or one of our ancestors, and
+    /// while a swap we took part in may still be under way: two overlapping swaps along one
+    /// path would each move nodes the other is moving.
+    fn give_slot<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        slot: usize,
+        to: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let busy = |at: u64| now.saturating_sub(at) < shared.config.swap_interval_us;
+        if !self.in_tree()
+            || to == self.root
+            || self.children.contains(&to)
+            || self.path.contains(&to)
+            || busy(self.last_swap_at)
+            || !self.is_root && busy(self.last_attach_at)
+        {
+            return;
+        }
+        self.last_swap_at = now;
+        // `from` keeps getting frames, at the last turn, until it has joined `to` and leaves
+        // us (make before break); if the swap stalls, it is shed like any extra child.
+        let from = std::mem::replace(&mut self.children[slot], to);
+        self.children.push(from);
+        self.swapped_out = Some((from, now));
+        shared.stats.swaps += 1;
+        let mut path = self.path.clone();
+        path.push(shared.me);
+        out.push(Action::Connect(to));
+        out.push(Action::Send {
+            to,
+            message: Message::Accept {
+                topic,
+                path,
+                next_seq: self.forward_seq(),
+                rate: self.rate as u64,
+                delay_us: self.send_delay_us(shared, slot),
+                adoption: true,
+            },
+        });
+    }
+
+    /// Step 4: `to` has our place. Our other children go to it (it keeps them at their depth)
+    /// and we join below it.
+    fn leave_place_to<V>(
+        &mut self,
+        shared: &mut Shared<P, V>,
+        topic: Topic,
+        to: P,
+        now: u64,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        let candidates = vec![Candidate {
+            peer: to,
+            delay_us: self.parent_delay_us,
+        }];
+        for child in std::mem::take(&mut self.children) {
+            self.reports.remove(&child);
+            if child != to {
+                out.push(Action::Send {
+                    to: child,
+                    message: Message::Redirect {
+                        topic,
+                        candidates: candidates.clone(),
+                    },
+                });
+            }
+        }
+        self.start_join(shared, topic, now, vec![to], out);
+    }
+
+    /// Children beyond capacity we keep for now: one that gave its slot away and is on its
+    /// way below its replacement (for a join timeout).
+    pub(super) fn swap_allowance<V>(&self, shared: &Shared<P, V>, now: u64) -> usize {
+        usize::from(self.swapped_out.as_ref().is_some_and(|(p, at)| {
+            self.children.contains(p)
+                && now.saturating_sub(*at) <= 2 * shared.config.join_timeout_us
+        }))
+    }
+
+    /// Whether `joiner` is the old parent we are expecting after a swap (for a join timeout).
+    pub(super) fn expects<V>(&self, joiner: &P, shared: &Shared<P, V>, now: u64) -> bool {
+        self.handed_by.as_ref().is_some_and(|(old, _, at)| {
+            old == joiner && now.saturating_sub(*at) <= shared.config.join_timeout_us
+        })
+    }
+
+    /// Step 5: our old parent has joined us; the children we had when we took its place go
+    /// below it (they keep their depth).
+    pub(super) fn pass_children<V>(
+        &mut self,
+        topic: Topic,
+        joiner: P,
+        joiner_delay_us: u64,
+        now: u64,
+        shared: &Shared<P, V>,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        if !self.expects(&joiner, shared, now) {
+            return;
+        }
+        let Some((_, old_children, _)) = self.handed_by.take() else {
+            return;
+        };
+        let candidates = vec![Candidate {
+            peer: joiner,
+            delay_us: joiner_delay_us,
+        }];
+        for child in old_children {
+            if child != joiner && self.children.contains(&child) {
+                self.remove_child(&child);
+                out.push(Action::Send {
+                    to: child,
+                    message: Message::Redirect {
+                        topic,
+                        candidates: candidates.clone(),
+                    },
+                });
+            }
+        }
+    }
+}
