@@ -490,7 +490,7 @@ where
             }
             Message::Leave { topic } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.remove_child(&from);
+                    state.on_leave(from);
                 }
             }
             Message::Report {

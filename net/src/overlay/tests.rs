@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use super::*;
 
 mod placement;
+mod swap;
 
 #[derive(Clone, Debug, PartialEq)]
 struct P {

@@ -61,12 +61,15 @@ pub(super) struct TopicState<P, B> {
     reported: Option<ChildReport>,
     /// When we last moved a child below a nearer joiner.
     last_preempt_at: u64,
-    /// When we last asked our parent to trade places with a child (or gave a slot for one).
+    /// When we last asked our parent to trade places with a child.
     last_swap_at: u64,
+    /// When we last gave a child's slot to its child.
+    last_gave_slot_at: u64,
     /// The child we asked to trade places with.
     swapping_with: Option<P>,
-    /// The child that gave its slot away (and since when): kept until it has moved.
-    swapped_out: Option<(P, u64)>,
+    /// Children that gave their slot away, the ones that took them, and when: kept until they
+    /// have moved (or get the slot back if the other refuses). At most `max_children`.
+    swapped_out: Vec<(P, P, u64)>,
     /// After taking our old parent's place: it, the children we had (they go below it once
     /// it has joined us), and when.
     handed_by: Option<(P, Vec<P>, u64)>,
@@ -116,8 +119,9 @@ where
             reported: None,
             last_preempt_at: 0,
             last_swap_at: 0,
+            last_gave_slot_at: 0,
             swapping_with: None,
-            swapped_out: None,
+            swapped_out: Vec::new(),
             handed_by: None,
             root_probed: false,
             next_seq: 0,
@@ -508,7 +512,9 @@ where
             // (taking it would attach us to a node that no longer sends to us).
             Attach::Joining { previous, .. } if *previous == Some(from) => return,
             Attach::Joining { previous, .. } => *previous,
-            Attach::Attached { parent } if adoption && self.is_adoption(&from, &path) => {
+            Attach::Attached { parent }
+                if adoption && self.is_adoption(shared, &from, &path, now) =>
+            {
                 // Our parent handed us its place (a swap): take it. It joins below us, and
                 // our children go below it once it has.
                 let old = *parent;

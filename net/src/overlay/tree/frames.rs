@@ -268,8 +268,21 @@ where
             && let Some((&first, _)) = self.pending.iter().next()
         {
             self.last_repair_at = now;
+            // The parent may not have what we miss: it joined after those frames, or lost them
+            // too. Each further attempt asks one level higher, up to the root (any ancestor
+            // serves a repair from its cache).
+            let attempts = now.saturating_sub(since) / shared.config.repair_delay_us.max(1);
+            let up = attempts.saturating_sub(1) as usize;
+            let target = match self.path.len().checked_sub(1 + up) {
+                _ if up == 0 => parent,
+                Some(i) => self.path[i],
+                None => self.root,
+            };
+            if target != parent {
+                out.push(Action::Connect(target));
+            }
             out.push(Action::Send {
-                to: parent,
+                to: target,
                 message: Message::Repair {
                     topic,
                     from: self.next_seq,

@@ -42,14 +42,44 @@ where
         shared.links.get(&self.root).map_or(0, |l| l.min_rtt_us)
     }
 
+    /// Which swaps we may take part in now: one at a time, in any role. Two swaps overlapping
+    /// at one node can each move nodes the other is moving, and someone ends up attached to
+    /// a parent that does not know it (seen in the simulator: 3 s without frames). A node
+    /// that is moving (it asked for a swap, or was just attached) or whose children are
+    /// changing (it gave a slot) takes part in no other swap for `swap_interval_us`. Giving
+    /// several slots at once also deepened the tree (the freed parents filled up with
+    /// joiners before the children meant for them arrived).
+    fn recently<V>(&self, shared: &Shared<P, V>, now: u64, at: u64) -> bool {
+        at > 0 && now.saturating_sub(at) < shared.config.swap_interval_us
+    }
+
+    fn moving<V>(&self, shared: &Shared<P, V>, now: u64) -> bool {
+        self.recently(shared, now, self.last_swap_at)
+            || !self.is_root && self.recently(shared, now, self.last_attach_at)
+    }
+
+    fn children_changing<V>(&self, shared: &Shared<P, V>, now: u64) -> bool {
+        self.recently(shared, now, self.last_gave_slot_at)
+    }
+
     /// Whether an accept from `from` with `path` is our grandparent taking us in our parent's
-    /// place: it is our parent's parent and its path is ours without our parent (a path
-    /// update or a late accept would differ).
-    pub(super) fn is_adoption(&self, from: &P, path: &[P]) -> bool {
+    /// place, and we are free to go: it is our parent's parent and its path is ours without
+    /// our parent (a path update or a late accept would differ), and we are not in another
+    /// swap. If we are, the accept is refused like a late one: we leave `from`, which gives
+    /// our parent its slot back.
+    pub(super) fn is_adoption<V>(
+        &self,
+        shared: &Shared<P, V>,
+        from: &P,
+        path: &[P],
+        now: u64,
+    ) -> bool {
         let Some(grandparent) = self.path.len().checked_sub(2) else {
             return false;
         };
-        self.has_attached
+        !self.recently(shared, now, self.last_swap_at)
+            && !self.children_changing(shared, now)
+            && self.has_attached
             && self.path[grandparent] == *from
             && path.len() == grandparent + 1
             && path.last() == Some(from)
@@ -96,10 +126,7 @@ where
         out: &mut Vec<Action<P, B>>,
     ) {
         let c = &shared.config;
-        if c.swap_factor <= 0.0
-            || now.saturating_sub(self.last_attach_at) < c.swap_interval_us
-            || now.saturating_sub(self.last_swap_at) < c.swap_interval_us
-        {
+        if c.swap_factor <= 0.0 || self.moving(shared, now) || self.children_changing(shared, now) {
             return;
         }
         let mine = self.root_rtt_us(shared);
@@ -179,22 +206,27 @@ where
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
-        let busy = |at: u64| now.saturating_sub(at) < shared.config.swap_interval_us;
         if !self.in_tree()
             || to == self.root
             || self.children.contains(&to)
             || self.path.contains(&to)
-            || busy(self.last_swap_at)
-            || !self.is_root && busy(self.last_attach_at)
+            || self.moving(shared, now)
+            || self.children_changing(shared, now)
         {
             return;
         }
-        self.last_swap_at = now;
+        self.last_gave_slot_at = now;
         // `from` keeps getting frames, at the last turn, until it has joined `to` and leaves
         // us (make before break); if the swap stalls, it is shed like any extra child.
         let from = std::mem::replace(&mut self.children[slot], to);
         self.children.push(from);
-        self.swapped_out = Some((from, now));
+        let window = 2 * shared.config.join_timeout_us;
+        let children = &self.children;
+        self.swapped_out
+            .retain(|(old, _, at)| children.contains(old) && now.saturating_sub(*at) <= window);
+        self.swapped_out
+            .truncate(shared.config.max_children.saturating_sub(1));
+        self.swapped_out.push((from, to, now));
         shared.stats.swaps += 1;
         let mut path = self.path.clone();
         path.push(shared.me);
@@ -241,13 +273,38 @@ where
         self.start_join(shared, topic, now, vec![to], out);
     }
 
-    /// Children beyond capacity we keep for now: one that gave its slot away and is on its
-    /// way below its replacement (for a join timeout).
+    /// Children beyond capacity we keep for now: those that gave their slot away and are on
+    /// their way below their replacements (for two join timeouts).
     pub(super) fn swap_allowance<V>(&self, shared: &Shared<P, V>, now: u64) -> usize {
-        usize::from(self.swapped_out.as_ref().is_some_and(|(p, at)| {
-            self.children.contains(p)
-                && now.saturating_sub(*at) <= 2 * shared.config.join_timeout_us
-        }))
+        let window = 2 * shared.config.join_timeout_us;
+        self.swapped_out
+            .iter()
+            .filter(|(old, _, at)| self.children.contains(old) && now.saturating_sub(*at) <= window)
+            .count()
+    }
+
+    /// A child left. If it was the replacement of a swap still under way (it refused the
+    /// slot), the child it was to replace gets its slot back.
+    pub(in crate::overlay) fn on_leave(&mut self, child: P) {
+        let Some(slot) = self.children.iter().position(|c| *c == child) else {
+            return;
+        };
+        let refused = self
+            .swapped_out
+            .iter()
+            .position(|(old, to, _)| *to == child && self.children.contains(old));
+        match refused {
+            Some(i) => {
+                let (old, _, _) = self.swapped_out.swap_remove(i);
+                self.children.retain(|c| *c != old);
+                self.reports.remove(&child);
+                // `old` sat after `child` (it was appended), so `slot` is still `child`'s.
+                if let Some(c) = self.children.get_mut(slot) {
+                    *c = old;
+                }
+            }
+            None => self.remove_child(&child),
+        }
     }
 
     /// Whether `joiner` is the old parent we are expecting after a swap (for a join timeout).
