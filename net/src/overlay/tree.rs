@@ -65,6 +65,8 @@ pub(super) struct TopicState<P, B> {
     last_swap_at: u64,
     /// When we last gave a child's slot to its child.
     last_gave_slot_at: u64,
+    /// When a join last reached us.
+    last_join_at: u64,
     /// The child we asked to trade places with.
     swapping_with: Option<P>,
     /// Children that gave their slot away, the ones that took them, and when: kept until they
@@ -120,6 +122,7 @@ where
             last_preempt_at: 0,
             last_swap_at: 0,
             last_gave_slot_at: 0,
+            last_join_at: 0,
             swapping_with: None,
             swapped_out: Vec::new(),
             handed_by: None,
@@ -303,6 +306,7 @@ where
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
+        self.last_join_at = now;
         if !self.in_tree() || self.path.contains(&joiner) || joiner == self.root {
             // Not part of the tree (yet), or the joiner is our ancestor: a loop.
             let candidates = if self.in_tree() {

@@ -48,7 +48,8 @@ where
     /// that is moving (it asked for a swap, or was just attached) or whose children are
     /// changing (it gave a slot) takes part in no other swap for `swap_interval_us`. Giving
     /// several slots at once also deepened the tree (the freed parents filled up with
-    /// joiners before the children meant for them arrived).
+    /// joiners before the children meant for them arrived), and so did swaps while joiners
+    /// still streamed through: a node gives no slot within `swap_interval_us` of a join.
     fn recently<V>(&self, shared: &Shared<P, V>, now: u64, at: u64) -> bool {
         at > 0 && now.saturating_sub(at) < shared.config.swap_interval_us
     }
@@ -212,6 +213,7 @@ where
             || self.path.contains(&to)
             || self.moving(shared, now)
             || self.children_changing(shared, now)
+            || self.recently(shared, now, self.last_join_at)
         {
             return;
         }
