@@ -269,7 +269,7 @@ fn a_stale_path_update_from_the_parent_being_left_does_not_reattach() {
 }
 
 #[test]
-fn repairs_climb_past_a_parent_that_cannot_serve_them() {
+fn repairs_go_past_a_parent_that_cannot_serve_them() {
     let mut n = Overlay::new(9, config(2), Check, 9);
     let mut out = Vec::new();
     n.handle(
@@ -298,7 +298,7 @@ fn repairs_climb_past_a_parent_that_cannot_serve_them() {
         n.handle(T0, received(2, frame), &mut out);
     }
     let mut asked = Vec::new();
-    for step in 1..=5 {
+    for step in 1..=9 {
         out.clear();
         n.handle(T0 + step * 150_000, Event::Tick, &mut out);
         asked.extend(sends(&out).into_iter().filter_map(|(to, m)| {
@@ -307,7 +307,7 @@ fn repairs_climb_past_a_parent_that_cannot_serve_them() {
     }
     assert_eq!(
         asked,
-        vec![2, 1, 0, 0, 0],
-        "parent, grandparent, then the root"
+        vec![2, 2, 2, 2, 2, 1, 2, 2, 1],
+        "the parent, then from the sixth attempt the grandparent every third time"
     );
 }

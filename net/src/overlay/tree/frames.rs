@@ -8,6 +8,9 @@ use super::TopicState;
 use crate::overlay::core::{Action, Shared};
 use crate::overlay::message::{Message, Payload, Topic, Verifier};
 
+/// Frames served per repair request to a node that is not our child.
+const MAX_FOREIGN_REPAIR: u64 = 8;
+
 impl<P, B> TopicState<P, B>
 where
     P: Copy + Eq + Hash + Ord + Debug,
@@ -232,12 +235,19 @@ where
         out: &mut Vec<Action<P, B>>,
     ) {
         let start = self.cache.partition_point(|(s, _)| *s < from);
+        // Children get up to 256 frames per request; anyone else (a grandchild whose parent
+        // lacks them) a few.
+        let most = if self.children.contains(&child) {
+            256
+        } else {
+            MAX_FOREIGN_REPAIR as usize
+        };
         for (seq, payload) in self
             .cache
             .iter()
             .skip(start)
             .take_while(|(s, _)| *s <= to)
-            .take(256)
+            .take(most)
         {
             shared.stats.repairs_sent += 1;
             out.push(Action::Send {
@@ -268,25 +278,28 @@ where
             && let Some((&first, _)) = self.pending.iter().next()
         {
             self.last_repair_at = now;
-            // The parent may not have what we miss: it joined after those frames, or lost them
-            // too. Each further attempt asks one level higher, up to the root (any ancestor
-            // serves a repair from its cache).
+            // The parent may not have what we miss (it joined after those frames): from the
+            // sixth attempt on, every third asks the grandparent instead, for the first few
+            // missing frames only. Not sooner, higher or more: under congestion or churn whole
+            // subtrees miss frames at once, and repairs from farther up, past the tree's
+            // fan-out, flooded the upper uplinks (10,000 nodes at 25 Mbit/s: asking the root
+            // took 10 % throttled from 99.9 % to 62 % delivered; asking the grandparent from
+            // the second attempt took 5 %/min churn from 99.5 % to 64 %).
             let attempts = now.saturating_sub(since) / shared.config.repair_delay_us.max(1);
-            let up = attempts.saturating_sub(1) as usize;
-            let target = match self.path.len().checked_sub(1 + up) {
-                _ if up == 0 => parent,
-                Some(i) => self.path[i],
-                None => self.root,
+            let grandparent = self.path.len().checked_sub(2).map(|i| self.path[i]);
+            let (target, last) = match grandparent {
+                Some(g) if attempts >= 6 && attempts % 3 == 0 => {
+                    out.push(Action::Connect(g));
+                    (g, (first - 1).min(self.next_seq + MAX_FOREIGN_REPAIR - 1))
+                }
+                _ => (parent, first - 1),
             };
-            if target != parent {
-                out.push(Action::Connect(target));
-            }
             out.push(Action::Send {
                 to: target,
                 message: Message::Repair {
                     topic,
                     from: self.next_seq,
-                    to: first - 1,
+                    to: last,
                 },
             });
         }
