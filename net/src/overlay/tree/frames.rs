@@ -288,7 +288,7 @@ where
             let attempts = now.saturating_sub(since) / shared.config.repair_delay_us.max(1);
             let grandparent = self.path.len().checked_sub(2).map(|i| self.path[i]);
             let (target, last) = match grandparent {
-                Some(g) if attempts >= 6 && attempts % 3 == 0 => {
+                Some(g) if attempts >= 6 && attempts.is_multiple_of(3) => {
                     out.push(Action::Connect(g));
                     (g, (first - 1).min(self.next_seq + MAX_FOREIGN_REPAIR - 1))
                 }
