@@ -92,12 +92,7 @@ fn root_after_a_hand_over() -> Overlay<u32, P, Check> {
         &mut out,
     );
     for joiner in [1, 5] {
-        let join = Message::Join {
-            topic: T,
-            root: 0,
-            rtt_us: 0,
-        };
-        root.handle(T0, received(joiner, join), &mut out);
+        root.handle(T0, received(joiner, join()), &mut out);
     }
     assert_eq!(root.children(&T), &[1, 5]);
     out.clear();
@@ -153,30 +148,50 @@ fn a_node_gives_no_second_slot_while_one_swap_is_under_way() {
     assert!(sends(&out).is_empty(), "{out:?}");
 }
 
-/// Node 1 under the root, with child 2.
-fn relay() -> Overlay<u32, P, Check> {
-    let mut n = Overlay::new(1, config(2), Check, 1);
+/// An accept of `path` (root … sender), plain or an adoption.
+fn accept(path: Vec<u32>, next_seq: u64, adoption: bool) -> Message<u32, P> {
+    Message::Accept {
+        topic: T,
+        path,
+        next_seq,
+        rate: 0,
+        delay_us: 0,
+        adoption,
+    }
+}
+
+fn join() -> Message<u32, P> {
+    Message::Join {
+        topic: T,
+        root: 0,
+        rtt_us: 0,
+    }
+}
+
+/// Node `me` (fan-out `fanout`) attached at the end of `path`, taking frames from `next_seq`.
+fn attached(me: u32, fanout: usize, path: Vec<u32>, next_seq: u64) -> Overlay<u32, P, Check> {
+    let mut n = Overlay::new(me, config(fanout), Check, u64::from(me));
     let mut out = Vec::new();
     n.handle(
         T0,
         Event::Command(Command::Subscribe { topic: T, root: 0 }),
         &mut out,
     );
-    let accept = Message::Accept {
-        topic: T,
-        path: vec![0],
-        next_seq: 0,
-        rate: 0,
-        delay_us: 0,
-        adoption: false,
-    };
-    n.handle(T0, received(0, accept), &mut out);
-    let join = Message::Join {
-        topic: T,
-        root: 0,
-        rtt_us: 0,
-    };
-    n.handle(T0, received(2, join), &mut out);
+    let parent = *path.last().unwrap_or(&0);
+    n.handle(
+        T0,
+        received(parent, accept(path, next_seq, false)),
+        &mut out,
+    );
+    assert_eq!(n.parent(&T), Some(parent));
+    n
+}
+
+/// Node 1 under the root, with child 2.
+fn relay() -> Overlay<u32, P, Check> {
+    let mut n = attached(1, 2, vec![0], 0);
+    let mut out = Vec::new();
+    n.handle(T0, received(2, join()), &mut out);
     assert_eq!((n.parent(&T), n.children(&T)), (Some(0), &[2][..]));
     n
 }
@@ -197,36 +212,17 @@ fn a_child_cannot_make_its_parent_leave() {
 #[test]
 fn an_adoption_takes_the_parents_place_and_its_children_follow_the_old_parent() {
     // Node 2 under 1 under 0; 0 adopts 2, and 1 joins 2 afterwards.
-    let mut n = Overlay::new(2, config(1), Check, 2);
+    let mut n = attached(2, 1, vec![0, 1], 0);
     let mut out = Vec::new();
-    n.handle(
-        T0,
-        Event::Command(Command::Subscribe { topic: T, root: 0 }),
-        &mut out,
-    );
-    let accept = |path: Vec<u32>, adoption| Message::Accept {
-        topic: T,
-        path,
-        next_seq: 0,
-        rate: 0,
-        delay_us: 0,
-        adoption,
-    };
-    n.handle(T0, received(1, accept(vec![0, 1], false)), &mut out);
-    let join = |rtt_us| Message::Join {
-        topic: T,
-        root: 0,
-        rtt_us,
-    };
-    n.handle(T0, received(3, join(0)), &mut out);
+    n.handle(T0, received(3, join()), &mut out);
     assert_eq!(n.children(&T), &[3]);
     // A plain accept from the grandparent (a late path update) is not an adoption.
     out.clear();
     let t = T0 + 2_000_000;
-    n.handle(t, received(0, accept(vec![0], false)), &mut out);
+    n.handle(t, received(0, accept(vec![0], 0, false)), &mut out);
     assert_eq!(n.parent(&T), Some(1));
     out.clear();
-    n.handle(t, received(0, accept(vec![0], true)), &mut out);
+    n.handle(t, received(0, accept(vec![0], 0, true)), &mut out);
     assert_eq!(n.parent(&T), Some(0));
     assert!(
         sends(&out).contains(&(1, &Message::Handover { topic: T, to: 2 })),
@@ -234,7 +230,7 @@ fn an_adoption_takes_the_parents_place_and_its_children_follow_the_old_parent() 
     );
     // The old parent joins (admitted though we are full); our child goes below it.
     out.clear();
-    n.handle(t + 50_000, received(1, join(0)), &mut out);
+    n.handle(t + 50_000, received(1, join()), &mut out);
     assert_eq!(n.children(&T), &[1]);
     let to_three: Vec<_> = sends(&out).into_iter().filter(|(to, _)| *to == 3).collect();
     assert!(
@@ -256,36 +252,15 @@ fn a_stale_path_update_from_the_parent_being_left_does_not_reattach() {
     };
     n.handle(T0 + 10, received(0, away), &mut out);
     assert_eq!(n.parent(&T), None, "joining 7");
-    let stale = Message::Accept {
-        topic: T,
-        path: vec![],
-        next_seq: 0,
-        rate: 0,
-        delay_us: 0,
-        adoption: false,
-    };
+    let stale = accept(vec![], 0, false);
     n.handle(T0 + 20, received(0, stale), &mut out);
     assert_eq!(n.parent(&T), None, "still joining 7");
 }
 
 #[test]
 fn repairs_go_past_a_parent_that_cannot_serve_them() {
-    let mut n = Overlay::new(9, config(2), Check, 9);
+    let mut n = attached(9, 2, vec![0, 1, 2], 5);
     let mut out = Vec::new();
-    n.handle(
-        T0,
-        Event::Command(Command::Subscribe { topic: T, root: 0 }),
-        &mut out,
-    );
-    let accept = Message::Accept {
-        topic: T,
-        path: vec![0, 1, 2],
-        next_seq: 5,
-        rate: 0,
-        delay_us: 0,
-        adoption: false,
-    };
-    n.handle(T0, received(2, accept), &mut out);
     for seq in [5, 8] {
         let frame = Message::Frame {
             topic: T,
