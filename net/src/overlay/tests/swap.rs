@@ -286,3 +286,39 @@ fn repairs_go_past_a_parent_that_cannot_serve_them() {
         "the parent, then from the sixth attempt the grandparent every third time"
     );
 }
+
+/// A node serves its children's repairs in full but anyone else (a grandchild whose parent
+/// lacks the frames, or a peer asking in a loop) at most a few frames per request.
+#[test]
+fn repairs_for_non_children_are_bounded() {
+    let mut n = relay();
+    let mut out = Vec::new();
+    for seq in 0..20 {
+        let frame = Message::Frame {
+            topic: T,
+            seq,
+            payload: P {
+                len: 10,
+                valid: true,
+            },
+        };
+        n.handle(T0, received(0, frame), &mut out);
+    }
+    let frames_to = |out: &[Action<u32, P>], peer: u32| {
+        sends(out)
+            .iter()
+            .filter(|(to, m)| *to == peer && matches!(m, Message::Frame { .. }))
+            .count()
+    };
+    let repair = || Message::Repair {
+        topic: T,
+        from: 0,
+        to: 19,
+    };
+    out.clear();
+    n.handle(T0 + 10, received(2, repair()), &mut out);
+    assert_eq!(frames_to(&out, 2), 20, "a child gets the whole range");
+    out.clear();
+    n.handle(T0 + 10, received(9, repair()), &mut out);
+    assert_eq!(frames_to(&out, 9), 8, "a stranger gets a few");
+}

@@ -242,10 +242,11 @@ where
         // us (make before break); if the swap stalls, it is shed like any extra child.
         let from = std::mem::replace(&mut self.children[slot], to);
         self.children.push(from);
-        let window = 2 * shared.config.join_timeout_us;
-        let children = &self.children;
-        self.swapped_out
-            .retain(|(old, _, at)| children.contains(old) && now.saturating_sub(*at) <= window);
+        let entries = std::mem::take(&mut self.swapped_out);
+        self.swapped_out = entries
+            .into_iter()
+            .filter(|entry| self.still_moving(entry, shared, now))
+            .collect();
         self.swapped_out
             .truncate(shared.config.max_children.saturating_sub(1));
         self.swapped_out.push((from, to, now));
@@ -276,33 +277,51 @@ where
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
-        let candidates = vec![Candidate {
+        let others: Vec<P> = std::mem::take(&mut self.children)
+            .into_iter()
+            .filter(|c| *c != to)
+            .collect();
+        self.reports.clear();
+        let target = Candidate {
             peer: to,
             delay_us: self.parent_delay_us,
-        }];
-        for child in std::mem::take(&mut self.children) {
-            self.reports.remove(&child);
-            if child != to {
-                out.push(Action::Send {
-                    to: child,
-                    message: Message::Redirect {
-                        topic,
-                        candidates: candidates.clone(),
-                    },
-                });
-            }
-        }
+        };
+        Self::redirect_to(topic, others, target, out);
         self.start_join(shared, topic, now, vec![to], out);
     }
 
     /// Children beyond capacity we keep for now: those that gave their slot away and are on
     /// their way below their replacements (for two join timeouts).
     pub(super) fn swap_allowance<V>(&self, shared: &Shared<P, V>, now: u64) -> usize {
-        let window = 2 * shared.config.join_timeout_us;
         self.swapped_out
             .iter()
-            .filter(|(old, _, at)| self.children.contains(old) && now.saturating_sub(*at) <= window)
+            .filter(|entry| self.still_moving(entry, shared, now))
             .count()
+    }
+
+    /// Whether a child that gave its slot away (`swapped_out` entry) is still ours and still
+    /// within two join timeouts of the swap.
+    fn still_moving<V>(&self, (old, _, at): &(P, P, u64), shared: &Shared<P, V>, now: u64) -> bool {
+        self.children.contains(old) && now.saturating_sub(*at) <= 2 * shared.config.join_timeout_us
+    }
+
+    /// Redirects `children` to `to` alone (a swap moving them to the node now in their
+    /// parent's place, or below it).
+    fn redirect_to(
+        topic: Topic,
+        children: impl IntoIterator<Item = P>,
+        to: Candidate<P>,
+        out: &mut Vec<Action<P, B>>,
+    ) {
+        for child in children {
+            out.push(Action::Send {
+                to: child,
+                message: Message::Redirect {
+                    topic,
+                    candidates: vec![to],
+                },
+            });
+        }
     }
 
     /// A child left. If it was the replacement of a swap still under way (it refused the
@@ -353,21 +372,17 @@ where
         let Some((_, old_children, _)) = self.handed_by.take() else {
             return;
         };
-        let candidates = vec![Candidate {
+        let moving: Vec<P> = old_children
+            .into_iter()
+            .filter(|c| *c != joiner && self.children.contains(c))
+            .collect();
+        for child in &moving {
+            self.remove_child(child);
+        }
+        let target = Candidate {
             peer: joiner,
             delay_us: joiner_delay_us,
-        }];
-        for child in old_children {
-            if child != joiner && self.children.contains(&child) {
-                self.remove_child(&child);
-                out.push(Action::Send {
-                    to: child,
-                    message: Message::Redirect {
-                        topic,
-                        candidates: candidates.clone(),
-                    },
-                });
-            }
-        }
+        };
+        Self::redirect_to(topic, moving, target, out);
     }
 }
