@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::log::{Log, LogConfig, Retention};
 use crate::stream::publisher::Windows;
-use crate::stream::record::{CatchUp, MAX_CATCHUP_FRAMES};
+use crate::stream::record::{CatchUp, MAX_CATCHUP_FRAMES, Sequenced};
 use crate::stream::subscription::{CatchUpRoutes, SubscriptionParts};
 use crate::stream::{
     PeerError, PublishOptions, Publisher, StreamAddress, StreamError, SubscribeOptions,
@@ -235,11 +235,10 @@ impl Peer {
                     ..LogConfig::default()
                 },
             )?
-            .with_access(Arc::new(move |entry| {
-                entry
-                    .signers()
-                    .is_ok_and(|s| s.len() == 1 && s[0].peer_id() == owner.peer_id())
-            }));
+            .with_access({
+                let (owner_type, owner_raw) = (owner.key_type(), owner.to_raw_bytes());
+                Arc::new(move |entry| entry.signer_key() == (owner_type, owner_raw.as_slice()))
+            });
             Some(log)
         } else {
             None
@@ -332,10 +331,17 @@ async fn dispatch(
                     .cloned();
                 let Some(window) = window else { continue };
                 let to = to.min(from + MAX_CATCHUP_FRAMES - 1);
-                let records = window
+                let records: Vec<Sequenced> = window
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .range(from, to);
+                    .range(from, to)
+                    .iter()
+                    .map(|e| Sequenced {
+                        seq: e.seq(),
+                        published_us: e.clock().wall_us,
+                        record: e.to_bytes(),
+                    })
+                    .collect();
                 tracing::debug!(origin = %msg.origin, from, to, n = records.len(), "catch-up");
                 for reply in CatchUp::replies(&topic, &records, CATCHUP_REPLY_BYTES) {
                     node.send(msg.origin, reply);

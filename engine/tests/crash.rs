@@ -75,7 +75,7 @@ fn sigkill_mid_append_loses_no_acknowledged_entry() {
         assert_eq!(entries.len() as u64, log.len());
         for pair in entries.windows(2) {
             pair[1].verify().unwrap();
-            assert_eq!(pair[1].next(), &[pair[0].hash()]);
+            assert_eq!(pair[1].next().collect::<Vec<_>>(), vec![pair[0].hash()]);
         }
         assert_eq!(log.heads(), vec![entries.last().unwrap().hash()]);
         acked = log.len();

@@ -8,8 +8,8 @@ use starling_engine::stream::record::{CatchUp, Record};
 
 fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);
-    if let Ok(record) = Record::parse(&bytes) {
-        let _ = record.entry(&[0; 32]);
+    if let Ok(record) = Record::parse(&bytes, &[0; 32]) {
+        let _ = record.entry().verify();
     }
     let _ = CatchUp::decode(&bytes);
 });

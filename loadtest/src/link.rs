@@ -2,8 +2,11 @@
 //!
 //! (a) raw quinn: one connection, one stream, 64 KiB chunk writes, with Starling's own socket,
 //!     TLS and transport settings (`raw_quinn_endpoint`), so the ceiling is fair.
-//! (b) Starling: signed frames (BLAKE3 + Ed25519) through lanes and credit, decoded without
-//!     copies and batch-verified on receipt; latency is publish time to verified receipt.
+//! (b) raw quinn sending 1 KiB messages with Starling's framing (`varint(len) kind body`),
+//!     written 64 at a time as the lane writers do: the baseline for small frames.
+//! (c) Starling: signed entries (BLAKE3 + one Ed25519 signature per batch of `--max-batch`)
+//!     through lanes and credit, decoded without copies and verified on receipt (one signature
+//!     check per batch root); latency is publish time to verified receipt.
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +14,10 @@ use anyhow::{Context, Result, anyhow};
 use bytes::{Bytes, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
+use starling_net::entry::{EntryFields, EntrySigner, EntryVerifier};
 use starling_net::identity::{KeyType, Keypair};
 use starling_net::transport::{Endpoint, TransportConfig, raw_quinn_endpoint};
-use starling_net::wire::{DataFrame, DataFrameFields, Frame, KeyCache, Lane, verify_data_frames};
+use starling_net::wire::{Frame, Lane};
 
 use crate::util::{mb_per_s, now_us};
 
@@ -25,6 +29,9 @@ pub(crate) struct LinkArgs {
     /// Frame payload sizes to measure.
     #[arg(long, value_delimiter = ',', default_values_t = [1024usize, 16 * 1024, 64 * 1024, 1024 * 1024])]
     sizes: Vec<usize>,
+    /// Entries signed under one signature when the sender is backed up (1: each alone).
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
 }
 
 struct Measured {
@@ -38,13 +45,25 @@ pub(crate) async fn run(args: LinkArgs) -> Result<()> {
     let config = TransportConfig::default();
     let raw = raw_quinn(budget, &config).await?;
     println!("raw quinn, 1 stream, 64 KiB writes: {raw:.1} MB/s");
+    let raw_1k = raw_quinn_messages(budget, &config, 1024).await?;
+    println!("raw quinn, 1 stream, framed 1 KiB messages: {raw_1k:.0} messages/s");
     println!(
         "{:>9} {:>12} {:>10} {:>8} {:>10} {:>10} {:>10}",
         "frame", "frames/s", "MB/s", "vs raw", "p50 µs", "p99 µs", "p999 µs"
     );
-    let mut json = vec![format!("\"raw_quinn_mb_s\":{raw:.1}")];
+    let mut json = vec![
+        format!("\"raw_quinn_mb_s\":{raw:.1}"),
+        format!("\"raw_quinn_frames_per_s_1k\":{raw_1k:.0}"),
+        format!("\"max_batch\":{}", args.max_batch),
+    ];
     for &size in &args.sizes {
-        let m = starling(budget, &config, size).await?;
+        let m = starling(budget, &config, size, args.max_batch).await?;
+        if size == 1024 {
+            json.push(format!(
+                "\"ratio_frames_1k\":{:.3}",
+                m.frames_per_s / raw_1k
+            ));
+        }
         let (p50, p99, p999) = (
             m.hist.value_at_quantile(0.5),
             m.hist.value_at_quantile(0.99),
@@ -122,8 +141,65 @@ async fn raw_quinn(budget: Duration, config: &TransportConfig) -> Result<f64> {
     Ok(mb_per_s(bytes, secs))
 }
 
-/// Starling's pipeline on one link: sign → frame → lanes → decode → batch verify.
-async fn starling(budget: Duration, config: &TransportConfig, size: usize) -> Result<Measured> {
+/// Messages per second on one raw quinn stream carrying `size`-byte bodies framed as Starling
+/// frames are, written up to 64 per call as Starling's lane writers do.
+async fn raw_quinn_messages(
+    budget: Duration,
+    config: &TransportConfig,
+    size: usize,
+) -> Result<f64> {
+    let local = "127.0.0.1:0".parse()?;
+    let (server, _) = raw_quinn_endpoint(&Keypair::generate(KeyType::Ed25519), local, config)?;
+    let (client, _) = raw_quinn_endpoint(&Keypair::generate(KeyType::Ed25519), local, config)?;
+    let addr = server.local_addr()?;
+    let mut message = BytesMut::new();
+    let mut n = (size + 1) as u64;
+    while n >= 0x80 {
+        message.extend_from_slice(&[(n as u8) | 0x80]);
+        n >>= 7;
+    }
+    message.extend_from_slice(&[n as u8, 0x03]);
+    message.extend_from_slice(&vec![0x5au8; size]);
+    let message = message.freeze();
+    let len = message.len() as u64;
+    let receiver = tokio::spawn(async move {
+        let conn = server
+            .accept()
+            .await
+            .ok_or_else(|| anyhow!("no connection"))?
+            .await?;
+        let mut stream = conn.accept_uni().await?;
+        let mut bytes = 0u64;
+        let mut start = None;
+        while let Some(chunk) = stream.read_chunk(usize::MAX, true).await? {
+            start.get_or_insert_with(Instant::now);
+            bytes += chunk.bytes.len() as u64;
+        }
+        let secs = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(1.0);
+        anyhow::Ok((bytes, secs, conn))
+    });
+    let conn = client.connect(addr, "l")?.await?;
+    let mut stream = conn.open_uni().await?;
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        chunks.extend(std::iter::repeat_n(message.clone(), 64));
+        stream.write_all_chunks(&mut chunks).await?;
+        chunks.clear();
+    }
+    stream.finish()?;
+    let (bytes, secs, _server_conn) = receiver.await??;
+    conn.close(0u32.into(), b"done");
+    Ok((bytes / len) as f64 / secs)
+}
+
+/// Starling's pipeline on one link: sign (in batches) → frame → lanes → decode → verify.
+async fn starling(
+    budget: Duration,
+    config: &TransportConfig,
+    size: usize,
+    max_batch: usize,
+) -> Result<Measured> {
     let local = "127.0.0.1:0".parse()?;
     let server = Endpoint::bind(Keypair::generate(KeyType::Ed25519), local, config.clone())?;
     let client = Endpoint::bind(Keypair::generate(KeyType::Ed25519), local, config.clone())?;
@@ -134,7 +210,7 @@ async fn starling(budget: Duration, config: &TransportConfig, size: usize) -> Re
     let (total_tx, total_rx) = tokio::sync::oneshot::channel::<u64>();
     let receiver = tokio::spawn(async move {
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-        let mut keys = KeyCache::default();
+        let mut verifier = EntryVerifier::default();
         let mut batch = Vec::with_capacity(64);
         let mut frames = Vec::with_capacity(64);
         let (mut received, mut bytes) = (0u64, 0u64);
@@ -146,15 +222,17 @@ async fn starling(budget: Duration, config: &TransportConfig, size: usize) -> Re
                 n = inc.recv_many(&mut batch, 64) => {
                     if n == 0 { break; }
                     for item in batch.drain(..) {
-                        if let Frame::Data(d) = item?.into_frame() {
+                        if let Frame::Entry(d) = item?.into_frame() {
                             frames.push(d);
                         }
                     }
-                    verify_data_frames(&frames, &mut keys).map_err(|(i, e)| anyhow!("frame {i}: {e}"))?;
+                    for (i, r) in verifier.verify_many(&frames).into_iter().enumerate() {
+                        r.map_err(|e| anyhow!("frame {i}: {e}"))?;
+                    }
                     let now = now_us();
                     for f in frames.drain(..) {
-                        hist.saturating_record(now.saturating_sub(f.timestamp_us()).max(1));
-                        bytes += f.payload().len() as u64;
+                        hist.saturating_record(now.saturating_sub(f.clock().wall_us).max(1));
+                        bytes += f.stored_payload().len() as u64;
                         received += 1;
                     }
                 }
@@ -162,24 +240,37 @@ async fn starling(budget: Duration, config: &TransportConfig, size: usize) -> Re
         }
         anyhow::Ok((received, bytes, hist, Instant::now()))
     });
-    let key = Keypair::generate(KeyType::Ed25519);
+    let mut signer = EntrySigner::new(Keypair::generate(KeyType::Ed25519));
     let payload = Bytes::from(vec![0x3cu8; size]);
-    let mut arena = BytesMut::new();
     let start = Instant::now();
     let mut seq = 0u64;
+    let mut prev = Vec::with_capacity(1);
+    let max_batch = max_batch.clamp(1, starling_net::entry::MAX_BATCH);
     while start.elapsed() < budget {
-        let frame = DataFrame::sign(
-            &key,
-            DataFrameFields {
-                topic: [7; 32],
-                seq,
-                timestamp_us: now_us(),
+        // A sender that is backed up signs what queued up as one batch, as a publisher does.
+        let mut sealed = Vec::with_capacity(max_batch);
+        let now = now_us();
+        for i in 0..max_batch as u64 {
+            let u = signer.seal(&EntryFields {
+                log_id: [7; 32],
+                seq: seq + i,
+                wall_us: now,
+                logical: i as u32,
+                group: [0; 32],
+                replicas: 0,
+                meta: &[],
+                next: &prev,
                 payload: payload.clone(),
-            },
-            &mut arena,
-        );
-        out.send(Lane::High, &Frame::Data(frame)).await?;
-        seq += 1;
+                raw_len: size as u32,
+                flags: 0,
+            })?;
+            prev = vec![u.hash()];
+            sealed.push(u);
+        }
+        for e in signer.sign(sealed)? {
+            out.send(Lane::High, &Frame::Entry(e)).await?;
+            seq += 1;
+        }
     }
     total_tx
         .send(seq)

@@ -2,6 +2,8 @@
 //!
 //! Who a peer is and how bytes move between peers.
 //!
+//! - [`entry`]: the signed envelope (format v2, batch signatures with Merkle proofs, verifier
+//!   with a bounded cache of verified roots) that every layer moves.
 //! - [`identity`]: Ed25519 and secp256k1 key pairs, signatures (with batch verification),
 //!   libp2p-compatible [`PeerId`]s and key files.
 //! - [`transport`]: QUIC endpoints and links authenticated as libp2p PeerIds, with lanes and
@@ -10,6 +12,7 @@
 //!   builds without the `quic` feature.
 //! - [`wire`]: the frame codec (length-prefixed, versioned fixed layouts, zero-copy on `Bytes`).
 
+pub mod entry;
 pub mod identity;
 pub mod overlay;
 #[cfg(feature = "quic")]

@@ -6,8 +6,12 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use bytes::Bytes;
-use starling_net::identity::{KeyType, Keypair};
+use starling_net::entry::{EntryFields, EntrySigner};
+use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{
     Delivery, DirectMessage, OverlayConfig, OverlayNode, PublishRefused, Topic,
 };
@@ -16,14 +20,46 @@ use tokio::sync::mpsc;
 
 const TOPIC: Topic = [3; 32];
 
+/// Every test node's signer and next seq, so a test can publish entries as any node.
+static SIGNERS: Mutex<Option<HashMap<PeerId, (EntrySigner, u64)>>> = Mutex::new(None);
+
 fn node(config: &OverlayConfig) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
+    let key = Keypair::generate(KeyType::Ed25519);
+    SIGNERS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(key.peer_id(), (EntrySigner::new(key.clone()), 0));
     let endpoint = Endpoint::bind(
-        Keypair::generate(KeyType::Ed25519),
+        key,
         "127.0.0.1:0".parse().unwrap(),
         TransportConfig::default(),
     )
     .unwrap();
     OverlayNode::start(endpoint, config.clone())
+}
+
+/// Signs `payload` as `root`'s next entry on `TOPIC` and publishes it.
+fn publish(root: &OverlayNode, payload: Bytes) -> bool {
+    let mut all = SIGNERS.lock().unwrap();
+    let (signer, seq) = all.as_mut().unwrap().get_mut(&root.peer_id()).unwrap();
+    let entry = signer
+        .sign_one(&EntryFields {
+            log_id: TOPIC,
+            seq: *seq,
+            wall_us: 0,
+            logical: 0,
+            group: [0; 32],
+            replicas: 0,
+            meta: &[],
+            next: &[],
+            raw_len: payload.len() as u32,
+            payload,
+            flags: 0,
+        })
+        .unwrap();
+    *seq += 1;
+    root.publish(entry)
 }
 
 fn config(max_children: usize) -> OverlayConfig {
@@ -95,7 +131,7 @@ async fn direct_messages_cross_a_line_of_five() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tree_of_thirty_gets_every_frame_in_order_once() {
     let (root, _) = node(&config(4));
-    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
+    publish(&root, Bytes::from_static(b"warm-up"));
     let mut subs = Vec::new();
     let mut rxs = Vec::new();
     for _ in 0..30 {
@@ -107,7 +143,7 @@ async fn a_tree_of_thirty_gets_every_frame_in_order_once() {
     let first = 1u64; // seq 0 was the warm-up frame, before anyone joined
     let count = 60u64;
     for i in 0..count {
-        root.publish(TOPIC, Bytes::from(vec![i as u8; 1000]));
+        publish(&root, Bytes::from(vec![i as u8; 1000]));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for (i, rx) in rxs.iter_mut().enumerate() {
@@ -128,7 +164,7 @@ async fn swarm(
     max_children: usize,
 ) -> (OverlayNode, Vec<OverlayNode>, Vec<mpsc::Receiver<Delivery>>) {
     let (root, _) = node(&config(max_children));
-    root.publish(TOPIC, Bytes::from_static(b"warm-up"));
+    publish(&root, Bytes::from_static(b"warm-up"));
     let mut subs = Vec::new();
     let mut rxs = Vec::new();
     for _ in 0..n {
@@ -143,7 +179,7 @@ async fn swarm(
 /// Publishes `n` frames at about 50 per second.
 async fn stream(root: &OverlayNode, n: u64) {
     for i in 0..n {
-        root.publish(TOPIC, Bytes::from(vec![i as u8; 1500]));
+        publish(root, Bytes::from(vec![i as u8; 1500]));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -215,18 +251,18 @@ async fn a_publisher_ahead_of_its_node_is_refused_not_queued_without_bound() {
     let (root, _direct) = node(&config(4));
     for i in 0..256u32 {
         assert!(
-            root.publish(TOPIC, Bytes::from(i.to_be_bytes().to_vec())),
+            publish(&root, Bytes::from(i.to_be_bytes().to_vec())),
             "frame {i}"
         );
     }
-    assert!(!root.publish(TOPIC, Bytes::from_static(b"one too many")));
+    assert!(!publish(&root, Bytes::from_static(b"one too many")));
     assert_eq!(
-        root.try_reserve_publish().err(),
+        root.try_reserve_publish_owned().err(),
         Some(PublishRefused::Behind)
     );
     root.shutdown().await;
     assert_eq!(
-        root.try_reserve_publish().err(),
+        root.try_reserve_publish_owned().err(),
         Some(PublishRefused::Stopped)
     );
 }

@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use starling_net::entry::{EntryFields, EntrySigner, EntryVerifier};
 use starling_net::identity::{KeyType, Keypair};
 use starling_net::transport::{
     Connection, ConnectionEvent, Endpoint, SendError, TransportConfig, TransportError,
 };
-use starling_net::wire::{
-    DataFrame, DataFrameFields, Frame, KeyCache, Lane, StreamHeader, WireError, encode_frame,
-};
+use starling_net::wire::{Frame, Lane, StreamHeader, WireError, encode_frame};
 
 fn endpoint(config: TransportConfig) -> Endpoint {
     Endpoint::bind(
@@ -33,17 +32,24 @@ async fn pair(config: TransportConfig) -> (Endpoint, Endpoint, Connection, Conne
     (server, client, inc, out)
 }
 
-fn frame(key: &Keypair, seq: u64, size: usize, arena: &mut BytesMut) -> Frame {
-    Frame::Data(DataFrame::sign(
-        key,
-        DataFrameFields {
-            topic: [1; 32],
+/// A signed entry frame (`_arena`: kept for the call sites' shape; signers carve their own).
+fn frame(key: &Keypair, seq: u64, size: usize, _arena: &mut BytesMut) -> Frame {
+    let entry = EntrySigner::new(key.clone())
+        .sign_one(&EntryFields {
+            log_id: [1; 32],
             seq,
-            timestamp_us: seq,
+            wall_us: seq,
+            logical: 0,
+            group: [0; 32],
+            replicas: 0,
+            meta: &[],
+            next: &[],
             payload: Bytes::from(vec![seq as u8; size]),
-        },
-        arena,
-    ))
+            raw_len: size as u32,
+            flags: 0,
+        })
+        .unwrap();
+    Frame::Entry(entry)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,15 +146,15 @@ async fn frames_arrive_in_order_and_verify() {
         }
         out
     });
-    let mut keys = KeyCache::default();
+    let mut keys = EntryVerifier::default();
     for seq in 0..n {
         let got = inc.recv().await.unwrap().unwrap();
         assert_eq!(got.lane, Lane::High);
-        let Frame::Data(d) = got.into_frame() else {
+        let Frame::Entry(d) = got.into_frame() else {
             panic!()
         };
         assert_eq!(d.seq(), seq);
-        d.verify(&mut keys).unwrap();
+        keys.verify(&d).unwrap();
     }
     let _out = sender.await.unwrap();
 }
@@ -222,7 +228,7 @@ async fn slow_reader_fills_the_link_then_drains_everything() {
     assert!(out.queued_bytes() <= 1 << 20);
     // The reader wakes up and gets every frame, in order.
     for seq in 0..sent {
-        let Frame::Data(d) = inc.recv().await.unwrap().unwrap().into_frame() else {
+        let Frame::Entry(d) = inc.recv().await.unwrap().unwrap().into_frame() else {
             panic!()
         };
         assert_eq!(d.seq(), seq);
@@ -387,7 +393,7 @@ async fn a_bad_peer_does_not_disturb_other_connections() {
             .unwrap();
     }
     for seq in 0..50 {
-        let Frame::Data(d) = good_in.recv().await.unwrap().unwrap().into_frame() else {
+        let Frame::Entry(d) = good_in.recv().await.unwrap().unwrap().into_frame() else {
             panic!()
         };
         assert_eq!(d.seq(), seq);

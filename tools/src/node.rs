@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Args;
+use starling_net::entry::{EntryFields, EntrySigner};
 use starling_net::identity::{KeyType, Keypair, load_key_file};
 use starling_net::transport::{Connection, Endpoint, Multiaddr, TransportConfig};
-use starling_net::wire::{DataFrame, DataFrameFields, Frame, Lane, unix_time_us};
+use starling_net::wire::{Frame, Lane, unix_time_us};
 
 pub(crate) fn load_or_generate(key: Option<&PathBuf>) -> Result<Keypair> {
     Ok(match key {
@@ -77,21 +78,23 @@ pub(crate) async fn ping(args: PingArgs) -> Result<()> {
 
 async fn stream_frames(conn: &Connection, key: &Keypair, frames: u64, size: usize) -> Result<()> {
     let payload = Bytes::from(vec![0x5a; size]);
-    let mut arena = BytesMut::new();
+    let mut signer = EntrySigner::new(key.clone());
     let start = Instant::now();
     for seq in 0..frames {
-        let timestamp_us = unix_time_us();
-        let frame = DataFrame::sign(
-            key,
-            DataFrameFields {
-                topic: [0; 32],
-                seq,
-                timestamp_us,
-                payload: payload.clone(),
-            },
-            &mut arena,
-        );
-        conn.send(Lane::High, &Frame::Data(frame)).await?;
+        let frame = signer.sign_one(&EntryFields {
+            log_id: [0; 32],
+            seq,
+            wall_us: unix_time_us(),
+            logical: 0,
+            group: [0; 32],
+            replicas: 0,
+            meta: &[],
+            next: &[],
+            payload: payload.clone(),
+            raw_len: size as u32,
+            flags: 0,
+        })?;
+        conn.send(Lane::High, &Frame::Entry(frame)).await?;
     }
     // A ping behind the frames on the same lane returns once the node has read them all.
     conn.ping_on(Lane::High).await?;

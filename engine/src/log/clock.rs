@@ -1,48 +1,9 @@
-//! Hybrid logical clocks: wall time in µs, a logical counter, and the writer, ordered in that
-//! order. Time is always passed in, never read here.
+//! Hybrid logical clocks over [`Clock`] (wall µs, logical, writer). Time is always passed in,
+//! never read here.
 
 use std::time::Duration;
 
-use starling_store::{CLOCK_KEY_LEN, ClockKey};
-
-use super::LogError;
-
-/// A point in a log's total order: (wall µs, logical, writer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Clock {
-    /// Wall time in µs since the Unix epoch, as the writer saw it (or later).
-    pub wall_us: u64,
-    /// Breaks ties between events in the same µs, and carries causality past clock skew.
-    pub logical: u32,
-    /// The writer (BLAKE3 of its public key), the final tie-breaker.
-    pub writer: [u8; 32],
-}
-
-impl Clock {
-    /// Sortable byte form (big-endian), as the store indexes it.
-    pub fn to_key(&self) -> ClockKey {
-        let mut k = [0u8; CLOCK_KEY_LEN];
-        k[..8].copy_from_slice(&self.wall_us.to_be_bytes());
-        k[8..12].copy_from_slice(&self.logical.to_be_bytes());
-        k[12..].copy_from_slice(&self.writer);
-        k
-    }
-
-    /// Parses [`Clock::to_key`].
-    pub fn from_key(k: &ClockKey) -> Clock {
-        let mut wall = [0u8; 8];
-        wall.copy_from_slice(&k[..8]);
-        let mut logical = [0u8; 4];
-        logical.copy_from_slice(&k[8..12]);
-        let mut writer = [0u8; 32];
-        writer.copy_from_slice(&k[12..]);
-        Clock {
-            wall_us: u64::from_be_bytes(wall),
-            logical: u32::from_be_bytes(logical),
-            writer,
-        }
-    }
-}
+use super::{Clock, LogError};
 
 /// One writer's clock: monotonic, and merged with every remote clock it has seen so that its
 /// next tick orders after them.
@@ -147,21 +108,5 @@ mod tests {
             Err(LogError::ClockTooFarAhead { .. })
         ));
         assert_eq!(c.tick(1).wall_us, 1, "a refused clock is not merged");
-    }
-
-    #[test]
-    fn key_order_is_clock_order() {
-        let a = Clock {
-            wall_us: 1,
-            logical: 9,
-            writer: [9; 32],
-        };
-        let b = Clock {
-            wall_us: 2,
-            logical: 0,
-            writer: [0; 32],
-        };
-        assert!(a < b && a.to_key() < b.to_key());
-        assert_eq!(Clock::from_key(&a.to_key()), a);
     }
 }

@@ -5,18 +5,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use starling_net::entry::{
+    EntryFields, EntrySigner, EntryVerifier, FLAG_LZ4, MAX_BATCH, MAX_PAYLOAD_LEN, next_hashes,
+};
 use starling_net::identity::Keypair;
-use starling_net::wire::{KeyCache, unix_time_us};
+use starling_net::wire::unix_time_us;
 use starling_store::{ClockKey, ClockRow, NewEntry, Store};
 
-use super::entry::{FLAG_LZ4, MAX_PAYLOAD_LEN, next_hashes, writer_id};
-use super::{Clock, Compression, Entry, EntryHash, HybridClock, LogError, verify_entries};
+use super::{Clock, Compression, Entry, EntryHash, HybridClock, LogError};
 
 /// A log's id: 32 bytes, usually derived from its owner and name ([`Log::derive_id`]).
 pub type LogId = [u8; 32];
 
 /// The owner's rule for who may write: checked on append and on join, after signatures verify.
 pub type AccessCheck = Arc<dyn Fn(&Entry) -> bool + Send + Sync>;
+
+/// One entry to append: its payload and the program's signed meta fields (≤ 255 bytes).
+#[derive(Clone, Debug)]
+pub struct Draft<'a> {
+    /// The application's payload (stored as given unless the log compresses).
+    pub payload: Bytes,
+    /// Program fields signed with the entry (a stream's keyframe flag and media time).
+    pub meta: &'a [u8],
+}
 
 /// What a log keeps. Trimming removes the oldest entries (clock order) with all their index rows.
 #[derive(Clone, Debug, Default)]
@@ -74,14 +85,17 @@ pub struct JoinReport {
 pub struct Log {
     id: LogId,
     store: Store,
-    key: Keypair,
+    signer: EntrySigner,
     clock: HybridClock,
+    /// The next entry's seq: one past the highest head's (a single writer's chain numbers its
+    /// entries 0, 1, 2, … across restarts).
+    next_seq: u64,
     heads: BTreeSet<EntryHash>,
     config: LogConfig,
     access: Option<AccessCheck>,
     len: u64,
     bytes: u64,
-    keys: KeyCache,
+    verifier: EntryVerifier,
     /// Clock of the newest trimmed entry: trimming scans from here, not from the start, so it
     /// does not walk the tombstones of everything trimmed before (which made it O(n) per append).
     trim_floor: Option<ClockKey>,
@@ -119,7 +133,15 @@ impl Log {
             .into_iter()
             .map(EntryHash)
             .collect::<BTreeSet<_>>();
-        let mut clock = HybridClock::new(writer_id(key.public()), config.max_clock_drift);
+        let signer = EntrySigner::new(key);
+        let mut clock = HybridClock::new(signer.writer_id(), config.max_clock_drift);
+        let mut next_seq = 0;
+        for head in &heads {
+            if let Some((header, payload)) = store.entry(&head.0)? {
+                let e = Entry::decode_stored(*head, header, payload)?;
+                next_seq = next_seq.max(e.seq() + 1);
+            }
+        }
         let (mut len, mut bytes, mut last) = (0u64, 0u64, None);
         for row in store.clock_rows(&id, None, false) {
             let row = row?;
@@ -134,14 +156,15 @@ impl Log {
         Ok(Log {
             id,
             store,
-            key,
+            signer,
             clock,
+            next_seq,
             heads,
             config,
             access: None,
             len,
             bytes,
-            keys: KeyCache::default(),
+            verifier: EntryVerifier::default(),
             trim_floor: None,
         })
     }
@@ -177,47 +200,102 @@ impl Log {
         self.heads.iter().copied().collect()
     }
 
-    /// Appends `payload` as a new entry following the current heads.
+    /// The seq the next appended entry gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Appends `payload` as a new entry following the current heads, signed alone.
     pub fn append(&mut self, payload: Bytes) -> Result<Entry, LogError> {
         self.append_at(payload, unix_time_us())
     }
 
     /// [`Log::append`] with the time given (µs since the epoch).
     pub fn append_at(&mut self, payload: Bytes, now_us: u64) -> Result<Entry, LogError> {
-        if payload.len() as u64 > MAX_PAYLOAD_LEN {
-            return Err(LogError::PayloadTooLarge(payload.len()));
+        let mut out = self.append_batch_at(&[Draft { payload, meta: &[] }], now_us)?;
+        out.pop().ok_or(LogError::EmptyBatch)
+    }
+
+    /// Appends 1..=[`MAX_BATCH`] entries as a chain (each follows the one before) under one
+    /// batch signature, stored in one write batch. Each entry still verifies on its own.
+    pub fn append_batch(&mut self, drafts: &[Draft<'_>]) -> Result<Vec<Entry>, LogError> {
+        self.append_batch_at(drafts, unix_time_us())
+    }
+
+    /// [`Log::append_batch`] with the time given.
+    pub fn append_batch_at(
+        &mut self,
+        drafts: &[Draft<'_>],
+        now_us: u64,
+    ) -> Result<Vec<Entry>, LogError> {
+        if drafts.is_empty() || drafts.len() > MAX_BATCH {
+            return Err(LogError::EmptyBatch);
         }
-        let raw_len = payload.len() as u32;
-        let (stored, lz4) = match &self.config.compression {
-            Some(c) => c.apply(&payload),
-            None => (payload, false),
-        };
-        let clock = self.clock.tick(now_us);
-        let next: Vec<EntryHash> = self.heads.iter().copied().collect();
-        let flags = if lz4 { FLAG_LZ4 } else { 0 };
-        let entry = Entry::create(&[&self.key], self.id, clock, &next, stored, flags, raw_len);
-        if self.access.as_ref().is_some_and(|check| !check(&entry)) {
-            return Err(LogError::AccessDenied(entry.hash()));
+        let mut sealed = Vec::with_capacity(drafts.len());
+        let mut next: Vec<EntryHash> = self.heads.iter().copied().collect();
+        let mut clocks = Vec::with_capacity(drafts.len());
+        for (i, d) in drafts.iter().enumerate() {
+            if d.payload.len() as u64 > MAX_PAYLOAD_LEN {
+                return Err(LogError::PayloadTooLarge(d.payload.len()));
+            }
+            let raw_len = d.payload.len() as u32;
+            let (stored, lz4) = match &self.config.compression {
+                Some(c) => c.apply(&d.payload),
+                None => (d.payload.clone(), false),
+            };
+            let clock = self.clock.tick(now_us);
+            let u = self.signer.seal(&EntryFields {
+                log_id: self.id,
+                seq: self.next_seq + i as u64,
+                wall_us: clock.wall_us,
+                logical: clock.logical,
+                group: [0; 32],
+                replicas: 0,
+                meta: d.meta,
+                next: &next,
+                payload: stored,
+                raw_len,
+                flags: if lz4 { FLAG_LZ4 } else { 0 },
+            })?;
+            next = vec![u.hash()];
+            clocks.push(clock);
+            sealed.push(u);
         }
-        let next_raw: Vec<[u8; 32]> = next.iter().map(|h| h.0).collect();
-        self.store.write_entries(
-            &self.id,
-            &[NewEntry {
-                hash: entry.hash().0,
-                header: entry.header().clone(),
-                payload: entry.stored_payload().clone(),
+        let entries = self.signer.sign(sealed)?;
+        if let Some(e) = entries
+            .iter()
+            .find(|e| self.access.as_ref().is_some_and(|check| !check(e)))
+        {
+            return Err(LogError::AccessDenied(e.hash()));
+        }
+        let prior: Vec<[u8; 32]> = self.heads.iter().map(|h| h.0).collect();
+        let nexts: Vec<Vec<[u8; 32]>> = entries
+            .iter()
+            .map(|e| e.next().map(|h| h.0).collect())
+            .collect();
+        let last = entries.len() - 1;
+        let rows: Vec<NewEntry<'_>> = entries
+            .iter()
+            .zip(&nexts)
+            .zip(&clocks)
+            .enumerate()
+            .map(|(i, ((e, next), clock))| NewEntry {
+                hash: e.hash().0,
+                header: e.header(),
+                payload: e.stored_payload().clone(),
                 clock: clock.to_key(),
-                next: &next_raw,
-                is_head: true,
-            }],
-            &next_raw,
-        )?;
+                next,
+                is_head: i == last,
+            })
+            .collect();
+        self.store.write_entries(&self.id, &rows, &prior)?;
         self.heads.clear();
-        self.heads.insert(entry.hash());
-        self.len += 1;
-        self.bytes += entry.size() as u64;
+        self.heads.insert(entries[last].hash());
+        self.next_seq += entries.len() as u64;
+        self.len += entries.len() as u64;
+        self.bytes += entries.iter().map(|e| e.size() as u64).sum::<u64>();
         self.trim_at(now_us)?;
-        Ok(entry)
+        Ok(entries)
     }
 
     /// Merges entries from another peer: each must belong to this log, verify (one batch
@@ -234,11 +312,11 @@ impl Log {
         let mut seen = HashSet::with_capacity(entries.len());
         let mut candidates = Vec::with_capacity(entries.len());
         for e in entries {
-            if !seen.insert(e.hash()) || self.store.contains(&e.hash().0)? {
+            if self.store.contains(&e.hash().0)? {
                 report.duplicates += 1;
                 continue;
             }
-            if e.log_id() != &self.id {
+            if e.log_id() != self.id {
                 report.rejected.push((e.hash(), LogError::WrongLog));
                 continue;
             }
@@ -248,21 +326,19 @@ impl Log {
             }
             candidates.push(e);
         }
-        // One batch verification; if it fails, check one by one so that a peer sending many bad
-        // entries costs linear, not quadratic, work.
-        let verified = match verify_entries(&candidates, &mut self.keys) {
-            Ok(()) => candidates,
-            Err(_) => {
-                let mut good = Vec::with_capacity(candidates.len());
-                for e in candidates {
-                    match verify_entries(std::slice::from_ref(&e), &mut self.keys) {
-                        Ok(()) => good.push(e),
-                        Err((_, err)) => report.rejected.push((e.hash(), err.into())),
-                    }
-                }
-                good
+        // One signature check per batch root (many roots in one batch equation; one by one only
+        // if that fails, so a peer sending many bad entries costs linear, not quadratic, work).
+        let results = self.verifier.verify_many(&candidates);
+        let mut verified = Vec::with_capacity(candidates.len());
+        for (e, r) in candidates.into_iter().zip(results) {
+            match r {
+                // Deduplicated only once verified: an entry's hash covers its signed part, not
+                // its signature, so a forged copy must not shadow the real one.
+                Ok(_) if !seen.insert(e.hash()) => report.duplicates += 1,
+                Ok(_) => verified.push(e),
+                Err(err) => report.rejected.push((e.hash(), err.into())),
             }
-        };
+        }
         let mut accepted = Vec::with_capacity(verified.len());
         for e in verified {
             match &self.access {
@@ -277,13 +353,10 @@ impl Log {
         if accepted.is_empty() {
             return Ok(report);
         }
-        let referenced: HashSet<EntryHash> = accepted
-            .iter()
-            .flat_map(|e| e.next().iter().copied())
-            .collect();
+        let referenced: HashSet<EntryHash> = accepted.iter().flat_map(|e| e.next()).collect();
         let nexts: Vec<Vec<[u8; 32]>> = accepted
             .iter()
-            .map(|e| e.next().iter().map(|h| h.0).collect())
+            .map(|e| e.next().map(|h| h.0).collect())
             .collect();
         let mut rows = Vec::with_capacity(accepted.len());
         for (e, next) in accepted.iter().zip(&nexts) {
@@ -291,7 +364,7 @@ impl Log {
                 !referenced.contains(&e.hash()) && !self.store.has_children(&e.hash().0)?;
             rows.push(NewEntry {
                 hash: e.hash().0,
-                header: e.header().clone(),
+                header: e.header(),
                 payload: e.stored_payload().clone(),
                 clock: e.clock().to_key(),
                 next,
@@ -320,6 +393,7 @@ impl Log {
                 self.heads.insert(e.hash());
             }
             self.clock.observe(e.clock(), now_us)?;
+            self.next_seq = self.next_seq.max(e.seq() + 1);
             self.len += 1;
             self.bytes += e.size() as u64;
             report.added.push(e.hash());
@@ -368,6 +442,7 @@ impl Log {
         let mut children = vec![Vec::new(); all.len()];
         for (i, e) in all.iter().enumerate() {
             for p in e.next() {
+                let p = &p;
                 if let Some(&pi) = index.get(p) {
                     waiting[i] += 1;
                     children[pi].push(i);

@@ -1,22 +1,22 @@
 //! Signed append-only logs.
 //!
-//! An [`Entry`] is a fixed-layout header (log id, [`Clock`], `next` hashes, payload length and
-//! BLAKE3 hash, codec flags) signed by one or more keys, plus its payload as `Bytes`. Its hash is
-//! BLAKE3 over the whole encoded header and prints as a CIDv1. A [`Log`] appends, joins entries
+//! An [`Entry`] is the envelope of `starling_net::entry` (format v2: log id, seq, [`Clock`],
+//! group, `next` hashes, payload hash, one writer's batch signature), plus its payload as
+//! `Bytes`. Its hash is BLAKE3 over the signed part and prints as a CIDv1. A [`Log`] appends
+//! (alone or as one signed batch), joins entries
 //! from other peers (verifying them first), tracks heads, iterates in clock or causal order and
 //! trims by count, bytes or age, storing everything in a [`starling_store::Store`].
 
 mod clock;
 mod compress;
-mod entry;
 mod error;
-mod hash;
 #[allow(clippy::module_inception)]
 mod log;
 
-pub use clock::{Clock, HybridClock};
+pub use clock::HybridClock;
 pub use compress::Compression;
-pub use entry::{Entry, MAX_NEXT, MAX_PAYLOAD_LEN, MAX_SIGNATURES, verify_entries};
-pub use error::{EntryError, LogError};
-pub use hash::EntryHash;
-pub use log::{AccessCheck, Direction, JoinReport, Log, LogConfig, LogId, Retention};
+pub use error::LogError;
+pub use log::{AccessCheck, Direction, Draft, JoinReport, Log, LogConfig, LogId, Retention};
+pub use starling_net::entry::{
+    Clock, Entry, EntryError, EntryHash, EntryVerifier, MAX_BATCH, MAX_NEXT, MAX_PAYLOAD_LEN,
+};

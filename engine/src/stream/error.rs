@@ -40,6 +40,9 @@ pub enum StreamError {
     /// The record's entry belongs to another log.
     #[error("the entry belongs to another log")]
     WrongLog,
+    /// Signing or storing earlier frames failed (the frames were dropped).
+    #[error("stream frames were not logged: {0}")]
+    Signing(String),
     /// A media frame larger than the stream accepts.
     #[error("frame of {len} bytes exceeds the limit of {max}")]
     FrameTooLarge {

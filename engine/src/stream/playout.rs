@@ -16,6 +16,8 @@ pub(crate) struct Item {
 
 /// What the playout asks of its task.
 #[derive(Debug)]
+// Items travel by value (their entry parsed once); boxing would allocate per frame.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Output {
     /// Deliver `item`; `skipped` frames before it were not delivered; `prev` is the frame played
     /// before it (what [`Playout::overflow`] goes back to if the delivery fails).
@@ -201,26 +203,45 @@ impl Playout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::record::{MediaFrame, entry_payload};
-    use bytes::{BufMut, Bytes, BytesMut};
+    use crate::stream::record::RecordMeta;
+    use bytes::Bytes;
+    use starling_net::entry::{EntryFields, EntrySigner};
+    use starling_net::{KeyType, Keypair};
 
-    /// A record with a dummy header (the playout reads only the stream fields).
+    thread_local! {
+        static SIGNER: std::cell::RefCell<EntrySigner> =
+            std::cell::RefCell::new(EntrySigner::new(Keypair::generate(KeyType::Ed25519)));
+    }
+
+    /// A stream entry's record (the playout reads only the stream fields).
     fn item(seq: u64, keyframe_seq: u64) -> Item {
-        let frame = MediaFrame {
-            data: Bytes::from(vec![seq as u8; 4]),
+        let meta = RecordMeta {
             keyframe: seq == keyframe_seq,
             media_ts_us: seq * 33_333,
-        };
-        let payload = entry_payload(&frame, keyframe_seq);
-        let mut rec = BytesMut::new();
-        rec.put_u8(1);
-        rec.put_u16(2);
-        rec.put_slice(&[0, 0]);
-        rec.put_slice(&payload);
+            keyframe_seq,
+        }
+        .encode();
+        let entry = SIGNER.with(|s| {
+            s.borrow_mut()
+                .sign_one(&EntryFields {
+                    log_id: [0; 32],
+                    seq,
+                    wall_us: seq,
+                    logical: 0,
+                    group: [0; 32],
+                    replicas: 0,
+                    meta: &meta,
+                    next: &[],
+                    payload: Bytes::from(vec![seq as u8; 4]),
+                    raw_len: 4,
+                    flags: 0,
+                })
+                .unwrap()
+        });
         Item {
             seq,
             published_us: seq,
-            record: Record::parse(&rec.freeze()).unwrap(),
+            record: Record::from_entry(entry, &[0; 32]).unwrap(),
         }
     }
 

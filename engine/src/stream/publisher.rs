@@ -1,16 +1,24 @@
-//! The owner's side of a live stream: each frame becomes a signed log entry (kept in a bounded
-//! on-disk window) and a record on the topic's tree; recent records also stay in memory to
+//! The owner's side of a live stream: each frame becomes a signed log entry — under load many
+//! frames share one batch signature — kept in a bounded on-disk window, sent down the topic's
+//! tree as the very entry (no second signature, no copy of the media), and kept in memory to
 //! answer catch-up requests.
+//!
+//! Signing runs on the stream's own thread: `push` numbers the frame, reserves its place in the
+//! node's publish queue and hands it over; the thread takes everything that queued up while it
+//! signed the previous batch (up to `max_batch`, optionally waiting `max_wait` for more), signs
+//! and stores it as one batch, and publishes the entries. A lone frame is signed alone, so at
+//! low rates latency does not change.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use starling_net::overlay::{OverlayNode, PublishRefused, Topic};
-use starling_net::wire::unix_time_us;
+use starling_net::overlay::{OverlayNode, OwnedPublishPermit, PublishRefused, Topic};
 
-use super::record::{MediaFrame, Sequenced, encode_record, entry_payload};
+use super::record::{MediaFrame, RecordMeta};
 use super::{StreamAddress, StreamError};
-use crate::log::Log;
+use crate::log::{Draft, Entry, Log, MAX_BATCH};
 
 /// Settings of a published stream.
 #[derive(Clone, Debug)]
@@ -18,8 +26,15 @@ pub struct PublishOptions {
     /// Frames kept (on disk and in memory) for late joiners. Default 300 (10 s at 30 fps).
     pub window_frames: usize,
     /// Largest media frame accepted. Default 4 MiB − 16 KiB: the transport's default frame
-    /// limit (4 MiB) minus room for the entry header, record and data-frame heads.
+    /// limit (4 MiB) minus room for the entry header.
     pub max_frame_bytes: usize,
+    /// Most frames under one signature (1: every frame signed alone; at most 256). Default 64:
+    /// the proof grows by 32 bytes per doubling (6 hashes, 192 bytes at 64) while the
+    /// signature's ~26 µs is shared by all (see ARCHITECTURE.md, "cost model").
+    pub max_batch: usize,
+    /// How long a batch may wait for more frames once one is queued. Default `None`: only
+    /// frames that queued up while the previous batch was being signed join a batch.
+    pub max_wait: Option<Duration>,
 }
 
 impl Default for PublishOptions {
@@ -27,28 +42,30 @@ impl Default for PublishOptions {
         PublishOptions {
             window_frames: 300,
             max_frame_bytes: (4 << 20) - (16 << 10),
+            max_batch: 64,
+            max_wait: None,
         }
     }
 }
 
-/// Recent records of one stream, shared with the peer's catch-up server.
+/// Recent entries of one stream, shared with the peer's catch-up server.
 #[derive(Debug, Default)]
 pub(crate) struct Window {
-    records: VecDeque<Sequenced>,
+    entries: VecDeque<Entry>,
 }
 
 impl Window {
-    /// The records in `from..=to` still held, ascending.
-    pub(crate) fn range(&self, from: u64, to: u64) -> Vec<Sequenced> {
-        let Some(first) = self.records.front().map(|r| r.seq) else {
+    /// The entries in `from..=to` still held, ascending.
+    pub(crate) fn range(&self, from: u64, to: u64) -> Vec<Entry> {
+        let Some(first) = self.entries.front().map(Entry::seq) else {
             return Vec::new();
         };
         let start = from.saturating_sub(first) as usize;
-        self.records
+        self.entries
             .iter()
             .skip(start)
-            .take_while(|r| r.seq <= to)
-            .filter(|r| r.seq >= from)
+            .take_while(|e| e.seq() <= to)
+            .filter(|e| e.seq() >= from)
             .cloned()
             .collect()
     }
@@ -57,18 +74,44 @@ impl Window {
 /// Windows of the streams a peer publishes, by topic.
 pub(crate) type Windows = Arc<Mutex<HashMap<Topic, Arc<Mutex<Window>>>>>;
 
-/// A stream this peer owns. Dropping it stops serving catch-ups for it.
+/// A frame handed to the signing thread, with its reserved place in the node's queue.
+struct Pending {
+    data: bytes::Bytes,
+    meta: [u8; super::record::META_LEN],
+    permit: OwnedPublishPermit,
+}
+
+/// What the signing thread reports back: frames done (signed or failed), the last failure.
+#[derive(Debug, Default)]
+struct Progress {
+    done: u64,
+    failure: Option<String>,
+}
+
+type Shared = Arc<(Mutex<Progress>, Condvar)>;
+
+/// A stream this peer owns. Dropping it stops serving catch-ups for it (after the frames
+/// already pushed are signed and sent).
 #[derive(Debug)]
 pub struct Publisher {
     address: StreamAddress,
     topic: Topic,
-    log: Log,
+    log: Arc<Mutex<Log>>,
     node: OverlayNode,
-    window: Arc<Mutex<Window>>,
     windows: Windows,
     options: PublishOptions,
     next_seq: u64,
     last_keyframe: Option<u64>,
+    queue: Option<std_mpsc::Sender<Pending>>,
+    progress: Shared,
+    pushed: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
 }
 
 impl Publisher {
@@ -85,16 +128,32 @@ impl Publisher {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(topic, window.clone());
+        // A restarted publisher continues its log's numbering: old frames never collide with
+        // new ones of the same stream.
+        let next_seq = log.next_seq();
+        let log = Arc::new(Mutex::new(log));
+        let (queue, rx) = std_mpsc::channel();
+        let progress: Shared = Arc::default();
+        let thread = {
+            let (log, progress, options) = (log.clone(), progress.clone(), options.clone());
+            std::thread::Builder::new()
+                .name("starling-publisher".into())
+                .spawn(move || sign_loop(rx, log, window, progress, options))
+                .ok()
+        };
         Publisher {
             address,
             topic,
             log,
             node,
-            window,
             windows,
             options,
-            next_seq: 0,
+            next_seq,
             last_keyframe: None,
+            queue: thread.is_some().then_some(queue),
+            progress,
+            pushed: 0,
+            thread,
         }
     }
 
@@ -103,21 +162,36 @@ impl Publisher {
         &self.address
     }
 
-    /// The stream's log (the on-disk window).
-    pub fn log(&self) -> &Log {
-        &self.log
+    /// The stream's log (the on-disk window). Frames pushed but not yet signed are not in it
+    /// yet: [`Publisher::flush`] first.
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Frames pushed so far in this session; the next frame's sequence number.
+    /// The next frame's sequence number (the log's next entry seq).
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
-    /// Signs `frame` into the log and sends it down the tree; returns its sequence number.
-    /// Never blocks on the network: a congested tree drops older frames, not this call. If the
-    /// node itself is behind (its bounded publish queue is full) the frame is refused with
-    /// [`StreamError::Congested`] before it is logged, and the caller may drop or retry it; after
-    /// the peer closed it is [`StreamError::Closed`].
+    /// Waits until every frame pushed so far has been signed, stored and handed to the node.
+    pub fn flush(&self) -> Result<(), StreamError> {
+        let (lock, cv) = &*self.progress;
+        let mut p = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while p.done < self.pushed && self.thread.is_some() {
+            p = cv.wait(p).unwrap_or_else(PoisonError::into_inner);
+        }
+        match p.failure.take() {
+            Some(e) => Err(StreamError::Signing(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Numbers `frame` and hands it to the signing thread, which logs it and sends it down the
+    /// tree; returns its sequence number. Never blocks on the network: a congested tree drops
+    /// older frames, not this call. If the node itself is behind (its bounded publish queue is
+    /// full) the frame is refused with [`StreamError::Congested`] before it is numbered, and
+    /// the caller may drop or retry it; after the peer closed it is [`StreamError::Closed`]. A
+    /// storage failure of an earlier frame is reported by the next push (or `flush`).
     pub fn push(&mut self, frame: MediaFrame) -> Result<u64, StreamError> {
         if frame.data.len() > self.options.max_frame_bytes {
             return Err(StreamError::FrameTooLarge {
@@ -125,7 +199,17 @@ impl Publisher {
                 max: self.options.max_frame_bytes,
             });
         }
-        let permit = self.node.try_reserve_publish().map_err(|e| match e {
+        if let Some(e) = self
+            .progress
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failure
+            .take()
+        {
+            return Err(StreamError::Signing(e));
+        }
+        let permit = self.node.try_reserve_publish_owned().map_err(|e| match e {
             PublishRefused::Behind => StreamError::Congested,
             _ => StreamError::Closed,
         })?;
@@ -133,31 +217,105 @@ impl Publisher {
         if frame.keyframe {
             self.last_keyframe = Some(seq);
         }
-        // Before any keyframe, a frame's group starts at the first frame.
-        let keyframe_seq = self.last_keyframe.unwrap_or(0);
-        let entry = self.log.append(entry_payload(&frame, keyframe_seq))?;
-        let record = encode_record(&entry);
-        {
-            let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-            window.records.push_back(Sequenced {
-                seq,
-                published_us: unix_time_us(),
-                record: record.clone(),
-            });
-            while window.records.len() > self.options.window_frames {
-                window.records.pop_front();
+        let meta = RecordMeta {
+            keyframe: frame.keyframe,
+            media_ts_us: frame.media_ts_us,
+            // Before any keyframe, a frame's group starts at the first frame.
+            keyframe_seq: self.last_keyframe.unwrap_or(0),
+        };
+        let queue = self.queue.as_ref().ok_or(StreamError::Closed)?;
+        queue
+            .send(Pending {
+                data: frame.data,
+                meta: meta.encode(),
+                permit,
+            })
+            .map_err(|_| StreamError::Closed)?;
+        self.next_seq += 1;
+        self.pushed += 1;
+        Ok(seq)
+    }
+}
+
+/// The signing thread: batch what queued up, sign and store it as one batch, publish.
+fn sign_loop(
+    rx: std_mpsc::Receiver<Pending>,
+    log: Arc<Mutex<Log>>,
+    window: Arc<Mutex<Window>>,
+    progress: Shared,
+    options: PublishOptions,
+) {
+    let max_batch = options.max_batch.clamp(1, MAX_BATCH);
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        let deadline = options.max_wait.map(|w| Instant::now() + w);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(std_mpsc::TryRecvError::Disconnected) => break,
+                Err(std_mpsc::TryRecvError::Empty) => {
+                    let Some(left) =
+                        deadline.and_then(|d| d.checked_duration_since(Instant::now()))
+                    else {
+                        break;
+                    };
+                    match rx.recv_timeout(left) {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
             }
         }
-        // The overlay numbers a topic's frames from 0 in publish order, as this counter does
-        // (the permit guarantees this frame takes the next number).
-        permit.publish(self.topic, record);
-        self.next_seq += 1;
-        Ok(seq)
+        let drafts: Vec<Draft<'_>> = batch
+            .iter()
+            .map(|p| Draft {
+                payload: p.data.clone(),
+                meta: &p.meta,
+            })
+            .collect();
+        let result = log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append_batch(&drafts);
+        drop(drafts);
+        let n = batch.len() as u64;
+        let failure = match result {
+            Ok(entries) => {
+                {
+                    let mut w = window.lock().unwrap_or_else(PoisonError::into_inner);
+                    w.entries.extend(entries.iter().cloned());
+                    while w.entries.len() > options.window_frames {
+                        w.entries.pop_front();
+                    }
+                }
+                for (p, e) in batch.drain(..).zip(entries) {
+                    p.permit.publish(e);
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!("stream frames not logged: {e}");
+                batch.clear();
+                Some(e.to_string())
+            }
+        };
+        let (lock, cv) = &*progress;
+        let mut p = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        p.done += n;
+        if failure.is_some() {
+            p.failure = failure;
+        }
+        cv.notify_all();
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        self.queue = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
         self.windows
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -172,15 +330,29 @@ mod tests {
 
     #[test]
     fn window_range_returns_what_it_holds() {
+        let key = starling_net::Keypair::generate(starling_net::KeyType::Ed25519);
+        let mut signer = starling_net::entry::EntrySigner::new(key);
         let mut w = Window::default();
         for seq in 5..15 {
-            w.records.push_back(Sequenced {
-                seq,
-                published_us: 0,
-                record: Bytes::new(),
-            });
+            w.entries.push_back(
+                signer
+                    .sign_one(&starling_net::entry::EntryFields {
+                        log_id: [0; 32],
+                        seq,
+                        wall_us: 0,
+                        logical: 0,
+                        group: [0; 32],
+                        replicas: 0,
+                        meta: &[],
+                        next: &[],
+                        payload: Bytes::new(),
+                        raw_len: 0,
+                        flags: 0,
+                    })
+                    .unwrap(),
+            );
         }
-        let seqs = |v: Vec<Sequenced>| v.iter().map(|r| r.seq).collect::<Vec<_>>();
+        let seqs = |v: Vec<Entry>| v.iter().map(Entry::seq).collect::<Vec<_>>();
         assert_eq!(seqs(w.range(7, 9)), vec![7, 8, 9]);
         assert_eq!(seqs(w.range(0, 6)), vec![5, 6]);
         assert_eq!(seqs(w.range(13, 99)), vec![13, 14]);

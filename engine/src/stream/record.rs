@@ -1,24 +1,23 @@
-//! What travels on a stream's tree: one record per frame, and the catch-up messages.
+//! What travels on a stream's tree: one signed log entry per frame, and the catch-up messages.
 //!
-//! A record carries the signed log entry whole, so a subscriber may store it in its own log and
-//! anyone can check it later:
+//! The entry *is* the record: the overlay carries it, relays forward its bytes, subscribers
+//! read it and may store it in their own log, catch-up replies carry it. The stream's fields are
+//! the entry's signed meta, the media is its payload, as the application gave it (no copy):
 //!
 //! ```text
-//! record  = version u8 (1) | header_len u16 BE | entry header | entry payload
-//! payload = flags u8 (bit 0: keyframe) | media_ts_us u64 BE | keyframe_seq u64 BE | media bytes
+//! meta    = flags u8 (bit 0: keyframe) | media_ts_us u64 BE | keyframe_seq u64 BE
+//! payload = media bytes
 //! ```
 //!
 //! `keyframe_seq` is the sequence number of the latest keyframe at or before this frame, which
-//! is where a late joiner starts. The record travels inside a data frame signed by the owner
-//! (checked by the overlay before relaying), which binds every byte here, so reading the media
-//! needs no second signature check; storing the entry in a log verifies its own signature.
+//! is where a late joiner starts; the frame's sequence number is the entry's `seq`.
 //!
 //! Catch-up messages go as direct messages between peers:
 //!
 //! ```text
 //! request = version u8 (1) | kind u8 (1) | topic [32] | from u64 | to u64       (inclusive)
-//! reply   = version u8 (1) | kind u8 (2) | topic [32] | count u16 |
-//!           count × (seq u64 | published_us u64 | len u32 | record)
+//! reply   = version u8 (2) | kind u8 (2) | topic [32] | count u16 |
+//!           count × (seq u64 | published_us u64 | len u32 | entry header ‖ payload)
 //! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -26,8 +25,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::StreamError;
 use crate::log::{Entry, LogId};
 
-const RECORD_V1: u8 = 1;
-const META_LEN: usize = 17;
+/// Bytes of a stream entry's meta.
+pub(crate) const META_LEN: usize = 17;
 const FLAG_KEYFRAME: u8 = 1;
 const CATCHUP_V1: u8 = 1;
 const KIND_REQUEST: u8 = 1;
@@ -90,92 +89,72 @@ pub struct RecordMeta {
     pub keyframe_seq: u64,
 }
 
-/// Builds an entry payload: the stream fields, then the media (the one copy of the media a
-/// publisher makes; everything after it — log, wire, relays, subscribers — shares these bytes).
-pub(crate) fn entry_payload(frame: &MediaFrame, keyframe_seq: u64) -> Bytes {
-    let mut out = BytesMut::with_capacity(META_LEN + frame.data.len());
-    out.put_u8(if frame.keyframe { FLAG_KEYFRAME } else { 0 });
-    out.put_u64(frame.media_ts_us);
-    out.put_u64(keyframe_seq);
-    out.put_slice(&frame.data);
-    out.freeze()
+impl RecordMeta {
+    /// The entry meta bytes.
+    pub(crate) fn encode(&self) -> [u8; META_LEN] {
+        let mut m = [0u8; META_LEN];
+        m[0] = if self.keyframe { FLAG_KEYFRAME } else { 0 };
+        m[1..9].copy_from_slice(&self.media_ts_us.to_be_bytes());
+        m[9..].copy_from_slice(&self.keyframe_seq.to_be_bytes());
+        m
+    }
+
+    fn decode(mut m: &[u8]) -> Result<RecordMeta, StreamError> {
+        if m.len() != META_LEN {
+            return Err(StreamError::Truncated {
+                need: META_LEN,
+                have: m.len(),
+            });
+        }
+        let flags = m.get_u8();
+        Ok(RecordMeta {
+            keyframe: flags & FLAG_KEYFRAME != 0,
+            media_ts_us: m.get_u64(),
+            keyframe_seq: m.get_u64(),
+        })
+    }
 }
 
-/// Frames a stored entry as a record.
-pub(crate) fn encode_record(entry: &Entry) -> Bytes {
-    let header = entry.header();
-    let payload = entry.stored_payload();
-    let mut out = BytesMut::with_capacity(3 + header.len() + payload.len());
-    out.put_u8(RECORD_V1);
-    out.put_u16(header.len() as u16);
-    out.put_slice(header);
-    out.put_slice(payload);
-    out.freeze()
-}
-
-/// A record split into its parts (slices of the received bytes).
+/// A stream entry with its fields read (the media is the entry's payload, not a copy).
 #[derive(Clone, Debug)]
 pub struct Record {
     /// The stream fields.
     pub meta: RecordMeta,
     /// The media bytes.
     pub data: Bytes,
-    header: Bytes,
-    payload: Bytes,
+    entry: Entry,
 }
 
 impl Record {
-    /// Splits `record`, checking every length before using it.
-    pub fn parse(record: &Bytes) -> Result<Record, StreamError> {
-        let need = |n: usize| {
-            if record.len() < n {
-                Err(StreamError::Truncated {
-                    need: n,
-                    have: record.len(),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        need(3)?;
-        if record[0] != RECORD_V1 {
-            return Err(StreamError::UnsupportedVersion(record[0]));
-        }
-        let header_len = usize::from(u16::from_be_bytes([record[1], record[2]]));
-        let payload_at = 3 + header_len;
-        need(payload_at + META_LEN)?;
-        let mut meta = &record[payload_at..payload_at + META_LEN];
-        let flags = meta.get_u8();
-        Ok(Record {
-            meta: RecordMeta {
-                keyframe: flags & FLAG_KEYFRAME != 0,
-                media_ts_us: meta.get_u64(),
-                keyframe_seq: meta.get_u64(),
-            },
-            data: record.slice(payload_at + META_LEN..),
-            header: record.slice(3..payload_at),
-            payload: record.slice(payload_at..),
-        })
-    }
-
-    /// The signed log entry inside, checked to belong to `log`.
-    pub fn entry(&self, log: &LogId) -> Result<Entry, StreamError> {
-        let entry = Entry::decode(self.header.clone(), self.payload.clone())?;
-        if entry.log_id() != log {
+    /// Reads the stream fields of `entry`, checked to belong to `log`.
+    pub fn from_entry(entry: Entry, log: &LogId) -> Result<Record, StreamError> {
+        if entry.log_id() != *log {
             return Err(StreamError::WrongLog);
         }
-        Ok(entry)
+        let meta = RecordMeta::decode(entry.meta())?;
+        let data = entry.payload()?;
+        Ok(Record { meta, data, entry })
+    }
+
+    /// Decodes entry bytes (`header ‖ payload`, as catch-up carries them).
+    pub fn parse(bytes: &Bytes, log: &LogId) -> Result<Record, StreamError> {
+        Record::from_entry(Entry::from_bytes(bytes.clone())?, log)
+    }
+
+    /// The signed log entry.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
     }
 }
 
-/// A record with its place in the stream, as the window keeps it and catch-up carries it.
+/// An entry's bytes with its place in the stream, as catch-up carries them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sequenced {
     /// Sequence number in the topic.
     pub seq: u64,
     /// When the publisher sent it, µs since the epoch.
     pub published_us: u64,
-    /// The record.
+    /// The entry, `header ‖ payload`.
     pub record: Bytes,
 }
 
@@ -307,18 +286,19 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn record_parse_checks_lengths_and_version() {
+    fn record_parse_checks_the_entry_and_its_meta() {
         assert!(matches!(
-            Record::parse(&Bytes::from_static(&[1, 0])),
-            Err(StreamError::Truncated { .. })
+            Record::parse(&Bytes::from_static(&[1, 0]), &[0; 32]),
+            Err(StreamError::Entry(_))
         ));
+        let meta = RecordMeta {
+            keyframe: true,
+            media_ts_us: 5,
+            keyframe_seq: 3,
+        };
+        assert_eq!(RecordMeta::decode(&meta.encode()).unwrap(), meta);
         assert!(matches!(
-            Record::parse(&Bytes::from_static(&[2, 0, 0])),
-            Err(StreamError::UnsupportedVersion(2))
-        ));
-        // Header length pointing past the end.
-        assert!(matches!(
-            Record::parse(&Bytes::from_static(&[1, 0xff, 0xff, 0, 0])),
+            RecordMeta::decode(&meta.encode()[..16]),
             Err(StreamError::Truncated { .. })
         ));
     }
@@ -396,7 +376,7 @@ mod tests {
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let b = Bytes::from(bytes);
             let _ = CatchUp::decode(&b);
-            let _ = Record::parse(&b);
+            let _ = Record::parse(&b, &[0; 32]);
         }
 
         #[test]

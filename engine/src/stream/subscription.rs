@@ -16,7 +16,7 @@ use super::StreamAddress;
 use super::StreamError;
 use super::playout::{Item, Output, Playout, PlayoutConfig};
 use super::record::{CatchUp, Record, Sequenced};
-use crate::log::{Entry, Log, LogId};
+use crate::log::{Entry, Log};
 
 /// Settings of a subscription.
 #[derive(Clone, Debug)]
@@ -64,13 +64,12 @@ pub struct StreamFrame {
     /// The media bytes (shared with the received packet, not copied).
     pub data: Bytes,
     record: Record,
-    log_id: LogId,
 }
 
 impl StreamFrame {
     /// The signed log entry this frame was published as.
-    pub fn entry(&self) -> Result<Entry, StreamError> {
-        self.record.entry(&self.log_id)
+    pub fn entry(&self) -> &Entry {
+        self.record.entry()
     }
 }
 
@@ -270,8 +269,9 @@ impl Task {
                     let Some(d) = d else { return };
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
                     let seq = d.seq;
-                    let published_us = d.frame.timestamp_us();
-                    if let Some(item) = self.item(seq, published_us, d.frame.payload()) {
+                    let published_us = d.frame.clock().wall_us;
+                    let record = Record::from_entry(d.frame, &self.topic);
+                    if let Some(item) = self.item(seq, published_us, record) {
                         let now = self.now();
                         self.playout.live(item, now, &mut out);
                     }
@@ -279,7 +279,15 @@ impl Task {
                 Some(records) = catch_ups.recv() => {
                     let items = records
                         .into_iter()
-                        .filter_map(|r| self.item(r.seq, r.published_us, &r.record))
+                        .filter_map(|r| {
+                            let record = Record::parse(&r.record, &self.topic)
+                                .and_then(|rec| if rec.entry().seq() == r.seq {
+                                    Ok(rec)
+                                } else {
+                                    Err(StreamError::WrongLog)
+                                });
+                            self.item(r.seq, r.published_us, record)
+                        })
                         .collect();
                     self.playout.catch_up(items, &mut out);
                 }
@@ -294,8 +302,13 @@ impl Task {
         }
     }
 
-    fn item(&self, seq: u64, published_us: u64, record: &Bytes) -> Option<Item> {
-        match Record::parse(record) {
+    fn item(
+        &self,
+        seq: u64,
+        published_us: u64,
+        record: Result<Record, StreamError>,
+    ) -> Option<Item> {
+        match record {
             Ok(record) => Some(Item {
                 seq,
                 published_us,
@@ -326,7 +339,7 @@ impl Task {
                     prev,
                 } => {
                     if let Some(log) = &mut self.log
-                        && let Err(e) = persist(log, &item.record, &self.topic)
+                        && let Err(e) = persist(log, item.record.entry())
                     {
                         tracing::debug!(seq = item.seq, "entry not stored: {e}");
                         self.counters.invalid.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +352,6 @@ impl Task {
                         skipped,
                         data: item.record.data.clone(),
                         record: item.record,
-                        log_id: self.topic,
                     };
                     match self.app.try_send(frame) {
                         Ok(()) => {
@@ -360,9 +372,8 @@ impl Task {
 }
 
 /// Stores a received entry in the local copy of the log (signature checked by the join).
-fn persist(log: &mut Log, record: &Record, topic: &LogId) -> Result<(), StreamError> {
-    let entry = record.entry(topic)?;
-    let report = log.join(vec![entry])?;
+fn persist(log: &mut Log, entry: &Entry) -> Result<(), StreamError> {
+    let report = log.join(vec![entry.clone()])?;
     match report.rejected.into_iter().next() {
         Some((_, e)) => Err(e.into()),
         None => Ok(()),

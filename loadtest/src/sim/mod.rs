@@ -238,6 +238,7 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     let mut killed: HashSet<u32> = HashSet::new();
     let mut affected: HashMap<u32, u64> = HashMap::new();
     let mut published_in_window = 0u64;
+    let mut next_seq: Vec<u64> = vec![0; pubs];
     let interval = (1e6 / args.rate) as u64;
     let topics: Vec<Topic> = (0..pubs).map(topic).collect();
 
@@ -282,6 +283,11 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
                         publisher,
                         Event::Command(Command::Publish {
                             topic: topic(publisher as usize),
+                            seq: {
+                                let s = &mut next_seq[publisher as usize];
+                                *s += 1;
+                                *s - 1
+                            },
                             payload: frame,
                         }),
                     ),

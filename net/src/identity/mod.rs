@@ -5,6 +5,7 @@
 //! verification) and `k256`, wrapped here in Starling's small [`Keypair`] / [`PublicKey`] API.
 
 mod error;
+mod key_cache;
 mod keyfile;
 mod keys;
 mod peer_id;
@@ -13,6 +14,7 @@ mod signature;
 mod tests;
 
 pub use error::IdentityError;
+pub use key_cache::KeyCache;
 pub use keyfile::{load_key_file, save_key_file};
 pub use keys::{KeyType, Keypair, PublicKey};
 pub use libp2p_identity::PeerId;

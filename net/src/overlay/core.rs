@@ -63,6 +63,8 @@ pub enum Command<P, B> {
     Publish {
         /// The topic.
         topic: Topic,
+        /// The frame's sequence number (the entry's own): above every one published before.
+        seq: u64,
         /// The signed frame.
         payload: B,
     },
@@ -601,7 +603,11 @@ where
                     }
                 }
             }
-            Command::Publish { topic, payload } => {
+            Command::Publish {
+                topic,
+                seq,
+                payload,
+            } => {
                 if !self.topics.contains_key(&topic) {
                     if self.topics.len() >= self.shared.config.max_topics {
                         return;
@@ -611,7 +617,7 @@ where
                         .insert(topic, TopicState::new(me, true, &self.shared.config));
                 }
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.publish(&mut self.shared, topic, payload, now, out);
+                    state.publish(&mut self.shared, topic, seq, payload, now, out);
                 }
             }
             Command::SendDirect { dest, id, payload } => {

@@ -29,7 +29,8 @@ pub use config::OverlayConfig;
 pub use core::{Action, Command, Event, Overlay, OverlayStats};
 #[cfg(feature = "quic")]
 pub use driver::{
-    Delivery, DirectMessage, FrameVerifier, OverlayNode, PublishPermit, PublishRefused,
+    Delivery, DirectMessage, FrameVerifier, OverlayNode, OwnedPublishPermit, PublishRefused,
+    WriterRule,
 };
 pub use link::LinkMetrics;
 pub use message::{Candidate, Lane as MessageLane, Message, Payload, Topic, Verifier};

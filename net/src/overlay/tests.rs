@@ -41,6 +41,8 @@ struct Net {
     direct: HashMap<u32, Vec<u32>>,
     cut: BTreeSet<u32>,
     now: u64,
+    /// The root's next frame seq.
+    published: u64,
 }
 
 impl Net {
@@ -54,6 +56,7 @@ impl Net {
             direct: HashMap::new(),
             cut: BTreeSet::new(),
             now: 1_000_000,
+            published: 0,
         }
     }
 
@@ -104,10 +107,13 @@ impl Net {
 
     fn publish(&mut self, n: usize) {
         for _ in 0..n {
+            let seq = self.published;
+            self.published += 1;
             self.event(
                 0,
                 Event::Command(Command::Publish {
                     topic: T,
+                    seq,
                     payload: P {
                         len: 1000,
                         valid: true,
@@ -341,6 +347,7 @@ fn invalid_frames_are_neither_delivered_nor_relayed() {
         0,
         Event::Command(Command::Publish {
             topic: T,
+            seq: 2,
             payload: P {
                 len: 10,
                 valid: false,

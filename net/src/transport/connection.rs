@@ -65,7 +65,7 @@ struct Outgoing {
 impl Outgoing {
     fn new(frame: &Frame) -> Outgoing {
         let parts = match frame {
-            Frame::Data(d) => d.wire_parts(),
+            Frame::Entry(d) => d.wire_parts(),
             other => [encode_frame(other), Bytes::new()],
         };
         let len = parts[0].len() + parts[1].len();

@@ -1,3 +1,4 @@
+use crate::entry::EntryError;
 use crate::identity::IdentityError;
 
 /// A protocol violation by the remote peer, or a stream that ended badly.
@@ -65,6 +66,9 @@ pub enum WireError {
     /// A bad key or signature.
     #[error("frame signature: {0}")]
     Signature(#[from] IdentityError),
+    /// An entry frame whose entry does not decode.
+    #[error("entry frame: {0}")]
+    Entry(#[from] EntryError),
     /// A frame arrived in the wrong place (e.g. a second stream header).
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
@@ -81,7 +85,7 @@ impl WireError {
             WireError::MalformedLength | WireError::Empty | WireError::Truncated => 0x12,
             WireError::UnknownKind(_) => 0x13,
             WireError::UnsupportedVersion { .. } | WireError::UnsupportedProtocol(_) => 0x14,
-            WireError::PayloadHashMismatch | WireError::Signature(_) => 0x15,
+            WireError::PayloadHashMismatch | WireError::Signature(_) | WireError::Entry(_) => 0x15,
             _ => 0x10,
         }
     }

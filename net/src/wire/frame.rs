@@ -2,7 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{DataFrame, WireError};
+use super::WireError;
+use crate::entry::Entry;
 
 /// The protocol a Starling stream header names; a change of wire format changes the version.
 pub const PROTOCOL_NAME: &str = "/starling/wire/1";
@@ -17,8 +18,8 @@ pub enum FrameKind {
     Ping = 0x01,
     /// Answer to a probe.
     Pong = 0x02,
-    /// A signed data frame.
-    Data = 0x03,
+    /// A signed entry (`entry::Entry`: header, then payload).
+    Entry = 0x03,
     /// An overlay control message (its body is versioned and laid out by the overlay driver).
     Overlay = 0x04,
 }
@@ -74,8 +75,8 @@ pub enum Frame {
     Ping(u64),
     /// Answer with the probe's nonce.
     Pong(u64),
-    /// Signed data.
-    Data(DataFrame),
+    /// A signed entry.
+    Entry(Entry),
     /// Overlay control message body (after the kind byte).
     Overlay(Bytes),
 }
@@ -88,7 +89,7 @@ pub fn varint_len(n: u64) -> usize {
     (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-pub(super) fn put_varint(out: &mut BytesMut, mut n: u64) {
+pub(crate) fn put_varint(out: &mut BytesMut, mut n: u64) {
     while n >= 0x80 {
         out.put_u8((n as u8) | 0x80);
         n >>= 7;
@@ -141,9 +142,9 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
             b.put_u64(*n);
         }),
         Frame::Overlay(b) => body(FrameKind::Overlay, &|out| out.extend_from_slice(b)),
-        Frame::Data(d) => {
+        Frame::Entry(e) => {
             let mut all = BytesMut::new();
-            for part in d.wire_parts() {
+            for part in e.wire_parts() {
                 all.extend_from_slice(&part);
             }
             return all.freeze();
@@ -219,7 +220,7 @@ impl Frame {
                     Frame::Pong(nonce)
                 })
             }
-            k if k == FrameKind::Data as u8 => DataFrame::decode(frame, n).map(Frame::Data),
+            k if k == FrameKind::Entry as u8 => Ok(Frame::Entry(Entry::decode_frame(frame, n)?)),
             k if k == FrameKind::Overlay as u8 => Ok(Frame::Overlay(frame.slice(n + 1..))),
             other => Err(WireError::UnknownKind(other)),
         }

@@ -4,23 +4,24 @@
 //! fixed layout. [`FrameDecoder`] is sans-IO: feed it the `Bytes` chunks quinn hands out and it
 //! returns whole frames, slicing them out of the chunk when a frame arrived in one piece.
 
-mod data;
 mod decoder;
 mod error;
 mod frame;
 #[cfg(test)]
 mod tests;
 
-pub use data::{DataFrame, DataFrameFields, KeyCache, TOPIC_LEN, verify_data_frames};
 pub use decoder::FrameDecoder;
 pub use error::WireError;
+pub(crate) use frame::put_varint;
 pub use frame::{Frame, FrameKind, Lane, PROTOCOL_NAME, StreamHeader, encode_frame, varint_len};
+
+/// Bytes of a topic id.
+pub const TOPIC_LEN: usize = 32;
 
 /// Default upper bound on one frame (length prefix excluded): 4 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 4 << 20;
 
-/// Now, in microseconds since the Unix epoch: the unit of a data frame's publish time (and of
-/// log clocks). 0 if the system clock is before 1970.
+/// Now, in microseconds since the Unix epoch: the unit of entry clocks. 0 if the system clock is before 1970.
 pub fn unix_time_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,24 +4,30 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::*;
+use crate::entry::{Entry, EntryError, EntryFields, EntrySigner, EntryVerifier};
 use crate::identity::{KeyType, Keypair};
 
-fn data_frame(key: &Keypair, seq: u64, payload: &[u8]) -> DataFrame {
-    let mut arena = BytesMut::new();
-    DataFrame::sign(
-        key,
-        DataFrameFields {
-            topic: [9; TOPIC_LEN],
+fn data_frame(key: &Keypair, seq: u64, payload: &[u8]) -> Entry {
+    let mut signer = EntrySigner::new(key.clone());
+    signer
+        .sign_one(&EntryFields {
+            log_id: [9; TOPIC_LEN],
             seq,
-            timestamp_us: 1_700_000_000_000_000 + seq,
+            wall_us: 1_700_000_000_000_000 + seq,
+            logical: 0,
+            group: [0; 32],
+            replicas: 0,
+            meta: b"",
+            next: &[],
             payload: Bytes::copy_from_slice(payload),
-        },
-        &mut arena,
-    )
+            raw_len: payload.len() as u32,
+            flags: 0,
+        })
+        .unwrap()
 }
 
-fn wire_bytes(f: &DataFrame) -> Bytes {
-    encode_frame(&Frame::Data(f.clone()))
+fn wire_bytes(f: &Entry) -> Bytes {
+    encode_frame(&Frame::Entry(f.clone()))
 }
 
 fn decode_all(chunks: Vec<Bytes>, max: usize) -> Result<Vec<Frame>, WireError> {
@@ -55,15 +61,15 @@ fn data_frame_round_trips_and_verifies() {
         let key = Keypair::generate(kt);
         let f = data_frame(&key, 42, b"hello frame");
         let got = decode_all(vec![wire_bytes(&f)], 1 << 20).unwrap();
-        let Frame::Data(d) = &got[0] else {
+        let Frame::Entry(d) = &got[0] else {
             panic!("not data")
         };
         assert_eq!(d.seq(), 42);
-        assert_eq!(d.topic(), [9; TOPIC_LEN]);
-        assert_eq!(d.payload().as_ref(), b"hello frame");
-        let mut keys = KeyCache::default();
-        assert_eq!(d.verify(&mut keys).unwrap(), *key.public());
-        assert_eq!(d.origin(&mut keys).unwrap(), key.peer_id());
+        assert_eq!(d.log_id(), [9; TOPIC_LEN]);
+        assert_eq!(d.stored_payload().as_ref(), b"hello frame");
+        assert_eq!(d, &f);
+        let mut v = EntryVerifier::default();
+        assert_eq!(v.verify(d).unwrap(), *key.public());
     }
 }
 
@@ -80,9 +86,9 @@ fn payload_in_one_chunk_is_not_copied() {
     let frames = decode_all(vec![chunk.clone()], 1 << 20).unwrap();
     assert_eq!(frames.len(), 2);
     for f in frames {
-        let Frame::Data(d) = f else { panic!() };
+        let Frame::Entry(d) = f else { panic!() };
         assert!(
-            range.contains(&(d.payload().as_ptr() as usize)),
+            range.contains(&(d.stored_payload().as_ptr() as usize)),
             "payload was copied"
         );
     }
@@ -135,20 +141,22 @@ fn unknown_kind_and_version_are_typed() {
     ));
     let mut bad =
         BytesMut::from(&wire_bytes(&data_frame(&Keypair::generate(KeyType::Ed25519), 1, b"x"))[..]);
-    let kind_at = bad.len() - 1 - (83 + 32 + 64);
-    bad[kind_at + 1] = 2;
+    // Prefix (2 bytes: the frame is over 127 bytes), kind, then the entry's version byte.
+    bad[3] = 9;
     assert!(matches!(
         Frame::decode(bad.clone().freeze()),
-        Err(WireError::UnsupportedVersion {
-            kind: "data",
-            version: 2
-        })
+        Err(WireError::Entry(EntryError::UnsupportedVersion(9)))
     ));
-    bad[kind_at + 1] = 1;
-    bad[kind_at + 2] = 7;
+    bad[3] = 1;
+    assert!(matches!(
+        Frame::decode(bad.clone().freeze()),
+        Err(WireError::Entry(EntryError::RetiredVersion))
+    ));
+    bad[3] = 2;
+    bad[3 + 87] = 7;
     assert!(matches!(
         Frame::decode(bad.freeze()),
-        Err(WireError::UnknownKeyType(7))
+        Err(WireError::Entry(EntryError::UnknownKeyType(7)))
     ));
     let mut header =
         BytesMut::from(&encode_frame(&Frame::StreamHeader(StreamHeader { lane: Lane::High }))[..]);
@@ -169,10 +177,10 @@ fn truncated_frames_are_typed() {
     ));
     let err = decode_all(vec![whole.slice(..whole.len() - 1)], 1 << 20).unwrap_err();
     assert!(matches!(err, WireError::Truncated));
-    // A data frame whose body is shorter than its fixed head.
+    // An entry frame whose body is shorter than its fixed header.
     assert!(matches!(
-        Frame::decode(Bytes::from_static(&[3, 0x03, 1, 1])),
-        Err(WireError::BadBodyLength { kind: "data", .. })
+        Frame::decode(Bytes::from_static(&[3, 0x03, 2, 0])),
+        Err(WireError::Entry(EntryError::Truncated { .. }))
     ));
 }
 
@@ -180,41 +188,24 @@ fn truncated_frames_are_typed() {
 fn tampering_is_detected() {
     let key = Keypair::generate(KeyType::Ed25519);
     let whole = wire_bytes(&data_frame(&key, 1, b"payload bytes"));
-    let mut keys = KeyCache::default();
-    // Flip a payload byte: hash mismatch.
+    // Flip a payload byte: hash mismatch at decode.
     let mut p = BytesMut::from(&whole[..]);
     let last = p.len() - 1;
     p[last] ^= 1;
-    let Frame::Data(d) = Frame::decode(p.freeze()).unwrap() else {
+    assert!(matches!(
+        Frame::decode(p.freeze()),
+        Err(WireError::Entry(EntryError::PayloadHashMismatch))
+    ));
+    // Flip the sequence number: the signature fails.
+    let mut h = BytesMut::from(&whole[..]);
+    h[3 + 40] ^= 1;
+    let Frame::Entry(d) = Frame::decode(h.freeze()).unwrap() else {
         panic!()
     };
     assert!(matches!(
-        d.verify(&mut keys),
-        Err(WireError::PayloadHashMismatch)
+        EntryVerifier::default().verify(&d),
+        Err(EntryError::Signature(_))
     ));
-    // Flip the sequence number: signature fails.
-    let mut h = BytesMut::from(&whole[..]);
-    h[2 + 40] ^= 1;
-    let Frame::Data(d) = Frame::decode(h.freeze()).unwrap() else {
-        panic!()
-    };
-    assert!(matches!(d.verify(&mut keys), Err(WireError::Signature(_))));
-}
-
-#[test]
-fn batch_verification_names_the_bad_frame() {
-    let key = Keypair::generate(KeyType::Ed25519);
-    let mut frames: Vec<DataFrame> = (0..10).map(|i| data_frame(&key, i, b"abc")).collect();
-    let mut keys = KeyCache::default();
-    verify_data_frames(&frames, &mut keys).unwrap();
-    let mut h = BytesMut::from(&wire_bytes(&frames[6])[..]);
-    h[2 + 40] ^= 1;
-    let Frame::Data(bad) = Frame::decode(h.freeze()).unwrap() else {
-        panic!()
-    };
-    frames[6] = bad;
-    let (index, _) = verify_data_frames(&frames, &mut keys).unwrap_err();
-    assert_eq!(index, 6);
 }
 
 proptest! {
@@ -239,12 +230,12 @@ proptest! {
         }
         let frames = decode_all(chunks, 1 << 20).unwrap();
         prop_assert_eq!(frames.len(), sizes.len());
-        let mut keys = KeyCache::default();
+        let mut v = EntryVerifier::default();
         for (i, f) in frames.iter().enumerate() {
-            let Frame::Data(d) = f else { panic!() };
+            let Frame::Entry(d) = f else { panic!() };
             prop_assert_eq!(d.seq(), i as u64);
-            prop_assert_eq!(d.payload().len(), sizes[i]);
-            prop_assert!(d.verify(&mut keys).is_ok());
+            prop_assert_eq!(d.stored_payload().len(), sizes[i]);
+            prop_assert!(v.verify(d).is_ok());
         }
     }
 

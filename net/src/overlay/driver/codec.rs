@@ -11,9 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::entry::Entry;
 use crate::identity::{PeerId, peer_id_from_bytes};
 use crate::overlay::{Candidate, Message};
-use crate::wire::{DataFrame, Frame, WireError};
+use crate::wire::{Frame, WireError};
 
 const VERSION: u8 = 1;
 const MAX_PEERS: usize = 32;
@@ -149,9 +150,11 @@ fn get_u64(buf: &mut Bytes) -> Result<u64, WireError> {
 
 /// A decoded overlay frame: a core message, or one of the driver's own address lookups.
 #[derive(Debug)]
+// An entry travels by value (its fields parsed once); boxing it would allocate per frame.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Decoded {
     /// For the core.
-    Core(Message<PeerId, DataFrame>),
+    Core(Message<PeerId, Entry>),
     /// "Where can I reach this peer?" (sent to neighbours when dialing a peer of unknown address).
     Locate(PeerId),
     /// The answer; its address went into the book while decoding.
@@ -168,11 +171,11 @@ pub(super) fn encode_lookup(answer: bool, peer: &PeerId, book: &AddressBook) -> 
 }
 
 /// Encodes a message as the frame that carries it.
-pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Frame {
+pub(super) fn encode(msg: &Message<PeerId, Entry>, book: &AddressBook) -> Frame {
     let mut out = BytesMut::with_capacity(64);
     out.put_u8(VERSION);
     match msg {
-        Message::Frame { payload, .. } => return Frame::Data(payload.clone()),
+        Message::Frame { payload, .. } => return Frame::Entry(payload.clone()),
         Message::Join {
             topic,
             root,
@@ -256,7 +259,7 @@ pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Fr
             out.put_u8(*hops_left);
             out.put_u64(*cost);
             for part in payload.wire_parts() {
-                out.put_slice(&part);
+                out.put_slice(&part[..]);
             }
         }
     }
@@ -266,9 +269,9 @@ pub(super) fn encode(msg: &Message<PeerId, DataFrame>, book: &AddressBook) -> Fr
 /// Decodes a received frame into an overlay message (learning addresses on the way).
 pub(super) fn decode(frame: Frame, book: &mut AddressBook) -> Result<Decoded, WireError> {
     let mut b = match frame {
-        Frame::Data(d) => {
+        Frame::Entry(d) => {
             return Ok(Decoded::Core(Message::Frame {
-                topic: d.topic(),
+                topic: d.log_id(),
                 seq: d.seq(),
                 payload: d,
             }));
@@ -334,7 +337,7 @@ pub(super) fn decode(frame: Frame, book: &mut AddressBook) -> Result<Decoded, Wi
             }
             let hops_left = b.get_u8();
             let cost = b.get_u64();
-            let Frame::Data(payload) = Frame::decode(b)? else {
+            let Frame::Entry(payload) = Frame::decode(b)? else {
                 return Err(WireError::Unexpected(
                     "direct payload that is not a data frame",
                 ));
@@ -381,13 +384,13 @@ mod tests {
         Keypair::generate(KeyType::Ed25519).peer_id()
     }
 
-    fn round_trip(msg: Message<PeerId, DataFrame>, book: &AddressBook) {
+    fn round_trip(msg: Message<PeerId, Entry>, book: &AddressBook) {
         let Frame::Overlay(bytes) = encode(&msg, book) else {
             panic!("control messages travel as overlay frames")
         };
         let mut learned = AddressBook::new();
         match decode(Frame::Overlay(bytes), &mut learned) {
-            // (DataFrame has no PartialEq; control messages carry none, so Debug compares all.)
+            // (Entry has no PartialEq; control messages carry none, so Debug compares all.)
             Ok(Decoded::Core(back)) => assert_eq!(format!("{back:?}"), format!("{msg:?}")),
             other => panic!("{other:?}"),
         }

@@ -13,80 +13,123 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Action, Command, Event, Message, Overlay, OverlayConfig, OverlayStats, Payload, Topic, Verifier,
 };
-use crate::identity::{Keypair, PeerId};
+use crate::entry::{Entry, EntryFields, EntrySigner, EntryVerifier};
+use crate::identity::{PeerId, PublicKey};
 use crate::transport::{Connection, Endpoint, Received, SendError, TransportError};
-use crate::wire::{
-    DataFrame, DataFrameFields, Frame, KeyCache, Lane, unix_time_us, verify_data_frames,
-};
+use crate::wire::{Frame, Lane, unix_time_us};
 use codec::{AddressBook, Decoded};
 use shaper::Shaper;
 
-impl Payload for DataFrame {
+impl Payload for Entry {
     fn wire_len(&self) -> usize {
-        DataFrame::wire_len(self)
+        Entry::wire_len(self)
     }
 }
 
-/// Real signature checks: the frame must verify and be signed by the topic's root (or the
-/// direct message's origin).
-#[derive(Debug, Default)]
+/// Who may write a topic's entries, as its program decides (default: only the tree's root).
+/// A program may accept more keys, e.g. those a trust graph delegates.
+pub type WriterRule = std::sync::Arc<dyn Fn(&PublicKey) -> bool + Send + Sync>;
+
+/// Most writer rules and root keys remembered (one per subscribed topic in practice).
+const MAX_RULES: usize = 1024;
+
+/// Real signature checks through the core's `Verifier` seam: an entry must belong to the
+/// topic, carry the expected seq, verify (its batch root checked once, cached), and be written
+/// by a key the topic's rule accepts (its root's by default; a direct message: its origin's).
+#[derive(Default)]
 pub struct FrameVerifier {
-    keys: KeyCache,
-    /// Frames whose signature and payload hash the driver already checked in one batch (by
-    /// the address of their head bytes, valid while the driver holds them): only the topic,
-    /// sequence number and signer are left to check.
-    batch_verified: HashSet<usize>,
+    entries: EntryVerifier,
+    rules: HashMap<Topic, WriterRule>,
+    roots: HashMap<PeerId, PublicKey>,
+}
+
+impl std::fmt::Debug for FrameVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameVerifier")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FrameVerifier {
-    /// Batch-verifies `frames` (one Ed25519 batch equation, ~2.4× cheaper per signature than one
-    /// by one on this machine) and remembers the good ones for [`Verifier::verify_frame`]. A
-    /// batch with a bad frame falls back to checking the rest one by one in the core.
-    fn verify_batch<'a>(&mut self, frames: impl Iterator<Item = &'a DataFrame> + Clone) {
-        // One frame (the usual case at video rates) is verified by the core as it comes.
-        if frames.clone().nth(1).is_none() {
-            return;
+    /// Checks the batch signatures of `frames` at once (one Ed25519 batch equation over every
+    /// root not yet cached, ~2.4× cheaper per signature than one by one here), so the core's
+    /// per-frame checks that follow find their roots cached. Bad frames are simply not cached.
+    fn verify_batch<'a>(&mut self, frames: impl Iterator<Item = &'a Entry>) {
+        let owned: Vec<Entry> = frames.cloned().collect();
+        if owned.len() > 1 {
+            let _ = self.entries.verify_many(&owned);
         }
-        let owned: Vec<DataFrame> = frames.cloned().collect();
-        let good = match verify_data_frames(&owned, &mut self.keys) {
-            Ok(()) => owned.len(),
-            Err((index, _)) => index,
+    }
+
+    fn set_rule(&mut self, topic: Topic, rule: Option<WriterRule>) {
+        match rule {
+            Some(r) if self.rules.len() < MAX_RULES || self.rules.contains_key(&topic) => {
+                self.rules.insert(topic, r);
+            }
+            Some(_) => tracing::warn!("too many writer rules; topic keeps the root-only rule"),
+            None => {
+                self.rules.remove(&topic);
+            }
+        }
+    }
+
+    fn is_key_of(&mut self, peer: &PeerId, key: &PublicKey) -> bool {
+        if let Some(k) = self.roots.get(peer) {
+            return k == key;
+        }
+        let Ok(k) = PublicKey::from_peer_id(peer) else {
+            return key.peer_id() == *peer;
         };
-        self.batch_verified
-            .extend(owned[..good].iter().map(DataFrame::head_addr));
+        if self.roots.len() >= MAX_RULES {
+            self.roots.clear();
+        }
+        self.roots.insert(*peer, k);
+        k == *key
     }
 }
 
-impl Verifier<PeerId, DataFrame> for FrameVerifier {
-    fn verify_frame(&mut self, topic: &Topic, root: &PeerId, seq: u64, f: &DataFrame) -> bool {
-        if f.topic() != *topic || f.seq() != seq {
+impl Verifier<PeerId, Entry> for FrameVerifier {
+    fn verify_frame(&mut self, topic: &Topic, root: &PeerId, seq: u64, e: &Entry) -> bool {
+        if e.log_id() != *topic || e.seq() != seq {
             return false;
         }
-        if self.batch_verified.remove(&f.head_addr()) {
-            return f.origin(&mut self.keys).is_ok_and(|p| p == *root);
+        let Ok(key) = self.entries.verify(e) else {
+            return false;
+        };
+        match self.rules.get(topic) {
+            Some(rule) => rule(&key),
+            None => self.is_key_of(root, &key),
         }
-        f.verify(&mut self.keys).is_ok_and(|k| k.peer_id() == *root)
     }
 
-    fn verify_direct(&mut self, origin: &PeerId, f: &DataFrame) -> bool {
-        f.verify(&mut self.keys)
-            .is_ok_and(|k| k.peer_id() == *origin)
+    fn verify_direct(&mut self, origin: &PeerId, e: &Entry) -> bool {
+        if e.log_id() != DIRECT_LOG {
+            return false;
+        }
+        match self.entries.verify(e) {
+            Ok(key) => self.is_key_of(origin, &key),
+            Err(_) => false,
+        }
     }
 }
+
+/// The log id direct messages are signed under (never a stream's: those are BLAKE3 outputs).
+const DIRECT_LOG: [u8; 32] = [0; 32];
 
 /// A frame delivered to a subscriber, in order.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     /// Its sequence number in the topic.
     pub seq: u64,
-    /// The verified frame (payload, publish time, signature).
-    pub frame: DataFrame,
+    /// The verified entry (payload, clock, signature).
+    pub frame: Entry,
 }
 
 /// A direct message delivered to this node.
@@ -98,13 +141,13 @@ pub struct DirectMessage {
     pub payload: Bytes,
 }
 
-#[derive(Debug)]
 enum Cmd {
     Connect(SocketAddr, oneshot::Sender<Result<PeerId, TransportError>>),
     Subscribe {
         topic: Topic,
         root: PeerId,
         root_addr: Option<SocketAddr>,
+        rule: Option<WriterRule>,
         tx: mpsc::Sender<Delivery>,
     },
     Unsubscribe(Topic),
@@ -119,6 +162,14 @@ enum Cmd {
     Shutdown(oneshot::Sender<()>),
 }
 
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cmd")
+    }
+}
+
+// Frames travel by value (their entry parsed once); boxing would allocate per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Internal {
     Up(Connection),
@@ -142,14 +193,14 @@ enum Queued {
 pub struct OverlayNode {
     tx: mpsc::UnboundedSender<Cmd>,
     /// Bounded: a publisher faster than its node is told, instead of queueing without bound.
-    publish_tx: mpsc::Sender<(Topic, Bytes)>,
+    publish_tx: mpsc::Sender<Entry>,
     peer_id: PeerId,
     local_addr: SocketAddr,
 }
 
 /// Frames a subscription buffers for a slow application before dropping (counted in stats).
 const SUBSCRIPTION_BUFFER: usize = 1024;
-/// Frames published but not yet signed and sent by the node.
+/// Entries published but not yet sent by the node.
 const PUBLISH_QUEUE: usize = 256;
 
 /// Why [`OverlayNode::try_reserve_publish`] gave no place.
@@ -164,14 +215,16 @@ pub enum PublishRefused {
     Stopped,
 }
 
-/// A reserved place in the node's publish queue ([`OverlayNode::try_reserve_publish`]).
+/// A reserved place in the node's publish queue ([`OverlayNode::try_reserve_publish_owned`]),
+/// which can travel to the thread that signs the entry.
 #[derive(Debug)]
-pub struct PublishPermit<'a>(mpsc::Permit<'a, (Topic, Bytes)>);
+pub struct OwnedPublishPermit(mpsc::OwnedPermit<Entry>);
 
-impl PublishPermit<'_> {
-    /// Publishes `payload` on `topic` (signed by the node as the topic's root).
-    pub fn publish(self, topic: Topic, payload: Bytes) {
-        self.0.send((topic, payload));
+impl OwnedPublishPermit {
+    /// Publishes `entry` on its log's topic, as the topic's root (the entry must be signed by
+    /// this node's key, at the topic's next seq).
+    pub fn publish(self, entry: Entry) {
+        self.0.send(entry);
     }
 }
 
@@ -187,6 +240,7 @@ impl OverlayNode {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let key = endpoint.keypair().clone();
         let peer_id = key.peer_id();
+        let signer = EntrySigner::new(key);
         let local_addr = endpoint.local_addr();
         let seed = u64::from_le_bytes(peer_id.to_bytes()[..8].try_into().unwrap_or([7; 8]));
         let driver = Driver {
@@ -197,7 +251,7 @@ impl OverlayNode {
                 seed ^ rand::random::<u64>(),
             ),
             endpoint,
-            key,
+            signer,
             conns: HashMap::new(),
             dialing: HashSet::new(),
             locating: HashMap::new(),
@@ -205,8 +259,6 @@ impl OverlayNode {
             book: AddressBook::new(),
             subs: HashMap::new(),
             direct_tx,
-            publish_seq: HashMap::new(),
-            arena: BytesMut::new(),
             internal_tx,
             start: Instant::now(),
             next_wake: Instant::now(),
@@ -252,7 +304,7 @@ impl OverlayNode {
         root: PeerId,
         root_addr: SocketAddr,
     ) -> mpsc::Receiver<Delivery> {
-        self.subscribe_via(topic, root, Some(root_addr))
+        self.subscribe_with(topic, root, Some(root_addr), None)
     }
 
     /// Subscribes to `topic` published by `root`, wherever it is: without an address the node asks
@@ -264,11 +316,24 @@ impl OverlayNode {
         root: PeerId,
         root_addr: Option<SocketAddr>,
     ) -> mpsc::Receiver<Delivery> {
+        self.subscribe_with(topic, root, root_addr, None)
+    }
+
+    /// [`OverlayNode::subscribe_via`] with the program's rule for whose entries count (`None`:
+    /// only `root`'s).
+    pub fn subscribe_with(
+        &self,
+        topic: Topic,
+        root: PeerId,
+        root_addr: Option<SocketAddr>,
+        rule: Option<WriterRule>,
+    ) -> mpsc::Receiver<Delivery> {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let _ = self.tx.send(Cmd::Subscribe {
             topic,
             root,
             root_addr,
+            rule,
             tx,
         });
         rx
@@ -279,21 +344,23 @@ impl OverlayNode {
         let _ = self.tx.send(Cmd::Unsubscribe(topic));
     }
 
-    /// Publishes a frame on `topic` as its root (signed here); false if the node is
-    /// [`PUBLISH_QUEUE`] frames behind (or stopped) and the frame was dropped.
-    pub fn publish(&self, topic: Topic, payload: Bytes) -> bool {
-        self.publish_tx.try_send((topic, payload)).is_ok()
+    /// Publishes `entry` (signed by this node's key) on its log's topic as the topic's root;
+    /// false if the node is [`PUBLISH_QUEUE`] entries behind (or stopped) and it was dropped.
+    pub fn publish(&self, entry: Entry) -> bool {
+        self.publish_tx.try_send(entry).is_ok()
     }
 
-    /// Reserves a place in the publish queue first, for a caller that must know the frame will
-    /// be sent before it commits to it (a stream numbers and logs its frames).
-    pub fn try_reserve_publish(&self) -> Result<PublishPermit<'_>, PublishRefused> {
+    /// Reserves a place in the publish queue first, for a caller that must know the entry will
+    /// be sent before it commits to it (a stream numbers and logs its frames); the permit can
+    /// move to another thread.
+    pub fn try_reserve_publish_owned(&self) -> Result<OwnedPublishPermit, PublishRefused> {
         self.publish_tx
-            .try_reserve()
-            .map(PublishPermit)
+            .clone()
+            .try_reserve_owned()
+            .map(OwnedPublishPermit)
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(()) => PublishRefused::Behind,
-                mpsc::error::TrySendError::Closed(()) => PublishRefused::Stopped,
+                mpsc::error::TrySendError::Full(_) => PublishRefused::Behind,
+                mpsc::error::TrySendError::Closed(_) => PublishRefused::Stopped,
             })
     }
 
@@ -349,24 +416,23 @@ const MAX_PENDING: usize = 256;
 const LOCATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Driver {
-    core: Overlay<PeerId, DataFrame, FrameVerifier>,
+    core: Overlay<PeerId, Entry, FrameVerifier>,
     endpoint: Endpoint,
-    key: Keypair,
+    /// Signs direct messages (each alone); stream entries arrive signed.
+    signer: EntrySigner,
     conns: HashMap<PeerId, Connection>,
     dialing: HashSet<PeerId>,
     /// Peers whose address was asked of the neighbours, with when to give up.
     locating: HashMap<PeerId, Instant>,
-    pending: HashMap<PeerId, Vec<Message<PeerId, DataFrame>>>,
+    pending: HashMap<PeerId, Vec<Message<PeerId, Entry>>>,
     book: AddressBook,
     subs: HashMap<Topic, mpsc::Sender<Delivery>>,
     direct_tx: mpsc::Sender<DirectMessage>,
-    publish_seq: HashMap<Topic, u64>,
-    arena: BytesMut,
     internal_tx: mpsc::UnboundedSender<Internal>,
     start: Instant,
     next_wake: Instant,
     shaper: Option<Shaper>,
-    out: Vec<Action<PeerId, DataFrame>>,
+    out: Vec<Action<PeerId, Entry>>,
     /// Link events being handled together (kept to reuse its allocation).
     batch: Vec<Queued>,
 }
@@ -380,7 +446,7 @@ impl Driver {
         self.start.elapsed().as_micros() as u64 + 1
     }
 
-    fn feed(&mut self, event: Event<PeerId, DataFrame>) {
+    fn feed(&mut self, event: Event<PeerId, Entry>) {
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
         self.core.handle(now, event, &mut out);
@@ -393,7 +459,7 @@ impl Driver {
     async fn run(
         mut self,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
-        mut publishes: mpsc::Receiver<(Topic, Bytes)>,
+        mut publishes: mpsc::Receiver<Entry>,
         mut internal: mpsc::UnboundedReceiver<Internal>,
     ) {
         self.feed(Event::Tick);
@@ -426,7 +492,7 @@ impl Driver {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
-                Some((topic, payload)) = publishes.recv() => self.publish(topic, payload),
+                Some(entry) = publishes.recv() => self.publish(entry),
                 Some(event) = internal.recv() => {
                     // Take what else is queued, so that frames are verified in one batch. The
                     // buffer is the driver's, reused: no allocation per event.
@@ -479,32 +545,45 @@ impl Driver {
                 topic,
                 root,
                 root_addr,
+                rule,
                 tx,
             } => {
                 if let Some(addr) = root_addr {
                     self.book.insert(root, addr);
                 }
+                self.core.verifier_mut().set_rule(topic, rule);
                 self.subs.insert(topic, tx);
                 self.feed(Event::Command(Command::Subscribe { topic, root }));
             }
             Cmd::Unsubscribe(topic) => {
                 self.subs.remove(&topic);
+                self.core.verifier_mut().set_rule(topic, None);
                 self.feed(Event::Command(Command::Unsubscribe { topic }));
             }
             Cmd::Send { dest, payload } => {
                 let id = rand::random::<u64>();
-                let fields = DataFrameFields {
-                    topic: [0; 32],
+                let signed = self.signer.sign_one(&EntryFields {
+                    log_id: DIRECT_LOG,
                     seq: id,
-                    timestamp_us: unix_time_us(),
+                    wall_us: unix_time_us(),
+                    logical: 0,
+                    // The destination, signed: a relay cannot turn the message to another peer.
+                    group: *blake3::hash(&dest.to_bytes()).as_bytes(),
+                    replicas: 0,
+                    meta: &[],
+                    next: &[],
+                    raw_len: payload.len() as u32,
                     payload,
-                };
-                let frame = DataFrame::sign(&self.key, fields, &mut self.arena);
-                self.feed(Event::Command(Command::SendDirect {
-                    dest,
-                    id,
-                    payload: frame,
-                }));
+                    flags: 0,
+                });
+                match signed {
+                    Ok(entry) => self.feed(Event::Command(Command::SendDirect {
+                        dest,
+                        id,
+                        payload: entry,
+                    })),
+                    Err(e) => tracing::debug!(%dest, "direct message not signed: {e}"),
+                }
             }
             Cmd::Throttle(rate) => {
                 self.shaper = rate.map(Shaper::new);
@@ -522,20 +601,12 @@ impl Driver {
         }
     }
 
-    /// Signs a frame as the topic's root and hands it to the core.
-    fn publish(&mut self, topic: Topic, payload: Bytes) {
-        let seq = self.publish_seq.entry(topic).or_insert(0);
-        let fields = DataFrameFields {
-            topic,
-            seq: *seq,
-            timestamp_us: unix_time_us(),
-            payload,
-        };
-        *seq += 1;
-        let frame = DataFrame::sign(&self.key, fields, &mut self.arena);
+    /// Hands an entry this node signed to the core, as the root of its log's topic.
+    fn publish(&mut self, entry: Entry) {
         self.feed(Event::Command(Command::Publish {
-            topic,
-            payload: frame,
+            topic: entry.log_id(),
+            seq: entry.seq(),
+            payload: entry,
         }));
     }
 
@@ -565,9 +636,6 @@ impl Driver {
                 Queued::Other(event) => self.internal(event),
             }
         }
-        // Anything not consumed (a duplicate the core dropped before verifying) is forgotten:
-        // the addresses are only meaningful while the frames are alive.
-        self.core.verifier_mut().batch_verified.clear();
     }
 
     fn decoded(&mut self, from: PeerId, decoded: Decoded) {
@@ -697,7 +765,7 @@ impl Driver {
         }
     }
 
-    fn act(&mut self, action: Action<PeerId, DataFrame>) {
+    fn act(&mut self, action: Action<PeerId, Entry>) {
         match action {
             Action::Send { to, message } => self.transmit(to, message),
             Action::Deliver {
@@ -716,7 +784,7 @@ impl Driver {
             Action::DeliverDirect { origin, payload } => {
                 let _ = self.direct_tx.try_send(DirectMessage {
                     origin,
-                    payload: payload.payload().clone(),
+                    payload: payload.stored_payload().clone(),
                 });
             }
             Action::Connect(peer) => self.dial(peer),
@@ -741,7 +809,7 @@ impl Driver {
         }
     }
 
-    fn transmit(&mut self, to: PeerId, message: Message<PeerId, DataFrame>) {
+    fn transmit(&mut self, to: PeerId, message: Message<PeerId, Entry>) {
         if !self.conns.contains_key(&to) {
             let queue = self.pending.entry(to).or_default();
             if queue.len() < MAX_PENDING {
@@ -813,28 +881,33 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::KeyType;
+    use crate::identity::{KeyType, Keypair};
 
-    fn frame(key: &Keypair, seq: u64, arena: &mut BytesMut) -> DataFrame {
-        DataFrame::sign(
-            key,
-            DataFrameFields {
-                topic: [1; 32],
+    fn frame(signer: &mut EntrySigner, seq: u64) -> Entry {
+        signer
+            .sign_one(&EntryFields {
+                log_id: [1; 32],
                 seq,
-                timestamp_us: 0,
+                wall_us: 0,
+                logical: 0,
+                group: [0; 32],
+                replicas: 0,
+                meta: &[],
+                next: &[],
                 payload: Bytes::from(vec![seq as u8; 100]),
-            },
-            arena,
-        )
+                raw_len: 100,
+                flags: 0,
+            })
+            .unwrap()
     }
 
     #[test]
     fn batch_verified_frames_still_need_the_right_root_topic_and_seq() {
         let root = Keypair::generate(KeyType::Ed25519);
-        let other = Keypair::generate(KeyType::Ed25519);
-        let mut arena = BytesMut::new();
-        let good = frame(&root, 0, &mut arena);
-        let foreign = frame(&other, 1, &mut arena);
+        let mut rs = EntrySigner::new(root.clone());
+        let mut os = EntrySigner::new(Keypair::generate(KeyType::Ed25519));
+        let good = frame(&mut rs, 0);
+        let foreign = frame(&mut os, 1);
         let mut v = FrameVerifier::default();
         v.verify_batch([&good, &foreign].into_iter());
         let r = root.peer_id();
@@ -845,25 +918,38 @@ mod tests {
         );
         assert!(!v.verify_frame(&[2; 32], &r, 0, &good), "wrong topic");
         assert!(!v.verify_frame(&[1; 32], &r, 5, &good), "wrong seq");
+        assert!(
+            !v.verify_direct(&r, &good),
+            "a stream entry is not a direct message"
+        );
+    }
+
+    #[test]
+    fn a_program_rule_decides_whose_entries_count() {
+        let root = Keypair::generate(KeyType::Ed25519);
+        let delegate = Keypair::generate(KeyType::Secp256k1);
+        let mut ds = EntrySigner::new(delegate.clone());
+        let e = frame(&mut ds, 0);
+        let mut v = FrameVerifier::default();
+        let r = root.peer_id();
+        assert!(!v.verify_frame(&[1; 32], &r, 0, &e));
+        let allowed = *delegate.public();
+        v.set_rule([1; 32], Some(std::sync::Arc::new(move |k| *k == allowed)));
+        assert!(v.verify_frame(&[1; 32], &r, 0, &e));
+        v.set_rule([1; 32], None);
+        assert!(!v.verify_frame(&[1; 32], &r, 0, &e));
     }
 
     #[test]
     fn a_forged_frame_in_a_batch_is_refused_and_the_rest_pass() {
         let root = Keypair::generate(KeyType::Ed25519);
-        let mut arena = BytesMut::new();
-        let frames: Vec<DataFrame> = (0..4).map(|s| frame(&root, s, &mut arena)).collect();
-        // Frame 2 with another payload under the same head: hash mismatch.
-        let Frame::Data(forged) = Frame::decode(
-            [
-                frames[2].wire_parts()[0].clone(),
-                Bytes::from(vec![9u8; 100]),
-            ]
-            .concat()
-            .into(),
-        )
-        .unwrap() else {
-            panic!("not a data frame")
-        };
+        let mut rs = EntrySigner::new(root.clone());
+        let frames: Vec<Entry> = (0..4).map(|s| frame(&mut rs, s)).collect();
+        // Frame 2 with its signature's last byte flipped.
+        let mut b = frames[2].to_bytes().to_vec();
+        let at = frames[2].header().len() - 1;
+        b[at] ^= 1;
+        let forged = Entry::from_bytes(b.into()).unwrap();
         let batch = [&frames[0], &frames[1], &forged, &frames[3]];
         let mut v = FrameVerifier::default();
         v.verify_batch(batch.into_iter());

@@ -12,7 +12,7 @@ const MAX_QUEUE: usize = 4 << 20;
 
 fn frame_len(frame: &Frame) -> usize {
     match frame {
-        Frame::Data(d) => d.wire_len(),
+        Frame::Entry(d) => d.wire_len(),
         Frame::Overlay(b) => b.len() + 2,
         _ => 16,
     }

@@ -84,6 +84,7 @@ fn root_after_a_hand_over() -> Overlay<u32, P, Check> {
         T0,
         Event::Command(Command::Publish {
             topic: T,
+            seq: 0,
             payload: P {
                 len: 10,
                 valid: true,

@@ -16,17 +16,22 @@ where
     P: Copy + Eq + Hash + Ord + Debug,
     B: Payload,
 {
-    /// Root: sequence, cache and send a new frame.
+    /// Root: cache and send a new frame. Its seq (the entry's) must be above every frame
+    /// published before; a restarted publisher continues from its log, so it may start above 0.
     pub(in crate::overlay) fn publish<V>(
         &mut self,
         shared: &mut Shared<P, V>,
         topic: Topic,
+        seq: u64,
         payload: B,
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        if seq < self.next_seq {
+            shared.stats.invalid += 1;
+            return;
+        }
+        self.next_seq = seq + 1;
         self.note_rate(payload.wire_len(), now);
         self.remember(shared, seq, payload.clone());
         self.forward(shared, topic, None, seq, &payload, out);

@@ -5,7 +5,9 @@ use std::str::FromStr;
 
 use super::EntryError;
 
-/// The BLAKE3 hash of an entry's encoded header.
+/// An entry's id: BLAKE3 of the signed part of its header (everything but the signature
+/// block), so an entry keeps its id however it was signed, and a batch can link entries before
+/// signing them. Also the entry's leaf in its batch's Merkle tree.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntryHash(pub [u8; 32]);
 
@@ -13,7 +15,7 @@ pub struct EntryHash(pub [u8; 32]);
 const CID_PREFIX: [u8; 4] = [0x01, 0x55, 0x1e, 0x20];
 
 impl EntryHash {
-    /// Hashes an encoded header.
+    /// Hashes the signed bytes of a header.
     pub fn of(header: &[u8]) -> EntryHash {
         EntryHash(*blake3::hash(header).as_bytes())
     }
