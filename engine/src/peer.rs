@@ -338,7 +338,7 @@ async fn dispatch(
                     .iter()
                     .map(|e| Sequenced {
                         seq: e.seq(),
-                        published_us: e.clock().wall_us,
+                        published_us: e.wall_us(),
                         record: e.to_bytes(),
                     })
                     .collect();

@@ -231,7 +231,7 @@ async fn starling(
                     }
                     let now = now_us();
                     for f in frames.drain(..) {
-                        hist.saturating_record(now.saturating_sub(f.clock().wall_us).max(1));
+                        hist.saturating_record(now.saturating_sub(f.wall_us()).max(1));
                         bytes += f.stored_payload().len() as u64;
                         received += 1;
                     }

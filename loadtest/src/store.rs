@@ -1,5 +1,10 @@
 //! `starling-loadtest store`: raw fjall (the ceiling) against Starling's append and join, in
 //! the same run, on the same disk, for 1 KiB and 64 KiB payloads.
+//!
+//! Starling appends as a writer under load does: `--max-batch` entries per call, one batch
+//! signature and one write batch for all of them (`--max-batch 1`: every entry alone). Raw
+//! fjall runs twice: one value per write batch (the ceiling of one-at-a-time writes) and the
+//! same number of values per write batch as Starling's appends.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +12,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
 use fjall::{Database, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
-use starling_engine::log::{Entry, Log, LogConfig};
+use starling_engine::log::{Draft, Entry, Log, LogConfig};
 use starling_net::identity::{KeyType, Keypair};
 use starling_store::{Durability, Store, StoreConfig};
 
@@ -19,6 +24,9 @@ pub(crate) struct StoreArgs {
     /// Directory for the databases (a temporary directory by default).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Entries per append call (one batch signature, one write batch).
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
 }
 
 fn noise(len: usize, seed: u64) -> Bytes {
@@ -38,8 +46,15 @@ fn rate(ops: u64, bytes: u64, start: Instant) -> Rate {
     (ops as f64 / secs, bytes as f64 / 1e6 / secs)
 }
 
-/// Raw fjall: one batch per value into a keyspace set up as Starling's payload keyspace.
-fn raw_fjall(dir: &std::path::Path, size: usize, sync: bool, budget: Duration) -> Result<Rate> {
+/// Raw fjall: `per_batch` values per write batch into a keyspace set up as Starling's payload
+/// keyspace.
+fn raw_fjall(
+    dir: &std::path::Path,
+    size: usize,
+    sync: bool,
+    per_batch: usize,
+    budget: Duration,
+) -> Result<Rate> {
     let db = Database::builder(dir).open()?;
     let ks = db.keyspace("values", || {
         KeyspaceCreateOptions::default().with_kv_separation(Some(
@@ -51,13 +66,15 @@ fn raw_fjall(dir: &std::path::Path, size: usize, sync: bool, budget: Duration) -
     let mut n = 0u64;
     while start.elapsed() < budget {
         let mut batch = db.batch().durability(sync.then_some(PersistMode::SyncData));
-        batch.insert(
-            &ks,
-            n.to_be_bytes().to_vec(),
-            payloads[n as usize % 64].clone(),
-        );
+        for _ in 0..per_batch {
+            batch.insert(
+                &ks,
+                n.to_be_bytes().to_vec(),
+                payloads[n as usize % 64].clone(),
+            );
+            n += 1;
+        }
         batch.commit()?;
-        n += 1;
     }
     Ok(rate(n, n * size as u64, start))
 }
@@ -73,8 +90,15 @@ fn store_config(sync: bool) -> StoreConfig {
     }
 }
 
-/// Starling: hash, compress-probe, sign, encode and store one entry per append.
-fn append(dir: &std::path::Path, size: usize, sync: bool, budget: Duration) -> Result<Rate> {
+/// Starling: hash, compress-probe, encode, sign (one signature per `per_batch`) and store
+/// (one write batch per `per_batch`).
+fn append(
+    dir: &std::path::Path,
+    size: usize,
+    sync: bool,
+    per_batch: usize,
+    budget: Duration,
+) -> Result<Rate> {
     let store = Store::open(dir, store_config(sync))?;
     let mut log = Log::open(
         store,
@@ -86,14 +110,21 @@ fn append(dir: &std::path::Path, size: usize, sync: bool, budget: Duration) -> R
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < budget {
-        log.append(payloads[n as usize % 64].clone())?;
-        n += 1;
+        let drafts: Vec<Draft<'_>> = (0..per_batch)
+            .map(|i| Draft {
+                payload: payloads[(n as usize + i) % 64].clone(),
+                meta: &[],
+            })
+            .collect();
+        log.append_batch(&drafts)?;
+        n += per_batch as u64;
     }
     Ok(rate(n, n * size as u64, start))
 }
 
-/// Join: entries written by another peer, verified in batches of 256 and stored.
-fn join(dir: &std::path::Path, size: usize, count: u64) -> Result<Rate> {
+/// Join: entries another peer wrote in batches of `per_batch`, decoded, verified (one signature
+/// check per batch) and stored, 256 per join.
+fn join(dir: &std::path::Path, size: usize, count: u64, per_batch: usize) -> Result<Rate> {
     let source = Store::open(&dir.join("source"), store_config(false))?;
     let mut writer = Log::open(
         source,
@@ -102,9 +133,17 @@ fn join(dir: &std::path::Path, size: usize, count: u64) -> Result<Rate> {
         LogConfig::default(),
     )?;
     let payloads: Vec<Bytes> = (0..64).map(|i| noise(size, i)).collect();
-    let entries: Vec<Entry> = (0..count)
-        .map(|i| writer.append(payloads[i as usize % 64].clone()))
-        .collect::<Result<_, _>>()?;
+    let mut entries: Vec<Entry> = Vec::with_capacity(count as usize);
+    while (entries.len() as u64) < count {
+        let drafts: Vec<Draft<'_>> = (0..per_batch)
+            .map(|i| Draft {
+                payload: payloads[(entries.len() + i) % 64].clone(),
+                meta: &[],
+            })
+            .collect();
+        entries.extend(writer.append_batch(&drafts)?);
+    }
+    let count = entries.len() as u64;
     let target = Store::open(&dir.join("target"), store_config(false))?;
     let mut reader = Log::open(
         target,
@@ -117,7 +156,7 @@ fn join(dir: &std::path::Path, size: usize, count: u64) -> Result<Rate> {
         // As received from the network: decoded from bytes (checks lengths and payload hash).
         let batch = chunk
             .iter()
-            .map(|e| Entry::decode(e.header().clone(), e.stored_payload().clone()))
+            .map(|e| Entry::from_bytes(e.to_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let report = reader.join(batch)?;
         anyhow::ensure!(report.rejected.is_empty(), "join rejected entries");
@@ -127,39 +166,71 @@ fn join(dir: &std::path::Path, size: usize, count: u64) -> Result<Rate> {
 
 pub(crate) fn run(args: StoreArgs) -> Result<()> {
     let budget = Duration::from_secs_f64(args.seconds);
+    let per_batch = args.max_batch.clamp(1, starling_engine::log::MAX_BATCH);
     let tmp = tempfile::tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
     let fresh = |name: &str| tmp.path().join(name);
+    println!("Starling appends {per_batch} entries per call (one signature, one write batch)");
     println!(
-        "{:<28} {:>12} {:>10} {:>12} {:>10} {:>8}",
-        "durability / payload", "raw fjall/s", "raw MB/s", "starling/s", "MB/s", "ratio"
+        "{:<22} {:>13} {:>15} {:>12} {:>10} {:>8} {:>9}",
+        "durability / payload",
+        "raw fjall 1/s",
+        "raw fjall N/s",
+        "starling/s",
+        "MB/s",
+        "ratio",
+        "ratio N"
     );
-    let mut json = Vec::new();
+    let mut json = vec![format!("\"max_batch\":{per_batch}")];
+    let mut raw_1k = 0.0;
     for (sync, label) in [(false, "buffered"), (true, "sync")] {
         for (size, tag) in [(1024usize, "1k"), (64 * 1024, "64k")] {
-            let raw = raw_fjall(&fresh(&format!("raw-{label}-{tag}")), size, sync, budget)?;
-            let ours = append(&fresh(&format!("log-{label}-{tag}")), size, sync, budget)?;
+            let raw = raw_fjall(&fresh(&format!("raw-{label}-{tag}")), size, sync, 1, budget)?;
+            let raw_n = raw_fjall(
+                &fresh(&format!("rawn-{label}-{tag}")),
+                size,
+                sync,
+                per_batch,
+                budget,
+            )?;
+            let ours = append(
+                &fresh(&format!("log-{label}-{tag}")),
+                size,
+                sync,
+                per_batch,
+                budget,
+            )?;
             println!(
-                "{:<28} {:>12.0} {:>10.1} {:>12.0} {:>10.1} {:>8.2}",
+                "{:<22} {:>13.0} {:>15.0} {:>12.0} {:>10.1} {:>8.2} {:>9.2}",
                 format!("{label} / {tag}"),
                 raw.0,
-                raw.1,
+                raw_n.0,
                 ours.0,
                 ours.1,
-                ours.1 / raw.1
+                ours.1 / raw.1,
+                ours.1 / raw_n.1
             );
             let suffix = if sync { "_sync" } else { "" };
             json.push(format!(
-                "\"raw_fjall_mb_s_{tag}{suffix}\":{:.1},\"raw_fjall_per_s_{tag}{suffix}\":{:.0},\"append_mb_s_{tag}{suffix}\":{:.1},\"append_per_s_{tag}{suffix}\":{:.0},\"ratio_{tag}{suffix}\":{:.3}",
-                raw.1, raw.0, ours.1, ours.0, ours.1 / raw.1
+                "\"raw_fjall_mb_s_{tag}{suffix}\":{:.1},\"raw_fjall_per_s_{tag}{suffix}\":{:.0},\"raw_fjall_batched_per_s_{tag}{suffix}\":{:.0},\"append_mb_s_{tag}{suffix}\":{:.1},\"append_per_s_{tag}{suffix}\":{:.0},\"ratio_{tag}{suffix}\":{:.3},\"ratio_batched_{tag}{suffix}\":{:.3}",
+                raw.1, raw.0, raw_n.0, ours.1, ours.0, ours.1 / raw.1, ours.1 / raw_n.1
             ));
+            if !sync && size == 1024 {
+                raw_1k = raw.0;
+                json.push(format!("\"ratio_append_1k\":{:.3}", ours.0 / raw.0));
+            }
         }
     }
-    let joined = join(&fresh("join-1k"), 1024, 20_000)?;
+    let joined = join(&fresh("join-1k"), 1024, 20_000, per_batch)?;
     println!(
-        "join (verify + store), buffered, 1k: {:.0} entries/s",
-        joined.0
+        "join (decode + verify + store), buffered, 1k, written in batches of {per_batch}: {:.0} entries/s ({:.2} of raw fjall)",
+        joined.0,
+        joined.0 / raw_1k
     );
-    json.push(format!("\"join_per_s_1k\":{:.0}", joined.0));
+    json.push(format!(
+        "\"join_per_s_1k\":{:.0},\"ratio_join_1k\":{:.3}",
+        joined.0,
+        joined.0 / raw_1k
+    ));
     println!("{{{}}}", json.join(","));
     Ok(())
 }

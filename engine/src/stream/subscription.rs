@@ -269,7 +269,7 @@ impl Task {
                     let Some(d) = d else { return };
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
                     let seq = d.seq;
-                    let published_us = d.frame.clock().wall_us;
+                    let published_us = d.frame.wall_us();
                     let record = Record::from_entry(d.frame, &self.topic);
                     if let Some(item) = self.item(seq, published_us, record) {
                         let now = self.now();

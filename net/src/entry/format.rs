@@ -190,7 +190,8 @@ pub struct Entry {
     header_at: usize,
     payload: Bytes,
     hash: EntryHash,
-    clock: Clock,
+    /// Parsed on first use: its writer id is a hash of the key, which relays never need.
+    clock: std::sync::OnceLock<Clock>,
     layout: Layout,
 }
 
@@ -221,6 +222,7 @@ impl Entry {
         header_at: usize,
         payload: Bytes,
         check_payload: bool,
+        hash: Option<EntryHash>,
     ) -> Result<Entry, EntryError> {
         let h = &head[header_at..];
         let layout = Layout::parse(h)?;
@@ -237,36 +239,31 @@ impl Entry {
         if check_payload && blake3::hash(&payload).as_bytes()[..] != h[p..layout.signed_len] {
             return Err(EntryError::PayloadHashMismatch);
         }
-        let key = &h[FIXED..FIXED + layout.key_len];
-        let clock = Clock {
-            wall_us: be_u64(&h[42..]),
-            logical: be_u32(&h[50..]),
-            writer: writer_id(key),
-        };
         Ok(Entry {
-            hash: EntryHash::of(&h[..layout.signed_len]),
+            hash: hash.unwrap_or_else(|| EntryHash::of(&h[..layout.signed_len])),
             head,
             header_at,
             payload,
-            clock,
+            clock: std::sync::OnceLock::new(),
             layout,
         })
     }
 
-    /// A header the signer just wrote (payload hash computed by the signer itself).
+    /// A header the signer just wrote (payload and entry hash computed by the signer itself).
     pub(super) fn signed(
         head: Bytes,
         header_at: usize,
         payload: Bytes,
+        hash: EntryHash,
     ) -> Result<Entry, EntryError> {
-        Entry::build(head, header_at, payload, false)
+        Entry::build(head, header_at, payload, false, Some(hash))
     }
 
     /// Decodes a stored header and its stored payload: checks the layout, every length (before
     /// any allocation sized by them) and the payload hash. Signatures are checked by an
     /// [`EntryVerifier`](super::EntryVerifier).
     pub fn decode(header: Bytes, payload: Bytes) -> Result<Entry, EntryError> {
-        Entry::build(header, 0, payload, true)
+        Entry::build(header, 0, payload, true, None)
     }
 
     /// Decodes an entry frame as the wire delivers it (length prefix included; `kind_at` is the
@@ -277,7 +274,7 @@ impl Entry {
         let layout = Layout::parse(h)?;
         let head_end = header_at + layout.len;
         let payload = frame.slice(head_end..);
-        Entry::build(frame.slice(..head_end), header_at, payload, true)
+        Entry::build(frame.slice(..head_end), header_at, payload, true, None)
     }
 
     /// Decodes bytes read back from storage under `expected`: a flipped byte in the signed part
@@ -371,9 +368,21 @@ impl Entry {
         be_u64(&self.header_bytes()[34..])
     }
 
-    /// Its clock.
+    /// Its clock (the writer id computed on first use).
     pub fn clock(&self) -> &Clock {
-        &self.clock
+        self.clock.get_or_init(|| {
+            let h = self.header_bytes();
+            Clock {
+                wall_us: self.wall_us(),
+                logical: be_u32(&h[50..]),
+                writer: writer_id(self.signer_key().1),
+            }
+        })
+    }
+
+    /// Its clock's wall time, µs since the epoch (the publish time of a stream frame).
+    pub fn wall_us(&self) -> u64 {
+        be_u64(&self.header_bytes()[42..])
     }
 
     /// The group it is placed by (a document's whole history shares one).

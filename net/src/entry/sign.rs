@@ -84,7 +84,7 @@ impl EntrySigner {
             }
             self.arena.put_slice(&signature);
             let head = self.arena.split().freeze();
-            out.push(Entry::signed(head, prefix, u.payload)?);
+            out.push(Entry::signed(head, prefix, u.payload, u.hash)?);
         }
         Ok(out)
     }

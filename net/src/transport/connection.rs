@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn::{ReadError, VarInt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
@@ -289,6 +289,38 @@ const PING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most frames coalesced into one quinn write.
 const WRITE_BATCH: usize = 64;
+/// Parts up to this size are copied into one contiguous chunk with their neighbours; larger
+/// ones (payloads) go to quinn as they are. quinn keeps every chunk of unacknowledged stream
+/// data and walks them per packet: with 1 KiB frames (two parts each: the framed entry head
+/// and the payload) that walk was the top of the profile (~16 % of CPU in
+/// `write_stream_frames`), and copying a small part costs less than tracking it.
+const COALESCE_BELOW: usize = 2048;
+/// Allocation unit of the coalescing buffer.
+const COALESCE_BLOCK: usize = 64 * 1024;
+
+/// Adds `part` to `chunks`, copying small parts into `buf` (see [`COALESCE_BELOW`]).
+fn push_part(chunks: &mut Vec<Bytes>, buf: &mut BytesMut, part: Bytes) {
+    if part.is_empty() {
+        return;
+    }
+    if part.len() <= COALESCE_BELOW {
+        if buf.capacity() - buf.len() < part.len() {
+            flush_parts(chunks, buf);
+            buf.reserve(COALESCE_BLOCK);
+        }
+        buf.extend_from_slice(&part);
+    } else {
+        flush_parts(chunks, buf);
+        chunks.push(part);
+    }
+}
+
+/// Ends the current coalesced chunk.
+fn flush_parts(chunks: &mut Vec<Bytes>, buf: &mut BytesMut) {
+    if !buf.is_empty() {
+        chunks.push(buf.split().freeze());
+    }
+}
 
 /// Owns one lane's stream: opens it with its header, then writes queued frames in batches with
 /// quinn's chunk writes (no copy) and returns their bytes to the link's budget.
@@ -298,6 +330,7 @@ async fn lane_writer(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * WRITE_BATCH + 1);
+    let mut small = BytesMut::new();
     let Some(first) = rx.recv().await else { return };
     let Some((quinn, credit)) = shared
         .upgrade()
@@ -320,13 +353,18 @@ async fn lane_writer(
             },
         };
         let (mut frames, mut bytes) = (1u64, out.len);
-        chunks.extend(out.parts);
+        for part in out.parts {
+            push_part(&mut chunks, &mut small, part);
+        }
         while frames < WRITE_BATCH as u64 {
             let Ok(more) = rx.try_recv() else { break };
             frames += 1;
             bytes += more.len;
-            chunks.extend(more.parts);
+            for part in more.parts {
+                push_part(&mut chunks, &mut small, part);
+            }
         }
+        flush_parts(&mut chunks, &mut small);
         let result = stream.write_all_chunks(&mut chunks).await;
         chunks.clear();
         credit.add_permits(bytes);
@@ -476,4 +514,36 @@ async fn watch_close(shared: Arc<Shared>, events: broadcast::Sender<ConnectionEv
         peer,
         reason: reason.to_string(),
     });
+}
+
+#[cfg(test)]
+mod coalescing_tests {
+    use super::*;
+
+    #[test]
+    fn small_parts_are_joined_large_ones_pass_through_in_order() {
+        let mut chunks = Vec::new();
+        let mut buf = BytesMut::new();
+        let big = Bytes::from(vec![9u8; COALESCE_BELOW + 1]);
+        for part in [
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"cd"),
+            big.clone(),
+            Bytes::from_static(b"ef"),
+        ] {
+            push_part(&mut chunks, &mut buf, part);
+        }
+        flush_parts(&mut chunks, &mut buf);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(&chunks[0][..], b"abcd");
+        assert_eq!(
+            chunks[1].as_ptr(),
+            big.as_ptr(),
+            "a large part is not copied"
+        );
+        assert_eq!(&chunks[2][..], b"ef");
+        let joined: Vec<u8> = chunks.concat();
+        assert_eq!(joined.len(), 6 + big.len());
+    }
 }
