@@ -7,11 +7,60 @@ use quinn::VarInt;
 
 use crate::wire::DEFAULT_MAX_FRAME_LEN;
 
+/// Received frames waiting for applications, over every link that shares the budget: readers
+/// take credit from their link's `max_incoming_bytes` *and* from this, so a process with 1,000
+/// links buffers at most this much above quinn's windows, while a few fast links still get
+/// their full per-link credit. Cheap to clone; clones share the budget.
+#[derive(Clone, Debug)]
+pub struct IncomingBudget {
+    credit: Arc<tokio::sync::Semaphore>,
+    total: usize,
+}
+
+/// The budget every endpoint of a process shares unless given its own.
+pub const DEFAULT_PROCESS_INCOMING_BYTES: usize = 256 << 20;
+
+impl IncomingBudget {
+    /// A budget of `bytes` for the endpoints given it.
+    pub fn new(bytes: usize) -> IncomingBudget {
+        let total = bytes.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        IncomingBudget {
+            credit: Arc::new(tokio::sync::Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// The process-wide budget ([`DEFAULT_PROCESS_INCOMING_BYTES`]).
+    pub fn process() -> IncomingBudget {
+        static PROCESS: std::sync::OnceLock<IncomingBudget> = std::sync::OnceLock::new();
+        PROCESS
+            .get_or_init(|| IncomingBudget::new(DEFAULT_PROCESS_INCOMING_BYTES))
+            .clone()
+    }
+
+    /// Bytes not taken right now.
+    pub fn available(&self) -> usize {
+        self.credit.available_permits()
+    }
+
+    /// The budget's size.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    pub(super) fn semaphore(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.credit
+    }
+}
+
 /// Limits and tuning of an [`Endpoint`](super::Endpoint) and its links.
 ///
 /// Worst-case memory per link is about `max_in_flight_bytes + send_window` on the sending side
 /// and `receive_window + max_incoming_bytes` on the receiving side: 8 + 8 + 12 + 8 = 36 MiB
-/// with the defaults, independent of what the remote does.
+/// with the defaults, independent of what the remote does. Over all links of a process, frames
+/// waiting for applications are also bounded by `incoming_budget` (256 MiB by default), so
+/// 1,000 links hold at most 256 MiB of received frames plus quinn's windows (whose
+/// reassembly buffers only hold what arrived out of order or unread).
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// Largest frame accepted or sent (length prefix excluded). Default 4 MiB.
@@ -22,6 +71,9 @@ pub struct TransportConfig {
     /// Bytes of received frames waiting for the application on one link before readers stop
     /// reading (and QUIC flow control stops the sender). Default 8 MiB.
     pub max_incoming_bytes: usize,
+    /// Received-frame bytes shared by every link of the endpoints that share this budget.
+    /// Default: the process-wide [`IncomingBudget::process`] (256 MiB).
+    pub incoming_budget: IncomingBudget,
     /// Unidirectional streams a peer may have open at once (3 lanes plus slack). Default 8.
     pub max_incoming_streams: u32,
     /// Stream errors tolerated on one connection before it is closed. Default 8.
@@ -53,6 +105,7 @@ impl Default for TransportConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_in_flight_bytes: 8 << 20,
             max_incoming_bytes: 8 << 20,
+            incoming_budget: IncomingBudget::process(),
             max_incoming_streams: 8,
             max_protocol_errors: 8,
             stream_receive_window: 4 << 20,

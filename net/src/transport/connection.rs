@@ -47,6 +47,7 @@ pub struct Received {
     /// The frame.
     pub frame: Frame,
     _credit: OwnedSemaphorePermit,
+    _shared_credit: OwnedSemaphorePermit,
 }
 
 impl Received {
@@ -435,7 +436,19 @@ async fn read_frames(
     let Some(max_frame_len) = shared.upgrade().map(|s| s.config.max_frame_len) else {
         return Ok(());
     };
-    let max_credit = credit.available_permits().max(1);
+    // A frame takes credit for its size, capped at the whole budget (so one larger than a budget
+    // waits for all of it instead of forever); the caps are fixed, not what happens to be free
+    // when the stream opens, so the bounds hold for streams opened at any time.
+    let Some((max_credit, max_shared, budget)) = shared.upgrade().map(|s| {
+        let b = &s.config.incoming_budget;
+        (
+            s.config.max_incoming_bytes.max(1),
+            b.total(),
+            b.semaphore().clone(),
+        )
+    }) else {
+        return Ok(());
+    };
     let mut decoder = FrameDecoder::new(max_frame_len);
     let mut lane = None;
     loop {
@@ -485,10 +498,16 @@ async fn read_frames(
                     let Ok(permit) = credit.clone().acquire_many_owned(want).await else {
                         return Ok(());
                     };
+                    let shared_want = (len.min(max_shared)) as u32;
+                    let Ok(shared_permit) = budget.clone().acquire_many_owned(shared_want).await
+                    else {
+                        return Ok(());
+                    };
                     let received = Received {
                         lane: this_lane,
                         frame,
                         _credit: permit,
+                        _shared_credit: shared_permit,
                     };
                     if inbox.send(Ok(received)).is_err() {
                         return Ok(());
