@@ -53,7 +53,9 @@ impl RootCache {
     /// A cache of at most `capacity` roots (≈ 140 bytes each).
     pub fn new(capacity: usize) -> RootCache {
         RootCache {
-            map: HashMap::with_capacity(capacity.min(DEFAULT_ROOT_CACHE)),
+            // Grown on demand: a node of a swarm that sees one stream holds a few roots, and a
+            // preallocated 4,096-root table cost ~1 MiB per peer.
+            map: HashMap::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }
