@@ -101,6 +101,25 @@ fn size_label(size: usize) -> String {
     }
 }
 
+/// Accepts one connection and one stream and counts its bytes: (bytes, seconds from the first
+/// chunk to the end, the connection, kept open until the sender has its figures).
+async fn count_one_stream(server: quinn::Endpoint) -> Result<(u64, f64, quinn::Connection)> {
+    let conn = server
+        .accept()
+        .await
+        .ok_or_else(|| anyhow!("no connection"))?
+        .await?;
+    let mut stream = conn.accept_uni().await?;
+    let mut bytes = 0u64;
+    let mut start = None;
+    while let Some(chunk) = stream.read_chunk(usize::MAX, true).await? {
+        start.get_or_insert_with(Instant::now);
+        bytes += chunk.bytes.len() as u64;
+    }
+    let secs = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(1.0);
+    Ok((bytes, secs, conn))
+}
+
 /// The ceiling: bytes per second on one raw quinn stream with Starling's settings.
 async fn raw_quinn(budget: Duration, config: &TransportConfig) -> Result<f64> {
     let local = "127.0.0.1:0".parse()?;
@@ -112,22 +131,7 @@ async fn raw_quinn(budget: Duration, config: &TransportConfig) -> Result<f64> {
         buffers.send, buffers.recv, config.socket_buffer_bytes
     );
     let addr = server.local_addr()?;
-    let receiver = tokio::spawn(async move {
-        let conn = server
-            .accept()
-            .await
-            .ok_or_else(|| anyhow!("no connection"))?
-            .await?;
-        let mut stream = conn.accept_uni().await?;
-        let mut bytes = 0u64;
-        let mut start = None;
-        while let Some(chunk) = stream.read_chunk(usize::MAX, true).await? {
-            start.get_or_insert_with(Instant::now);
-            bytes += chunk.bytes.len() as u64;
-        }
-        let secs = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(1.0);
-        anyhow::Ok((bytes, secs, conn))
-    });
+    let receiver = tokio::spawn(count_one_stream(server));
     let conn = client.connect(addr, "l")?.await?;
     let mut stream = conn.open_uni().await?;
     let chunk = Bytes::from(vec![0xa5u8; 64 * 1024]);
@@ -162,22 +166,7 @@ async fn raw_quinn_messages(
     message.extend_from_slice(&vec![0x5au8; size]);
     let message = message.freeze();
     let len = message.len() as u64;
-    let receiver = tokio::spawn(async move {
-        let conn = server
-            .accept()
-            .await
-            .ok_or_else(|| anyhow!("no connection"))?
-            .await?;
-        let mut stream = conn.accept_uni().await?;
-        let mut bytes = 0u64;
-        let mut start = None;
-        while let Some(chunk) = stream.read_chunk(usize::MAX, true).await? {
-            start.get_or_insert_with(Instant::now);
-            bytes += chunk.bytes.len() as u64;
-        }
-        let secs = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(1.0);
-        anyhow::Ok((bytes, secs, conn))
-    });
+    let receiver = tokio::spawn(count_one_stream(server));
     let conn = client.connect(addr, "l")?.await?;
     let mut stream = conn.open_uni().await?;
     let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
