@@ -241,17 +241,9 @@ async fn starling(
         let now = now_us();
         for i in 0..max_batch as u64 {
             let u = signer.seal(&EntryFields {
-                log_id: [7; 32],
-                seq: seq + i,
-                wall_us: now,
                 logical: i as u32,
-                group: [0; 32],
-                replicas: 0,
-                meta: &[],
                 next: &prev,
-                payload: payload.clone(),
-                raw_len: size as u32,
-                flags: 0,
+                ..EntryFields::new([7; 32], seq + i, now, payload.clone())
             })?;
             prev = vec![u.hash()];
             sealed.push(u);

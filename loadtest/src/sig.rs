@@ -119,19 +119,7 @@ fn entry_costs(key_type: KeyType, n: usize, size: usize, budget: Duration) -> Re
         let mut sealed = Vec::with_capacity(n);
         base += n as u64;
         for i in base..base + n as u64 {
-            sealed.push(signer.seal(&EntryFields {
-                log_id: [1; 32],
-                seq: i,
-                wall_us: i,
-                logical: 0,
-                group: [0; 32],
-                replicas: 0,
-                meta: &[],
-                next: &[],
-                payload: payload.clone(),
-                raw_len: size as u32,
-                flags: 0,
-            })?);
+            sealed.push(signer.seal(&EntryFields::new([1; 32], i, i, payload.clone()))?);
         }
         Ok(signer.sign(sealed)?)
     };

@@ -44,19 +44,7 @@ fn publish(root: &OverlayNode, payload: Bytes) -> bool {
     let mut all = SIGNERS.lock().unwrap();
     let (signer, seq) = all.as_mut().unwrap().get_mut(&root.peer_id()).unwrap();
     let entry = signer
-        .sign_one(&EntryFields {
-            log_id: TOPIC,
-            seq: *seq,
-            wall_us: 0,
-            logical: 0,
-            group: [0; 32],
-            replicas: 0,
-            meta: &[],
-            next: &[],
-            raw_len: payload.len() as u32,
-            payload,
-            flags: 0,
-        })
+        .sign_one(&EntryFields::new(TOPIC, *seq, 0, payload))
         .unwrap();
     *seq += 1;
     root.publish(entry)

@@ -36,19 +36,12 @@ async fn pair(config: TransportConfig) -> (Endpoint, Endpoint, Connection, Conne
 /// A signed entry frame (`_arena`: kept for the call sites' shape; signers carve their own).
 fn frame(key: &Keypair, seq: u64, size: usize, _arena: &mut BytesMut) -> Frame {
     let entry = EntrySigner::new(key.clone())
-        .sign_one(&EntryFields {
-            log_id: [1; 32],
+        .sign_one(&EntryFields::new(
+            [1; 32],
             seq,
-            wall_us: seq,
-            logical: 0,
-            group: [0; 32],
-            replicas: 0,
-            meta: &[],
-            next: &[],
-            payload: Bytes::from(vec![seq as u8; size]),
-            raw_len: size as u32,
-            flags: 0,
-        })
+            seq,
+            Bytes::from(vec![seq as u8; size]),
+        ))
         .unwrap();
     Frame::Entry(entry)
 }

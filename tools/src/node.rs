@@ -81,19 +81,12 @@ async fn stream_frames(conn: &Connection, key: &Keypair, frames: u64, size: usiz
     let mut signer = EntrySigner::new(key.clone());
     let start = Instant::now();
     for seq in 0..frames {
-        let frame = signer.sign_one(&EntryFields {
-            log_id: [0; 32],
+        let frame = signer.sign_one(&EntryFields::new(
+            [0; 32],
             seq,
-            wall_us: unix_time_us(),
-            logical: 0,
-            group: [0; 32],
-            replicas: 0,
-            meta: &[],
-            next: &[],
-            payload: payload.clone(),
-            raw_len: size as u32,
-            flags: 0,
-        })?;
+            unix_time_us(),
+            payload.clone(),
+        ))?;
         conn.send(Lane::High, &Frame::Entry(frame)).await?;
     }
     // A ping behind the frames on the same lane returns once the node has read them all.

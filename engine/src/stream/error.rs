@@ -40,6 +40,14 @@ pub enum StreamError {
     /// The record's entry belongs to another log.
     #[error("the entry belongs to another log")]
     WrongLog,
+    /// A catch-up entry filed under another seq than its own.
+    #[error("catch-up entry has seq {actual}, filed under {expected}")]
+    CatchUpSeqMismatch {
+        /// The seq the reply gave.
+        expected: u64,
+        /// The entry's own.
+        actual: u64,
+    },
     /// Signing or storing earlier frames failed (the frames were dropped).
     #[error("stream frames were not logged: {0}")]
     Signing(String),

@@ -224,17 +224,8 @@ mod tests {
         let entry = SIGNER.with(|s| {
             s.borrow_mut()
                 .sign_one(&EntryFields {
-                    log_id: [0; 32],
-                    seq,
-                    wall_us: seq,
-                    logical: 0,
-                    group: [0; 32],
-                    replicas: 0,
                     meta: &meta,
-                    next: &[],
-                    payload: Bytes::from(vec![seq as u8; 4]),
-                    raw_len: 4,
-                    flags: 0,
+                    ..EntryFields::new([0; 32], seq, seq, Bytes::from(vec![seq as u8; 4]))
                 })
                 .unwrap()
         });

@@ -336,19 +336,12 @@ mod tests {
         for seq in 5..15 {
             w.entries.push_back(
                 signer
-                    .sign_one(&starling_net::entry::EntryFields {
-                        log_id: [0; 32],
+                    .sign_one(&starling_net::entry::EntryFields::new(
+                        [0; 32],
                         seq,
-                        wall_us: 0,
-                        logical: 0,
-                        group: [0; 32],
-                        replicas: 0,
-                        meta: &[],
-                        next: &[],
-                        payload: Bytes::new(),
-                        raw_len: 0,
-                        flags: 0,
-                    })
+                        0,
+                        Bytes::new(),
+                    ))
                     .unwrap(),
             );
         }

@@ -280,12 +280,7 @@ impl Task {
                     let items = records
                         .into_iter()
                         .filter_map(|r| {
-                            let record = Record::parse(&r.record, &self.topic)
-                                .and_then(|rec| if rec.entry().seq() == r.seq {
-                                    Ok(rec)
-                                } else {
-                                    Err(StreamError::WrongLog)
-                                });
+                            let record = catch_up_record(&r, &self.topic);
                             self.item(r.seq, r.published_us, record)
                         })
                         .collect();
@@ -371,6 +366,18 @@ impl Task {
     }
 }
 
+/// A catch-up entry, checked to belong to the stream and to carry the seq it is filed under.
+fn catch_up_record(r: &Sequenced, topic: &Topic) -> Result<Record, StreamError> {
+    let record = Record::parse(&r.record, topic)?;
+    match record.entry().seq() {
+        seq if seq == r.seq => Ok(record),
+        actual => Err(StreamError::CatchUpSeqMismatch {
+            expected: r.seq,
+            actual,
+        }),
+    }
+}
+
 /// Stores a received entry in the local copy of the log (signature checked by the join).
 fn persist(log: &mut Log, entry: &Entry) -> Result<(), StreamError> {
     let report = log.join(vec![entry.clone()])?;
@@ -384,6 +391,39 @@ fn persist(log: &mut Log, entry: &Entry) -> Result<(), StreamError> {
 mod tests {
     use super::*;
     use starling_net::{KeyType, Keypair};
+
+    #[test]
+    fn a_catch_up_entry_must_carry_the_seq_and_topic_it_is_filed_under() {
+        let meta = super::super::record::RecordMeta {
+            keyframe: true,
+            media_ts_us: 0,
+            keyframe_seq: 7,
+        }
+        .encode();
+        let entry = starling_net::entry::EntrySigner::new(Keypair::generate(KeyType::Ed25519))
+            .sign_one(&starling_net::entry::EntryFields {
+                meta: &meta,
+                ..starling_net::entry::EntryFields::new([5; 32], 7, 0, Bytes::from_static(b"f"))
+            })
+            .unwrap();
+        let filed = |seq| Sequenced {
+            seq,
+            published_us: 0,
+            record: entry.to_bytes(),
+        };
+        assert!(catch_up_record(&filed(7), &[5; 32]).is_ok());
+        assert!(matches!(
+            catch_up_record(&filed(8), &[5; 32]),
+            Err(StreamError::CatchUpSeqMismatch {
+                expected: 8,
+                actual: 7
+            })
+        ));
+        assert!(matches!(
+            catch_up_record(&filed(7), &[6; 32]),
+            Err(StreamError::WrongLog)
+        ));
+    }
 
     #[test]
     fn catch_up_replies_are_taken_only_from_the_owner() {

@@ -558,6 +558,26 @@ pub struct EntryFields<'a> {
     pub flags: u8,
 }
 
+impl<'a> EntryFields<'a> {
+    /// `payload` (stored as given) at `seq` of `log_id`: no links, no meta, group zero, the
+    /// store's default replicas, logical clock 0. Set the other fields with struct update syntax.
+    pub fn new(log_id: [u8; 32], seq: u64, wall_us: u64, payload: Bytes) -> EntryFields<'a> {
+        EntryFields {
+            log_id,
+            seq,
+            wall_us,
+            logical: 0,
+            group: [0; 32],
+            replicas: 0,
+            meta: &[],
+            next: &[],
+            raw_len: payload.len() as u32,
+            payload,
+            flags: 0,
+        }
+    }
+}
+
 /// An entry's signed part, encoded and hashed, waiting for its batch signature.
 #[derive(Debug)]
 pub struct Unsigned {

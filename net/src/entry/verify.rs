@@ -122,18 +122,23 @@ impl EntryVerifier {
 
     /// Verifies one entry; returns its signer.
     pub fn verify(&mut self, entry: &Entry) -> Result<PublicKey, EntryError> {
-        let mut out = self.verify_many(std::slice::from_ref(entry));
+        let mut out = self.verify_many([entry]);
         out.pop().unwrap_or(Err(EntryError::BadBatchProof))
     }
 
     /// Verifies many entries (one result each, in order): proofs first, then one signature
     /// check per root not yet cached, all of them in one batch equation (one by one only when
     /// the batch fails, so bad input costs linear work).
-    pub fn verify_many(&mut self, entries: &[Entry]) -> Vec<Result<PublicKey, EntryError>> {
-        let mut results: Vec<Result<PublicKey, EntryError>> = Vec::with_capacity(entries.len());
+    pub fn verify_many<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a Entry>,
+    ) -> Vec<Result<PublicKey, EntryError>> {
+        let entries = entries.into_iter();
+        let mut results: Vec<Result<PublicKey, EntryError>> =
+            Vec::with_capacity(entries.size_hint().0);
         // Roots to check: (root, signed, key, signature), and which entries wait on each.
         let mut pending: Vec<(merkle::Node, Signed, PublicKey, Signature)> = Vec::new();
-        let mut waiting: Vec<Option<usize>> = Vec::with_capacity(entries.len());
+        let mut waiting: Vec<Option<usize>> = Vec::with_capacity(results.capacity());
         for e in entries {
             let checked = (|| {
                 let key = e.signer(&mut self.keys)?;

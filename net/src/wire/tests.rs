@@ -10,19 +10,12 @@ use crate::identity::{KeyType, Keypair};
 fn data_frame(key: &Keypair, seq: u64, payload: &[u8]) -> Entry {
     let mut signer = EntrySigner::new(key.clone());
     signer
-        .sign_one(&EntryFields {
-            log_id: [9; TOPIC_LEN],
+        .sign_one(&EntryFields::new(
+            [9; TOPIC_LEN],
             seq,
-            wall_us: 1_700_000_000_000_000 + seq,
-            logical: 0,
-            group: [0; 32],
-            replicas: 0,
-            meta: b"",
-            next: &[],
-            payload: Bytes::copy_from_slice(payload),
-            raw_len: payload.len() as u32,
-            flags: 0,
-        })
+            1_700_000_000_000_000 + seq,
+            Bytes::copy_from_slice(payload),
+        ))
         .unwrap()
 }
 

@@ -475,18 +475,9 @@ impl Driver {
             Cmd::Send { dest, payload } => {
                 let id = rand::random::<u64>();
                 let signed = self.signer.sign_one(&EntryFields {
-                    log_id: DIRECT_LOG,
-                    seq: id,
-                    wall_us: unix_time_us(),
-                    logical: 0,
                     // The destination, signed: a relay cannot turn the message to another peer.
                     group: *blake3::hash(&dest.to_bytes()).as_bytes(),
-                    replicas: 0,
-                    meta: &[],
-                    next: &[],
-                    raw_len: payload.len() as u32,
-                    payload,
-                    flags: 0,
+                    ..EntryFields::new(DIRECT_LOG, id, unix_time_us(), payload)
                 });
                 match signed {
                     Ok(entry) => self.feed(Event::Command(Command::SendDirect {
