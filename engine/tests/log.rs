@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{LOG, key, open, store};
 use proptest::prelude::*;
 use starling_engine::log::{
-    Direction, Entry, EntryError, EntryHash, Log, LogConfig, LogError, Retention,
+    Order, Entry, EntryError, EntryHash, Log, LogConfig, LogError, Retention,
 };
 
 const T0: u64 = 1_700_000_000_000_000;
@@ -93,7 +93,7 @@ fn reopen_restores_heads_order_and_payloads() {
     assert_eq!(log.len(), 50);
     assert_eq!(log.heads(), vec![hashes[49]]);
     let order: Vec<EntryHash> = log
-        .iter(Direction::Forward, None)
+        .iter(Order::Forward, None)
         .map(|e| e.unwrap().hash())
         .collect();
     assert_eq!(order, hashes);
@@ -111,14 +111,14 @@ fn iteration_both_ways_and_from_a_point() {
         .map(|i| log.append_at(Bytes::from(vec![i as u8]), T0 + i).unwrap())
         .collect();
     let back: Vec<_> = log
-        .iter(Direction::Backward, None)
+        .iter(Order::Backward, None)
         .map(|e| e.unwrap().hash())
         .collect();
     let mut expected: Vec<_> = entries.iter().map(Entry::hash).collect();
     expected.reverse();
     assert_eq!(back, expected);
     let from: Vec<_> = log
-        .iter(Direction::Forward, Some(entries[6].clock()))
+        .iter(Order::Forward, Some(entries[6].clock()))
         .map(|e| e.unwrap().hash())
         .collect();
     assert_eq!(
@@ -126,7 +126,7 @@ fn iteration_both_ways_and_from_a_point() {
         entries[6..].iter().map(Entry::hash).collect::<Vec<_>>()
     );
     let down: Vec<_> = log
-        .iter(Direction::Backward, Some(entries[3].clock()))
+        .iter(Order::Backward, Some(entries[3].clock()))
         .map(|e| e.unwrap().hash())
         .collect();
     assert_eq!(down.len(), 4);
@@ -303,7 +303,7 @@ fn trimming_by_count_bytes_and_age() {
     assert_eq!(log.len(), 5);
     assert!(log.get(&all[6].hash()).unwrap().is_none());
     assert!(log.get(&all[7].hash()).unwrap().is_some());
-    assert_eq!(log.iter(Direction::Forward, None).count(), 5);
+    assert_eq!(log.iter(Order::Forward, None).count(), 5);
     drop(log);
 
     let dir = tempfile::tempdir().unwrap();
@@ -337,7 +337,7 @@ fn trimming_by_count_bytes_and_age() {
     }
     // Entries older than 10 s before the last append are gone.
     assert_eq!(log.len(), 11);
-    let oldest = log.iter(Direction::Forward, None).next().unwrap().unwrap();
+    let oldest = log.iter(Order::Forward, None).next().unwrap().unwrap();
     assert_eq!(oldest.clock().wall_us, T0 + 19_000_000);
 }
 
@@ -485,7 +485,7 @@ proptest! {
         let got: BTreeSet<_> = test.heads().into_iter().collect();
         prop_assert_eq!(got, expected);
         prop_assert_eq!(test.len(), all.len() as u64);
-        let contents = |l: &Log| l.iter(Direction::Forward, None).map(|e| e.unwrap().hash()).collect::<Vec<_>>();
+        let contents = |l: &Log| l.iter(Order::Forward, None).map(|e| e.unwrap().hash()).collect::<Vec<_>>();
         prop_assert_eq!(contents(&test), contents(&reference));
     }
 

@@ -1,7 +1,7 @@
 //! Small helpers shared by the scenarios.
 
 /// Microseconds since the Unix epoch (frames carry their publish time in this unit).
-pub(crate) use starling_net::wire::unix_time_us as now_us;
+pub(crate) use starling_net::entry::unix_time_us as now_us;
 
 /// Megabytes (10^6) per second.
 pub(crate) fn mb_per_s(bytes: u64, secs: f64) -> f64 {

@@ -300,7 +300,7 @@ async fn misbehave(write: impl AsyncFnOnce(quinn::SendStream)) -> WireError {
         .unwrap()
         .unwrap_err();
     assert_eq!(
-        inc.metrics()
+        inc.counters()
             .protocol_errors
             .load(std::sync::atomic::Ordering::Relaxed),
         1
@@ -415,7 +415,7 @@ async fn a_bad_peer_does_not_disturb_other_connections() {
         .await
         .unwrap();
     let errors = bad_in
-        .metrics()
+        .counters()
         .protocol_errors
         .load(std::sync::atomic::Ordering::Relaxed);
     // Streams are read concurrently, so one already being read when the budget ran out may

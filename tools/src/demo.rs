@@ -16,7 +16,7 @@ use starling_engine::{
 };
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{OverlayConfig, Topic};
-use starling_net::wire::unix_time_us;
+use starling_net::entry::unix_time_us;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {

@@ -9,7 +9,8 @@ use clap::Args;
 use starling_net::entry::{EntryFields, EntrySigner};
 use starling_net::identity::{KeyType, Keypair, load_key_file};
 use starling_net::transport::{Connection, Endpoint, Multiaddr, TransportConfig};
-use starling_net::wire::{Frame, Lane, unix_time_us};
+use starling_net::entry::unix_time_us;
+use starling_net::wire::{Frame, Lane};
 
 pub(crate) fn load_or_generate(key: Option<&PathBuf>) -> Result<Keypair> {
     Ok(match key {

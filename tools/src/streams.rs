@@ -16,7 +16,7 @@ use starling_engine::{
 };
 use starling_net::Keypair;
 use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
-use starling_net::wire::unix_time_us;
+use starling_net::entry::unix_time_us;
 
 use crate::node::load_or_generate;
 

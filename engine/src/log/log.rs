@@ -9,7 +9,7 @@ use starling_net::entry::{
     EntryFields, EntrySigner, EntryVerifier, FLAG_LZ4, MAX_BATCH, MAX_PAYLOAD_LEN, next_hashes,
 };
 use starling_net::identity::Keypair;
-use starling_net::wire::unix_time_us;
+use starling_net::entry::unix_time_us;
 use starling_store::{ClockKey, ClockRow, NewEntry, Store};
 
 use super::{Clock, Compression, Entry, EntryHash, HybridClock, LogError};
@@ -63,7 +63,7 @@ impl Default for LogConfig {
 
 /// Iteration direction in clock order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub enum Order {
     /// Oldest first.
     Forward,
     /// Newest first.
@@ -413,12 +413,12 @@ impl Log {
     /// Entries in clock order, starting at `from` (inclusive) if given.
     pub fn iter(
         &self,
-        direction: Direction,
+        order: Order,
         from: Option<&Clock>,
     ) -> impl Iterator<Item = Result<Entry, LogError>> + '_ {
         let from = from.map(Clock::to_key);
         self.store
-            .clock_rows(&self.id, from.as_ref(), direction == Direction::Backward)
+            .clock_rows(&self.id, from.as_ref(), order == Order::Backward)
             .map(move |row| {
                 let row = row?;
                 self.get(&EntryHash(row.hash))?.ok_or_else(|| {
@@ -434,7 +434,7 @@ impl Log {
     /// clock. (Holds the whole log in memory; for bounded windows and tests.)
     pub fn causal(&self) -> Result<Vec<Entry>, LogError> {
         let all: Vec<Entry> = self
-            .iter(Direction::Forward, None)
+            .iter(Order::Forward, None)
             .collect::<Result<_, _>>()?;
         let index: HashMap<EntryHash, usize> =
             all.iter().enumerate().map(|(i, e)| (e.hash(), i)).collect();

@@ -1,5 +1,14 @@
 //! The clock an entry carries: (wall µs, logical, writer), ordered in that order.
 
+/// Now, in microseconds since the Unix epoch: the unit of entry clocks. 0 if the system clock
+/// is before 1970.
+pub fn unix_time_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// Bytes of [`Clock::to_key`].
 pub const CLOCK_KEY_LEN: usize = 44;
 

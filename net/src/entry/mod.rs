@@ -19,7 +19,7 @@ mod sign;
 mod tests;
 mod verify;
 
-pub use clock::{CLOCK_KEY_LEN, Clock, writer_id};
+pub use clock::{CLOCK_KEY_LEN, Clock, unix_time_us, writer_id};
 pub use error::EntryError;
 pub use format::{
     Entry, EntryFields, FLAG_ENCRYPTED, FLAG_LZ4, MAX_BATCH, MAX_META, MAX_NEXT, MAX_PAYLOAD_LEN,

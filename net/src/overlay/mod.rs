@@ -19,14 +19,17 @@ mod config;
 mod core;
 #[cfg(feature = "quic")]
 mod driver;
+mod event;
 mod link;
 mod message;
 mod routing;
+mod shared;
 mod tree;
 mod util;
 
 pub use config::OverlayConfig;
-pub use core::{Action, Command, Event, Overlay, OverlayStats};
+pub use core::Overlay;
+pub use event::{Action, Command, Event, OverlayStats};
 #[cfg(feature = "quic")]
 pub use driver::{
     Delivery, DirectMessage, FrameVerifier, OverlayNode, OwnedPublishPermit, PublishRefused,

@@ -5,7 +5,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::OverlayConfig;
-use super::core::{Action, Shared};
+use super::event::Action;
+use super::shared::Shared;
 use super::message::{Message, Payload, Verifier};
 use super::util::BoundedSet;
 

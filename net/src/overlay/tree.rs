@@ -10,7 +10,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::OverlayConfig;
-use super::core::{Action, Shared};
+use super::event::Action;
+use super::shared::Shared;
 use super::message::{Candidate, Message, Payload, Topic};
 
 mod frames;

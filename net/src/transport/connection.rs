@@ -25,7 +25,7 @@ pub enum Direction {
 
 /// Counters of one link, readable at any time.
 #[derive(Debug, Default)]
-pub struct LinkMetrics {
+pub struct LinkCounters {
     /// Frames handed to quinn.
     pub frames_sent: AtomicU64,
     /// Bytes handed to quinn (length prefixes included).
@@ -93,7 +93,7 @@ struct Shared {
     out_credit: Arc<Semaphore>,
     inbox: tokio::sync::Mutex<Inbox>,
     pings: Mutex<HashMap<u64, oneshot::Sender<()>>>,
-    metrics: LinkMetrics,
+    counters: LinkCounters,
 }
 
 impl Drop for Shared {
@@ -129,7 +129,7 @@ impl Connection {
             out_credit,
             inbox: tokio::sync::Mutex::new(in_rx),
             pings: Mutex::new(HashMap::new()),
-            metrics: LinkMetrics::default(),
+            counters: LinkCounters::default(),
         });
         for (lane, rx) in Lane::ALL.into_iter().zip(lane_rx) {
             tokio::spawn(lane_writer(Arc::downgrade(&shared), lane, rx));
@@ -166,8 +166,8 @@ impl Connection {
     }
 
     /// This link's counters.
-    pub fn metrics(&self) -> &LinkMetrics {
-        &self.shared.metrics
+    pub fn counters(&self) -> &LinkCounters {
+        &self.shared.counters
     }
 
     /// Bytes queued on this link and not yet handed to quinn.
@@ -377,8 +377,8 @@ async fn lane_writer(
             return;
         }
         if let Some(s) = shared.upgrade() {
-            s.metrics.frames_sent.fetch_add(frames, Ordering::Relaxed);
-            s.metrics
+            s.counters.frames_sent.fetch_add(frames, Ordering::Relaxed);
+            s.counters
                 .bytes_sent
                 .fetch_add(bytes as u64, Ordering::Relaxed);
         }
@@ -416,7 +416,7 @@ async fn read_stream(
         return;
     };
     let errors = shared
-        .metrics
+        .counters
         .protocol_errors
         .fetch_add(1, Ordering::Relaxed)
         + 1;
@@ -493,8 +493,8 @@ async fn read_frames(
                     }
                 }
                 frame => {
-                    s.metrics.frames_received.fetch_add(1, Ordering::Relaxed);
-                    s.metrics
+                    s.counters.frames_received.fetch_add(1, Ordering::Relaxed);
+                    s.counters
                         .bytes_received
                         .fetch_add(len as u64, Ordering::Relaxed);
                     drop(s);

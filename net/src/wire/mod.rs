@@ -20,11 +20,3 @@ pub const TOPIC_LEN: usize = 32;
 
 /// Default upper bound on one frame (length prefix excluded): 4 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 4 << 20;
-
-/// Now, in microseconds since the Unix epoch: the unit of entry clocks. 0 if the system clock is before 1970.
-pub fn unix_time_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}

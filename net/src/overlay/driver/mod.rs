@@ -23,7 +23,8 @@ use super::{
 use crate::entry::{Entry, EntryFields, EntrySigner};
 use crate::identity::PeerId;
 use crate::transport::{Connection, Endpoint, Received, SendError, TransportError};
-use crate::wire::{Frame, Lane, unix_time_us};
+use crate::entry::unix_time_us;
+use crate::wire::{Frame, Lane};
 use codec::{AddressBook, Decoded};
 use shaper::Shaper;
 use verifier::DIRECT_LOG;

@@ -5,7 +5,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::TopicState;
-use crate::overlay::core::{Action, Shared};
+use crate::overlay::event::Action;
+use crate::overlay::shared::Shared;
 use crate::overlay::message::{Message, Payload, Topic, Verifier};
 
 /// Frames served per repair request to a node that is not our child.

@@ -5,7 +5,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::{Attach, ChildReport, Probing, TopicState};
-use crate::overlay::core::{Action, Shared};
+use crate::overlay::event::Action;
+use crate::overlay::shared::Shared;
 use crate::overlay::message::{Candidate, Payload, Topic};
 
 impl<P, B> TopicState<P, B>

@@ -20,7 +20,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::TopicState;
-use crate::overlay::core::{Action, Shared};
+use crate::overlay::event::Action;
+use crate::overlay::shared::Shared;
 use crate::overlay::message::{Candidate, Message, Payload, Topic};
 
 /// What a child last told its parent about itself.
