@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use starling_engine::log::{Order, Log, LogConfig};
+use starling_engine::log::{Log, LogConfig, Order};
 use starling_net::identity::{KeyType, Keypair};
 use starling_store::{Store, StoreConfig};
 
@@ -68,10 +68,7 @@ fn sigkill_mid_append_loses_no_acknowledged_entry() {
             log.len()
         );
         // Every stored entry decodes, hashes and verifies; they form one chain with one head.
-        let entries: Vec<_> = log
-            .iter(Order::Forward, None)
-            .map(|e| e.unwrap())
-            .collect();
+        let entries: Vec<_> = log.iter(Order::Forward, None).map(|e| e.unwrap()).collect();
         assert_eq!(entries.len() as u64, log.len());
         for pair in entries.windows(2) {
             pair[1].verify().unwrap();

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{LOG, key, open, store};
 use proptest::prelude::*;
 use starling_engine::log::{
-    Order, Entry, EntryError, EntryHash, Log, LogConfig, LogError, Retention,
+    Entry, EntryError, EntryHash, Log, LogConfig, LogError, Order, Retention,
 };
 
 const T0: u64 = 1_700_000_000_000_000;

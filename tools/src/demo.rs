@@ -14,9 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use starling_engine::{
     Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamError, SubscribeOptions,
 };
+use starling_net::entry::unix_time_us;
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{OverlayConfig, Topic};
-use starling_net::entry::unix_time_us;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Args;
+use starling_net::entry::unix_time_us;
 use starling_net::entry::{EntryFields, EntrySigner};
 use starling_net::identity::{KeyType, Keypair, load_key_file};
 use starling_net::transport::{Connection, Endpoint, Multiaddr, TransportConfig};
-use starling_net::entry::unix_time_us;
 use starling_net::wire::{Frame, Lane};
 
 pub(crate) fn load_or_generate(key: Option<&PathBuf>) -> Result<Keypair> {

@@ -15,8 +15,8 @@ use starling_engine::{
     SubscribeOptions,
 };
 use starling_net::Keypair;
-use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
 use starling_net::entry::unix_time_us;
+use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
 
 use crate::node::load_or_generate;
 

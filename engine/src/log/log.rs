@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use starling_net::entry::unix_time_us;
 use starling_net::entry::{
     EntryFields, EntrySigner, EntryVerifier, FLAG_LZ4, MAX_BATCH, MAX_PAYLOAD_LEN, next_hashes,
 };
 use starling_net::identity::Keypair;
-use starling_net::entry::unix_time_us;
 use starling_store::{ClockKey, ClockRow, NewEntry, Store};
 
 use super::{Clock, Compression, Entry, EntryHash, HybridClock, LogError};
@@ -433,9 +433,7 @@ impl Log {
     /// All entries in causal order: every entry after the entries it follows, ties broken by
     /// clock. (Holds the whole log in memory; for bounded windows and tests.)
     pub fn causal(&self) -> Result<Vec<Entry>, LogError> {
-        let all: Vec<Entry> = self
-            .iter(Order::Forward, None)
-            .collect::<Result<_, _>>()?;
+        let all: Vec<Entry> = self.iter(Order::Forward, None).collect::<Result<_, _>>()?;
         let index: HashMap<EntryHash, usize> =
             all.iter().enumerate().map(|(i, e)| (e.hash(), i)).collect();
         let mut waiting = vec![0usize; all.len()];

@@ -16,6 +16,7 @@
 //!   deduplicated by id and bounded by a hop limit; each is verified before it is relayed.
 
 mod config;
+pub mod control;
 mod core;
 #[cfg(feature = "quic")]
 mod driver;
@@ -29,12 +30,12 @@ mod util;
 
 pub use config::OverlayConfig;
 pub use core::Overlay;
-pub use event::{Action, Command, Event, OverlayStats};
 #[cfg(feature = "quic")]
 pub use driver::{
     Delivery, DirectMessage, FrameVerifier, OverlayNode, OwnedPublishPermit, PublishRefused,
     WriterRule,
 };
+pub use event::{Action, Command, Event, OverlayStats};
 pub use link::LinkMetrics;
 pub use message::{Candidate, Lane as MessageLane, Message, Payload, Topic, Verifier};
 pub use util::SplitMix64;

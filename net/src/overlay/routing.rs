@@ -6,8 +6,8 @@ use std::hash::Hash;
 
 use super::OverlayConfig;
 use super::event::Action;
-use super::shared::Shared;
 use super::message::{Message, Payload, Verifier};
+use super::shared::Shared;
 use super::util::BoundedSet;
 
 #[derive(Clone, Copy, Debug)]

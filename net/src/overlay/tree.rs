@@ -11,8 +11,8 @@ use std::hash::Hash;
 
 use super::OverlayConfig;
 use super::event::Action;
-use super::shared::Shared;
 use super::message::{Candidate, Message, Payload, Topic};
+use super::shared::Shared;
 
 mod frames;
 mod placement;

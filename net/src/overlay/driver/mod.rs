@@ -6,7 +6,6 @@
 //! as the very `Bytes` that arrived (verified, never re-signed), control on the control lane. A
 //! full link drops the frame (`try_send` → `Full`): under congestion newer frames win.
 
-mod codec;
 mod shaper;
 mod verifier;
 
@@ -17,16 +16,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::control::{self, Control};
 use super::{
     Action, Command, Event, Message, Overlay, OverlayConfig, OverlayStats, Payload, Topic,
 };
-use crate::entry::{Entry, EntryFields, EntrySigner};
+use crate::entry::{Entry, EntryFields, EntrySigner, unix_time_us};
 use crate::identity::PeerId;
 use crate::transport::{Connection, Endpoint, Received, SendError, TransportError};
-use crate::entry::unix_time_us;
 use crate::wire::{Frame, Lane};
-use codec::{AddressBook, Decoded};
 use shaper::Shaper;
+
+/// Where peers can be reached, learned from connections and from messages.
+type AddressBook = HashMap<PeerId, SocketAddr>;
 use verifier::DIRECT_LOG;
 pub use verifier::{FrameVerifier, WriterRule};
 
@@ -96,7 +97,7 @@ enum Internal {
 /// A link event taken from the queue, its frame already decoded.
 #[derive(Debug)]
 enum Queued {
-    Message(PeerId, Decoded),
+    Message(PeerId, Control),
     Other(Internal),
 }
 
@@ -170,6 +171,7 @@ impl OverlayNode {
             locating: HashMap::new(),
             pending: HashMap::new(),
             book: AddressBook::new(),
+            learned: Vec::new(),
             subs: HashMap::new(),
             direct_tx,
             internal_tx,
@@ -339,6 +341,8 @@ struct Driver {
     locating: HashMap<PeerId, Instant>,
     pending: HashMap<PeerId, Vec<Message<PeerId, Entry>>>,
     book: AddressBook,
+    /// Addresses named by the message being decoded (reused buffer).
+    learned: Vec<(PeerId, SocketAddr)>,
     subs: HashMap<Topic, mpsc::Sender<Delivery>>,
     direct_tx: mpsc::Sender<DirectMessage>,
     internal_tx: mpsc::UnboundedSender<Internal>,
@@ -518,8 +522,13 @@ impl Driver {
     fn enqueue(&mut self, batch: &mut Vec<Queued>, event: Internal) {
         match event {
             Internal::Frame(from, received) => {
-                match codec::decode(received.into_frame(), &mut self.book) {
-                    Ok(d) => batch.push(Queued::Message(from, d)),
+                match control::decode(received.into_frame(), &mut self.learned) {
+                    Ok(d) => {
+                        for (peer, addr) in self.learned.drain(..) {
+                            self.book.entry(peer).or_insert(addr);
+                        }
+                        batch.push(Queued::Message(from, d))
+                    }
                     Err(e) => tracing::debug!(%from, "bad overlay message: {e}"),
                 }
             }
@@ -530,7 +539,7 @@ impl Driver {
     /// Batch-verifies the data frames among `batch`, then handles each event in order.
     fn handle_batch(&mut self, batch: &mut Vec<Queued>) {
         let frames = batch.iter().filter_map(|q| match q {
-            Queued::Message(_, Decoded::Core(Message::Frame { payload, .. })) => Some(payload),
+            Queued::Message(_, Control::Message(Message::Frame { payload, .. })) => Some(payload),
             _ => None,
         });
         self.core.verifier_mut().verify_batch(frames);
@@ -542,21 +551,21 @@ impl Driver {
         }
     }
 
-    fn decoded(&mut self, from: PeerId, decoded: Decoded) {
+    fn decoded(&mut self, from: PeerId, decoded: Control) {
         match decoded {
-            Decoded::Core(message) => {
+            Control::Message(message) => {
                 if !matches!(message, Message::Frame { .. }) {
                     tracing::trace!(me = %self.core.me(), %from, ?message, "control");
                 }
                 self.feed(Event::Received { from, message })
             }
-            Decoded::Locate(peer) => {
+            Control::Locate(peer) => {
                 if peer != from && self.book.contains_key(&peer) {
-                    let answer = codec::encode_lookup(true, &peer, &self.book);
+                    let answer = control::encode_lookup(true, &peer, |p| self.book.get(p).copied());
                     self.write(from, Lane::Control, &answer);
                 }
             }
-            Decoded::Located(peer) => {
+            Control::Located(peer) => {
                 if self.locating.remove(&peer).is_some() {
                     self.dial(peer);
                 }
@@ -646,7 +655,7 @@ impl Driver {
             let _ = self.internal_tx.send(Internal::DialFailed(peer));
             return;
         }
-        let ask = codec::encode_lookup(false, &peer, &self.book);
+        let ask = control::encode_lookup(false, &peer, |p| self.book.get(p).copied());
         let neighbours: Vec<PeerId> = self.conns.keys().copied().collect();
         for n in neighbours {
             self.write(n, Lane::Control, &ask);
@@ -726,7 +735,7 @@ impl Driver {
             Message::Frame { .. } => Lane::High,
             _ => Lane::Control,
         };
-        let frame = codec::encode(&message, &self.book);
+        let frame = control::encode(&message, |p| self.book.get(p).copied());
         match &mut self.shaper {
             Some(shaper) => shaper.push(to, lane, frame),
             None => self.write(to, lane, &frame),

@@ -6,8 +6,8 @@ use std::hash::Hash;
 
 use super::TopicState;
 use crate::overlay::event::Action;
-use crate::overlay::shared::Shared;
 use crate::overlay::message::{Message, Payload, Topic, Verifier};
+use crate::overlay::shared::Shared;
 
 /// Frames served per repair request to a node that is not our child.
 const MAX_FOREIGN_REPAIR: u64 = 8;

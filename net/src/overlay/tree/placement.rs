@@ -6,8 +6,8 @@ use std::hash::Hash;
 
 use super::{Attach, ChildReport, Probing, TopicState};
 use crate::overlay::event::Action;
-use crate::overlay::shared::Shared;
 use crate::overlay::message::{Candidate, Payload, Topic};
+use crate::overlay::shared::Shared;
 
 impl<P, B> TopicState<P, B>
 where

@@ -21,8 +21,8 @@ use std::hash::Hash;
 
 use super::TopicState;
 use crate::overlay::event::Action;
-use crate::overlay::shared::Shared;
 use crate::overlay::message::{Candidate, Message, Payload, Topic};
+use crate::overlay::shared::Shared;
 
 /// What a child last told its parent about itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
