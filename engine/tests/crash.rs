@@ -7,11 +7,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use starling_engine::log::{Log, LogConfig, Order};
+use starling_engine::log::{Log, LogConfig, LogId, Order};
 use starling_net::identity::{KeyType, Keypair};
 use starling_store::{Store, StoreConfig};
 
-const LOG: [u8; 32] = [5; 32];
+const LOG: LogId = LogId([5; 32]);
 const ENV: &str = "STARLING_CRASH_DIR";
 
 fn key() -> Keypair {

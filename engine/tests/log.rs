@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{LOG, key, open, store};
 use proptest::prelude::*;
 use starling_engine::log::{
-    Entry, EntryError, EntryHash, Log, LogConfig, LogError, Order, Retention,
+    Entry, EntryError, EntryHash, Log, LogConfig, LogError, LogId, Order, Retention,
 };
 
 const T0: u64 = 1_700_000_000_000_000;
@@ -187,7 +187,13 @@ fn bad_entries_are_refused_and_not_stored() {
 
     // Another log's entry.
     let dc = tempfile::tempdir().unwrap();
-    let mut other = Log::open(store(dc.path()), [7; 32], key(3), LogConfig::default()).unwrap();
+    let mut other = Log::open(
+        store(dc.path()),
+        LogId([7; 32]),
+        key(3),
+        LogConfig::default(),
+    )
+    .unwrap();
     let foreign = other.append_at(Bytes::from_static(b"x"), T0).unwrap();
     // A flipped signature byte.
     let mut h = good.header().to_vec();
@@ -258,7 +264,7 @@ fn flipped_stored_bytes_are_detected_on_read() {
     let mut h = e.header().to_vec();
     h[20] ^= 0x10;
     s.write_entries(
-        &LOG,
+        LOG.as_bytes(),
         &[row(Bytes::from(h), e.stored_payload().clone())],
         &[],
     )
@@ -270,8 +276,12 @@ fn flipped_stored_bytes_are_detected_on_read() {
     // Restore the header, flip a payload byte instead.
     let mut p = e.stored_payload().to_vec();
     p[100] ^= 1;
-    s.write_entries(&LOG, &[row(e.header().clone(), Bytes::from(p))], &[])
-        .unwrap();
+    s.write_entries(
+        LOG.as_bytes(),
+        &[row(e.header().clone(), Bytes::from(p))],
+        &[],
+    )
+    .unwrap();
     assert!(matches!(
         log.get(&e.hash()),
         Err(LogError::Entry(EntryError::PayloadHashMismatch))

@@ -42,7 +42,7 @@ async fn attached(subs: &[(&Peer, &Subscription)]) {
     for _ in 0..500 {
         let mut all = true;
         for (p, s) in subs {
-            all &= p.overlay().parent(s.address().log_id()).await.is_some();
+            all &= p.overlay().parent(s.address().topic()).await.is_some();
         }
         if all {
             return;

@@ -8,7 +8,7 @@ use starling_engine::stream::record::{CatchUp, Record};
 
 fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);
-    if let Ok(record) = Record::parse(&bytes, &[0; 32]) {
+    if let Ok(record) = Record::parse(&bytes, &starling_net::entry::LogId([0; 32])) {
         let _ = record.entry().verify();
     }
     let _ = CatchUp::decode(&bytes);

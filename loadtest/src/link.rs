@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use bytes::{Bytes, BytesMut};
 use clap::Args;
 use hdrhistogram::Histogram;
-use starling_net::entry::{EntryFields, EntrySigner, EntryVerifier};
+use starling_net::entry::{EntryFields, EntrySigner, EntryVerifier, LogId};
 use starling_net::identity::{KeyType, Keypair};
 use starling_net::transport::{Endpoint, TransportConfig, raw_quinn_endpoint};
 use starling_net::wire::{Frame, Lane};
@@ -243,7 +243,7 @@ async fn starling(
             let u = signer.seal(&EntryFields {
                 logical: i as u32,
                 next: &prev,
-                ..EntryFields::new([7; 32], seq + i, now, payload.clone())
+                ..EntryFields::new(LogId([7; 32]), seq + i, now, payload.clone())
             })?;
             prev = vec![u.hash()];
             sealed.push(u);

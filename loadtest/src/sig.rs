@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 use bytes::Bytes;
 use clap::Args;
-use starling_net::entry::{Entry, EntryFields, EntrySigner, EntryVerifier};
+use starling_net::entry::{Entry, EntryFields, EntrySigner, EntryVerifier, LogId};
 use starling_net::identity::{KeyType, Keypair, Signature, VerifyItem, verify_batch};
 
 #[derive(Debug, Args)]
@@ -119,7 +119,7 @@ fn entry_costs(key_type: KeyType, n: usize, size: usize, budget: Duration) -> Re
         let mut sealed = Vec::with_capacity(n);
         base += n as u64;
         for i in base..base + n as u64 {
-            sealed.push(signer.seal(&EntryFields::new([1; 32], i, i, payload.clone()))?);
+            sealed.push(signer.seal(&EntryFields::new(LogId([1; 32]), i, i, payload.clone()))?);
         }
         Ok(signer.sign(sealed)?)
     };

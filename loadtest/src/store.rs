@@ -12,7 +12,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
 use fjall::{Database, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
-use starling_engine::log::{Draft, Entry, Log, LogConfig};
+use starling_engine::log::{Draft, Entry, Log, LogConfig, LogId};
 use starling_net::identity::{KeyType, Keypair};
 use starling_store::{Durability, Store, StoreConfig};
 
@@ -102,7 +102,7 @@ fn append(
     let store = Store::open(dir, store_config(sync))?;
     let mut log = Log::open(
         store,
-        [1; 32],
+        LogId([1; 32]),
         Keypair::generate(KeyType::Ed25519),
         LogConfig::default(),
     )?;
@@ -128,7 +128,7 @@ fn join(dir: &std::path::Path, size: usize, count: u64, per_batch: usize) -> Res
     let source = Store::open(&dir.join("source"), store_config(false))?;
     let mut writer = Log::open(
         source,
-        [2; 32],
+        LogId([2; 32]),
         Keypair::generate(KeyType::Ed25519),
         LogConfig::default(),
     )?;
@@ -147,7 +147,7 @@ fn join(dir: &std::path::Path, size: usize, count: u64, per_batch: usize) -> Res
     let target = Store::open(&dir.join("target"), store_config(false))?;
     let mut reader = Log::open(
         target,
-        [2; 32],
+        LogId([2; 32]),
         Keypair::generate(KeyType::Ed25519),
         LogConfig::default(),
     )?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use starling_net::entry::{EntryFields, EntrySigner};
+use starling_net::entry::{EntryFields, EntrySigner, LogId};
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{
     Delivery, DirectMessage, OverlayConfig, OverlayNode, PublishRefused, Topic,
@@ -18,7 +18,8 @@ use starling_net::overlay::{
 use starling_net::transport::{Endpoint, TransportConfig};
 use tokio::sync::mpsc;
 
-const TOPIC: Topic = [3; 32];
+const LOG: LogId = LogId([3; 32]);
+const TOPIC: Topic = Topic(LOG.0);
 
 /// Every test node's signer and next seq, so a test can publish entries as any node.
 static SIGNERS: Mutex<Option<HashMap<PeerId, (EntrySigner, u64)>>> = Mutex::new(None);
@@ -44,7 +45,7 @@ fn publish(root: &OverlayNode, payload: Bytes) -> bool {
     let mut all = SIGNERS.lock().unwrap();
     let (signer, seq) = all.as_mut().unwrap().get_mut(&root.peer_id()).unwrap();
     let entry = signer
-        .sign_one(&EntryFields::new(TOPIC, *seq, 0, payload))
+        .sign_one(&EntryFields::new(LOG, *seq, 0, payload))
         .unwrap();
     *seq += 1;
     root.publish(entry)

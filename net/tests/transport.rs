@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use starling_net::entry::{EntryFields, EntrySigner, EntryVerifier};
+use starling_net::entry::{EntryFields, EntrySigner, EntryVerifier, LogId};
 use starling_net::identity::{KeyType, Keypair};
 use starling_net::transport::{
     Connection, ConnectionEvent, Endpoint, IncomingBudget, SendError, TransportConfig,
@@ -37,7 +37,7 @@ async fn pair(config: TransportConfig) -> (Endpoint, Endpoint, Connection, Conne
 fn frame(key: &Keypair, seq: u64, size: usize, _arena: &mut BytesMut) -> Frame {
     let entry = EntrySigner::new(key.clone())
         .sign_one(&EntryFields::new(
-            [1; 32],
+            LogId([1; 32]),
             seq,
             seq,
             Bytes::from(vec![seq as u8; size]),

@@ -14,4 +14,4 @@ mod store;
 
 pub use config::{Durability, StoreConfig};
 pub use error::StoreError;
-pub use store::{CLOCK_KEY_LEN, ClockKey, ClockRow, HASH_LEN, Hash, LogId, NewEntry, Store};
+pub use store::{CLOCK_KEY_LEN, ClockKey, ClockRow, HASH_LEN, Hash, NewEntry, Store};

@@ -14,8 +14,6 @@ use crate::{Durability, StoreConfig, StoreError};
 pub const HASH_LEN: usize = 32;
 /// An entry hash.
 pub type Hash = [u8; HASH_LEN];
-/// A log id.
-pub type LogId = [u8; 32];
 /// Bytes of a clock key: wall time µs (u64 BE), logical counter (u32 BE), writer (32 bytes) —
 /// big-endian so that byte order is clock order.
 pub const CLOCK_KEY_LEN: usize = 44;
@@ -94,7 +92,7 @@ fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
     k
 }
 
-fn clock_row_key(log: &LogId, clock: &ClockKey, hash: &Hash) -> Vec<u8> {
+fn clock_row_key(log: &[u8; 32], clock: &ClockKey, hash: &Hash) -> Vec<u8> {
     let mut k = Vec::with_capacity(32 + CLOCK_KEY_LEN + HASH_LEN);
     k.extend_from_slice(log);
     k.extend_from_slice(clock);
@@ -164,7 +162,7 @@ impl Store {
     /// batch (durable per the configured [`Durability`] when this returns).
     pub fn write_entries(
         &self,
-        log: &LogId,
+        log: &[u8; 32],
         entries: &[NewEntry<'_>],
         drop_heads: &[Hash],
     ) -> Result<(), StoreError> {
@@ -196,7 +194,7 @@ impl Store {
     /// Removes entries with all their rows (trimming), as one batch.
     pub fn remove_entries(
         &self,
-        log: &LogId,
+        log: &[u8; 32],
         rows: &[(ClockRow, Vec<Hash>)],
     ) -> Result<(), StoreError> {
         let s = &self.inner;
@@ -241,7 +239,7 @@ impl Store {
     }
 
     /// The heads of a log, in hash order.
-    pub fn heads(&self, log: &LogId) -> Result<Vec<Hash>, StoreError> {
+    pub fn heads(&self, log: &[u8; 32]) -> Result<Vec<Hash>, StoreError> {
         self.inner
             .heads
             .prefix(log)
@@ -266,7 +264,7 @@ impl Store {
     /// `from` (inclusive) when given.
     pub fn clock_rows(
         &self,
-        log: &LogId,
+        log: &[u8; 32],
         from: Option<&ClockKey>,
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<ClockRow, StoreError>> + '_> {

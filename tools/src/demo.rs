@@ -76,7 +76,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let owner = new_peer(&config).await?;
     let mut publisher = owner.publish_stream("demo", PublishOptions::default())?;
     let address = publisher.address().clone();
-    let topic = address.log_id();
+    let topic = address.topic();
     println!(
         "Starling demo: 1 publisher -> {} subscribers on 127.0.0.1, {:.1} Mbit/s at {} fps ({} B frames, keyframe every {}), {} s",
         args.subscribers,

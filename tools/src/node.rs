@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Args;
-use starling_net::entry::unix_time_us;
-use starling_net::entry::{EntryFields, EntrySigner};
+use starling_net::entry::{EntryFields, EntrySigner, LogId, unix_time_us};
 use starling_net::identity::{KeyType, Keypair, load_key_file};
 use starling_net::transport::{Connection, Endpoint, Multiaddr, TransportConfig};
 use starling_net::wire::{Frame, Lane};
@@ -83,7 +82,7 @@ async fn stream_frames(conn: &Connection, key: &Keypair, frames: u64, size: usiz
     let start = Instant::now();
     for seq in 0..frames {
         let frame = signer.sign_one(&EntryFields::new(
-            [0; 32],
+            LogId([0; 32]),
             seq,
             unix_time_us(),
             payload.clone(),

@@ -14,8 +14,7 @@ use starling_store::{ClockKey, ClockRow, NewEntry, Store};
 
 use super::{Clock, Compression, Entry, EntryHash, HybridClock, LogError};
 
-/// A log's id: 32 bytes, usually derived from its owner and name ([`Log::derive_id`]).
-pub type LogId = [u8; 32];
+pub use starling_net::entry::LogId;
 
 /// The owner's rule for who may write: checked on append and on join, after signatures verify.
 pub type AccessCheck = Arc<dyn Fn(&Entry) -> bool + Send + Sync>;
@@ -104,15 +103,11 @@ pub struct Log {
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
-            .field("id", &hex_prefix(&self.id))
+            .field("id", &self.id)
             .field("len", &self.len)
             .field("heads", &self.heads.len())
             .finish_non_exhaustive()
     }
-}
-
-fn hex_prefix(b: &[u8]) -> String {
-    b.iter().take(6).map(|x| format!("{x:02x}")).collect()
 }
 
 impl Log {
@@ -123,13 +118,13 @@ impl Log {
         h.update(b"starling-log-v1\0");
         h.update(&owner.encode_protobuf());
         h.update(name.as_bytes());
-        *h.finalize().as_bytes()
+        LogId(*h.finalize().as_bytes())
     }
 
     /// Opens log `id` in `store`, restoring heads, size and clock from disk.
     pub fn open(store: Store, id: LogId, key: Keypair, config: LogConfig) -> Result<Log, LogError> {
         let heads = store
-            .heads(&id)?
+            .heads(id.as_bytes())?
             .into_iter()
             .map(EntryHash)
             .collect::<BTreeSet<_>>();
@@ -143,7 +138,7 @@ impl Log {
             }
         }
         let (mut len, mut bytes, mut last) = (0u64, 0u64, None);
-        for row in store.clock_rows(&id, None, false) {
+        for row in store.clock_rows(id.as_bytes(), None, false) {
             let row = row?;
             len += 1;
             bytes += row.size;
@@ -288,7 +283,8 @@ impl Log {
                 is_head: i == last,
             })
             .collect();
-        self.store.write_entries(&self.id, &rows, &prior)?;
+        self.store
+            .write_entries(self.id.as_bytes(), &rows, &prior)?;
         self.heads.clear();
         self.heads.insert(entries[last].hash());
         self.next_seq += entries.len() as u64;
@@ -377,7 +373,8 @@ impl Log {
             .filter(|h| referenced.contains(h))
             .map(|h| h.0)
             .collect();
-        self.store.write_entries(&self.id, &rows, &dropped)?;
+        self.store
+            .write_entries(self.id.as_bytes(), &rows, &dropped)?;
         if rows
             .iter()
             .any(|r| self.trim_floor.is_some_and(|f| r.clock < f))
@@ -418,7 +415,7 @@ impl Log {
     ) -> impl Iterator<Item = Result<Entry, LogError>> + '_ {
         let from = from.map(Clock::to_key);
         self.store
-            .clock_rows(&self.id, from.as_ref(), order == Order::Backward)
+            .clock_rows(self.id.as_bytes(), from.as_ref(), order == Order::Backward)
             .map(move |row| {
                 let row = row?;
                 self.get(&EntryHash(row.hash))?.ok_or_else(|| {
@@ -483,7 +480,7 @@ impl Log {
         let mut doomed: Vec<(ClockRow, Vec<[u8; 32]>)> = Vec::new();
         for row in self
             .store
-            .clock_rows(&self.id, self.trim_floor.as_ref(), false)
+            .clock_rows(self.id.as_bytes(), self.trim_floor.as_ref(), false)
         {
             let row = row?;
             let wall = Clock::from_key(&row.clock).wall_us;
@@ -505,7 +502,7 @@ impl Log {
         if doomed.is_empty() {
             return Ok(0);
         }
-        self.store.remove_entries(&self.id, &doomed)?;
+        self.store.remove_entries(self.id.as_bytes(), &doomed)?;
         self.trim_floor = doomed.last().map(|(row, _)| row.clock);
         for (row, _) in &doomed {
             self.heads.remove(&EntryHash(row.hash));

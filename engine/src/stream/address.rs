@@ -10,6 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use starling_net::identity::parse_peer_id;
+use starling_net::overlay::Topic;
 use starling_net::{PeerId, PublicKey};
 
 use super::StreamError;
@@ -103,9 +104,14 @@ impl StreamAddress {
         &self.name
     }
 
-    /// The id of the stream's log; also its overlay topic.
+    /// The id of the stream's log.
     pub fn log_id(&self) -> LogId {
         Log::derive_id(&self.owner_key, &format!("live/v1/{}", self.name))
+    }
+
+    /// The overlay topic the stream travels on: its log's id.
+    pub fn topic(&self) -> Topic {
+        self.log_id().into()
     }
 }
 

@@ -205,7 +205,7 @@ mod tests {
     use super::*;
     use crate::stream::record::RecordMeta;
     use bytes::Bytes;
-    use starling_net::entry::{EntryFields, EntrySigner};
+    use starling_net::entry::{EntryFields, EntrySigner, LogId};
     use starling_net::{KeyType, Keypair};
 
     thread_local! {
@@ -225,14 +225,14 @@ mod tests {
             s.borrow_mut()
                 .sign_one(&EntryFields {
                     meta: &meta,
-                    ..EntryFields::new([0; 32], seq, seq, Bytes::from(vec![seq as u8; 4]))
+                    ..EntryFields::new(LogId([0; 32]), seq, seq, Bytes::from(vec![seq as u8; 4]))
                 })
                 .unwrap()
         });
         Item {
             seq,
             published_us: seq,
-            record: Record::from_entry(entry, &[0; 32]).unwrap(),
+            record: Record::from_entry(entry, &LogId([0; 32])).unwrap(),
         }
     }
 

@@ -14,11 +14,11 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use starling_net::overlay::{OverlayNode, OwnedPublishPermit, PublishRefused, Topic};
+use starling_net::overlay::{OverlayNode, OwnedPublishPermit, PublishRefused};
 
 use super::record::{MediaFrame, RecordMeta};
 use super::{StreamAddress, StreamError};
-use crate::log::{Draft, Entry, Log, MAX_BATCH};
+use crate::log::{Draft, Entry, Log, LogId, MAX_BATCH};
 
 /// Settings of a published stream.
 #[derive(Clone, Debug)]
@@ -72,7 +72,7 @@ impl Window {
 }
 
 /// Windows of the streams a peer publishes, by topic.
-pub(crate) type Windows = Arc<Mutex<HashMap<Topic, Arc<Mutex<Window>>>>>;
+pub(crate) type Windows = Arc<Mutex<HashMap<LogId, Arc<Mutex<Window>>>>>;
 
 /// A frame handed to the signing thread, with its reserved place in the node's queue.
 struct Pending {
@@ -95,7 +95,7 @@ type Shared = Arc<(Mutex<Progress>, Condvar)>;
 #[derive(Debug)]
 pub struct Publisher {
     address: StreamAddress,
-    topic: Topic,
+    topic: LogId,
     log: Arc<Mutex<Log>>,
     node: OverlayNode,
     windows: Windows,
@@ -337,7 +337,7 @@ mod tests {
             w.entries.push_back(
                 signer
                     .sign_one(&starling_net::entry::EntryFields::new(
-                        [0; 32],
+                        LogId([0; 32]),
                         seq,
                         0,
                         Bytes::new(),

@@ -182,7 +182,7 @@ pub enum CatchUp {
 fn put_head(out: &mut BytesMut, kind: u8, topic: &LogId) {
     out.put_u8(CATCHUP_V1);
     out.put_u8(kind);
-    out.put_slice(topic);
+    out.put_slice(topic.as_bytes());
 }
 
 impl CatchUp {
@@ -244,8 +244,8 @@ impl CatchUp {
             return Err(StreamError::UnsupportedVersion(version));
         }
         let kind = b.get_u8();
-        let mut topic = [0u8; 32];
-        b.copy_to_slice(&mut topic);
+        let mut topic = LogId::default();
+        b.copy_to_slice(&mut topic.0);
         match kind {
             KIND_REQUEST => {
                 need(&b, 16)?;
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn record_parse_checks_the_entry_and_its_meta() {
         assert!(matches!(
-            Record::parse(&Bytes::from_static(&[1, 0]), &[0; 32]),
+            Record::parse(&Bytes::from_static(&[1, 0]), &LogId([0; 32])),
             Err(StreamError::Entry(_))
         ));
         let meta = RecordMeta {
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn catch_up_round_trips_and_splits() {
-        let topic = [9u8; 32];
+        let topic = LogId([9u8; 32]);
         assert_eq!(
             CatchUp::decode(&CatchUp::request(&topic, 10, 20)).unwrap(),
             CatchUp::Request {
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn bad_catch_up_messages_are_typed_errors() {
-        let topic = [1u8; 32];
+        let topic = LogId([1u8; 32]);
         let mut req = CatchUp::request(&topic, 5, 4).to_vec();
         assert!(matches!(
             CatchUp::decode(&Bytes::from(req.clone())),
@@ -358,7 +358,7 @@ mod tests {
         ));
         // A reply claiming 65535 records in a few bytes.
         let mut reply = vec![1, 2];
-        reply.extend_from_slice(&topic);
+        reply.extend_from_slice(topic.as_bytes());
         reply.extend_from_slice(&[0xff, 0xff, 0, 0]);
         assert!(matches!(
             CatchUp::decode(&Bytes::from(reply)),
@@ -376,12 +376,12 @@ mod tests {
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let b = Bytes::from(bytes);
             let _ = CatchUp::decode(&b);
-            let _ = Record::parse(&b, &[0; 32]);
+            let _ = Record::parse(&b, &LogId([0; 32]));
         }
 
         #[test]
         fn truncated_replies_are_errors(cut in 0usize..200) {
-            let topic = [3u8; 32];
+            let topic = LogId([3u8; 32]);
             let records = vec![Sequenced { seq: 1, published_us: 2, record: Bytes::from(vec![5u8; 150]) }];
             let msg = CatchUp::replies(&topic, &records, 1 << 20).remove(0);
             let cut = cut.min(msg.len() - 1);

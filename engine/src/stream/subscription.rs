@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use starling_net::overlay::{Delivery, OverlayNode, Topic};
+use starling_net::overlay::{Delivery, OverlayNode};
 use tokio::sync::mpsc;
 
 use super::StreamAddress;
 use super::StreamError;
 use super::playout::{Item, Output, Playout, PlayoutConfig};
 use super::record::{CatchUp, Record, Sequenced};
-use crate::log::{Entry, Log};
+use crate::log::{Entry, Log, LogId};
 
 /// Settings of a subscription.
 #[derive(Clone, Debug)]
@@ -104,22 +104,22 @@ pub(crate) struct CatchUpRoutes {
     routes: Mutex<RouteTable>,
 }
 
-/// Topic → (owner, the subscription's catch-up inbox).
-type RouteTable = HashMap<Topic, (starling_net::PeerId, mpsc::Sender<Vec<Sequenced>>)>;
+/// Stream log → (owner, the subscription's catch-up inbox).
+type RouteTable = HashMap<LogId, (starling_net::PeerId, mpsc::Sender<Vec<Sequenced>>)>;
 
 impl CatchUpRoutes {
-    fn insert(&self, topic: Topic, owner: starling_net::PeerId, tx: mpsc::Sender<Vec<Sequenced>>) {
+    fn insert(&self, topic: LogId, owner: starling_net::PeerId, tx: mpsc::Sender<Vec<Sequenced>>) {
         self.lock().insert(topic, (owner, tx));
     }
 
-    fn remove(&self, topic: &Topic) {
+    fn remove(&self, topic: &LogId) {
         self.lock().remove(topic);
     }
 
     /// The subscription waiting for `topic`'s catch-up, if `origin` is its owner.
     pub(crate) fn route(
         &self,
-        topic: &Topic,
+        topic: &LogId,
         origin: &starling_net::PeerId,
     ) -> Option<mpsc::Sender<Vec<Sequenced>>> {
         self.lock()
@@ -164,7 +164,7 @@ impl Subscription {
         let topic = address.log_id();
         let (catch_tx, catch_rx) = mpsc::channel(16);
         routes.insert(topic, address.owner(), catch_tx);
-        let deliveries = node.subscribe_via(topic, address.owner(), options.owner_addr);
+        let deliveries = node.subscribe_via(topic.into(), address.owner(), options.owner_addr);
         let (app_tx, frames) = mpsc::channel(options.buffer_frames.max(1));
         let counters = Arc::new(Counters::default());
         let task = Task {
@@ -202,7 +202,7 @@ impl Subscription {
         let topic = self.address.log_id();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if self.node.parent(topic).await.is_some() {
+            if self.node.parent(topic.into()).await.is_some() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -234,7 +234,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.task.abort();
         let topic = self.address.log_id();
-        self.node.unsubscribe(topic);
+        self.node.unsubscribe(topic.into());
         self.routes.remove(&topic);
     }
 }
@@ -243,7 +243,7 @@ struct Task {
     playout: Playout,
     node: OverlayNode,
     owner: starling_net::PeerId,
-    topic: Topic,
+    topic: LogId,
     log: Option<Log>,
     app: mpsc::Sender<StreamFrame>,
     counters: Arc<Counters>,
@@ -367,7 +367,7 @@ impl Task {
 }
 
 /// A catch-up entry, checked to belong to the stream and to carry the seq it is filed under.
-fn catch_up_record(r: &Sequenced, topic: &Topic) -> Result<Record, StreamError> {
+fn catch_up_record(r: &Sequenced, topic: &LogId) -> Result<Record, StreamError> {
     let record = Record::parse(&r.record, topic)?;
     match record.entry().seq() {
         seq if seq == r.seq => Ok(record),
@@ -403,7 +403,12 @@ mod tests {
         let entry = starling_net::entry::EntrySigner::new(Keypair::generate(KeyType::Ed25519))
             .sign_one(&starling_net::entry::EntryFields {
                 meta: &meta,
-                ..starling_net::entry::EntryFields::new([5; 32], 7, 0, Bytes::from_static(b"f"))
+                ..starling_net::entry::EntryFields::new(
+                    LogId([5; 32]),
+                    7,
+                    0,
+                    Bytes::from_static(b"f"),
+                )
             })
             .unwrap();
         let filed = |seq| Sequenced {
@@ -411,16 +416,16 @@ mod tests {
             published_us: 0,
             record: entry.to_bytes(),
         };
-        assert!(catch_up_record(&filed(7), &[5; 32]).is_ok());
+        assert!(catch_up_record(&filed(7), &LogId([5; 32])).is_ok());
         assert!(matches!(
-            catch_up_record(&filed(8), &[5; 32]),
+            catch_up_record(&filed(8), &LogId([5; 32])),
             Err(StreamError::CatchUpSeqMismatch {
                 expected: 8,
                 actual: 7
             })
         ));
         assert!(matches!(
-            catch_up_record(&filed(7), &[6; 32]),
+            catch_up_record(&filed(7), &LogId([6; 32])),
             Err(StreamError::WrongLog)
         ));
     }
@@ -431,14 +436,14 @@ mod tests {
         let owner = Keypair::generate(KeyType::Ed25519).peer_id();
         let stranger = Keypair::generate(KeyType::Ed25519).peer_id();
         let (tx, _rx) = mpsc::channel(1);
-        routes.insert([1; 32], owner, tx);
-        assert!(routes.route(&[1; 32], &owner).is_some());
+        routes.insert(LogId([1; 32]), owner, tx);
+        assert!(routes.route(&LogId([1; 32]), &owner).is_some());
         assert!(
-            routes.route(&[1; 32], &stranger).is_none(),
+            routes.route(&LogId([1; 32]), &stranger).is_none(),
             "forged catch-up refused"
         );
-        assert!(routes.route(&[2; 32], &owner).is_none());
-        routes.remove(&[1; 32]);
-        assert!(routes.route(&[1; 32], &owner).is_none());
+        assert!(routes.route(&LogId([2; 32]), &owner).is_none());
+        routes.remove(&LogId([1; 32]));
+        assert!(routes.route(&LogId([1; 32]), &owner).is_none());
     }
 }

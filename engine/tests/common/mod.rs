@@ -22,7 +22,7 @@ pub(crate) fn key(seed: u8) -> Keypair {
     Keypair::from_secret_bytes(KeyType::Ed25519, &[seed; 32]).unwrap()
 }
 
-pub(crate) const LOG: LogId = [42; 32];
+pub(crate) const LOG: LogId = LogId([42; 32]);
 
 pub(crate) fn open(dir: &Path, seed: u8, config: LogConfig) -> Log {
     Log::open(store(dir), LOG, key(seed), config).unwrap()

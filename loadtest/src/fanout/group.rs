@@ -219,7 +219,7 @@ impl Group {
             let mut missing = 0;
             for p in &self.peers {
                 for (a, _) in &self.spec.streams {
-                    missing += usize::from(p.overlay().parent(a.log_id()).await.is_none());
+                    missing += usize::from(p.overlay().parent(a.topic()).await.is_none());
                 }
             }
             if missing == 0 {
@@ -315,7 +315,7 @@ impl Group {
                 tracing::debug!(peer = %p.peer_id(), ?s, "overlay stats");
             }
             for (a, _) in &self.spec.streams {
-                orphans += usize::from(p.overlay().parent(a.log_id()).await.is_none());
+                orphans += usize::from(p.overlay().parent(a.topic()).await.is_none());
             }
         }
         // Diagnostics (RUST_LOG=starling_loadtest=info): a stuck tree shows here first.
@@ -351,7 +351,7 @@ async fn throttle_relays(peers: &[Peer], spec: &GroupSpec) -> usize {
     for p in peers {
         let mut children = 0;
         for (a, _) in &spec.streams {
-            children += p.overlay().children(a.log_id()).await.len();
+            children += p.overlay().children(a.topic()).await.len();
         }
         if children > 0 {
             relays.push(p);

@@ -105,7 +105,7 @@ fn topic(p: usize) -> Topic {
     let mut t = [0u8; 32];
     t[..8].copy_from_slice(&(p as u64).to_be_bytes());
     t[31] = 0x5a;
-    t
+    Topic(t)
 }
 
 struct Metrics {

@@ -26,7 +26,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::clock::{Clock, writer_id};
-use super::{EntryError, EntryHash, merkle};
+use super::{EntryError, EntryHash, LogId, merkle};
 use crate::identity::{KeyCache, KeyType, PublicKey, SIGNATURE_LEN, Signature};
 use crate::wire::{put_varint, varint_len};
 
@@ -357,10 +357,10 @@ impl Entry {
     }
 
     /// The log it belongs to.
-    pub fn log_id(&self) -> [u8; 32] {
+    pub fn log_id(&self) -> LogId {
         let mut id = [0u8; 32];
         id.copy_from_slice(&self.header_bytes()[2..34]);
-        id
+        LogId(id)
     }
 
     /// The writer's sequence number in the log (a stream's frame number).
@@ -535,7 +535,7 @@ pub fn next_hashes(header: &[u8]) -> Vec<[u8; 32]> {
 #[derive(Clone, Debug)]
 pub struct EntryFields<'a> {
     /// The log.
-    pub log_id: [u8; 32],
+    pub log_id: LogId,
     /// The writer's sequence number in the log.
     pub seq: u64,
     /// The clock (its writer is the signer's; not encoded).
@@ -561,7 +561,7 @@ pub struct EntryFields<'a> {
 impl<'a> EntryFields<'a> {
     /// `payload` (stored as given) at `seq` of `log_id`: no links, no meta, group zero, the
     /// store's default replicas, logical clock 0. Set the other fields with struct update syntax.
-    pub fn new(log_id: [u8; 32], seq: u64, wall_us: u64, payload: Bytes) -> EntryFields<'a> {
+    pub fn new(log_id: LogId, seq: u64, wall_us: u64, payload: Bytes) -> EntryFields<'a> {
         EntryFields {
             log_id,
             seq,
@@ -620,7 +620,7 @@ impl EntryFields<'_> {
         }
         arena.put_u8(VERSION);
         arena.put_u8(self.flags);
-        arena.put_slice(&self.log_id);
+        arena.put_slice(self.log_id.as_bytes());
         arena.put_u64(self.seq);
         arena.put_u64(self.wall_us);
         arena.put_u32(self.logical);

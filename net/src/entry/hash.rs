@@ -60,3 +60,30 @@ impl FromStr for EntryHash {
         Ok(EntryHash(hash))
     }
 }
+
+/// Which log an entry belongs to: 32 bytes derived from the log's definition and its owner
+/// (a stream's is BLAKE3 over the owner's key and the stream's name), the same on every peer.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct LogId(pub [u8; 32]);
+
+impl LogId {
+    /// The id's bytes, as the store keys them.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for LogId {
+    /// Lower-case hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogId(")?;
+        self.0[..6].iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        write!(f, "…)")
+    }
+}

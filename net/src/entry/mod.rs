@@ -25,6 +25,6 @@ pub use format::{
     Entry, EntryFields, FLAG_ENCRYPTED, FLAG_LZ4, MAX_BATCH, MAX_META, MAX_NEXT, MAX_PAYLOAD_LEN,
     Unsigned, VERSION, next_hashes,
 };
-pub use hash::EntryHash;
+pub use hash::{EntryHash, LogId};
 pub use sign::EntrySigner;
 pub use verify::{DEFAULT_ROOT_CACHE, EntryVerifier, RootCache};

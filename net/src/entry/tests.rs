@@ -8,7 +8,7 @@ use crate::identity::{KeyType, Keypair};
 
 fn fields(seq: u64, payload: &[u8], next: &[EntryHash]) -> EntryFields<'static> {
     EntryFields {
-        log_id: [7; 32],
+        log_id: LogId([7; 32]),
         seq,
         wall_us: 1_700_000_000_000_000 + seq,
         logical: seq as u32,
@@ -51,7 +51,7 @@ fn fields_round_trip() {
         let d = redecode(&e);
         assert_eq!(d, e);
         assert_eq!(d.hash(), e.hash());
-        assert_eq!(d.log_id(), [7; 32]);
+        assert_eq!(d.log_id(), LogId([7; 32]));
         assert_eq!(d.seq(), 5);
         assert_eq!(d.clock().wall_us, 1_700_000_000_000_005);
         assert_eq!(d.clock().logical, 5);

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::message::{Candidate, Message};
+use super::message::{Candidate, Message, Topic};
 use crate::entry::Entry;
 use crate::identity::{IdentityError, PeerId, peer_id_from_bytes};
 use crate::wire::{Frame, WireError};
@@ -195,7 +195,7 @@ pub fn decode(
     let body = match frame {
         Frame::Entry(entry) => {
             return Ok(Control::Message(Message::Frame {
-                topic: entry.log_id(),
+                topic: entry.log_id().into(),
                 seq: entry.seq(),
                 payload: entry,
             }));
@@ -258,11 +258,11 @@ impl Reader<'_> {
         Ok(self.buf.get_u64())
     }
 
-    fn topic(&mut self) -> Result<[u8; 32], ControlError> {
+    fn topic(&mut self) -> Result<Topic, ControlError> {
         self.need("topic", 32)?;
         let mut t = [0u8; 32];
         self.buf.copy_to_slice(&mut t);
-        Ok(t)
+        Ok(Topic(t))
     }
 
     fn peer(&mut self, field: &'static str) -> Result<PeerId, ControlError> {
@@ -497,7 +497,7 @@ pub fn encode(
             rtt_us,
         } => {
             let mut w = Writer::new(K::Join, address_of);
-            w.out.put_slice(topic);
+            w.out.put_slice(topic.as_bytes());
             w.peer(root);
             w.out.put_u64(*rtt_us);
             w
@@ -512,7 +512,7 @@ pub fn encode(
         } => {
             let kind = if *adoption { K::Adoption } else { K::Accept };
             let mut w = Writer::new(kind, address_of);
-            w.out.put_slice(topic);
+            w.out.put_slice(topic.as_bytes());
             w.out.put_u64(*next_seq);
             w.out.put_u64(*rate);
             w.out.put_u64(*delay_us);
@@ -525,7 +525,7 @@ pub fn encode(
         }
         Message::Redirect { topic, candidates } => {
             let mut w = Writer::new(K::Redirect, address_of);
-            w.out.put_slice(topic);
+            w.out.put_slice(topic.as_bytes());
             let candidates = &candidates[..candidates.len().min(MAX_PEERS)];
             w.out.put_u8(candidates.len() as u8);
             for c in candidates {
@@ -536,12 +536,12 @@ pub fn encode(
         }
         Message::Leave { topic } => {
             let mut w = Writer::new(K::Leave, address_of);
-            w.out.put_slice(topic);
+            w.out.put_slice(topic.as_bytes());
             w
         }
         Message::Repair { topic, from, to } => {
             let mut w = Writer::new(K::Repair, address_of);
-            w.out.put_slice(topic);
+            w.out.put_slice(topic.as_bytes());
             w.out.put_u64(*from);
             w.out.put_u64(*to);
             w
@@ -552,14 +552,14 @@ pub fn encode(
             root_rtt_us,
         } => {
             let mut w = Writer::new(K::Report, address_of);
-            w.out.put_slice(topic);
+            w.out.put_slice(topic.as_bytes());
             w.out.put_u32(*descendants);
             w.out.put_u64(*root_rtt_us);
             w
         }
         Message::Handover { topic, to } => {
             let mut w = Writer::new(K::Handover, address_of);
-            w.out.put_slice(topic);
+            w.out.put_slice(topic.as_bytes());
             w.peer(to);
             w
         }

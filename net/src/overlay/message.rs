@@ -1,7 +1,34 @@
 //! Overlay messages, generic over the peer id `P` and payload `B`.
 
-/// A topic: 32 bytes (a stream's address hash).
-pub type Topic = [u8; 32];
+use std::fmt;
+
+use crate::entry::LogId;
+
+/// One tree of the overlay, named by 32 bytes: a stream's topic is its log's id, so an entry
+/// names the topic it travels on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Topic(pub [u8; 32]);
+
+impl Topic {
+    /// The topic's bytes, as they travel.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<LogId> for Topic {
+    fn from(log: LogId) -> Topic {
+        Topic(log.0)
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Topic(")?;
+        self.0[..6].iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        write!(f, "…)")
+    }
+}
 
 /// What the overlay needs of a payload: its size (for rates, queues and overhead).
 pub trait Payload: Clone {

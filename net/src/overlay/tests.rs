@@ -31,7 +31,7 @@ impl Verifier<u32, P> for Check {
     }
 }
 
-const T: Topic = [7; 32];
+const T: Topic = Topic([7; 32]);
 
 /// N nodes; messages are delivered in FIFO order with no delay. Links can be cut.
 struct Net {

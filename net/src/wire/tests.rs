@@ -4,14 +4,14 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::*;
-use crate::entry::{Entry, EntryError, EntryFields, EntrySigner, EntryVerifier};
+use crate::entry::{Entry, EntryError, EntryFields, EntrySigner, EntryVerifier, LogId};
 use crate::identity::{KeyType, Keypair};
 
 fn data_frame(key: &Keypair, seq: u64, payload: &[u8]) -> Entry {
     let mut signer = EntrySigner::new(key.clone());
     signer
         .sign_one(&EntryFields::new(
-            [9; TOPIC_LEN],
+            LogId([9; TOPIC_LEN]),
             seq,
             1_700_000_000_000_000 + seq,
             Bytes::copy_from_slice(payload),
@@ -58,7 +58,7 @@ fn data_frame_round_trips_and_verifies() {
             panic!("not data")
         };
         assert_eq!(d.seq(), 42);
-        assert_eq!(d.log_id(), [9; TOPIC_LEN]);
+        assert_eq!(d.log_id(), LogId([9; TOPIC_LEN]));
         assert_eq!(d.stored_payload().as_ref(), b"hello frame");
         assert_eq!(d, &f);
         let mut v = EntryVerifier::default();

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::entry::{EntryFields, EntrySigner};
+use crate::entry::{EntryFields, EntrySigner, LogId};
 use crate::identity::{KeyType, Keypair};
 
 fn peer() -> PeerId {
@@ -14,7 +14,7 @@ fn entry(seq: u64) -> Entry {
     let mut signer = EntrySigner::new(Keypair::generate(KeyType::Ed25519));
     signer
         .sign_one(&EntryFields::new(
-            [0; 32],
+            LogId([0; 32]),
             seq,
             1,
             Bytes::from_static(b"hello"),
@@ -46,7 +46,7 @@ fn round_trip(msg: Message<PeerId, Entry>, book: &Book) {
 }
 
 fn samples(a: PeerId, b: PeerId, c: PeerId) -> Vec<Message<PeerId, Entry>> {
-    let topic = [3u8; 32];
+    let topic = Topic([3u8; 32]);
     vec![
         Message::Join {
             topic,
@@ -119,7 +119,7 @@ fn every_control_message_round_trips_and_hands_back_the_addresses_it_names() {
         round_trip(msg, &book);
     }
     let redirect = Message::Redirect {
-        topic: [0; 32],
+        topic: Topic([0; 32]),
         candidates: vec![
             Candidate {
                 peer: b,
@@ -163,7 +163,7 @@ fn entry_frames_are_topic_frames() {
             seq,
             payload,
         })) => {
-            assert_eq!((topic, seq), (e.log_id(), 5));
+            assert_eq!((topic, seq), (Topic::from(e.log_id()), 5));
             assert_eq!(payload.hash(), e.hash());
         }
         other => panic!("{other:?}"),
@@ -305,15 +305,15 @@ fn arb_message(pool: Vec<PeerId>) -> impl Strategy<Value = Message<PeerId, Entry
         let pool = pool.clone();
         move || proptest::sample::select(pool.clone())
     };
-    let topic = any::<[u8; 32]>();
+    let topic = || any::<[u8; 32]>().prop_map(Topic);
     prop_oneof![
-        (topic, p(), any::<u64>()).prop_map(|(topic, root, rtt_us)| Message::Join {
+        (topic(), p(), any::<u64>()).prop_map(|(topic, root, rtt_us)| Message::Join {
             topic,
             root,
             rtt_us
         }),
         (
-            topic,
+            topic(),
             proptest::collection::vec(p(), 0..=MAX_PEERS),
             any::<(u64, u64, u64, bool)>()
         )
@@ -328,7 +328,7 @@ fn arb_message(pool: Vec<PeerId>) -> impl Strategy<Value = Message<PeerId, Entry
                 }
             }),
         (
-            topic,
+            topic(),
             proptest::collection::vec((p(), any::<u64>()), 0..=MAX_PEERS)
         )
             .prop_map(|(topic, c)| Message::Redirect {
@@ -338,20 +338,20 @@ fn arb_message(pool: Vec<PeerId>) -> impl Strategy<Value = Message<PeerId, Entry
                     .map(|(peer, delay_us)| Candidate { peer, delay_us })
                     .collect(),
             }),
-        topic.prop_map(|topic| Message::Leave { topic }),
-        (topic, any::<u64>(), any::<u64>()).prop_map(|(topic, from, to)| Message::Repair {
+        topic().prop_map(|topic| Message::Leave { topic }),
+        (topic(), any::<u64>(), any::<u64>()).prop_map(|(topic, from, to)| Message::Repair {
             topic,
             from,
             to
         }),
-        (topic, any::<u32>(), any::<u64>()).prop_map(|(topic, descendants, root_rtt_us)| {
+        (topic(), any::<u32>(), any::<u64>()).prop_map(|(topic, descendants, root_rtt_us)| {
             Message::Report {
                 topic,
                 descendants,
                 root_rtt_us,
             }
         }),
-        (topic, p()).prop_map(|(topic, to)| Message::Handover { topic, to }),
+        (topic(), p()).prop_map(|(topic, to)| Message::Handover { topic, to }),
         any::<u64>().prop_map(|sent_at| Message::Probe { sent_at }),
         any::<u64>().prop_map(|sent_at| Message::ProbeAck { sent_at }),
     ]

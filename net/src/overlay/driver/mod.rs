@@ -512,7 +512,7 @@ impl Driver {
     /// Hands an entry this node signed to the core, as the root of its log's topic.
     fn publish(&mut self, entry: Entry) {
         self.feed(Event::Command(Command::Publish {
-            topic: entry.log_id(),
+            topic: entry.log_id().into(),
             seq: entry.seq(),
             payload: entry,
         }));

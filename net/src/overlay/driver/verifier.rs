@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::super::{Topic, Verifier};
-use crate::entry::{Entry, EntryVerifier};
+use crate::entry::{Entry, EntryVerifier, LogId};
 use crate::identity::{PeerId, PublicKey};
 
 /// Who may write a topic's entries, as its program decides (default: only the tree's root).
@@ -71,7 +71,7 @@ impl FrameVerifier {
 
 impl Verifier<PeerId, Entry> for FrameVerifier {
     fn verify_frame(&mut self, topic: &Topic, root: &PeerId, seq: u64, e: &Entry) -> bool {
-        if e.log_id() != *topic || e.seq() != seq {
+        if Topic::from(e.log_id()) != *topic || e.seq() != seq {
             return false;
         }
         let Ok(key) = self.entries.verify(e) else {
@@ -95,7 +95,7 @@ impl Verifier<PeerId, Entry> for FrameVerifier {
 }
 
 /// The log id direct messages are signed under (never a stream's: those are BLAKE3 outputs).
-pub(super) const DIRECT_LOG: [u8; 32] = [0; 32];
+pub(super) const DIRECT_LOG: LogId = LogId([0; 32]);
 
 #[cfg(test)]
 mod tests {
@@ -107,7 +107,7 @@ mod tests {
     fn frame(signer: &mut EntrySigner, seq: u64) -> Entry {
         signer
             .sign_one(&EntryFields::new(
-                [1; 32],
+                LogId([1; 32]),
                 seq,
                 0,
                 Bytes::from(vec![seq as u8; 100]),
@@ -125,13 +125,16 @@ mod tests {
         let mut v = FrameVerifier::default();
         v.verify_batch([&good, &foreign].into_iter());
         let r = root.peer_id();
-        assert!(v.verify_frame(&[1; 32], &r, 0, &good));
+        assert!(v.verify_frame(&Topic([1; 32]), &r, 0, &good));
         assert!(
-            !v.verify_frame(&[1; 32], &r, 1, &foreign),
+            !v.verify_frame(&Topic([1; 32]), &r, 1, &foreign),
             "signed, not by the root"
         );
-        assert!(!v.verify_frame(&[2; 32], &r, 0, &good), "wrong topic");
-        assert!(!v.verify_frame(&[1; 32], &r, 5, &good), "wrong seq");
+        assert!(
+            !v.verify_frame(&Topic([2; 32]), &r, 0, &good),
+            "wrong topic"
+        );
+        assert!(!v.verify_frame(&Topic([1; 32]), &r, 5, &good), "wrong seq");
         assert!(
             !v.verify_direct(&r, &good),
             "a stream entry is not a direct message"
@@ -146,12 +149,15 @@ mod tests {
         let e = frame(&mut ds, 0);
         let mut v = FrameVerifier::default();
         let r = root.peer_id();
-        assert!(!v.verify_frame(&[1; 32], &r, 0, &e));
+        assert!(!v.verify_frame(&Topic([1; 32]), &r, 0, &e));
         let allowed = *delegate.public();
-        v.set_rule([1; 32], Some(std::sync::Arc::new(move |k| *k == allowed)));
-        assert!(v.verify_frame(&[1; 32], &r, 0, &e));
-        v.set_rule([1; 32], None);
-        assert!(!v.verify_frame(&[1; 32], &r, 0, &e));
+        v.set_rule(
+            Topic([1; 32]),
+            Some(std::sync::Arc::new(move |k| *k == allowed)),
+        );
+        assert!(v.verify_frame(&Topic([1; 32]), &r, 0, &e));
+        v.set_rule(Topic([1; 32]), None);
+        assert!(!v.verify_frame(&Topic([1; 32]), &r, 0, &e));
     }
 
     #[test]
@@ -168,9 +174,9 @@ mod tests {
         let mut v = FrameVerifier::default();
         v.verify_batch(batch.into_iter());
         let r = root.peer_id();
-        assert!(v.verify_frame(&[1; 32], &r, 0, &frames[0]));
-        assert!(v.verify_frame(&[1; 32], &r, 1, &frames[1]));
-        assert!(!v.verify_frame(&[1; 32], &r, 2, &forged));
-        assert!(v.verify_frame(&[1; 32], &r, 3, &frames[3]));
+        assert!(v.verify_frame(&Topic([1; 32]), &r, 0, &frames[0]));
+        assert!(v.verify_frame(&Topic([1; 32]), &r, 1, &frames[1]));
+        assert!(!v.verify_frame(&Topic([1; 32]), &r, 2, &forged));
+        assert!(v.verify_frame(&Topic([1; 32]), &r, 3, &frames[3]));
     }
 }
