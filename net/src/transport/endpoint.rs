@@ -215,22 +215,22 @@ impl Endpoint {
         Ok(self.established(conn, actual, Direction::Outbound))
     }
 
-    /// The next incoming connection; `None` once the endpoint is closed. Not cancel-safe once a
-    /// connection has arrived (it awaits that connection's handshake): run it in its own task
-    /// rather than as one branch of a `select!`.
+    /// The next incoming connection, handshake done; `None` once the endpoint is closed. Not
+    /// cancel-safe once a connection has arrived (it awaits that connection's handshake), and
+    /// one handshake at a time: a server that must not let one slow client hold up the others
+    /// takes [`Endpoint::incoming`] and finishes each [`Incoming`] in its own task.
     pub async fn accept(&self) -> Option<Result<Connection, TransportError>> {
+        Some(self.incoming().await?.finish().await)
+    }
+
+    /// The next connection attempt, before its handshake; `None` once the endpoint is closed.
+    /// Cancel-safe.
+    pub async fn incoming(&self) -> Option<Incoming> {
         let incoming = self.inner.quinn.accept().await?;
-        let addr = incoming.remote_address();
-        Some(
-            async {
-                let conn = incoming
-                    .await
-                    .map_err(|source| TransportError::Connection { addr, source })?;
-                let peer = tls::remote_peer_id(&conn)?;
-                Ok(self.established(conn, peer, Direction::Inbound))
-            }
-            .await,
-        )
+        Some(Incoming {
+            incoming,
+            endpoint: self.clone(),
+        })
     }
 
     fn established(&self, conn: quinn::Connection, peer: PeerId, dir: Direction) -> Connection {
@@ -259,5 +259,34 @@ impl Endpoint {
             self.inner.quinn.wait_idle(),
         )
         .await;
+    }
+}
+
+/// A connection attempt from a remote: finish its handshake (bounded by
+/// [`TransportConfig::connect_timeout`]) to get the authenticated [`Connection`].
+#[derive(Debug)]
+pub struct Incoming {
+    incoming: quinn::Incoming,
+    endpoint: Endpoint,
+}
+
+impl Incoming {
+    /// Where the attempt comes from.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.incoming.remote_address()
+    }
+
+    /// Runs the handshake and authenticates the remote's PeerId.
+    pub async fn finish(self) -> Result<Connection, TransportError> {
+        let addr = self.incoming.remote_address();
+        let limit = self.endpoint.inner.config.connect_timeout;
+        let conn = tokio::time::timeout(limit, self.incoming)
+            .await
+            .map_err(|_| TransportError::Timeout(addr))?
+            .map_err(|source| TransportError::Connection { addr, source })?;
+        let peer = tls::remote_peer_id(&conn)?;
+        Ok(self
+            .endpoint
+            .established(conn, peer, Direction::Inbound))
     }
 }

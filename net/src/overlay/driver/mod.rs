@@ -94,6 +94,34 @@ enum Internal {
     Down(PeerId, usize),
 }
 
+/// Handshakes run at once per node. Each is its own task, so a client that stalls its
+/// handshake holds up only its own slot (until the transport's connect timeout), not every
+/// other dialer; a flash crowd of joiners is admitted in parallel rather than one by one.
+const MAX_HANDSHAKES: usize = 64;
+
+/// Accepts connections, finishing up to [`MAX_HANDSHAKES`] handshakes at a time.
+async fn accept_loop(endpoint: Endpoint, internal_tx: mpsc::UnboundedSender<Internal>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let mut handshakes = tokio::task::JoinSet::new();
+    while let Some(incoming) = endpoint.incoming().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Reap finished handshakes (the set would otherwise hold their results).
+        while handshakes.try_join_next().is_some() {}
+        let tx = internal_tx.clone();
+        handshakes.spawn(async move {
+            let _slot = slot;
+            match incoming.finish().await {
+                Ok(conn) => {
+                    let _ = tx.send(Internal::Up(conn));
+                }
+                Err(e) => tracing::debug!("incoming connection failed: {e}"),
+            }
+        });
+    }
+}
+
 /// A link event taken from the queue, its frame already decoded.
 #[derive(Debug)]
 enum Queued {
@@ -384,18 +412,7 @@ impl Driver {
         // that dropped it half-way would abort the incoming connection.
         let endpoint = self.endpoint.clone();
         let internal_tx = self.internal_tx.clone();
-        let acceptor = tokio::spawn(async move {
-            while let Some(incoming) = endpoint.accept().await {
-                match incoming {
-                    Ok(conn) => {
-                        if internal_tx.send(Internal::Up(conn)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::debug!("incoming connection failed: {e}"),
-                }
-            }
-        });
+        let acceptor = tokio::spawn(accept_loop(endpoint, internal_tx));
         loop {
             let shaper_wake = self.shaper.as_ref().and_then(Shaper::next_release);
             tokio::select! {
