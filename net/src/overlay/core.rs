@@ -94,9 +94,6 @@ where
         match event {
             Event::LinkUp(peer) => {
                 self.shared.links.entry(peer).or_default();
-                for state in self.topics.values_mut() {
-                    state.on_link_up(&peer, now);
-                }
                 out.push(Action::Send {
                     to: peer,
                     message: Message::Probe { sent_at: now },

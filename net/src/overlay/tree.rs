@@ -16,8 +16,10 @@ use super::shared::Shared;
 
 mod frames;
 mod placement;
+mod rate;
 mod swap;
 
+use rate::RateMeter;
 pub(super) use swap::ChildReport;
 
 /// Where a member stands in the tree.
@@ -90,12 +92,8 @@ pub(super) struct TopicState<P, B> {
     cache_bytes: usize,
     started: bool,
     last_frame_at: u64,
-    /// Smoothed stream rate, bytes/s (for admission).
-    rate: f64,
-    rate_window_start: u64,
-    rate_window_bytes: u64,
-    /// Smoothed frame size (bytes): with the upload rate, how long each child waits its turn.
-    frame_bytes: f64,
+    /// The stream's rate and frame size as we see them.
+    rate: RateMeter,
     join_started_at: u64,
     congested_since: Option<u64>,
     last_attach_at: u64,
@@ -136,10 +134,7 @@ where
             cache_bytes: 0,
             started: false,
             last_frame_at: 0,
-            rate: 0.0,
-            rate_window_start: 0,
-            rate_window_bytes: 0,
-            frame_bytes: 0.0,
+            rate: RateMeter::default(),
             join_started_at: 0,
             congested_since: None,
             last_attach_at: 0,
@@ -355,7 +350,7 @@ where
                 topic,
                 path,
                 next_seq: self.forward_seq(),
-                rate: self.rate as u64,
+                rate: self.rate.bytes_per_s as u64,
                 delay_us,
                 adoption: false,
             },
@@ -412,10 +407,10 @@ where
     /// at the measured stream rate. Until the rate is known, at most 4.
     fn capacity<V>(&self, shared: &Shared<P, V>) -> usize {
         let c = &shared.config;
-        if self.rate <= 0.0 {
+        if self.rate.bytes_per_s <= 0.0 {
             return c.max_children.min(4);
         }
-        let children_by = |bytes_per_s: f64| (0.85 * bytes_per_s / self.rate) as usize;
+        let children_by = |bytes_per_s: f64| (0.85 * bytes_per_s / self.rate.bytes_per_s) as usize;
         // The configured budget admits at least one child: a stream larger than the budget
         // then forms chains and still reaches everyone (joiners would otherwise bounce between
         // nodes that all refuse). A *measured* shortfall — a throttled or congested uplink —
@@ -497,9 +492,7 @@ where
         now: u64,
         out: &mut Vec<Action<P, B>>,
     ) {
-        if self.rate == 0.0 {
-            self.rate = rate as f64;
-        }
+        self.rate.adopt(rate);
         if self.is_root || path.contains(&shared.me) {
             out.push(Action::Send {
                 to: from,
@@ -596,7 +589,7 @@ where
         let mut path = self.path.clone();
         path.push(shared.me);
         let next_seq = self.forward_seq();
-        let rate = self.rate as u64;
+        let rate = self.rate.bytes_per_s as u64;
         for (index, c) in self.children.iter().enumerate() {
             out.push(Action::Send {
                 to: *c,
@@ -692,22 +685,6 @@ where
             let candidates = self.fallbacks(peer);
             self.avoid.push((peer, now + shared.config.avoid_us));
             self.start_join(shared, topic, now, candidates, out);
-        }
-    }
-
-    /// The connection to `peer` is up: if we were asking it to take us, its answer is due a
-    /// join timeout from now, not from when we asked. A dial under load (a flash crowd of
-    /// handshakes) can outlast the timeout, and counting it made joiners give up on parents
-    /// that were about to answer, dial the next candidate, and load the swarm further (with
-    /// 1,000 joiners in one process, 966 had not attached after 120 s). A dial that fails is
-    /// reported as the link going down, so waiting for it is bounded by the transport.
-    pub(super) fn on_link_up(&mut self, peer: &P, now: u64) {
-        if let Attach::Joining {
-            target, asked_at, ..
-        } = &mut self.attach
-            && target == peer
-        {
-            *asked_at = now;
         }
     }
 

@@ -285,8 +285,6 @@ impl Incoming {
             .map_err(|_| TransportError::Timeout(addr))?
             .map_err(|source| TransportError::Connection { addr, source })?;
         let peer = tls::remote_peer_id(&conn)?;
-        Ok(self
-            .endpoint
-            .established(conn, peer, Direction::Inbound))
+        Ok(self.endpoint.established(conn, peer, Direction::Inbound))
     }
 }

@@ -6,6 +6,7 @@
 //! as the very `Bytes` that arrived (verified, never re-signed), control on the control lane. A
 //! full link drops the frame (`try_send` → `Full`): under congestion newer frames win.
 
+mod links;
 mod shaper;
 mod verifier;
 
@@ -24,6 +25,7 @@ use crate::entry::{Entry, EntryFields, EntrySigner, unix_time_us};
 use crate::identity::PeerId;
 use crate::transport::{Connection, Endpoint, Received, SendError, TransportError};
 use crate::wire::{Frame, Lane};
+use links::{accept_loop, conn_id};
 use shaper::Shaper;
 
 /// Where peers can be reached, learned from connections and from messages.
@@ -92,34 +94,6 @@ enum Internal {
     /// control) instead of buffering without bound in this channel.
     Frame(PeerId, Received),
     Down(PeerId, usize),
-}
-
-/// Handshakes run at once per node. Each is its own task, so a client that stalls its
-/// handshake holds up only its own slot (until the transport's connect timeout), not every
-/// other dialer; a flash crowd of joiners is admitted in parallel rather than one by one.
-const MAX_HANDSHAKES: usize = 64;
-
-/// Accepts connections, finishing up to [`MAX_HANDSHAKES`] handshakes at a time.
-async fn accept_loop(endpoint: Endpoint, internal_tx: mpsc::UnboundedSender<Internal>) {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    let mut handshakes = tokio::task::JoinSet::new();
-    while let Some(incoming) = endpoint.incoming().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        // Reap finished handshakes (the set would otherwise hold their results).
-        while handshakes.try_join_next().is_some() {}
-        let tx = internal_tx.clone();
-        handshakes.spawn(async move {
-            let _slot = slot;
-            match incoming.finish().await {
-                Ok(conn) => {
-                    let _ = tx.send(Internal::Up(conn));
-                }
-                Err(e) => tracing::debug!("incoming connection failed: {e}"),
-            }
-        });
-    }
 }
 
 /// A link event taken from the queue, its frame already decoded.
@@ -382,10 +356,6 @@ struct Driver {
     batch: Vec<Queued>,
 }
 
-fn conn_id(c: &Connection) -> usize {
-    c.dangerous_quinn_connection().stable_id()
-}
-
 impl Driver {
     fn now(&self) -> u64 {
         self.start.elapsed().as_micros() as u64 + 1
@@ -609,92 +579,6 @@ impl Driver {
         }
     }
 
-    fn register(&mut self, conn: Connection) {
-        let peer = conn.peer_id();
-        self.dialing.remove(&peer);
-        self.book.insert(peer, conn.remote_addr());
-        let reader = conn.clone();
-        let internal = self.internal_tx.clone();
-        let id = conn_id(&conn);
-        tokio::spawn(async move {
-            while let Some(item) = reader.recv().await {
-                match item {
-                    Ok(received) => {
-                        if internal.send(Internal::Frame(peer, received)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::debug!(%peer, "stream error: {e}"),
-                }
-            }
-            let _ = internal.send(Internal::Down(peer, id));
-        });
-        if let Some(old) = self.conns.insert(peer, conn) {
-            // Both sides dialed at once: keep the newer connection, close the older one.
-            old.close("duplicate connection");
-        }
-        self.feed(Event::LinkUp(peer));
-        for message in self.pending.remove(&peer).unwrap_or_default() {
-            self.transmit(peer, message);
-        }
-    }
-
-    fn dial(&mut self, peer: PeerId) {
-        if self.conns.contains_key(&peer) || !self.dialing.insert(peer) {
-            return;
-        }
-        let Some(addr) = self.book.get(&peer).copied() else {
-            self.dialing.remove(&peer);
-            self.locate(peer);
-            return;
-        };
-        let endpoint = self.endpoint.clone();
-        let internal = self.internal_tx.clone();
-        tokio::spawn(async move {
-            let event = match endpoint.dial_addr(addr, Some(peer)).await {
-                Ok(conn) => Internal::Up(conn),
-                Err(e) => {
-                    tracing::debug!(%peer, "dial failed: {e}");
-                    Internal::DialFailed(peer)
-                }
-            };
-            let _ = internal.send(event);
-        });
-    }
-
-    /// Asks every neighbour where `peer` is; without neighbours (or an answer in time) the dial
-    /// fails, which the core treats like a lost link.
-    fn locate(&mut self, peer: PeerId) {
-        if self.locating.contains_key(&peer) {
-            return;
-        }
-        if self.conns.is_empty() {
-            let _ = self.internal_tx.send(Internal::DialFailed(peer));
-            return;
-        }
-        let ask = control::encode_lookup(false, &peer, |p| self.book.get(p).copied());
-        let neighbours: Vec<PeerId> = self.conns.keys().copied().collect();
-        for n in neighbours {
-            self.write(n, Lane::Control, &ask);
-        }
-        self.locating.insert(peer, Instant::now() + LOCATE_TIMEOUT);
-    }
-
-    fn expire_lookups(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<PeerId> = self
-            .locating
-            .iter()
-            .filter(|(_, deadline)| **deadline <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in expired {
-            self.locating.remove(&peer);
-            tracing::debug!(%peer, "no neighbour knows where this peer is");
-            let _ = self.internal_tx.send(Internal::DialFailed(peer));
-        }
-    }
-
     fn act(&mut self, action: Action<PeerId, Entry>) {
         match action {
             Action::Send { to, message } => self.transmit(to, message),
@@ -776,34 +660,6 @@ impl Driver {
             .unwrap_or_default();
         for (to, lane, frame) in ready {
             self.write(to, lane, &frame);
-        }
-    }
-
-    /// quinn's RTT, queued bytes (link credit plus shaper queue) and, when shaped, the shaped
-    /// rate as the delivery rate.
-    fn measure(&mut self) {
-        let shaped_rate = self.shaper.as_ref().map(|s| s.rate() as f64).unwrap_or(0.0);
-        let links: Vec<(PeerId, u64, u64, u64)> = self
-            .conns
-            .iter()
-            .map(|(p, c)| {
-                let shaped = self.shaper.as_ref().map_or(0, |s| s.queued_for(p));
-                (
-                    *p,
-                    c.rtt().as_micros() as u64,
-                    (c.queued_bytes() + shaped) as u64,
-                    c.quinn_stats().path.lost_packets,
-                )
-            })
-            .collect();
-        for (peer, rtt, queued_bytes, lost) in links {
-            self.feed(Event::LinkMeasured {
-                peer,
-                rtt_us: Some(rtt),
-                queued_bytes,
-                delivery_rate: shaped_rate,
-                lost,
-            });
         }
     }
 }

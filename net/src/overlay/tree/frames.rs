@@ -33,33 +33,9 @@ where
             return;
         }
         self.next_seq = seq + 1;
-        self.note_rate(payload.wire_len(), now);
+        self.rate.note(payload.wire_len(), now);
         self.remember(shared, seq, payload.clone());
         self.forward(shared, topic, None, seq, &payload, out);
-    }
-
-    pub(super) fn note_rate(&mut self, bytes: usize, now: u64) {
-        if self.rate_window_start == 0 {
-            // The first frame opens the first window (no rate from before the stream began).
-            self.rate_window_start = now.max(1);
-        }
-        self.rate_window_bytes += bytes as u64;
-        self.frame_bytes = if self.frame_bytes == 0.0 {
-            bytes as f64
-        } else {
-            0.9 * self.frame_bytes + 0.1 * bytes as f64
-        };
-        let span = now.saturating_sub(self.rate_window_start);
-        if span >= 500_000 {
-            let sample = self.rate_window_bytes as f64 * 1e6 / span as f64;
-            self.rate = if self.rate == 0.0 {
-                sample
-            } else {
-                0.7 * self.rate + 0.3 * sample
-            };
-            self.rate_window_start = now;
-            self.rate_window_bytes = 0;
-        }
     }
 
     pub(super) fn remember<V>(&mut self, shared: &Shared<P, V>, seq: u64, payload: B) {
@@ -157,7 +133,7 @@ where
         if Some(from) == self.parent() {
             self.last_frame_at = now;
         }
-        self.note_rate(payload.wire_len(), now);
+        self.rate.note(payload.wire_len(), now);
         self.remember(shared, seq, payload.clone());
         self.forward(shared, topic, Some(from), seq, &payload, out);
         if seq == self.next_seq {

@@ -32,7 +32,7 @@ where
             .measured_upload()
             .unwrap_or(shared.config.upload_bytes_per_s as f64)
             .max(1.0);
-        let turn_us = self.frame_bytes * 1e6 / upload;
+        let turn_us = self.rate.frame_bytes * 1e6 / upload;
         self.delay_us(shared) + ((index + 1) as f64 * turn_us) as u64
     }
 

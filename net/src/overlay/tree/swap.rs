@@ -261,7 +261,7 @@ where
                 topic,
                 path,
                 next_seq: self.forward_seq(),
-                rate: self.rate as u64,
+                rate: self.rate.bytes_per_s as u64,
                 delay_us: self.send_delay_us(shared, slot),
                 adoption: true,
             },
