@@ -1,5 +1,5 @@
 //! The overlay driver over real QUIC on 127.0.0.1: multi-hop direct messages, a 30-node tree,
-//! a throttled relay and a killed relay.
+//! a throttled relay, a killed relay, and a client that stalls its handshake.
 
 #![cfg(feature = "quic")]
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -254,4 +254,77 @@ async fn a_publisher_ahead_of_its_node_is_refused_not_queued_without_bound() {
         root.try_reserve_publish_owned().err(),
         Some(PublishRefused::Stopped)
     );
+}
+
+/// A UDP relay that forwards the first datagram from the client to `server` and drops
+/// everything after, both ways: the server sees a client that opened a handshake and went
+/// silent. Says on `forwarded` once the first datagram is through.
+async fn stalling_relay(
+    server: std::net::SocketAddr,
+    forwarded: tokio::sync::oneshot::Sender<()>,
+) -> std::net::SocketAddr {
+    let client_side = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_side = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = client_side.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let (n, _) = client_side.recv_from(&mut buf).await.unwrap();
+        server_side.send_to(&buf[..n], server).await.unwrap();
+        let _ = forwarded.send(());
+        // Keep both sockets open and silent: nothing more goes either way.
+        let mut other = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                _ = client_side.recv_from(&mut buf) => {}
+                _ = server_side.recv_from(&mut other) => {}
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_its_handshake_does_not_hold_up_other_dialers() {
+    // The node waits a minute for a handshake; a dialer gives up after its default 10 s. With
+    // one handshake at a time, the honest dialer below would queue behind the stalled one
+    // and fail.
+    let server = Endpoint::bind(
+        Keypair::generate(KeyType::Ed25519),
+        "127.0.0.1:0".parse().unwrap(),
+        TransportConfig {
+            connect_timeout: Duration::from_secs(60),
+            ..TransportConfig::default()
+        },
+    )
+    .unwrap();
+    let server_addr = server.local_addr();
+    let (node, _direct) = OverlayNode::start(server, config(4));
+
+    let (forwarded, through) = tokio::sync::oneshot::channel();
+    let relay = stalling_relay(server_addr, forwarded).await;
+    let staller = Endpoint::bind(
+        Keypair::generate(KeyType::Ed25519),
+        "127.0.0.1:0".parse().unwrap(),
+        TransportConfig::default(),
+    )
+    .unwrap();
+    let stalled = tokio::spawn(async move { staller.dial_addr(relay, None).await });
+    through.await.unwrap();
+    // Let the node take the stalled attempt first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let honest = Endpoint::bind(
+        Keypair::generate(KeyType::Ed25519),
+        "127.0.0.1:0".parse().unwrap(),
+        TransportConfig::default(),
+    )
+    .unwrap();
+    let conn = honest.dial_addr(server_addr, Some(node.peer_id())).await;
+    assert!(conn.is_ok(), "{:?}", conn.err());
+    assert!(
+        !stalled.is_finished(),
+        "the stalled handshake is still pending"
+    );
+    stalled.abort();
+    node.shutdown().await;
 }

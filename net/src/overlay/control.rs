@@ -62,25 +62,18 @@ pub enum ControlKind {
 }
 
 impl ControlKind {
+    /// Every kind, in kind-byte order.
+    pub const ALL: [ControlKind; 13] = {
+        use ControlKind::*;
+        [
+            Join, Accept, Redirect, Leave, Repair, Probe, ProbeAck, Direct, Locate, Located,
+            Report, Handover, Adoption,
+        ]
+    };
+
     /// The kind a byte names, if any.
     pub fn from_byte(b: u8) -> Option<ControlKind> {
-        use ControlKind::*;
-        Some(match b {
-            1 => Join,
-            2 => Accept,
-            3 => Redirect,
-            4 => Leave,
-            5 => Repair,
-            6 => Probe,
-            7 => ProbeAck,
-            8 => Direct,
-            9 => Locate,
-            10 => Located,
-            11 => Report,
-            12 => Handover,
-            13 => Adoption,
-            _ => return None,
-        })
+        ControlKind::ALL.into_iter().find(|k| *k as u8 == b)
     }
 }
 

@@ -298,6 +298,11 @@ fn every_kind_byte_round_trips() {
         }
     }
     assert_eq!((1..=13).filter_map(ControlKind::from_byte).count(), 13);
+    assert!(
+        ControlKind::ALL
+            .windows(2)
+            .all(|w| (w[0] as u8) + 1 == w[1] as u8)
+    );
 }
 
 fn arb_message(pool: Vec<PeerId>) -> impl Strategy<Value = Message<PeerId, Entry>> {
