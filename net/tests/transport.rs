@@ -208,18 +208,28 @@ async fn links_sharing_an_incoming_budget_hold_no_more_than_it() {
         budget.available()
     );
     // Nothing beyond it was taken (the semaphore never goes below zero), and every frame
-    // arrives, in order, once read. (Read both links in turn: frames one link holds unread
-    // keep the other waiting for credit — the price of a shared bound, which the overlay
-    // driver pays nothing for because it drains every link into one queue.)
-    for seq in 0..per_link {
-        for inc in [&in1, &in2] {
-            let got = tokio::time::timeout(Duration::from_secs(10), inc.recv()).await;
-            let Frame::Entry(d) = got.unwrap().unwrap().unwrap().into_frame() else {
-                panic!()
-            };
-            assert_eq!(d.seq(), seq);
-        }
-    }
+    // arrives, in order, once read. Both links are drained at once, as the overlay driver
+    // does: frames one link holds unread can keep the other waiting for credit (the price of
+    // a shared bound), so reading them strictly in turn could wait forever on the one whose
+    // reader queued behind the other for credit.
+    let drain = |inc: Connection| {
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for _ in 0..per_link {
+                let got = tokio::time::timeout(Duration::from_secs(10), inc.recv()).await;
+                let Frame::Entry(d) = got.unwrap().unwrap().unwrap().into_frame() else {
+                    panic!()
+                };
+                seqs.push(d.seq());
+            }
+            (inc, seqs)
+        })
+    };
+    let (r1, r2) = (drain(in1), drain(in2));
+    let ((_in1, s1), (_in2, s2)) = (r1.await.unwrap(), r2.await.unwrap());
+    let expected: Vec<u64> = (0..per_link).collect();
+    assert_eq!(s1, expected);
+    assert_eq!(s2, expected);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(budget.available(), 1 << 20, "all credit returned");
 }

@@ -337,6 +337,75 @@ fn a_congested_parent_is_left_after_the_hold_time_not_before() {
     assert_ne!(net.nodes[child as usize].parent(&T), Some(parent));
 }
 
+/// A child of the root that finds the root congested has nowhere else to go: it asks the root
+/// again and must take the root's accept. It used to discard that accept as a stale path update
+/// from the parent it was leaving, ask again, discard again… forever — and while it was
+/// "joining", it sent its own joiners back to the root, which sent them back to it (a 300-peer
+/// swarm on loopback spun at 200 % CPU with half its peers never attached).
+#[test]
+fn a_child_of_the_root_leaving_a_congested_root_comes_back_to_it() {
+    let mut net = Net::new(
+        4,
+        OverlayConfig {
+            probe_interval_us: u64::MAX / 2,
+            ..config(1)
+        },
+    );
+    net.publish(1);
+    net.subscribe_all();
+    assert_eq!(net.nodes[1].parent(&T), Some(0));
+    assert_eq!(net.nodes[2].parent(&T), Some(1));
+    let measured = |rtt_us| Event::LinkMeasured {
+        peer: 0,
+        rtt_us: Some(rtt_us),
+        queued_bytes: 0,
+        delivery_rate: 0.0,
+        lost: 0,
+    };
+    for _ in 0..25 {
+        net.event(1, measured(5_000));
+        net.publish(1);
+        net.tick(100_000);
+    }
+    for _ in 0..6 {
+        net.event(1, measured(200_000));
+    }
+    let reattaches = net.nodes[1].stats().reattaches;
+    for _ in 0..10 {
+        net.publish(1);
+        net.tick(100_000);
+    }
+    assert_eq!(
+        net.nodes[1].stats().reattaches,
+        reattaches + 1,
+        "it re-attached once"
+    );
+    assert_eq!(net.nodes[1].parent(&T), Some(0), "back under the root");
+    assert_eq!(net.nodes[2].parent(&T), Some(1), "its subtree stayed");
+    // The root's congestion clears: no more joins.
+    for _ in 0..30 {
+        net.event(1, measured(5_000));
+    }
+    for _ in 0..30 {
+        net.publish(1);
+        net.tick(100_000);
+    }
+    assert_eq!(net.nodes[1].parent(&T), Some(0));
+    assert_eq!(net.nodes[1].stats().reattaches, reattaches + 1, "and stays");
+    net.publish(5);
+    for i in 1..4u32 {
+        let got = &net.delivered[&i];
+        let mut sorted = got.clone();
+        sorted.dedup();
+        assert_eq!(&sorted, got, "node {i}: no frame twice");
+        assert_eq!(
+            got.last(),
+            Some(&(net.published - 1)),
+            "node {i} is current"
+        );
+    }
+}
+
 #[test]
 fn invalid_frames_are_neither_delivered_nor_relayed() {
     let mut net = Net::new(5, config(1));

@@ -507,8 +507,12 @@ where
         }
         let previous = match &self.attach {
             // A path update from the parent we are leaving, overtaken by its redirect: stale
-            // (taking it would attach us to a node that no longer sends to us).
-            Attach::Joining { previous, .. } if *previous == Some(from) => return,
+            // (taking it would attach us to a node that no longer sends to us). Unless we are
+            // asking that very parent again — a child of the root leaving a congested root has
+            // no one else to ask, and discarding the root's answer looped forever.
+            Attach::Joining {
+                previous, target, ..
+            } if *previous == Some(from) && *target != from => return,
             Attach::Joining { previous, .. } => *previous,
             Attach::Attached { parent }
                 if adoption && self.is_adoption(shared, &from, &path, now) =>
