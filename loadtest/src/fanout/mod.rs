@@ -57,6 +57,10 @@ pub(crate) struct FanoutArgs {
     /// Candidates a joiner probes before descending (0: no latency-aware placement).
     #[arg(long, default_value_t = OverlayConfig::default().join_probes)]
     join_probes: usize,
+    /// A node trades places with a child whose RTT to the root is below this fraction of its
+    /// own (0: never), as in `sim --swap-factor`.
+    #[arg(long, default_value_t = OverlayConfig::default().swap_factor)]
+    swap_factor: f64,
     /// Seconds of streaming.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -93,6 +97,8 @@ pub(crate) struct WorkerArgs {
     repair_cache: usize,
     #[arg(long)]
     join_probes: usize,
+    #[arg(long)]
+    swap_factor: f64,
     #[arg(long, default_value_t = 0.0)]
     throttle: f64,
     #[arg(long, default_value_t = 0)]
@@ -122,6 +128,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
         upload_bytes_per_s: args.upload.bytes_per_s() as u64,
         repair_cache: args.repair_cache.max(1),
         join_probes: args.join_probes,
+        swap_factor: args.swap_factor,
         ..OverlayConfig::default()
     };
     eprintln!(
@@ -314,6 +321,7 @@ impl Worker {
             .args(["--upload", &format!("{}bit", args.upload.bits_per_s())])
             .args(["--repair-cache", &args.repair_cache.to_string()])
             .args(["--join-probes", &args.join_probes.to_string()])
+            .args(["--swap-factor", &args.swap_factor.to_string()])
             .args(["--throttle", &args.throttle.to_string()])
             .args(["--throttle-rate", &throttle_rate.to_string()]);
         for (a, s) in streams {
@@ -397,6 +405,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
             upload_bytes_per_s: args.upload.bytes_per_s() as u64,
             repair_cache: args.repair_cache.max(1),
             join_probes: args.join_probes,
+            swap_factor: args.swap_factor,
             ..OverlayConfig::default()
         },
         throttle: args.throttle,

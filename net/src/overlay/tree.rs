@@ -692,6 +692,24 @@ where
         }
     }
 
+    /// Whether the RTT inflation towards `parent` shows on our other links too (children, the
+    /// root): then the delay is ours — a busy CPU, a loaded access link — and any other parent
+    /// would look as bad. Re-attaching would only add joins to an overloaded swarm: in one
+    /// process on two cores, 1,000 loopback peers all saw their parents "congest" and kept
+    /// re-joining, and most never stayed attached.
+    fn delay_is_ours<V>(&self, shared: &Shared<P, V>, parent: &P, now: u64) -> bool {
+        let factor = shared.config.rtt_congestion_factor;
+        let (mut measured, mut inflated) = (0usize, 0usize);
+        let root = (self.root != *parent).then_some(&self.root);
+        for peer in self.children.iter().chain(root) {
+            if let Some(l) = shared.links.get(peer).filter(|l| l.min_rtt_us > 0) {
+                measured += 1;
+                inflated += usize::from(l.inflated(factor, now));
+            }
+        }
+        measured > 0 && 2 * inflated >= measured
+    }
+
     /// Where to re-attach: ancestors nearest first (local repair), then the root.
     fn fallbacks(&self, leaving: P) -> Vec<P> {
         self.path
@@ -774,7 +792,8 @@ where
             .get(&parent)
             .is_some_and(|l| l.inflated(c.rtt_congestion_factor, now))
             // Our own full uplink delays our probes too: then the parent is not to blame.
-            && shared.own_backlog() < 256 * 1024;
+            && shared.own_backlog() < 256 * 1024
+            && !self.delay_is_ours(shared, &parent, now);
         let silent = self.started && now.saturating_sub(self.last_frame_at) > c.parent_silence_us;
         if !(inflated || silent) {
             self.congested_since = None;
