@@ -406,6 +406,51 @@ fn a_child_of_the_root_leaving_a_congested_root_comes_back_to_it() {
     }
 }
 
+/// RTT inflation that a node sees towards its children as much as towards its parent is the
+/// node's own (a busy CPU, a loaded access link): it stays. Towards the parent alone, it leaves.
+#[test]
+fn a_delay_seen_on_every_link_is_not_blamed_on_the_parent() {
+    let run = |children_inflated: bool| {
+        let mut net = Net::new(
+            4,
+            OverlayConfig {
+                probe_interval_us: u64::MAX / 2,
+                ..config(1)
+            },
+        );
+        net.publish(1);
+        net.subscribe_all();
+        assert_eq!(net.nodes[2].parent(&T), Some(1));
+        let measured = |peer, rtt_us| Event::LinkMeasured {
+            peer,
+            rtt_us: Some(rtt_us),
+            queued_bytes: 0,
+            delivery_rate: 0.0,
+            lost: 0,
+        };
+        for _ in 0..25 {
+            net.event(1, measured(0, 5_000));
+            net.event(1, measured(2, 5_000));
+            net.publish(1);
+            net.tick(100_000);
+        }
+        let before = net.nodes[1].stats().reattaches;
+        for _ in 0..6 {
+            net.event(1, measured(0, 200_000));
+            if children_inflated {
+                net.event(1, measured(2, 200_000));
+            }
+        }
+        for _ in 0..10 {
+            net.publish(1);
+            net.tick(100_000);
+        }
+        net.nodes[1].stats().reattaches - before
+    };
+    assert_eq!(run(true), 0, "its own delay: it stays");
+    assert_eq!(run(false), 1, "the parent's delay: it re-attaches");
+}
+
 #[test]
 fn invalid_frames_are_neither_delivered_nor_relayed() {
     let mut net = Net::new(5, config(1));
