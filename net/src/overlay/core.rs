@@ -10,7 +10,7 @@ use super::link::LinkMetrics;
 use super::message::{Candidate, Message, Payload, Topic, Verifier};
 use super::routing::Routing;
 use super::shared::Shared;
-use super::tree::{ChildReport, TopicState};
+use super::tree::{ChildReport, Context, TopicState};
 
 /// One node of the direct-sub overlay. `P` is how peers are named (a PeerId in the driver, a
 /// small integer in the simulator), `B` the payload, `V` the signature checker.
@@ -104,7 +104,7 @@ where
                 self.shared.note_link(&peer);
                 self.routing.forget(&peer);
                 for (topic, state) in self.topics.iter_mut() {
-                    state.on_link_down(&mut self.shared, *topic, peer, now, out);
+                    state.on_link_down(&mut Context::new(&mut self.shared, *topic, now, out), peer);
                 }
             }
             Event::LinkMeasured {
@@ -165,7 +165,10 @@ where
                     }
                 }
                 for (topic, state) in self.topics.iter_mut() {
-                    state.on_probe_answer(&mut self.shared, *topic, from, now, out);
+                    state.on_probe_answer(
+                        &mut Context::new(&mut self.shared, *topic, now, out),
+                        from,
+                    );
                 }
             }
             Message::Direct { .. } => {
@@ -187,7 +190,11 @@ where
                     self.topics.insert(topic, state);
                 }
                 match self.topics.get_mut(&topic) {
-                    Some(state) => state.on_join(&mut self.shared, topic, from, rtt_us, now, out),
+                    Some(state) => state.on_join(
+                        &mut Context::new(&mut self.shared, topic, now, out),
+                        from,
+                        rtt_us,
+                    ),
                     None => out.push(Action::Send {
                         to: from,
                         message: Message::Redirect {
@@ -214,16 +221,13 @@ where
             } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
                     state.on_accept(
-                        &mut self.shared,
-                        topic,
+                        &mut Context::new(&mut self.shared, topic, now, out),
                         from,
                         path,
                         next_seq,
                         rate,
                         delay_us,
                         adoption,
-                        now,
-                        out,
                     );
                 } else {
                     out.push(Action::Send {
@@ -234,7 +238,11 @@ where
             }
             Message::Redirect { topic, candidates } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.on_redirect(&mut self.shared, topic, from, candidates, now, out);
+                    state.on_redirect(
+                        &mut Context::new(&mut self.shared, topic, now, out),
+                        from,
+                        candidates,
+                    );
                 }
             }
             Message::Leave { topic } => {
@@ -259,7 +267,11 @@ where
             }
             Message::Handover { topic, to } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.on_handover(&mut self.shared, topic, from, to, now, out);
+                    state.on_handover(
+                        &mut Context::new(&mut self.shared, topic, now, out),
+                        from,
+                        to,
+                    );
                 }
             }
             Message::Frame {
@@ -268,7 +280,12 @@ where
                 payload,
             } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.on_frame(&mut self.shared, topic, from, seq, payload, now, out);
+                    state.on_frame(
+                        &mut Context::new(&mut self.shared, topic, now, out),
+                        from,
+                        seq,
+                        payload,
+                    );
                 }
             }
             Message::Repair {
@@ -277,7 +294,12 @@ where
                 to,
             } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.on_repair(&mut self.shared, topic, from, first, to, out);
+                    state.on_repair(
+                        &mut Context::new(&mut self.shared, topic, now, out),
+                        from,
+                        first,
+                        to,
+                    );
                 }
             }
         }
@@ -293,7 +315,7 @@ where
             self.last_probe = now;
         }
         for (topic, state) in self.topics.iter_mut() {
-            state.on_tick(&mut self.shared, *topic, now, probe, out);
+            state.on_tick(&mut Context::new(&mut self.shared, *topic, now, out), probe);
         }
         self.routing.expire(now);
     }
@@ -333,7 +355,10 @@ where
                 }
                 let mut state = TopicState::new(root, false, &self.shared.config);
                 state.subscribed = true;
-                state.start_join(&mut self.shared, topic, now, vec![root], out);
+                state.start_join(
+                    &mut Context::new(&mut self.shared, topic, now, out),
+                    vec![root],
+                );
                 self.topics.insert(topic, state);
             }
             Command::Unsubscribe { topic } => {
@@ -364,7 +389,11 @@ where
                         .insert(topic, TopicState::new(me, true, &self.shared.config));
                 }
                 if let Some(state) = self.topics.get_mut(&topic) {
-                    state.publish(&mut self.shared, topic, seq, payload, now, out);
+                    state.publish(
+                        &mut Context::new(&mut self.shared, topic, now, out),
+                        seq,
+                        payload,
+                    );
                 }
             }
             Command::SendDirect { dest, id, payload } => {

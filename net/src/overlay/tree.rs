@@ -22,6 +22,37 @@ mod swap;
 use rate::RateMeter;
 pub(super) use swap::ChildReport;
 
+/// What a topic's handlers work with besides the topic's own state: the node's shared state,
+/// which topic this is, the time, and where actions go. One value instead of four parameters
+/// threaded through every handler.
+pub(super) struct Context<'a, P, V, B> {
+    pub(super) shared: &'a mut Shared<P, V>,
+    pub(super) topic: Topic,
+    pub(super) now: u64,
+    pub(super) out: &'a mut Vec<Action<P, B>>,
+}
+
+impl<'a, P, V, B> Context<'a, P, V, B> {
+    pub(super) fn new(
+        shared: &'a mut Shared<P, V>,
+        topic: Topic,
+        now: u64,
+        out: &'a mut Vec<Action<P, B>>,
+    ) -> Self {
+        Context {
+            shared,
+            topic,
+            now,
+            out,
+        }
+    }
+
+    /// Queues `message` for `to`.
+    fn send(&mut self, to: P, message: Message<P, B>) {
+        self.out.push(Action::Send { to, message });
+    }
+}
+
 /// Where a member stands in the tree.
 #[derive(Clone, Debug)]
 enum Attach<P> {
@@ -198,51 +229,38 @@ where
     }
 
     /// Starts (or restarts) joining, trying `candidates` in order (then the root).
-    pub(super) fn start_join<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        now: u64,
-        candidates: Vec<P>,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    pub(super) fn start_join<V>(&mut self, cx: &mut Context<'_, P, V, B>, candidates: Vec<P>) {
         let previous = self.parent();
-        self.join_started_at = now;
+        self.join_started_at = cx.now;
         self.handed_by = None;
         let mut queue: VecDeque<P> = candidates
             .into_iter()
-            .filter(|c| *c != shared.me && Some(*c) != previous && !self.avoided(c, now))
+            .filter(|c| *c != cx.shared.me && Some(*c) != previous && !self.avoided(c, cx.now))
             .collect();
         if !queue.contains(&self.root) {
             queue.push_back(self.root);
         }
         self.attach = Attach::Joining {
             target: self.root,
-            asked_at: now,
+            asked_at: cx.now,
             queue,
             previous,
             probing: None,
         };
-        self.try_next(shared, topic, now, out);
+        self.try_next(cx);
     }
 
     /// Asks the next candidate; back to the root when none is left.
-    fn try_next<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    fn try_next<V>(&mut self, cx: &mut Context<'_, P, V, B>) {
         let root = self.root;
         // The first join goes to the root, which has no RTT to offer a swap on: measure it
         // first (one round trip, once), so that a joiner near the publisher can be placed near
         // the top.
         let first_join = !self.has_attached;
         let probe_root_first = first_join
-            && shared.config.preempt_factor > 0.0
+            && cx.shared.config.preempt_factor > 0.0
             && !self.root_probed
-            && shared.links.get(&root).is_none_or(|l| l.min_rtt_us == 0);
+            && cx.shared.links.get(&root).is_none_or(|l| l.min_rtt_us == 0);
         let Attach::Joining {
             target,
             asked_at,
@@ -256,53 +274,42 @@ where
         *probing = None;
         let next = queue.pop_front().unwrap_or(root);
         *target = next;
-        *asked_at = now;
-        out.push(Action::Connect(next));
+        *asked_at = cx.now;
+        cx.out.push(Action::Connect(next));
         if next == root && probe_root_first {
             self.root_probed = true;
             queue.push_front(root);
             *probing = Some(Probing {
-                since: now,
-                until: now + shared.config.join_probe_wait_us,
+                since: cx.now,
+                until: cx.now + cx.shared.config.join_probe_wait_us,
                 candidates: vec![Candidate {
                     peer: root,
                     delay_us: 0,
                 }],
             });
-            out.push(Action::Send {
-                to: root,
-                message: Message::Probe { sent_at: now },
-            });
+            cx.send(root, Message::Probe { sent_at: cx.now });
             return;
         }
         // Only a first join offers its RTT for a swap: a node re-attaching after churn or
         // congestion brings a subtree, and swaps during repairs cascaded (deep trees, losses).
         let rtt_us = if first_join {
-            shared.links.get(&next).map_or(0, |l| l.min_rtt_us)
+            cx.shared.links.get(&next).map_or(0, |l| l.min_rtt_us)
         } else {
             0
         };
-        out.push(Action::Send {
-            to: next,
-            message: Message::Join {
-                topic,
+        cx.send(
+            next,
+            Message::Join {
+                topic: cx.topic,
                 root,
                 rtt_us,
             },
-        });
+        );
     }
 
     /// A joiner asks us: admit it, or send it to our children ranked by measured cost.
-    pub(super) fn on_join<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        joiner: P,
-        rtt_us: u64,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
-        self.last_join_at = now;
+    pub(super) fn on_join<V>(&mut self, cx: &mut Context<'_, P, V, B>, joiner: P, rtt_us: u64) {
+        self.last_join_at = cx.now;
         if !self.in_tree() || self.path.contains(&joiner) || joiner == self.root {
             // Not part of the tree (yet), or the joiner is our ancestor: a loop.
             let candidates = if self.in_tree() {
@@ -313,48 +320,51 @@ where
                     delay_us: 0,
                 }]
             };
-            out.push(Action::Send {
-                to: joiner,
-                message: Message::Redirect { topic, candidates },
-            });
+            cx.send(
+                joiner,
+                Message::Redirect {
+                    topic: cx.topic,
+                    candidates,
+                },
+            );
             return;
         }
         let already = self.children.contains(&joiner);
         // Our old parent, joining us after a swap, is admitted beyond capacity: our old
         // children are about to go below it.
-        let fits_rate =
-            self.children.len() < self.capacity(shared) || self.expects(&joiner, shared, now);
+        let fits_rate = self.children.len() < self.capacity(cx.shared)
+            || self.expects(&joiner, cx.shared, cx.now);
         let displaced = if already || fits_rate {
             None
         } else {
-            self.farther_child(shared, rtt_us, now)
+            self.farther_child(cx.shared, rtt_us, cx.now)
         };
         if !(already || fits_rate || displaced.is_some()) {
-            self.redirect_to_children(shared, topic, joiner, out);
+            self.redirect_to_children(cx, joiner);
             return;
         }
         if let Some(far) = displaced {
             self.remove_child(&far);
-            self.last_preempt_at = now;
+            self.last_preempt_at = cx.now;
         }
         if !already {
             self.children.push(joiner);
         }
         let mut path = self.path.clone();
-        path.push(shared.me);
+        path.push(cx.shared.me);
         let index = self.children.iter().position(|c| *c == joiner).unwrap_or(0);
-        let delay_us = self.send_delay_us(shared, index);
-        out.push(Action::Send {
-            to: joiner,
-            message: Message::Accept {
-                topic,
+        let delay_us = self.send_delay_us(cx.shared, index);
+        cx.send(
+            joiner,
+            Message::Accept {
+                topic: cx.topic,
                 path,
                 next_seq: self.forward_seq(),
                 rate: self.rate.bytes_per_s as u64,
                 delay_us,
                 adoption: false,
             },
-        });
+        );
         if let Some(far) = displaced {
             // The far child moves under the joiner, keeping its subtree. The joiner's accept
             // went first, so it is in the tree by the time the child asks it.
@@ -362,29 +372,31 @@ where
                 peer: joiner,
                 delay_us: delay_us + rtt_us / 2,
             }];
-            out.push(Action::Send {
-                to: far,
-                message: Message::Redirect { topic, candidates },
-            });
+            cx.send(
+                far,
+                Message::Redirect {
+                    topic: cx.topic,
+                    candidates,
+                },
+            );
         }
-        self.pass_children(topic, joiner, delay_us, now, shared, out);
+        self.pass_children(cx, joiner, delay_us);
     }
 
     /// A full node sends a joiner on to its children.
-    fn redirect_to_children<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        joiner: P,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    fn redirect_to_children<V>(&mut self, cx: &mut Context<'_, P, V, B>, joiner: P) {
         // Rank by measured cost, with a little seeded jitter so that joiners arriving together
         // spread over equally good children instead of all trying the same one.
         let mut ranked: Vec<(u64, P)> = self
             .children
             .iter()
             .filter(|c| **c != joiner)
-            .map(|c| (shared.cost(c).saturating_add(shared.rng.below(2_000)), *c))
+            .map(|c| {
+                (
+                    cx.shared.cost(c).saturating_add(cx.shared.rng.below(2_000)),
+                    *c,
+                )
+            })
             .collect();
         ranked.sort();
         let mut ranked: Vec<P> = ranked.into_iter().map(|(_, c)| c).collect();
@@ -396,11 +408,14 @@ where
             ranked.rotate_left(turn);
             self.redirects += 1;
         }
-        let candidates = self.as_candidates(shared, &ranked);
-        out.push(Action::Send {
-            to: joiner,
-            message: Message::Redirect { topic, candidates },
-        });
+        let candidates = self.as_candidates(cx.shared, &ranked);
+        cx.send(
+            joiner,
+            Message::Redirect {
+                topic: cx.topic,
+                candidates,
+            },
+        );
     }
 
     /// Children this node can feed: `max_children`, and no more than 85 % of the upload capacity
@@ -427,14 +442,8 @@ where
 
     /// Sheds the newest child when the stream outgrew the upload capacity: it is redirected to
     /// its siblings, best first.
-    fn shed<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
-        let capacity = self.capacity(shared) + self.swap_allowance(shared, now);
+    fn shed<V>(&mut self, cx: &mut Context<'_, P, V, B>) {
+        let capacity = self.capacity(cx.shared) + self.swap_allowance(cx.shared, cx.now);
         if self.children.len() <= capacity {
             return;
         }
@@ -445,12 +454,15 @@ where
             };
             self.reports.remove(&child);
             let mut siblings = self.children.clone();
-            siblings.sort_by_key(|c| (shared.cost(c), *c));
-            let candidates = self.as_candidates(shared, &siblings);
-            out.push(Action::Send {
-                to: child,
-                message: Message::Redirect { topic, candidates },
-            });
+            siblings.sort_by_key(|c| (cx.shared.cost(c), *c));
+            let candidates = self.as_candidates(cx.shared, &siblings);
+            cx.send(
+                child,
+                Message::Redirect {
+                    topic: cx.topic,
+                    candidates,
+                },
+            );
             shed.push(child);
         }
         // A node that can relay to no one gives its slot back: near the root it would make the
@@ -458,11 +470,8 @@ where
         if capacity == 0
             && let Some(parent) = self.parent()
         {
-            out.push(Action::Send {
-                to: parent,
-                message: Message::Leave { topic },
-            });
-            self.start_join(shared, topic, now, shed, out);
+            cx.send(parent, Message::Leave { topic: cx.topic });
+            self.start_join(cx, shed);
         }
     }
 
@@ -481,27 +490,21 @@ where
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_accept<V>(
         &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
+        cx: &mut Context<'_, P, V, B>,
         from: P,
         path: Vec<P>,
         next_seq: u64,
         rate: u64,
         delay_us: u64,
         adoption: bool,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
     ) {
         self.rate.adopt(rate);
-        if self.is_root || path.contains(&shared.me) {
-            out.push(Action::Send {
-                to: from,
-                message: Message::Leave { topic },
-            });
+        if self.is_root || path.contains(&cx.shared.me) {
+            cx.send(from, Message::Leave { topic: cx.topic });
             if let Attach::Joining { target, .. } = &self.attach
                 && *target == from
             {
-                self.try_next(shared, topic, now, out);
+                self.try_next(cx);
             }
             return;
         }
@@ -515,12 +518,12 @@ where
             } if *previous == Some(from) && *target != from => return,
             Attach::Joining { previous, .. } => *previous,
             Attach::Attached { parent }
-                if adoption && self.is_adoption(shared, &from, &path, now) =>
+                if adoption && self.is_adoption(cx.shared, &from, &path, cx.now) =>
             {
                 // Our parent handed us its place (a swap): take it. It joins below us, and
                 // our children go below it once it has.
                 let old = *parent;
-                self.took_place_of(topic, old, shared.me, now, out);
+                self.took_place_of(cx, old, cx.shared.me);
                 Some(old)
             }
             Attach::Attached { parent } => {
@@ -528,100 +531,87 @@ where
                     // A path update after our parent moved: pass it down.
                     self.path = path;
                     self.parent_delay_us = delay_us;
-                    self.send_path_updates(shared, topic, out);
+                    self.send_path_updates(cx);
                 } else {
                     // A late accept from a candidate we gave up on.
-                    out.push(Action::Send {
-                        to: from,
-                        message: Message::Leave { topic },
-                    });
+                    cx.send(from, Message::Leave { topic: cx.topic });
                 }
                 return;
             }
         };
         if let Some(old) = previous.filter(|p| *p != from) {
-            out.push(Action::Send {
-                to: old,
-                message: Message::Leave { topic },
-            });
+            cx.send(old, Message::Leave { topic: cx.topic });
         }
         if previous.is_some() {
-            shared.stats.reattaches += 1;
+            cx.shared.stats.reattaches += 1;
         }
         self.attach = Attach::Attached { parent: from };
         self.has_attached = true;
         self.reported = None;
         self.path = path;
         self.parent_delay_us = delay_us;
-        self.last_attach_at = now;
+        self.last_attach_at = cx.now;
         self.congested_since = None;
         if !self.started {
             self.next_seq = next_seq;
         } else if next_seq > self.next_seq {
             // The new parent is ahead: ask it for the gap right away.
-            self.gap_since.get_or_insert(now);
-            self.last_repair_at = now;
-            out.push(Action::Send {
-                to: from,
-                message: Message::Repair {
-                    topic,
+            self.gap_since.get_or_insert(cx.now);
+            self.last_repair_at = cx.now;
+            cx.send(
+                from,
+                Message::Repair {
+                    topic: cx.topic,
                     from: self.next_seq,
                     to: next_seq - 1,
                 },
-            });
+            );
         }
-        self.last_frame_at = now;
-        out.push(Action::Attached {
-            topic,
+        self.last_frame_at = cx.now;
+        cx.out.push(Action::Attached {
+            topic: cx.topic,
             parent: from,
             depth: self.path.len(),
-            took_us: now.saturating_sub(self.join_started_at),
+            took_us: cx.now.saturating_sub(self.join_started_at),
             reattach: previous.is_some(),
         });
-        self.send_path_updates(shared, topic, out);
+        self.send_path_updates(cx);
     }
 
-    fn send_path_updates<V>(
-        &self,
-        shared: &Shared<P, V>,
-        topic: Topic,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    fn send_path_updates<V>(&self, cx: &mut Context<'_, P, V, B>) {
         if self.children.is_empty() {
             return;
         }
         let mut path = self.path.clone();
-        path.push(shared.me);
+        path.push(cx.shared.me);
         let next_seq = self.forward_seq();
         let rate = self.rate.bytes_per_s as u64;
         for (index, c) in self.children.iter().enumerate() {
-            out.push(Action::Send {
-                to: *c,
-                message: Message::Accept {
-                    topic,
+            cx.send(
+                *c,
+                Message::Accept {
+                    topic: cx.topic,
                     path: path.clone(),
                     next_seq,
                     rate,
-                    delay_us: self.send_delay_us(shared, index),
+                    delay_us: self.send_delay_us(cx.shared, index),
                     adoption: false,
                 },
-            });
+            );
         }
     }
 
     pub(super) fn on_redirect<V>(
         &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
+        cx: &mut Context<'_, P, V, B>,
         from: P,
         candidates: Vec<Candidate<P>>,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
     ) {
-        let me = shared.me;
+        let me = cx.shared.me;
         let avoid = &self.avoid;
-        let usable =
-            |c: &Candidate<P>| c.peer != me && !avoid.iter().any(|(p, u)| *p == c.peer && *u > now);
+        let usable = |c: &Candidate<P>| {
+            c.peer != me && !avoid.iter().any(|(p, u)| *p == c.peer && *u > cx.now)
+        };
         match &mut self.attach {
             Attach::Joining {
                 target,
@@ -632,7 +622,7 @@ where
                 let picks: Vec<Candidate<P>> = candidates
                     .iter()
                     .filter(|c| usable(c))
-                    .take(shared.config.join_probes)
+                    .take(cx.shared.config.join_probes)
                     .copied()
                     .collect();
                 // A re-attaching node skips the measuring: its subtree is losing frames while
@@ -641,17 +631,14 @@ where
                 if picks.len() >= 2 && !self.has_attached {
                     // Latency-aware placement: measure before choosing where to descend.
                     for c in &picks {
-                        shared.note_probe_only(c.peer, now);
-                        out.push(Action::Connect(c.peer));
-                        out.push(Action::Send {
-                            to: c.peer,
-                            message: Message::Probe { sent_at: now },
-                        });
+                        cx.shared.note_probe_only(c.peer, cx.now);
+                        cx.out.push(Action::Connect(c.peer));
+                        cx.send(c.peer, Message::Probe { sent_at: cx.now });
                     }
-                    *asked_at = now;
+                    *asked_at = cx.now;
                     *probing = Some(Probing {
-                        since: now,
-                        until: now + shared.config.join_probe_wait_us,
+                        since: cx.now,
+                        until: cx.now + cx.shared.config.join_probe_wait_us,
                         candidates: picks,
                     });
                     return;
@@ -662,33 +649,26 @@ where
                     .map(|c| c.peer)
                     .collect();
                 self.queue_first(&peers);
-                self.try_next(shared, topic, now, out);
+                self.try_next(cx);
             }
             Attach::Attached { parent } if *parent == from && self.has_attached => {
                 // Our parent asks us to move (it is congested towards us).
-                self.avoid.push((from, now + shared.config.avoid_us));
+                self.avoid.push((from, cx.now + cx.shared.config.avoid_us));
                 let peers = candidates.iter().map(|c| c.peer).collect();
-                self.start_join(shared, topic, now, peers, out);
+                self.start_join(cx, peers);
             }
             _ => {}
         }
     }
 
-    pub(super) fn on_link_down<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        peer: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    pub(super) fn on_link_down<V>(&mut self, cx: &mut Context<'_, P, V, B>, peer: P) {
         self.remove_child(&peer);
         let lost_parent = self.parent() == Some(peer)
             || matches!(&self.attach, Attach::Joining { target, .. } if *target == peer);
         if lost_parent && !self.is_root {
             let candidates = self.fallbacks(peer);
-            self.avoid.push((peer, now + shared.config.avoid_us));
-            self.start_join(shared, topic, now, candidates, out);
+            self.avoid.push((peer, cx.now + cx.shared.config.avoid_us));
+            self.start_join(cx, candidates);
         }
     }
 
@@ -720,22 +700,12 @@ where
             .collect()
     }
 
-    pub(super) fn on_tick<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        now: u64,
-        probe: bool,
-        out: &mut Vec<Action<P, B>>,
-    ) {
-        self.avoid.retain(|(_, until)| *until > now);
-        self.shed(shared, topic, now, out);
+    pub(super) fn on_tick<V>(&mut self, cx: &mut Context<'_, P, V, B>, probe: bool) {
+        self.avoid.retain(|(_, until)| *until > cx.now);
+        self.shed(cx);
         if probe {
             for c in &self.children {
-                out.push(Action::Send {
-                    to: *c,
-                    message: Message::Probe { sent_at: now },
-                });
+                cx.send(*c, Message::Probe { sent_at: cx.now });
             }
         }
         if self.is_root {
@@ -745,10 +715,10 @@ where
             Attach::Joining {
                 asked_at, probing, ..
             } => {
-                if probing.is_some_and(|p| now >= p.until) {
-                    self.finish_probing(shared, topic, now, out);
-                } else if now.saturating_sub(asked_at) > shared.config.join_timeout_us {
-                    self.try_next(shared, topic, now, out);
+                if probing.is_some_and(|p| cx.now >= p.until) {
+                    self.finish_probing(cx);
+                } else if cx.now.saturating_sub(asked_at) > cx.shared.config.join_timeout_us {
+                    self.try_next(cx);
                 }
             }
             Attach::Attached { parent } => {
@@ -756,21 +726,18 @@ where
                     return;
                 }
                 if probe {
-                    shared
+                    cx.shared
                         .links
                         .entry(parent)
                         .or_default()
                         .probe_outstanding_since
-                        .get_or_insert(now);
-                    out.push(Action::Send {
-                        to: parent,
-                        message: Message::Probe { sent_at: now },
-                    });
+                        .get_or_insert(cx.now);
+                    cx.send(parent, Message::Probe { sent_at: cx.now });
                 }
-                self.report(shared, topic, parent, probe, out);
-                self.check_gap(shared, topic, parent, now, out);
-                self.check_congestion(shared, topic, parent, now, out);
-                self.consider_swap(shared, topic, parent, now, out);
+                self.report(cx, parent, probe);
+                self.check_gap(cx, parent);
+                self.check_congestion(cx, parent);
+                self.consider_swap(cx, parent);
             }
         }
     }
@@ -778,35 +745,30 @@ where
     /// Re-attach when the parent congests (RTT inflation, or silence while the stream flows),
     /// but only after the condition has held for `congestion_hold_us` and not within
     /// `reattach_cooldown_us` of the last attach: hysteresis, so nodes do not flap.
-    fn check_congestion<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        parent: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
-        let c = &shared.config;
-        let inflated = shared
+    fn check_congestion<V>(&mut self, cx: &mut Context<'_, P, V, B>, parent: P) {
+        let c = &cx.shared.config;
+        let inflated = cx.shared
             .links
             .get(&parent)
-            .is_some_and(|l| l.inflated(c.rtt_congestion_factor, now))
+            .is_some_and(|l| l.inflated(c.rtt_congestion_factor, cx.now))
             // Our own full uplink delays our probes too: then the parent is not to blame.
-            && shared.own_backlog() < 256 * 1024
-            && !self.delay_is_ours(shared, &parent, now);
-        let silent = self.started && now.saturating_sub(self.last_frame_at) > c.parent_silence_us;
+            && cx.shared.own_backlog() < 256 * 1024
+            && !self.delay_is_ours(cx.shared, &parent, cx.now);
+        let silent =
+            self.started && cx.now.saturating_sub(self.last_frame_at) > c.parent_silence_us;
         if !(inflated || silent) {
             self.congested_since = None;
             return;
         }
-        let since = *self.congested_since.get_or_insert(now);
-        if now - since < c.congestion_hold_us || now - self.last_attach_at < c.reattach_cooldown_us
+        let since = *self.congested_since.get_or_insert(cx.now);
+        if cx.now - since < c.congestion_hold_us
+            || cx.now - self.last_attach_at < c.reattach_cooldown_us
         {
             return;
         }
-        self.avoid.push((parent, now + c.avoid_us));
+        self.avoid.push((parent, cx.now + c.avoid_us));
         let candidates = self.fallbacks(parent);
         self.congested_since = None;
-        self.start_join(shared, topic, now, candidates, out);
+        self.start_join(cx, candidates);
     }
 }

@@ -4,9 +4,8 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use super::{Attach, ChildReport, Probing, TopicState};
-use crate::overlay::event::Action;
-use crate::overlay::message::{Candidate, Payload, Topic};
+use super::{Attach, ChildReport, Context, Probing, TopicState};
+use crate::overlay::message::{Candidate, Payload};
 use crate::overlay::shared::Shared;
 
 impl<P, B> TopicState<P, B>
@@ -125,11 +124,8 @@ where
     /// A probe answer arrived from `from`: if it was the last candidate outstanding, choose.
     pub(in crate::overlay) fn on_probe_answer<V>(
         &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
+        cx: &mut Context<'_, P, V, B>,
         from: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
     ) {
         let Attach::Joining {
             probing: Some(probing),
@@ -142,21 +138,15 @@ where
             && probing
                 .candidates
                 .iter()
-                .all(|c| probing.sample(shared, &c.peer).is_some())
+                .all(|c| probing.sample(cx.shared, &c.peer).is_some())
         {
-            self.finish_probing(shared, topic, now, out);
+            self.finish_probing(cx);
         }
     }
 
     /// Ranks the probed candidates by how soon each would deliver to us — its delay from the
     /// root plus half our RTT to it — and asks the best first. Unanswered ones go last.
-    pub(super) fn finish_probing<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    pub(super) fn finish_probing<V>(&mut self, cx: &mut Context<'_, P, V, B>) {
         let Attach::Joining { probing, .. } = &mut self.attach else {
             return;
         };
@@ -168,10 +158,10 @@ where
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                // The probe's own sample: a candidate whose uplink is backed up right now
+                // The probe's own sample: a candidate whose uplink is backed up right cx.now
                 // (throttled, overloaded) answers late and ranks accordingly.
                 let score = probing
-                    .sample(shared, &c.peer)
+                    .sample(cx.shared, &c.peer)
                     .map_or(u64::MAX, |rtt| c.delay_us + rtt / 2);
                 (score, i, c.peer)
             })
@@ -179,7 +169,7 @@ where
         ranked.sort();
         let peers: Vec<P> = ranked.into_iter().map(|(_, _, p)| p).collect();
         self.queue_first(&peers);
-        self.try_next(shared, topic, now, out);
+        self.try_next(cx);
     }
 }
 

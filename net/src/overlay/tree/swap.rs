@@ -19,9 +19,9 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use super::TopicState;
+use super::{Context, TopicState};
 use crate::overlay::event::Action;
-use crate::overlay::message::{Candidate, Message, Payload, Topic};
+use crate::overlay::message::{Candidate, Message, Payload};
 use crate::overlay::shared::Shared;
 
 /// What a child last told its parent about itself.
@@ -106,51 +106,37 @@ where
     /// Tells the parent about us, at most once per tick and only when something changed (or,
     /// on probe ticks, while we have a subtree): subtree sizes spread a flash crowd of joiners,
     /// root distances drive swaps.
-    pub(super) fn report<V>(
-        &mut self,
-        shared: &Shared<P, V>,
-        topic: Topic,
-        parent: P,
-        probe: bool,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    pub(super) fn report<V>(&mut self, cx: &mut Context<'_, P, V, B>, parent: P, probe: bool) {
         let report = ChildReport {
             descendants: self.descendants(),
-            root_rtt_us: self.root_rtt_us(shared),
+            root_rtt_us: self.root_rtt_us(cx.shared),
         };
         if self.reported != Some(report) || probe && report.descendants > 0 {
             self.reported = Some(report);
-            out.push(Action::Send {
-                to: parent,
-                message: Message::Report {
-                    topic,
+            cx.send(
+                parent,
+                Message::Report {
+                    topic: cx.topic,
                     descendants: report.descendants,
                     root_rtt_us: report.root_rtt_us,
                 },
-            });
+            );
         }
     }
 
     /// Step 1: asks `parent` to give our slot to our child nearest the root, if that child is
     /// below `swap_factor` of our own root RTT. Not while settling after an attach, and at most
     /// once per `swap_interval_us`.
-    pub(super) fn consider_swap<V>(
-        &mut self,
-        shared: &Shared<P, V>,
-        topic: Topic,
-        parent: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
-        let c = &shared.config;
+    pub(super) fn consider_swap<V>(&mut self, cx: &mut Context<'_, P, V, B>, parent: P) {
+        let c = &cx.shared.config;
         if c.swap_factor <= 0.0
-            || self.moving(shared, now)
-            || self.children_changing(shared, now)
-            || !self.calm(shared)
+            || self.moving(cx.shared, cx.now)
+            || self.children_changing(cx.shared, cx.now)
+            || !self.calm(cx.shared)
         {
             return;
         }
-        let mine = self.root_rtt_us(shared);
+        let mine = self.root_rtt_us(cx.shared);
         let nearest = self
             .children
             .iter()
@@ -165,80 +151,68 @@ where
         if mine == 0 || rtt as f64 >= c.swap_factor * mine as f64 {
             return;
         }
-        self.last_swap_at = now;
+        self.last_swap_at = cx.now;
         self.swapping_with = Some(child);
-        out.push(Action::Send {
-            to: parent,
-            message: Message::Handover { topic, to: child },
-        });
+        cx.send(
+            parent,
+            Message::Handover {
+                topic: cx.topic,
+                to: child,
+            },
+        );
     }
 
     /// A `Handover` from a child: step 2 when it names one of the child's children, step 4
     /// when it names the child itself (the one we asked for: it has taken our place).
     pub(in crate::overlay) fn on_handover<V>(
         &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
+        cx: &mut Context<'_, P, V, B>,
         from: P,
         to: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
     ) {
         if to == from {
             // (Its `Leave` may overtake this: it need not still be our child.)
             if self.swapping_with == Some(from)
-                && now.saturating_sub(self.last_swap_at) <= shared.config.swap_interval_us
+                && cx.now.saturating_sub(self.last_swap_at) <= cx.shared.config.swap_interval_us
             {
                 self.swapping_with = None;
-                self.leave_place_to(shared, topic, to, now, out);
+                self.leave_place_to(cx, to);
             }
         } else if let Some(slot) = self.children.iter().position(|c| *c == from) {
-            self.give_slot(shared, topic, slot, to, now, out);
+            self.give_slot(cx, slot, to);
         }
     }
 
     /// Step 3: we took our old parent's place (an accept from our grandparent); tell it, and
     /// remember our children for it.
-    pub(super) fn took_place_of(
-        &mut self,
-        topic: Topic,
-        old_parent: P,
-        me: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
-        self.handed_by = Some((old_parent, self.children.clone(), now));
-        out.push(Action::Send {
-            to: old_parent,
-            message: Message::Handover { topic, to: me },
-        });
+    pub(super) fn took_place_of<V>(&mut self, cx: &mut Context<'_, P, V, B>, old_parent: P, me: P) {
+        self.handed_by = Some((old_parent, self.children.clone(), cx.now));
+        cx.send(
+            old_parent,
+            Message::Handover {
+                topic: cx.topic,
+                to: me,
+            },
+        );
     }
 
     /// Step 2: our child `children[slot]` gives its slot (and its turn in our send order) to
     /// `to`, one of its children. Refused if `to` is already ours or one of our ancestors, and
     /// while a swap we took part in may still be under way: two overlapping swaps along one
     /// path would each move nodes the other is moving.
-    fn give_slot<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        slot: usize,
-        to: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    fn give_slot<V>(&mut self, cx: &mut Context<'_, P, V, B>, slot: usize, to: P) {
         if !self.in_tree()
             || to == self.root
             || self.children.contains(&to)
             || self.path.contains(&to)
-            || self.moving(shared, now)
-            || self.children_changing(shared, now)
-            || self.recently(shared, now, self.last_join_at)
-            || !self.calm(shared)
+            || self.moving(cx.shared, cx.now)
+            || self.children_changing(cx.shared, cx.now)
+            || self.recently(cx.shared, cx.now, self.last_join_at)
+            || !self.calm(cx.shared)
         {
             return;
         }
-        self.last_gave_slot_at = now;
+        self.last_gave_slot_at = cx.now;
         // `from` keeps getting frames, at the last turn, until it has joined `to` and leaves
         // us (make before break); if the swap stalls, it is shed like any extra child.
         let from = std::mem::replace(&mut self.children[slot], to);
@@ -246,23 +220,23 @@ where
         let entries = std::mem::take(&mut self.swapped_out);
         self.swapped_out = entries
             .into_iter()
-            .filter(|entry| self.still_moving(entry, shared, now))
+            .filter(|entry| self.still_moving(entry, cx.shared, cx.now))
             .collect();
         self.swapped_out
-            .truncate(shared.config.max_children.saturating_sub(1));
-        self.swapped_out.push((from, to, now));
-        shared.stats.swaps += 1;
+            .truncate(cx.shared.config.max_children.saturating_sub(1));
+        self.swapped_out.push((from, to, cx.now));
+        cx.shared.stats.swaps += 1;
         let mut path = self.path.clone();
-        path.push(shared.me);
-        out.push(Action::Connect(to));
-        out.push(Action::Send {
+        path.push(cx.shared.me);
+        cx.out.push(Action::Connect(to));
+        cx.out.push(Action::Send {
             to,
             message: Message::Accept {
-                topic,
+                topic: cx.topic,
                 path,
                 next_seq: self.forward_seq(),
                 rate: self.rate.bytes_per_s as u64,
-                delay_us: self.send_delay_us(shared, slot),
+                delay_us: self.send_delay_us(cx.shared, slot),
                 adoption: true,
             },
         });
@@ -270,14 +244,7 @@ where
 
     /// Step 4: `to` has our place. Our other children go to it (it keeps them at their depth)
     /// and we join below it.
-    fn leave_place_to<V>(
-        &mut self,
-        shared: &mut Shared<P, V>,
-        topic: Topic,
-        to: P,
-        now: u64,
-        out: &mut Vec<Action<P, B>>,
-    ) {
+    fn leave_place_to<V>(&mut self, cx: &mut Context<'_, P, V, B>, to: P) {
         let others: Vec<P> = std::mem::take(&mut self.children)
             .into_iter()
             .filter(|c| *c != to)
@@ -287,8 +254,8 @@ where
             peer: to,
             delay_us: self.parent_delay_us,
         };
-        Self::redirect_to(topic, others, target, out);
-        self.start_join(shared, topic, now, vec![to], out);
+        Self::redirect_to(cx, others, target);
+        self.start_join(cx, vec![to]);
     }
 
     /// Children beyond capacity we keep for now: those that gave their slot away and are on
@@ -308,20 +275,19 @@ where
 
     /// Redirects `children` to `to` alone (a swap moving them to the node now in their
     /// parent's place, or below it).
-    fn redirect_to(
-        topic: Topic,
+    fn redirect_to<V>(
+        cx: &mut Context<'_, P, V, B>,
         children: impl IntoIterator<Item = P>,
         to: Candidate<P>,
-        out: &mut Vec<Action<P, B>>,
     ) {
         for child in children {
-            out.push(Action::Send {
-                to: child,
-                message: Message::Redirect {
-                    topic,
+            cx.send(
+                child,
+                Message::Redirect {
+                    topic: cx.topic,
                     candidates: vec![to],
                 },
-            });
+            );
         }
     }
 
@@ -360,14 +326,11 @@ where
     /// below it (they keep their depth).
     pub(super) fn pass_children<V>(
         &mut self,
-        topic: Topic,
+        cx: &mut Context<'_, P, V, B>,
         joiner: P,
         joiner_delay_us: u64,
-        now: u64,
-        shared: &Shared<P, V>,
-        out: &mut Vec<Action<P, B>>,
     ) {
-        if !self.expects(&joiner, shared, now) {
+        if !self.expects(&joiner, cx.shared, cx.now) {
             return;
         }
         let Some((_, old_children, _)) = self.handed_by.take() else {
@@ -384,6 +347,6 @@ where
             peer: joiner,
             delay_us: joiner_delay_us,
         };
-        Self::redirect_to(topic, moving, target, out);
+        Self::redirect_to(cx, moving, target);
     }
 }
