@@ -186,7 +186,7 @@ where
                     && !self.topics.contains_key(&topic)
                     && self.topics.len() < self.shared.config.max_topics
                 {
-                    let state = TopicState::new(root, true, &self.shared.config);
+                    let state = TopicState::new(root, true);
                     self.topics.insert(topic, state);
                 }
                 match self.topics.get_mut(&topic) {
@@ -353,7 +353,7 @@ where
                 if self.topics.len() >= self.shared.config.max_topics {
                     return;
                 }
-                let mut state = TopicState::new(root, false, &self.shared.config);
+                let mut state = TopicState::new(root, false);
                 state.subscribed = true;
                 state.start_join(
                     &mut Context::new(&mut self.shared, topic, now, out),
@@ -385,8 +385,7 @@ where
                         return;
                     }
                     let me = self.shared.me;
-                    self.topics
-                        .insert(topic, TopicState::new(me, true, &self.shared.config));
+                    self.topics.insert(topic, TopicState::new(me, true));
                 }
                 if let Some(state) = self.topics.get_mut(&topic) {
                     state.publish(

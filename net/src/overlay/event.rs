@@ -5,7 +5,7 @@
 
 use super::message::{Message, Topic};
 
-/// Something that happened, fed to [`Overlay::handle`].
+/// Something that happened, fed to [`Overlay::handle`](super::Overlay::handle).
 #[derive(Clone, Debug)]
 pub enum Event<P, B> {
     /// A connection to `P` is up.
@@ -125,7 +125,7 @@ pub enum Action<P, B> {
     Connect(P),
     /// The connection to `P` is no longer needed.
     Disconnect(P),
-    /// Call [`Overlay::handle`] with [`Event::Tick`] at this time (µs).
+    /// Call [`Overlay::handle`](super::Overlay::handle) with [`Event::Tick`] at this time (µs).
     WakeAt(u64),
 }
 

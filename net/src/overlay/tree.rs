@@ -1,26 +1,31 @@
 //! The data plane: one tree per topic, rooted at the publisher.
 //!
 //! Here: membership — joining, admission by capacity, redirects, shedding, re-attachment and
-//! the congestion rules. `frames`: sequencing, forwarding, delivery and repair. `placement`:
+//! the congestion rules. `frames`: sequencing, forwarding, delivery and repair (`cache`: the
+//! recent frames repairs are served from; `rate`: the stream rate as measured). `placement`:
 //! where in the tree a joiner lands (delay estimates, probing, preemption). `swap`: how the
 //! tree sorts itself afterwards (a child much nearer the root trades places with its parent).
+//! Handlers take a [`Context`] (shared node state, topic, time, actions out).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use super::OverlayConfig;
 use super::event::Action;
 use super::message::{Candidate, Message, Payload, Topic};
 use super::shared::Shared;
 
+mod cache;
 mod frames;
 mod placement;
 mod rate;
 mod swap;
 
+use cache::RepairCache;
+use frames::Sequencing;
 use rate::RateMeter;
 pub(super) use swap::ChildReport;
+use swap::SwapState;
 
 /// What a topic's handlers work with besides the topic's own state: the node's shared state,
 /// which topic this is, the time, and where actions go. One value instead of four parameters
@@ -95,34 +100,16 @@ pub(super) struct TopicState<P, B> {
     reported: Option<ChildReport>,
     /// When we last moved a child below a nearer joiner.
     last_preempt_at: u64,
-    /// When we last asked our parent to trade places with a child.
-    last_swap_at: u64,
-    /// When we last gave a child's slot to its child.
-    last_gave_slot_at: u64,
     /// When a join last reached us.
     last_join_at: u64,
-    /// The child we asked to trade places with.
-    swapping_with: Option<P>,
-    /// Children that gave their slot away, the ones that took them, and when: kept until they
-    /// have moved (or get the slot back if the other refuses). At most `max_children`.
-    swapped_out: Vec<(P, P, u64)>,
-    /// After taking our old parent's place: it, the children we had (they go below it once
-    /// it has joined us), and when.
-    handed_by: Option<(P, Vec<P>, u64)>,
+    /// Swaps under way (ours and our children's).
+    swap: SwapState<P>,
     /// Whether the RTT to the root was measured before the first join.
     root_probed: bool,
-    /// Root: next seq to publish. Member: next seq to deliver.
-    next_seq: u64,
-    /// Out-of-order frames waiting for a gap to fill.
-    pending: BTreeMap<u64, B>,
-    gap_since: Option<u64>,
-    last_repair_at: u64,
+    /// Which frames came, which are missing, which are next.
+    seq: Sequencing<B>,
     /// Recent frames, for children's repairs.
-    cache: VecDeque<(u64, B)>,
-    /// Wire bytes held in `cache`.
-    cache_bytes: usize,
-    started: bool,
-    last_frame_at: u64,
+    cache: RepairCache<B>,
     /// The stream's rate and frame size as we see them.
     rate: RateMeter,
     join_started_at: u64,
@@ -138,7 +125,7 @@ where
     P: Copy + Eq + Hash + Ord + Debug,
     B: Payload,
 {
-    pub(super) fn new(root: P, is_root: bool, _config: &OverlayConfig) -> Self {
+    pub(super) fn new(root: P, is_root: bool) -> Self {
         TopicState {
             root,
             is_root,
@@ -150,21 +137,11 @@ where
             reports: BTreeMap::new(),
             reported: None,
             last_preempt_at: 0,
-            last_swap_at: 0,
-            last_gave_slot_at: 0,
             last_join_at: 0,
-            swapping_with: None,
-            swapped_out: Vec::new(),
-            handed_by: None,
+            swap: SwapState::default(),
             root_probed: false,
-            next_seq: 0,
-            pending: BTreeMap::new(),
-            gap_since: None,
-            last_repair_at: 0,
-            cache: VecDeque::new(),
-            cache_bytes: 0,
-            started: false,
-            last_frame_at: 0,
+            seq: Sequencing::default(),
+            cache: RepairCache::default(),
             rate: RateMeter::default(),
             join_started_at: 0,
             congested_since: None,
@@ -232,7 +209,7 @@ where
     pub(super) fn start_join<V>(&mut self, cx: &mut Context<'_, P, V, B>, candidates: Vec<P>) {
         let previous = self.parent();
         self.join_started_at = cx.now;
-        self.handed_by = None;
+        self.swap.handed_by = None;
         let mut queue: VecDeque<P> = candidates
             .into_iter()
             .filter(|c| *c != cx.shared.me && Some(*c) != previous && !self.avoided(c, cx.now))
@@ -478,12 +455,12 @@ where
     /// The next seq this node will forward (what a new child starts at).
     fn forward_seq(&self) -> u64 {
         if self.is_root {
-            self.next_seq
+            self.seq.next
         } else {
             self.cache
-                .back()
-                .map_or(self.next_seq, |(s, _)| s + 1)
-                .max(self.next_seq)
+                .last_seq()
+                .map_or(self.seq.next, |s| s + 1)
+                .max(self.seq.next)
         }
     }
 
@@ -552,22 +529,22 @@ where
         self.parent_delay_us = delay_us;
         self.last_attach_at = cx.now;
         self.congested_since = None;
-        if !self.started {
-            self.next_seq = next_seq;
-        } else if next_seq > self.next_seq {
+        if !self.seq.started {
+            self.seq.next = next_seq;
+        } else if next_seq > self.seq.next {
             // The new parent is ahead: ask it for the gap right away.
-            self.gap_since.get_or_insert(cx.now);
-            self.last_repair_at = cx.now;
+            self.seq.gap_since.get_or_insert(cx.now);
+            self.seq.last_repair_at = cx.now;
             cx.send(
                 from,
                 Message::Repair {
                     topic: cx.topic,
-                    from: self.next_seq,
+                    from: self.seq.next,
                     to: next_seq - 1,
                 },
             );
         }
-        self.last_frame_at = cx.now;
+        self.seq.last_frame_at = cx.now;
         cx.out.push(Action::Attached {
             topic: cx.topic,
             parent: from,
@@ -755,7 +732,7 @@ where
             && cx.shared.own_backlog() < 256 * 1024
             && !self.delay_is_ours(cx.shared, &parent, cx.now);
         let silent =
-            self.started && cx.now.saturating_sub(self.last_frame_at) > c.parent_silence_us;
+            self.seq.started && cx.now.saturating_sub(self.seq.last_frame_at) > c.parent_silence_us;
         if !(inflated || silent) {
             self.congested_since = None;
             return;

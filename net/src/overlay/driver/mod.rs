@@ -119,7 +119,7 @@ const SUBSCRIPTION_BUFFER: usize = 1024;
 /// Entries published but not yet sent by the node.
 const PUBLISH_QUEUE: usize = 256;
 
-/// Why [`OverlayNode::try_reserve_publish`] gave no place.
+/// Why [`OverlayNode::try_reserve_publish_owned`] gave no place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishRefused {
@@ -262,7 +262,7 @@ impl OverlayNode {
     }
 
     /// Publishes `entry` (signed by this node's key) on its log's topic as the topic's root;
-    /// false if the node is [`PUBLISH_QUEUE`] entries behind (or stopped) and it was dropped.
+    /// false if the node is `PUBLISH_QUEUE` (256) entries behind (or stopped) and it was dropped.
     pub fn publish(&self, entry: Entry) -> bool {
         self.publish_tx.try_send(entry).is_ok()
     }

@@ -1,6 +1,7 @@
 //! Frames through a tree node: sequencing at the root, verification, forwarding (newer wins),
 //! in-order delivery, the repair cache and gap repair.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -8,6 +9,35 @@ use super::{Context, TopicState};
 use crate::overlay::event::Action;
 use crate::overlay::message::{Message, Payload, Verifier};
 use crate::overlay::shared::Shared;
+
+/// Where a node stands in the stream: the next seq (root: to publish; member: to deliver),
+/// frames waiting for a gap to fill, and the timers of gap repair and parent silence.
+#[derive(Debug)]
+pub(super) struct Sequencing<B> {
+    pub(super) next: u64,
+    /// Out-of-order frames waiting for a gap to fill.
+    pub(super) pending: BTreeMap<u64, B>,
+    /// Since when a gap is open (frames pending).
+    pub(super) gap_since: Option<u64>,
+    pub(super) last_repair_at: u64,
+    /// Whether a frame arrived yet (until then `next` is what the parent's accept said).
+    pub(super) started: bool,
+    /// When the parent last sent a frame (or we attached).
+    pub(super) last_frame_at: u64,
+}
+
+impl<B> Default for Sequencing<B> {
+    fn default() -> Self {
+        Sequencing {
+            next: 0,
+            pending: BTreeMap::new(),
+            gap_since: None,
+            last_repair_at: 0,
+            started: false,
+            last_frame_at: 0,
+        }
+    }
+}
 
 /// Frames served per repair request to a node that is not our child.
 const MAX_FOREIGN_REPAIR: u64 = 8;
@@ -25,37 +55,20 @@ where
         seq: u64,
         payload: B,
     ) {
-        if seq < self.next_seq {
+        if seq < self.seq.next {
             cx.shared.stats.invalid += 1;
             return;
         }
-        self.next_seq = seq + 1;
+        self.seq.next = seq + 1;
         self.rate.note(payload.wire_len(), cx.now);
         self.remember(cx.shared, seq, payload.clone());
         self.forward(cx, None, seq, &payload);
     }
 
     pub(super) fn remember<V>(&mut self, shared: &Shared<P, V>, seq: u64, payload: B) {
-        if self.cache.back().is_some_and(|(s, _)| *s >= seq) {
-            // Out of order (a repair): keep the cache sorted by inserting in place.
-            let at = self.cache.partition_point(|(s, _)| *s < seq);
-            if self.cache.get(at).is_some_and(|(s, _)| *s == seq) {
-                return;
-            }
-            self.cache_bytes += payload.wire_len();
-            self.cache.insert(at, (seq, payload));
-        } else {
-            self.cache_bytes += payload.wire_len();
-            self.cache.push_back((seq, payload));
-        }
         let c = &shared.config;
-        while self.cache.len() > c.repair_cache
-            || self.cache_bytes > c.repair_cache_bytes && self.cache.len() > 1
-        {
-            if let Some((_, old)) = self.cache.pop_front() {
-                self.cache_bytes -= old.wire_len();
-            }
-        }
+        self.cache
+            .insert(seq, payload, c.repair_cache, c.repair_cache_bytes);
     }
 
     pub(super) fn forward<V>(
@@ -104,7 +117,7 @@ where
         if self.is_root {
             return;
         }
-        if seq < self.next_seq && self.started || self.pending.contains_key(&seq) {
+        if seq < self.seq.next && self.seq.started || self.seq.pending.contains_key(&seq) {
             cx.shared.stats.duplicates += 1;
             return;
         }
@@ -116,31 +129,31 @@ where
             cx.shared.stats.invalid += 1;
             return;
         }
-        if !self.started {
-            self.started = true;
-            if seq < self.next_seq || self.next_seq == 0 {
-                self.next_seq = seq;
+        if !self.seq.started {
+            self.seq.started = true;
+            if seq < self.seq.next || self.seq.next == 0 {
+                self.seq.next = seq;
             }
         }
         if Some(from) == self.parent() {
-            self.last_frame_at = cx.now;
+            self.seq.last_frame_at = cx.now;
         }
         self.rate.note(payload.wire_len(), cx.now);
         self.remember(cx.shared, seq, payload.clone());
         self.forward(cx, Some(from), seq, &payload);
-        if seq == self.next_seq {
+        if seq == self.seq.next {
             self.deliver(cx, seq, payload);
-            self.next_seq += 1;
+            self.seq.next += 1;
             self.drain(cx);
-        } else if seq > self.next_seq {
-            self.pending.insert(seq, payload);
-            self.gap_since.get_or_insert(cx.now);
-            if seq - self.next_seq > cx.shared.config.reorder_window {
+        } else if seq > self.seq.next {
+            self.seq.pending.insert(seq, payload);
+            self.seq.gap_since.get_or_insert(cx.now);
+            if seq - self.seq.next > cx.shared.config.reorder_window {
                 self.skip_to_first_pending(cx);
             }
         }
-        if self.pending.is_empty() {
-            self.gap_since = None;
+        if self.seq.pending.is_empty() {
+            self.seq.gap_since = None;
         }
     }
 
@@ -156,28 +169,28 @@ where
     }
 
     pub(super) fn drain<V>(&mut self, cx: &mut Context<'_, P, V, B>) {
-        while let Some(payload) = self.pending.remove(&self.next_seq) {
-            let seq = self.next_seq;
+        while let Some(payload) = self.seq.pending.remove(&self.seq.next) {
+            let seq = self.seq.next;
             self.deliver(cx, seq, payload);
-            self.next_seq += 1;
+            self.seq.next += 1;
         }
-        if self.pending.is_empty() {
-            self.gap_since = None;
+        if self.seq.pending.is_empty() {
+            self.seq.gap_since = None;
         }
     }
 
     pub(super) fn skip_to_first_pending<V>(&mut self, cx: &mut Context<'_, P, V, B>) {
-        if let Some((&first, _)) = self.pending.iter().next() {
-            if first > self.next_seq {
-                cx.shared.stats.skipped += first - self.next_seq;
+        if let Some((&first, _)) = self.seq.pending.iter().next() {
+            if first > self.seq.next {
+                cx.shared.stats.skipped += first - self.seq.next;
                 cx.out.push(Action::Skipped {
                     topic: cx.topic,
-                    from: self.next_seq,
+                    from: self.seq.next,
                     to: first - 1,
                 });
-                self.next_seq = first;
+                self.seq.next = first;
             }
-            self.gap_since = None;
+            self.seq.gap_since = None;
             self.drain(cx);
         }
     }
@@ -189,7 +202,6 @@ where
         from: u64,
         to: u64,
     ) {
-        let start = self.cache.partition_point(|(s, _)| *s < from);
         // Children get up to 256 frames per request; anyone else (a grandchild whose parent
         // lacks them) a few.
         let most = if self.children.contains(&child) {
@@ -197,13 +209,7 @@ where
         } else {
             MAX_FOREIGN_REPAIR as usize
         };
-        for (seq, payload) in self
-            .cache
-            .iter()
-            .skip(start)
-            .take_while(|(s, _)| *s <= to)
-            .take(most)
-        {
+        for (seq, payload) in self.cache.range(from, to, most) {
             cx.shared.stats.repairs_sent += 1;
             cx.send(
                 child,
@@ -217,15 +223,17 @@ where
     }
 
     pub(super) fn check_gap<V>(&mut self, cx: &mut Context<'_, P, V, B>, parent: P) {
-        let Some(since) = self.gap_since else { return };
+        let Some(since) = self.seq.gap_since else {
+            return;
+        };
         if cx.now.saturating_sub(since) > cx.shared.config.give_up_us {
             self.skip_to_first_pending(cx);
             return;
         }
-        if cx.now.saturating_sub(self.last_repair_at) >= cx.shared.config.repair_delay_us
-            && let Some((&first, _)) = self.pending.iter().next()
+        if cx.now.saturating_sub(self.seq.last_repair_at) >= cx.shared.config.repair_delay_us
+            && let Some((&first, _)) = self.seq.pending.iter().next()
         {
-            self.last_repair_at = cx.now;
+            self.seq.last_repair_at = cx.now;
             // The parent may not have what we miss (it joined after those frames): from the
             // sixth attempt on, every third asks the grandparent instead, for the first few
             // missing frames only. Not sooner, higher or more: under congestion or churn whole
@@ -238,7 +246,7 @@ where
             let (target, last) = match grandparent {
                 Some(g) if attempts >= 6 && attempts.is_multiple_of(3) => {
                     cx.out.push(Action::Connect(g));
-                    (g, (first - 1).min(self.next_seq + MAX_FOREIGN_REPAIR - 1))
+                    (g, (first - 1).min(self.seq.next + MAX_FOREIGN_REPAIR - 1))
                 }
                 _ => (parent, first - 1),
             };
@@ -246,7 +254,7 @@ where
                 target,
                 Message::Repair {
                     topic: cx.topic,
-                    from: self.next_seq,
+                    from: self.seq.next,
                     to: last,
                 },
             );

@@ -24,6 +24,35 @@ use crate::overlay::event::Action;
 use crate::overlay::message::{Candidate, Message, Payload};
 use crate::overlay::shared::Shared;
 
+/// The swaps a node takes part in.
+#[derive(Debug)]
+pub(super) struct SwapState<P> {
+    /// When we last asked our parent to trade places with a child (step 1).
+    pub(super) asked_at: u64,
+    /// The child we asked to trade places with.
+    pub(super) partner: Option<P>,
+    /// When we last gave a child's slot to its child (step 2).
+    pub(super) gave_slot_at: u64,
+    /// Children that gave their slot away, the ones that took them, and when: kept until they
+    /// have moved (or get the slot back if the other refuses). At most `max_children`.
+    pub(super) swapped_out: Vec<(P, P, u64)>,
+    /// After taking our old parent's place (step 3): it, the children we had (they go below
+    /// it once it has joined us), and when.
+    pub(super) handed_by: Option<(P, Vec<P>, u64)>,
+}
+
+impl<P> Default for SwapState<P> {
+    fn default() -> Self {
+        SwapState {
+            asked_at: 0,
+            partner: None,
+            gave_slot_at: 0,
+            swapped_out: Vec::new(),
+            handed_by: None,
+        }
+    }
+}
+
 /// What a child last told its parent about itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(in crate::overlay) struct ChildReport {
@@ -56,12 +85,12 @@ where
     }
 
     fn moving<V>(&self, shared: &Shared<P, V>, now: u64) -> bool {
-        self.recently(shared, now, self.last_swap_at)
+        self.recently(shared, now, self.swap.asked_at)
             || !self.is_root && self.recently(shared, now, self.last_attach_at)
     }
 
     fn children_changing<V>(&self, shared: &Shared<P, V>, now: u64) -> bool {
-        self.recently(shared, now, self.last_gave_slot_at)
+        self.recently(shared, now, self.swap.gave_slot_at)
     }
 
     /// Swaps are for a calm tree: not while we miss frames, see our parent congest, or
@@ -71,7 +100,7 @@ where
     /// without).
     fn calm<V>(&self, shared: &Shared<P, V>) -> bool {
         let configured = shared.config.upload_bytes_per_s as f64;
-        self.gap_since.is_none()
+        self.seq.gap_since.is_none()
             && self.congested_since.is_none()
             && shared
                 .measured_upload()
@@ -93,7 +122,7 @@ where
         let Some(grandparent) = self.path.len().checked_sub(2) else {
             return false;
         };
-        !self.recently(shared, now, self.last_swap_at)
+        !self.recently(shared, now, self.swap.asked_at)
             && !self.children_changing(shared, now)
             && self.calm(shared)
             && self.has_attached
@@ -151,8 +180,8 @@ where
         if mine == 0 || rtt as f64 >= c.swap_factor * mine as f64 {
             return;
         }
-        self.last_swap_at = cx.now;
-        self.swapping_with = Some(child);
+        self.swap.asked_at = cx.now;
+        self.swap.partner = Some(child);
         cx.send(
             parent,
             Message::Handover {
@@ -172,10 +201,10 @@ where
     ) {
         if to == from {
             // (Its `Leave` may overtake this: it need not still be our child.)
-            if self.swapping_with == Some(from)
-                && cx.now.saturating_sub(self.last_swap_at) <= cx.shared.config.swap_interval_us
+            if self.swap.partner == Some(from)
+                && cx.now.saturating_sub(self.swap.asked_at) <= cx.shared.config.swap_interval_us
             {
-                self.swapping_with = None;
+                self.swap.partner = None;
                 self.leave_place_to(cx, to);
             }
         } else if let Some(slot) = self.children.iter().position(|c| *c == from) {
@@ -186,7 +215,7 @@ where
     /// Step 3: we took our old parent's place (an accept from our grandparent); tell it, and
     /// remember our children for it.
     pub(super) fn took_place_of<V>(&mut self, cx: &mut Context<'_, P, V, B>, old_parent: P, me: P) {
-        self.handed_by = Some((old_parent, self.children.clone(), cx.now));
+        self.swap.handed_by = Some((old_parent, self.children.clone(), cx.now));
         cx.send(
             old_parent,
             Message::Handover {
@@ -212,19 +241,20 @@ where
         {
             return;
         }
-        self.last_gave_slot_at = cx.now;
+        self.swap.gave_slot_at = cx.now;
         // `from` keeps getting frames, at the last turn, until it has joined `to` and leaves
         // us (make before break); if the swap stalls, it is shed like any extra child.
         let from = std::mem::replace(&mut self.children[slot], to);
         self.children.push(from);
-        let entries = std::mem::take(&mut self.swapped_out);
-        self.swapped_out = entries
+        let entries = std::mem::take(&mut self.swap.swapped_out);
+        self.swap.swapped_out = entries
             .into_iter()
             .filter(|entry| self.still_moving(entry, cx.shared, cx.now))
             .collect();
-        self.swapped_out
+        self.swap
+            .swapped_out
             .truncate(cx.shared.config.max_children.saturating_sub(1));
-        self.swapped_out.push((from, to, cx.now));
+        self.swap.swapped_out.push((from, to, cx.now));
         cx.shared.stats.swaps += 1;
         let mut path = self.path.clone();
         path.push(cx.shared.me);
@@ -261,7 +291,8 @@ where
     /// Children beyond capacity we keep for now: those that gave their slot away and are on
     /// their way below their replacements (for two join timeouts).
     pub(super) fn swap_allowance<V>(&self, shared: &Shared<P, V>, now: u64) -> usize {
-        self.swapped_out
+        self.swap
+            .swapped_out
             .iter()
             .filter(|entry| self.still_moving(entry, shared, now))
             .count()
@@ -298,12 +329,13 @@ where
             return;
         };
         let refused = self
+            .swap
             .swapped_out
             .iter()
             .position(|(old, to, _)| *to == child && self.children.contains(old));
         match refused {
             Some(i) => {
-                let (old, _, _) = self.swapped_out.swap_remove(i);
+                let (old, _, _) = self.swap.swapped_out.swap_remove(i);
                 self.children.retain(|c| *c != old);
                 self.reports.remove(&child);
                 // `old` sat after `child` (it was appended), so `slot` is still `child`'s.
@@ -317,7 +349,7 @@ where
 
     /// Whether `joiner` is the old parent we are expecting after a swap (for a join timeout).
     pub(super) fn expects<V>(&self, joiner: &P, shared: &Shared<P, V>, now: u64) -> bool {
-        self.handed_by.as_ref().is_some_and(|(old, _, at)| {
+        self.swap.handed_by.as_ref().is_some_and(|(old, _, at)| {
             old == joiner && now.saturating_sub(*at) <= shared.config.join_timeout_us
         })
     }
@@ -333,7 +365,7 @@ where
         if !self.expects(&joiner, cx.shared, cx.now) {
             return;
         }
-        let Some((_, old_children, _)) = self.handed_by.take() else {
+        let Some((_, old_children, _)) = self.swap.handed_by.take() else {
             return;
         };
         let moving: Vec<P> = old_children
