@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use hdrhistogram::Histogram;
 use starling_engine::{Peer, PeerConfig, StreamAddress, SubscribeOptions};
-use starling_net::overlay::OverlayConfig;
+use starling_net::overlay::{OverlayConfig, OverlayStats};
 use starling_net::{KeyType, Keypair};
 
 use crate::util::{now_us, peak_rss_mb};
@@ -183,6 +183,7 @@ pub(crate) struct Group {
 impl Group {
     pub(crate) async fn start(spec: GroupSpec) -> Result<Group> {
         let base_rss_mb = crate::util::rss_mb();
+        let started = std::time::Instant::now();
         let config = PeerConfig {
             overlay: spec.overlay.clone(),
             ..PeerConfig::default()
@@ -203,6 +204,11 @@ impl Group {
             }
             peers.push(peer);
         }
+        eprintln!(
+            "{} subscribers started in {:.1} s",
+            peers.len(),
+            started.elapsed().as_secs_f64()
+        );
         let group = Group {
             spec,
             peers,
@@ -215,6 +221,7 @@ impl Group {
 
     async fn wait_attached(&self, limit: Duration) -> Result<()> {
         let start = std::time::Instant::now();
+        let mut next_report = Duration::from_secs(10);
         loop {
             let mut missing = 0;
             for p in &self.peers {
@@ -225,11 +232,38 @@ impl Group {
             if missing == 0 {
                 return Ok(());
             }
-            if start.elapsed() > limit {
+            let elapsed = start.elapsed();
+            if elapsed >= next_report || elapsed > limit {
+                next_report += Duration::from_secs(10);
+                eprintln!(
+                    "attach {:>4.0} s: {missing} not attached; {}",
+                    elapsed.as_secs_f64(),
+                    self.churn().await
+                );
+            }
+            if elapsed > limit {
                 bail!("{missing} subscriptions did not attach in {limit:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The tree's movements so far, summed over the subscribers: why members changed parents.
+    async fn churn(&self) -> String {
+        let mut sum = OverlayStats::default();
+        for p in &self.peers {
+            if let Some(s) = p.overlay().stats().await {
+                sum.reattaches += s.reattaches;
+                sum.left_congested += s.left_congested;
+                sum.moved_by_parent += s.moved_by_parent;
+                sum.lost_parent += s.lost_parent;
+                sum.swaps += s.swaps;
+            }
+        }
+        format!(
+            "re-attaches {} (left congested {}, moved by parent {}, parent lost {}), swaps {}",
+            sum.reattaches, sum.left_congested, sum.moved_by_parent, sum.lost_parent, sum.swaps
+        )
     }
 
     /// Receives until every stream's last frame or `drain` after the end; throttles relays at

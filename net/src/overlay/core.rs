@@ -126,6 +126,7 @@ where
             Event::Received { from, message } => self.on_message(now, from, message, out),
             Event::Tick => {
                 if now >= self.next_wake {
+                    self.shared.note_tick_lateness(now - self.next_wake);
                     self.on_tick(now, out);
                     self.schedule(now, out);
                 }

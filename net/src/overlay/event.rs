@@ -146,6 +146,12 @@ pub struct OverlayStats {
     pub skipped: u64,
     /// Re-attachments to a new parent.
     pub reattaches: u64,
+    /// Parents left because they congested (RTT inflation, or silence while the stream flows).
+    pub left_congested: u64,
+    /// Times the parent sent us elsewhere (it was full, shed us, or made room for a nearer node).
+    pub moved_by_parent: u64,
+    /// Parents lost (link down, or a path through ourselves: a loop).
+    pub lost_parent: u64,
     /// Swaps carried out here: a child's child took the child's place (tree sorting).
     pub swaps: u64,
     /// Frames resent for repair.

@@ -66,10 +66,12 @@ impl LinkMetrics {
         self.srtt_us.max(waiting)
     }
 
-    /// RTT inflated past `factor` × the baseline?
-    pub fn inflated(&self, factor: f64, now: u64) -> bool {
+    /// RTT inflated past `factor` × the baseline, after excusing `own_lag_us` (how late our
+    /// own event loop runs) twice: a node whose loop runs late sees every RTT grow by its lag
+    /// and its peer's, and a peer running no later than itself is no worse a parent.
+    pub fn inflated(&self, factor: f64, now: u64, own_lag_us: u64) -> bool {
         self.min_rtt_us > 0
-            && self.effective_rtt(now) as f64
+            && self.effective_rtt(now).saturating_sub(2 * own_lag_us) as f64
                 > factor * self.min_rtt_us.max(1_000) as f64 + 20_000.0
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use super::*;
 
 mod placement;
+mod rejoin;
 mod swap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -449,6 +450,48 @@ fn a_delay_seen_on_every_link_is_not_blamed_on_the_parent() {
     };
     assert_eq!(run(true), 0, "its own delay: it stays");
     assert_eq!(run(false), 1, "the parent's delay: it re-attaches");
+}
+
+/// A node whose own ticks run late (a busy event loop) excuses its parent's RTT inflation up
+/// to twice its lag: it would see any parent that late. On time, the same inflation is the
+/// parent's, and it leaves.
+#[test]
+fn a_node_running_late_does_not_blame_its_parent_for_its_own_lag() {
+    let run = |tick_late_us: u64| {
+        let mut net = Net::new(
+            4,
+            OverlayConfig {
+                probe_interval_us: u64::MAX / 2,
+                ..config(1)
+            },
+        );
+        net.publish(1);
+        net.subscribe_all();
+        assert_eq!(net.nodes[2].parent(&T), Some(1));
+        let measured = |peer, rtt_us| Event::LinkMeasured {
+            peer,
+            rtt_us: Some(rtt_us),
+            queued_bytes: 0,
+            delivery_rate: 0.0,
+            lost: 0,
+        };
+        for _ in 0..25 {
+            net.event(1, measured(0, 5_000));
+            net.publish(1);
+            net.tick(100_000);
+        }
+        let before = net.nodes[1].stats().left_congested;
+        for _ in 0..6 {
+            net.event(1, measured(0, 200_000));
+        }
+        for _ in 0..10 {
+            net.publish(1);
+            net.tick(100_000 + tick_late_us);
+        }
+        net.nodes[1].stats().left_congested - before
+    };
+    assert_eq!(run(150_000), 0, "150 ms late: stays");
+    assert_eq!(run(0), 1, "on time: the parent's delay, it leaves");
 }
 
 #[test]

@@ -178,21 +178,44 @@ where
     pub(super) fn involves(&self, peer: &P) -> bool {
         self.root == *peer
             || self.children.contains(peer)
-            || match &self.attach {
-                Attach::Attached { parent } => parent == peer,
-                Attach::Joining {
-                    target,
-                    queue,
-                    probing,
-                    ..
-                } => {
-                    target == peer
-                        || queue.contains(peer)
-                        || probing
-                            .as_ref()
-                            .is_some_and(|p| p.candidates.iter().any(|c| c.peer == *peer))
-                }
+            || matches!(&self.attach, Attach::Attached { parent } if parent == peer)
+            || self.asking(peer)
+    }
+
+    /// Whether `peer` is a candidate of the join under way (asked, queued or being probed).
+    fn asking(&self, peer: &P) -> bool {
+        match &self.attach {
+            Attach::Attached { .. } => false,
+            Attach::Joining {
+                target,
+                queue,
+                probing,
+                ..
+            } => {
+                target == peer
+                    || queue.contains(peer)
+                    || probing
+                        .as_ref()
+                        .is_some_and(|p| p.candidates.iter().any(|c| c.peer == *peer))
             }
+        }
+    }
+
+    /// Whether we may take `joiner` in: we are in the tree, or re-attaching with our subtree.
+    /// A re-attaching node still gets frames from its old parent until the new one accepts it
+    /// (make before break), and a joiner below it moves with it. Sending joiners back to the
+    /// root instead made a swarm in flux bounce them between the root and re-attaching relays
+    /// (1,000 loopback subscribers: 8,140 such redirects in 120 s, a quarter never attached).
+    /// Not a node we are asking ourselves: each would take the other, a loop.
+    fn admits(&self, joiner: &P) -> bool {
+        let rejoining = matches!(
+            &self.attach,
+            Attach::Joining {
+                previous: Some(_),
+                ..
+            }
+        );
+        self.in_tree() || rejoining && !self.asking(joiner)
     }
 
     fn in_tree(&self) -> bool {
@@ -287,9 +310,9 @@ where
     /// A joiner asks us: admit it, or send it to our children ranked by measured cost.
     pub(super) fn on_join<V>(&mut self, cx: &mut Context<'_, P, V, B>, joiner: P, rtt_us: u64) {
         self.last_join_at = cx.now;
-        if !self.in_tree() || self.path.contains(&joiner) || joiner == self.root {
+        if !self.admits(&joiner) || self.path.contains(&joiner) || joiner == self.root {
             // Not part of the tree (yet), or the joiner is our ancestor: a loop.
-            let candidates = if self.in_tree() {
+            let candidates = if self.admits(&joiner) {
                 vec![]
             } else {
                 vec![Candidate {
@@ -478,10 +501,15 @@ where
         self.rate.adopt(rate);
         if self.is_root || path.contains(&cx.shared.me) {
             cx.send(from, Message::Leave { topic: cx.topic });
-            if let Attach::Joining { target, .. } = &self.attach
-                && *target == from
-            {
-                self.try_next(cx);
+            match &self.attach {
+                Attach::Joining { target, .. } if *target == from => self.try_next(cx),
+                // Our parent's path runs through us: a loop (re-attaching subtrees took each
+                // other in). Nothing in it gets frames; ask the root.
+                Attach::Attached { parent } if *parent == from && self.has_attached => {
+                    cx.shared.stats.lost_parent += 1;
+                    self.start_join(cx, Vec::new());
+                }
+                _ => {}
             }
             return;
         }
@@ -630,6 +658,7 @@ where
             }
             Attach::Attached { parent } if *parent == from && self.has_attached => {
                 // Our parent asks us to move (it is congested towards us).
+                cx.shared.stats.moved_by_parent += 1;
                 self.avoid.push((from, cx.now + cx.shared.config.avoid_us));
                 let peers = candidates.iter().map(|c| c.peer).collect();
                 self.start_join(cx, peers);
@@ -643,6 +672,7 @@ where
         let lost_parent = self.parent() == Some(peer)
             || matches!(&self.attach, Attach::Joining { target, .. } if *target == peer);
         if lost_parent && !self.is_root {
+            cx.shared.stats.lost_parent += u64::from(self.parent() == Some(peer));
             let candidates = self.fallbacks(peer);
             self.avoid.push((peer, cx.now + cx.shared.config.avoid_us));
             self.start_join(cx, candidates);
@@ -661,7 +691,7 @@ where
         for peer in self.children.iter().chain(root) {
             if let Some(l) = shared.links.get(peer).filter(|l| l.min_rtt_us > 0) {
                 measured += 1;
-                inflated += usize::from(l.inflated(factor, now));
+                inflated += usize::from(l.inflated(factor, now, 0));
             }
         }
         measured > 0 && 2 * inflated >= measured
@@ -727,7 +757,7 @@ where
         let inflated = cx.shared
             .links
             .get(&parent)
-            .is_some_and(|l| l.inflated(c.rtt_congestion_factor, cx.now))
+            .is_some_and(|l| l.inflated(c.rtt_congestion_factor, cx.now, cx.shared.own_lag_us()))
             // Our own full uplink delays our probes too: then the parent is not to blame.
             && cx.shared.own_backlog() < 256 * 1024
             && !self.delay_is_ours(cx.shared, &parent, cx.now);
@@ -746,6 +776,7 @@ where
         self.avoid.push((parent, cx.now + c.avoid_us));
         let candidates = self.fallbacks(parent);
         self.congested_since = None;
+        cx.shared.stats.left_congested += 1;
         self.start_join(cx, candidates);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn rtt_to(peer: u32, rtt_us: u64) -> Event<u32, P> {
+pub(super) fn rtt_to(peer: u32, rtt_us: u64) -> Event<u32, P> {
     Event::LinkMeasured {
         peer,
         rtt_us: Some(rtt_us),
@@ -13,11 +13,11 @@ fn rtt_to(peer: u32, rtt_us: u64) -> Event<u32, P> {
     }
 }
 
-fn received(from: u32, message: Message<u32, P>) -> Event<u32, P> {
+pub(super) fn received(from: u32, message: Message<u32, P>) -> Event<u32, P> {
     Event::Received { from, message }
 }
 
-fn sends(out: &[Action<u32, P>]) -> Vec<(u32, &Message<u32, P>)> {
+pub(super) fn sends(out: &[Action<u32, P>]) -> Vec<(u32, &Message<u32, P>)> {
     out.iter()
         .filter_map(|a| match a {
             Action::Send { to, message } => Some((*to, message)),
@@ -115,7 +115,7 @@ fn root_after_a_hand_over() -> Overlay<u32, P, Check> {
     root
 }
 
-const T0: u64 = 1_000_000;
+pub(super) const T0: u64 = 1_000_000;
 
 #[test]
 fn a_refused_slot_goes_back_to_the_child_that_gave_it() {
@@ -150,7 +150,7 @@ fn a_node_gives_no_second_slot_while_one_swap_is_under_way() {
 }
 
 /// An accept of `path` (root … sender), plain or an adoption.
-fn accept(path: Vec<u32>, next_seq: u64, adoption: bool) -> Message<u32, P> {
+pub(super) fn accept(path: Vec<u32>, next_seq: u64, adoption: bool) -> Message<u32, P> {
     Message::Accept {
         topic: T,
         path,
@@ -161,7 +161,7 @@ fn accept(path: Vec<u32>, next_seq: u64, adoption: bool) -> Message<u32, P> {
     }
 }
 
-fn join() -> Message<u32, P> {
+pub(super) fn join() -> Message<u32, P> {
     Message::Join {
         topic: T,
         root: 0,
@@ -170,7 +170,12 @@ fn join() -> Message<u32, P> {
 }
 
 /// Node `me` (fan-out `fanout`) attached at the end of `path`, taking frames from `next_seq`.
-fn attached(me: u32, fanout: usize, path: Vec<u32>, next_seq: u64) -> Overlay<u32, P, Check> {
+pub(super) fn attached(
+    me: u32,
+    fanout: usize,
+    path: Vec<u32>,
+    next_seq: u64,
+) -> Overlay<u32, P, Check> {
     let mut n = Overlay::new(me, config(fanout), Check, u64::from(me));
     let mut out = Vec::new();
     n.handle(
@@ -189,7 +194,7 @@ fn attached(me: u32, fanout: usize, path: Vec<u32>, next_seq: u64) -> Overlay<u3
 }
 
 /// Node 1 under the root, with child 2.
-fn relay() -> Overlay<u32, P, Check> {
+pub(super) fn relay() -> Overlay<u32, P, Check> {
     let mut n = attached(1, 2, vec![0], 0);
     let mut out = Vec::new();
     n.handle(T0, received(2, join()), &mut out);
