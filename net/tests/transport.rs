@@ -3,6 +3,7 @@
 #![cfg(feature = "quic")]
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -234,6 +235,128 @@ async fn links_sharing_an_incoming_budget_hold_no_more_than_it() {
     assert_eq!(budget.available(), 1 << 20, "all credit returned");
 }
 
+/// Sends `frames` 16 KiB frames on each link and reads them all, every link at once. (One
+/// frame signed once and sent again and again: signing each would make debug builds under
+/// load too slow for a window to fill within the growth span.)
+async fn transfer(links: &[(Endpoint, Endpoint, Connection, Connection)], frames: u64) {
+    let key = Keypair::generate(KeyType::Ed25519);
+    let one = frame(&key, 0, 16 * 1024, &mut BytesMut::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, _, inc, out) in links {
+        let (inc, out, one) = (inc.clone(), out.clone(), one.clone());
+        tasks.spawn(async move {
+            let reader = tokio::spawn(async move {
+                for _ in 0..frames {
+                    tokio::time::timeout(Duration::from_secs(20), inc.recv())
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .unwrap();
+                }
+            });
+            for _ in 0..frames {
+                out.send(Lane::High, &one).await.unwrap();
+            }
+            reader.await.unwrap();
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+fn windows_config(budget: &IncomingBudget) -> TransportConfig {
+    TransportConfig {
+        incoming_budget: budget.clone(),
+        stream_receive_window: 12 << 20,
+        min_receive_window: 32 * 1024,
+        receive_window: 4 << 20,
+        ..TransportConfig::default()
+    }
+}
+
+/// A link starts at its minimum window and grows while it receives fast, up to its maximum;
+/// links added later lower it to their common share of the budget (here 64 MiB over 2, then
+/// over 32 ends: 2 MiB), and it grows back when they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_links_window_grows_to_its_share_of_the_budget() {
+    let budget = IncomingBudget::new(64 << 20);
+    let first = vec![pair(windows_config(&budget)).await];
+    assert_eq!(
+        budget.link_windows(),
+        [32 * 1024; 2],
+        "both ends start at the minimum"
+    );
+    transfer(&first, 1024).await;
+    assert!(
+        budget.link_windows().contains(&(4 << 20)),
+        "the receiving end grew to the maximum: {:?}",
+        budget.link_windows()
+    );
+    let mut more = Vec::new();
+    for _ in 0..15 {
+        more.push(pair(windows_config(&budget)).await);
+    }
+    assert_eq!(budget.links(), 32);
+    assert_eq!(budget.window_share(), 2 << 20);
+    assert!(
+        budget.link_windows().iter().all(|w| *w <= 2 << 20),
+        "no window above the share: {:?}",
+        budget.link_windows()
+    );
+    transfer(&more, 256).await;
+    assert!(
+        budget.link_windows().iter().all(|w| *w <= 2 << 20),
+        "busy links grow no further than the share: {:?}",
+        budget.link_windows()
+    );
+    drop(more);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(budget.links(), 2);
+    transfer(&first, 512).await;
+    assert!(budget.link_windows().contains(&(4 << 20)), "grew back");
+}
+
+/// Receivers that stop reading hold no more than their windows: 8 links that never grew
+/// (32 KiB) let through a few frames each, while the same links after growing to the 4 MiB
+/// maximum let through megabytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_holds_no_more_than_its_window() {
+    let unread_after = |grow: bool| async move {
+        let budget = IncomingBudget::new(1 << 30);
+        let config = TransportConfig {
+            // The readers take 16 KiB, then stop: the rest waits in quinn's windows.
+            max_incoming_bytes: 16 * 1024,
+            ..windows_config(&budget)
+        };
+        let link = pair(config).await;
+        let links = [link];
+        if grow {
+            // Grown by a fast transfer with a reader that keeps up, taking the credit once.
+            transfer(&links, 1024).await;
+        }
+        let [(_s, _c, _inc, out)] = links;
+        let before = out.counters().bytes_sent.load(Ordering::Relaxed);
+        let key = Keypair::generate(KeyType::Ed25519);
+        let one = frame(&key, 0, 16 * 1024, &mut BytesMut::new());
+        // One frame at a time, so that each quinn write is one frame and the bytes counted as
+        // written are exact; a write the window blocks stays blocked.
+        for _ in 0..256 {
+            let _ = out.try_send(Lane::High, &one);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        out.counters().bytes_sent.load(Ordering::Relaxed) - before
+    };
+    let small = unread_after(false).await;
+    assert!(
+        small <= 128 * 1024,
+        "32 KiB window + 16 KiB read + a frame or two: {small}"
+    );
+    let grown = unread_after(true).await;
+    assert!(grown >= 2 << 20, "a 4 MiB window: {grown}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_fills_the_link_then_drains_everything() {
     let config = TransportConfig {
@@ -309,12 +432,7 @@ async fn misbehave(write: impl AsyncFnOnce(quinn::SendStream)) -> WireError {
         .expect("victim reported nothing")
         .unwrap()
         .unwrap_err();
-    assert_eq!(
-        inc.counters()
-            .protocol_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(inc.counters().protocol_errors.load(Ordering::Relaxed), 1);
     // The same connection still works on its other streams.
     out.ping().await.unwrap();
     err
@@ -424,10 +542,7 @@ async fn a_bad_peer_does_not_disturb_other_connections() {
     tokio::time::timeout(Duration::from_secs(5), bad_in.closed())
         .await
         .unwrap();
-    let errors = bad_in
-        .counters()
-        .protocol_errors
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let errors = bad_in.counters().protocol_errors.load(Ordering::Relaxed);
     // Streams are read concurrently, so one already being read when the budget ran out may
     // still count: at least the budget, at most what was sent.
     let budget = u64::from(TransportConfig::default().max_protocol_errors);

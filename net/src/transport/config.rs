@@ -5,16 +5,20 @@ use std::time::Duration;
 
 use quinn::VarInt;
 
+use super::windows::ReceiveWindows;
 use crate::wire::DEFAULT_MAX_FRAME_LEN;
 
-/// Received frames waiting for applications, over every link that shares the budget: readers
-/// take credit from their link's `max_incoming_bytes` *and* from this, so a process with 1,000
-/// links buffers at most this much above quinn's windows, while a few fast links still get
-/// their full per-link credit. Cheap to clone; clones share the budget.
+/// What the links sharing the budget may make a process hold on the receiving side, twice
+/// over: received frames waiting for applications (readers take credit from their link's
+/// `max_incoming_bytes` *and* from this), and quinn's connection receive windows (each link
+/// gets `bytes / links`, see [`TransportConfig::receive_window`]). A process with 1,000 links
+/// thus buffers at most about `2 × bytes`, while a few fast links still get their full
+/// per-link credit and windows. Cheap to clone; clones share the budget.
 #[derive(Clone, Debug)]
 pub struct IncomingBudget {
     credit: Arc<tokio::sync::Semaphore>,
     total: usize,
+    windows: Arc<ReceiveWindows>,
 }
 
 /// The budget every endpoint of a process shares unless given its own.
@@ -27,6 +31,7 @@ impl IncomingBudget {
         IncomingBudget {
             credit: Arc::new(tokio::sync::Semaphore::new(total)),
             total,
+            windows: Arc::new(ReceiveWindows::new(total as u64)),
         }
     }
 
@@ -48,8 +53,29 @@ impl IncomingBudget {
         self.total
     }
 
+    /// Links sharing the budget's receive windows right now.
+    pub fn links(&self) -> usize {
+        self.windows.links()
+    }
+
+    /// The connection receive window a link may grow to now, before its own
+    /// `[min_receive_window, receive_window]` bounds: the budget over the links, rounded
+    /// down to a power of two.
+    pub fn window_share(&self) -> u64 {
+        self.windows.current_share()
+    }
+
+    /// The receive window of each link sharing the budget now, in no particular order.
+    pub fn link_windows(&self) -> Vec<u64> {
+        self.windows.windows()
+    }
+
     pub(super) fn semaphore(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.credit
+    }
+
+    pub(super) fn windows(&self) -> &Arc<ReceiveWindows> {
+        &self.windows
     }
 }
 
@@ -57,10 +83,11 @@ impl IncomingBudget {
 ///
 /// Worst-case memory per link is about `max_in_flight_bytes + send_window` on the sending side
 /// and `receive_window + max_incoming_bytes` on the receiving side: 8 + 8 + 12 + 8 = 36 MiB
-/// with the defaults, independent of what the remote does. Over all links of a process, frames
-/// waiting for applications are also bounded by `incoming_budget` (256 MiB by default), so
-/// 1,000 links hold at most 256 MiB of received frames plus quinn's windows (whose
-/// reassembly buffers only hold what arrived out of order or unread).
+/// with the defaults, independent of what the remote does. Over all links of a process, the
+/// receiving side is also bounded by `incoming_budget` (256 MiB by default), once for frames
+/// waiting for applications and once for quinn's windows, which shrink as links are added:
+/// 1,000 links hold at most about 512 MiB, and past 2,048 links (256 MiB over the 128 KiB
+/// minimum window) another 128 KiB per link.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// Largest frame accepted or sent (length prefix excluded). Default 4 MiB.
@@ -83,8 +110,14 @@ pub struct TransportConfig {
     /// 0.11 buffers received data per stream only as it arrives, and a slow reader holds at most
     /// this much (tested by the slow-reader test).
     pub stream_receive_window: u32,
-    /// Connection receive window over all lanes. Default 12 MiB (three full lanes).
+    /// The largest connection receive window (over all lanes) a link grows to, when it
+    /// receives fast enough to need it and few enough links share the `incoming_budget`.
+    /// Default 12 MiB (three full lanes).
     pub receive_window: u32,
+    /// The window a link starts with (the transport parameter a peer sees first) and never
+    /// goes below, however many links share the budget. Default 128 KiB: the bandwidth-delay
+    /// product of 1 GB/s over a 100 µs loopback RTT, or 2.6 MB/s over 50 ms.
+    pub min_receive_window: u32,
     /// Bytes quinn may hold unacknowledged per connection. Default 8 MiB.
     pub send_window: u64,
     /// UDP socket send and receive buffers requested (the kernel caps them at
@@ -110,6 +143,7 @@ impl Default for TransportConfig {
             max_protocol_errors: 8,
             stream_receive_window: 4 << 20,
             receive_window: 12 << 20,
+            min_receive_window: 128 << 10,
             send_window: 8 << 20,
             socket_buffer_bytes: 4 << 20,
             idle_timeout: Duration::from_secs(30),
@@ -121,10 +155,17 @@ impl Default for TransportConfig {
 
 impl TransportConfig {
     /// The quinn transport parameters these limits imply (shared by client and server).
+    /// The connection window is fixed at `receive_window`, as a plain quinn user would set
+    /// it (the load tests' baseline); [`Endpoint`](super::Endpoint)s start their links at
+    /// `min_receive_window` and share the budget out from there.
     pub fn quinn_transport(&self) -> Arc<quinn::TransportConfig> {
+        self.quinn_transport_with_window(self.receive_window)
+    }
+
+    pub(super) fn quinn_transport_with_window(&self, window: u32) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
         t.stream_receive_window(VarInt::from_u32(self.stream_receive_window))
-            .receive_window(VarInt::from_u32(self.receive_window))
+            .receive_window(VarInt::from_u32(window))
             .send_window(self.send_window)
             .max_concurrent_uni_streams(VarInt::from_u32(self.max_incoming_streams))
             // Lanes are unidirectional; no bidirectional streams are ever accepted.

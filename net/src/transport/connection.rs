@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use quinn::{ReadError, VarInt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
+use super::windows::{Bounds, WindowLease};
 use super::{ConnectionEvent, SendError, TransportConfig, TransportError};
 use crate::identity::PeerId;
 use crate::wire::{Frame, FrameDecoder, Lane, StreamHeader, WireError, encode_frame};
@@ -94,6 +95,8 @@ struct Shared {
     inbox: tokio::sync::Mutex<Inbox>,
     pings: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     counters: LinkCounters,
+    /// This link's receive window and its place in the budget (given back when the link goes).
+    window: WindowLease,
 }
 
 impl Drop for Shared {
@@ -120,7 +123,15 @@ impl Connection {
             lane_rx.push(rx);
             tx
         });
+        let window = config.incoming_budget.windows().register(
+            &quinn,
+            Bounds {
+                min: config.min_receive_window,
+                max: config.receive_window,
+            },
+        );
         let shared = Arc::new(Shared {
+            window,
             quinn,
             peer,
             direction,
@@ -497,6 +508,7 @@ async fn read_frames(
                     s.counters
                         .bytes_received
                         .fetch_add(len as u64, Ordering::Relaxed);
+                    s.window.on_received(len as u64);
                     drop(s);
                     let want = (len.min(max_credit)) as u32;
                     let Ok(permit) = credit.clone().acquire_many_owned(want).await else {

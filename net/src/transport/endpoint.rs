@@ -78,13 +78,24 @@ pub(super) fn udp_socket(
 }
 
 /// A plain quinn endpoint with exactly Starling's socket, TLS and transport settings: what
-/// [`Endpoint`] runs on, and the fair raw-quinn baseline of the load tests.
+/// [`Endpoint`] runs on, and the fair raw-quinn baseline of the load tests. Its connection
+/// windows are fixed at `receive_window` (an [`Endpoint`] shares its budget out instead).
 pub fn raw_quinn_endpoint(
     key: &Keypair,
     listen: SocketAddr,
     config: &TransportConfig,
 ) -> Result<(quinn::Endpoint, SocketBuffers), TransportError> {
-    let transport = config.quinn_transport();
+    quinn_endpoint(key, listen, config, config.receive_window)
+}
+
+/// A quinn endpoint whose connections start with a receive window of `window`.
+fn quinn_endpoint(
+    key: &Keypair,
+    listen: SocketAddr,
+    config: &TransportConfig,
+    window: u32,
+) -> Result<(quinn::Endpoint, SocketBuffers), TransportError> {
+    let transport = config.quinn_transport_with_window(window);
     let server = tls::server_config(key, transport.clone())?;
     let client = tls::client_config(key, transport)?;
     let bind_err = |source| TransportError::Bind {
@@ -115,7 +126,8 @@ impl Endpoint {
         listen: SocketAddr,
         config: TransportConfig,
     ) -> Result<Endpoint, TransportError> {
-        let (quinn, buffers) = raw_quinn_endpoint(&key, listen, &config)?;
+        // Links start small and are raised to their share of the budget once registered.
+        let (quinn, buffers) = quinn_endpoint(&key, listen, &config, config.min_receive_window)?;
         let local = quinn.local_addr().map_err(|source| TransportError::Bind {
             addr: listen,
             source,

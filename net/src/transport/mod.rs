@@ -7,6 +7,7 @@ mod connection;
 mod endpoint;
 mod error;
 mod tls;
+mod windows;
 
 pub use addr::{AddrError, parse_quic_multiaddr, quic_multiaddr};
 pub use config::{DEFAULT_PROCESS_INCOMING_BYTES, IncomingBudget, TransportConfig};
