@@ -498,8 +498,28 @@ where
         delay_us: u64,
         adoption: bool,
     ) {
-        self.rate.adopt(rate);
-        if self.is_root || path.contains(&cx.shared.me) {
+        // An accept is taken only from the peer our state expects — the node we asked, our
+        // parent (a path update), our grandparent (an adoption, checked below) — and only with
+        // a path that runs from the root to its sender. Anything else changes nothing, not
+        // even the rate (one `Accept{rate: MAX}` from anyone once made a root shed its
+        // children), and not the parent: taking an accept from any neighbour let a stranger
+        // become the parent and send our real one a `Leave`.
+        let expected = match &self.attach {
+            Attach::Joining { target, .. } => *target == from,
+            Attach::Attached { parent } => *parent == from || adoption,
+        };
+        let well_formed = path.first() == Some(&self.root) && path.last() == Some(&from);
+        if self.is_root || !expected || !well_formed {
+            let from_previous =
+                matches!(&self.attach, Attach::Joining { previous, .. } if *previous == Some(from));
+            // (A path update from the parent we are leaving is stale, but that parent still
+            // sends to us until a new one accepts us: it gets no `Leave`.)
+            if !from_previous {
+                cx.send(from, Message::Leave { topic: cx.topic });
+            }
+            return;
+        }
+        if path.contains(&cx.shared.me) {
             cx.send(from, Message::Leave { topic: cx.topic });
             match &self.attach {
                 Attach::Joining { target, .. } if *target == from => self.try_next(cx),
@@ -514,13 +534,6 @@ where
             return;
         }
         let previous = match &self.attach {
-            // A path update from the parent we are leaving, overtaken by its redirect: stale
-            // (taking it would attach us to a node that no longer sends to us). Unless we are
-            // asking that very parent again — a child of the root leaving a congested root has
-            // no one else to ask, and discarding the root's answer looped forever.
-            Attach::Joining {
-                previous, target, ..
-            } if *previous == Some(from) && *target != from => return,
             Attach::Joining { previous, .. } => *previous,
             Attach::Attached { parent }
                 if adoption && self.is_adoption(cx.shared, &from, &path, cx.now) =>
@@ -534,16 +547,19 @@ where
             Attach::Attached { parent } => {
                 if *parent == from && self.has_attached {
                     // A path update after our parent moved: pass it down.
+                    self.rate.adopt(rate);
                     self.path = path;
                     self.parent_delay_us = delay_us;
                     self.send_path_updates(cx);
                 } else {
-                    // A late accept from a candidate we gave up on.
+                    // An adoption we cannot take now (or from someone else): our parent gets
+                    // its slot back when we leave the adopter.
                     cx.send(from, Message::Leave { topic: cx.topic });
                 }
                 return;
             }
         };
+        self.rate.adopt(rate);
         if let Some(old) = previous.filter(|p| *p != from) {
             cx.send(old, Message::Leave { topic: cx.topic });
         }

@@ -169,7 +169,9 @@ pub(super) fn join() -> Message<u32, P> {
     }
 }
 
-/// Node `me` (fan-out `fanout`) attached at the end of `path`, taking frames from `next_seq`.
+/// Node `me` (fan-out `fanout`) attached at the end of `path`, taking frames from `next_seq`:
+/// it subscribes, answers the root's probe, is sent by the root to the parent (if not the
+/// root itself) and accepted there — an accept counts only from the node asked.
 pub(super) fn attached(
     me: u32,
     fanout: usize,
@@ -183,7 +185,18 @@ pub(super) fn attached(
         Event::Command(Command::Subscribe { topic: T, root: 0 }),
         &mut out,
     );
+    answer_probes(&mut n, T0, &out);
     let parent = *path.last().unwrap_or(&0);
+    if parent != 0 {
+        let away = Message::Redirect {
+            topic: T,
+            candidates: vec![Candidate {
+                peer: parent,
+                delay_us: 0,
+            }],
+        };
+        n.handle(T0, received(0, away), &mut out);
+    }
     n.handle(
         T0,
         received(parent, accept(path, next_seq, false)),
@@ -191,6 +204,21 @@ pub(super) fn attached(
     );
     assert_eq!(n.parent(&T), Some(parent));
     n
+}
+
+/// Answers every probe in `out` at once (an RTT of zero).
+pub(super) fn answer_probes(n: &mut Overlay<u32, P, Check>, now: u64, out: &[Action<u32, P>]) {
+    let probes: Vec<(u32, u64)> = sends(out)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::Probe { sent_at } => Some((to, *sent_at)),
+            _ => None,
+        })
+        .collect();
+    let mut more = Vec::new();
+    for (to, sent_at) in probes {
+        n.handle(now, received(to, Message::ProbeAck { sent_at }), &mut more);
+    }
 }
 
 /// Node 1 under the root, with child 2.

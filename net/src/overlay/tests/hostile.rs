@@ -1,0 +1,85 @@
+//! Attacks on the overlay core by one peer or a few cheap identities, each shown not to work:
+//! the state changes only for messages from the peers it expects, and for what this node
+//! measured itself.
+
+use super::swap::{T0, accept, answer_probes, join, received, sends};
+use super::*;
+
+/// A subscriber asking the root (it has measured the root first).
+fn joiner() -> Overlay<u32, P, Check> {
+    let mut n = Overlay::new(5, config(4), Check, 5);
+    let mut out = Vec::new();
+    n.handle(
+        T0,
+        Event::Command(Command::Subscribe { topic: T, root: 0 }),
+        &mut out,
+    );
+    answer_probes(&mut n, T0, &out);
+    n
+}
+
+fn accept_with_rate(path: Vec<u32>, rate: u64) -> Message<u32, P> {
+    Message::Accept {
+        topic: T,
+        path,
+        next_seq: 0,
+        rate,
+        delay_us: 0,
+        adoption: false,
+    }
+}
+
+#[test]
+fn an_accept_from_a_node_not_asked_is_refused_and_the_root_keeps_us() {
+    let mut n = joiner();
+    let mut out = Vec::new();
+    n.handle(T0 + 10, received(9, accept(vec![0, 9], 0, false)), &mut out);
+    assert_eq!(n.parent(&T), None, "the stranger is not our parent");
+    let sent = sends(&out);
+    assert_eq!(sent, [(9, &Message::Leave { topic: T })], "{out:?}");
+    // The root's own answer still counts.
+    n.handle(T0 + 20, received(0, accept(vec![0], 0, false)), &mut out);
+    assert_eq!(n.parent(&T), Some(0));
+}
+
+#[test]
+fn an_accept_whose_path_does_not_run_from_the_root_to_its_sender_is_refused() {
+    for path in [vec![], vec![7], vec![7, 0], vec![0, 7]] {
+        let mut n = joiner();
+        let mut out = Vec::new();
+        n.handle(T0 + 10, received(0, accept(path.clone(), 0, false)), &mut out);
+        assert_eq!(n.parent(&T), None, "path {path:?}");
+    }
+}
+
+/// A root with four children, then a stranger's accept claiming an enormous stream rate: the
+/// root takes no rate from it and sheds no one.
+#[test]
+fn a_strangers_accept_sets_no_rate() {
+    let mut root = Overlay::new(0, config(4), Check, 0);
+    let mut out = Vec::new();
+    root.handle(
+        T0,
+        Event::Command(Command::Publish {
+            topic: T,
+            seq: 0,
+            payload: P {
+                len: 1000,
+                valid: true,
+            },
+        }),
+        &mut out,
+    );
+    for child in 1..=4 {
+        root.handle(T0, received(child, join()), &mut out);
+    }
+    assert_eq!(root.children(&T), &[1, 2, 3, 4]);
+    root.handle(
+        T0 + 10,
+        received(9, accept_with_rate(vec![0, 9], u64::MAX)),
+        &mut out,
+    );
+    root.handle(T0 + 200_000, Event::Tick, &mut out);
+    root.handle(T0 + 400_000, Event::Tick, &mut out);
+    assert_eq!(root.children(&T), &[1, 2, 3, 4], "no one shed");
+}
