@@ -142,6 +142,9 @@ pub struct OverlayStats {
     pub dropped_congested: u64,
     /// Frames or messages that failed verification.
     pub invalid: u64,
+    /// Frames and accepts from peers the state did not expect (a frame from outside our path
+    /// to the root, an accept we did not ask for): dropped before any check or change.
+    pub unexpected: u64,
     /// Frames skipped after repair gave up.
     pub skipped: u64,
     /// Re-attachments to a new parent.

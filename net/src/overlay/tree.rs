@@ -218,6 +218,19 @@ where
         self.in_tree() || rejoining && !self.asking(joiner)
     }
 
+    /// Whether frames from `peer` are taken: our parent, the node we are joining, and our
+    /// ancestors (the path to the root: the parent we are leaving still sends until a new one
+    /// accepts us, and the grandparent answers repairs our parent cannot serve).
+    pub(super) fn sends_us_frames(&self, peer: &P) -> bool {
+        self.path.contains(peer)
+            || match &self.attach {
+                Attach::Attached { parent } => parent == peer,
+                Attach::Joining {
+                    target, previous, ..
+                } => target == peer || previous.as_ref() == Some(peer),
+            }
+    }
+
     fn in_tree(&self) -> bool {
         self.is_root || self.parent().is_some()
     }
@@ -510,6 +523,7 @@ where
         };
         let well_formed = path.first() == Some(&self.root) && path.last() == Some(&from);
         if self.is_root || !expected || !well_formed {
+            cx.shared.stats.unexpected += 1;
             let from_previous =
                 matches!(&self.attach, Attach::Joining { previous, .. } if *previous == Some(from));
             // (A path update from the parent we are leaving is stale, but that parent still

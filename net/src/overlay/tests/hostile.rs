@@ -47,7 +47,11 @@ fn an_accept_whose_path_does_not_run_from_the_root_to_its_sender_is_refused() {
     for path in [vec![], vec![7], vec![7, 0], vec![0, 7]] {
         let mut n = joiner();
         let mut out = Vec::new();
-        n.handle(T0 + 10, received(0, accept(path.clone(), 0, false)), &mut out);
+        n.handle(
+            T0 + 10,
+            received(0, accept(path.clone(), 0, false)),
+            &mut out,
+        );
         assert_eq!(n.parent(&T), None, "path {path:?}");
     }
 }
@@ -82,4 +86,48 @@ fn a_strangers_accept_sets_no_rate() {
     root.handle(T0 + 200_000, Event::Tick, &mut out);
     root.handle(T0 + 400_000, Event::Tick, &mut out);
     assert_eq!(root.children(&T), &[1, 2, 3, 4], "no one shed");
+}
+
+fn frame_from(from: u32, seq: u64) -> Event<u32, P> {
+    received(
+        from,
+        Message::Frame {
+            topic: T,
+            seq,
+            payload: P {
+                len: 100,
+                valid: true,
+            },
+        },
+    )
+}
+
+fn delivered(out: &[Action<u32, P>]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Deliver { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Validly signed old frames injected by a neighbour that is not on our path are dropped
+/// before they can make the live ones look like duplicates.
+#[test]
+fn frames_from_outside_our_path_are_dropped_and_the_live_ones_still_count() {
+    let mut n = super::swap::attached(2, 2, vec![0, 1], 0);
+    let mut out = Vec::new();
+    for seq in 0..3 {
+        n.handle(T0 + 10, frame_from(9, seq), &mut out);
+    }
+    assert!(delivered(&out).is_empty(), "{out:?}");
+    assert_eq!(n.stats().unexpected, 3);
+    for seq in 0..3 {
+        n.handle(T0 + 20, frame_from(1, seq), &mut out);
+    }
+    assert_eq!(delivered(&out), [0, 1, 2]);
+    assert_eq!(n.stats().duplicates, 0);
+    // The grandparent (a repair our parent could not serve) is on our path.
+    n.handle(T0 + 30, frame_from(0, 3), &mut out);
+    assert_eq!(delivered(&out), [0, 1, 2, 3]);
 }

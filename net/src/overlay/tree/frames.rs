@@ -117,6 +117,12 @@ where
         if self.is_root {
             return;
         }
+        if !self.sends_us_frames(&from) {
+            // Frames come down our path only: an outsider could otherwise replay old frames
+            // ahead of live ones, and the live ones would look like duplicates.
+            cx.shared.stats.unexpected += 1;
+            return;
+        }
         if seq < self.seq.next && self.seq.started || self.seq.pending.contains_key(&seq) {
             cx.shared.stats.duplicates += 1;
             return;
