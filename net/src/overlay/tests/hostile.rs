@@ -2,7 +2,7 @@
 //! the state changes only for messages from the peers it expects, and for what this node
 //! measured itself.
 
-use super::swap::{T0, accept, answer_probes, join, received, sends};
+use super::swap::{T0, accept, answer_probes, attached, join, received, sends};
 use super::*;
 
 /// A subscriber asking the root (it has measured the root first).
@@ -115,7 +115,7 @@ fn delivered(out: &[Action<u32, P>]) -> Vec<u64> {
 /// before they can make the live ones look like duplicates.
 #[test]
 fn frames_from_outside_our_path_are_dropped_and_the_live_ones_still_count() {
-    let mut n = super::swap::attached(2, 2, vec![0, 1], 0);
+    let mut n = attached(2, 2, vec![0, 1], 0);
     let mut out = Vec::new();
     for seq in 0..3 {
         n.handle(T0 + 10, frame_from(9, seq), &mut out);
