@@ -369,10 +369,10 @@ impl Reader<'_> {
                 to: self.u64("last seq")?,
             },
             K::Probe => Message::Probe {
-                sent_at: self.u64("sent at")?,
+                nonce: self.u64("nonce")?,
             },
             K::ProbeAck => Message::ProbeAck {
-                sent_at: self.u64("sent at")?,
+                nonce: self.u64("nonce")?,
             },
             K::Direct => {
                 let origin = self.peer("origin")?;
@@ -556,14 +556,14 @@ pub fn encode(
             w.peer(to);
             w
         }
-        Message::Probe { sent_at } => {
+        Message::Probe { nonce } => {
             let mut w = Writer::new(K::Probe, address_of);
-            w.out.put_u64(*sent_at);
+            w.out.put_u64(*nonce);
             w
         }
-        Message::ProbeAck { sent_at } => {
+        Message::ProbeAck { nonce } => {
             let mut w = Writer::new(K::ProbeAck, address_of);
-            w.out.put_u64(*sent_at);
+            w.out.put_u64(*nonce);
             w
         }
         Message::Direct {

@@ -93,10 +93,10 @@ where
         }
         match event {
             Event::LinkUp(peer) => {
-                self.shared.links.entry(peer).or_default();
+                let nonce = self.shared.new_probe(peer, now);
                 out.push(Action::Send {
                     to: peer,
-                    message: Message::Probe { sent_at: now },
+                    message: Message::Probe { nonce },
                 });
             }
             Event::LinkDown(peer) => {
@@ -154,16 +154,23 @@ where
             self.shared.links.entry(from).or_default();
         }
         match message {
-            Message::Probe { sent_at } => out.push(Action::Send {
+            Message::Probe { nonce } => out.push(Action::Send {
                 to: from,
-                message: Message::ProbeAck { sent_at },
+                message: Message::ProbeAck { nonce },
             }),
-            Message::ProbeAck { sent_at } => {
-                if let Some(link) = self.shared.links.get_mut(&from) {
-                    link.on_rtt(now.saturating_sub(sent_at), now);
-                    if link.probe_outstanding_since.is_some_and(|t| t <= sent_at) {
-                        link.probe_outstanding_since = None;
-                    }
+            Message::ProbeAck { nonce } => {
+                // Only an answer to a probe of ours counts, once: an RTT is what we measured,
+                // never what a peer says (a forged or replayed answer would make it look near).
+                let Some(link) = self.shared.links.get_mut(&from) else {
+                    return;
+                };
+                let Some(sent_at) = link.take_probe(nonce) else {
+                    self.shared.stats.unexpected += 1;
+                    return;
+                };
+                link.on_rtt(now.saturating_sub(sent_at), now);
+                if link.probe_outstanding_since.is_some_and(|t| t <= sent_at) {
+                    link.probe_outstanding_since = None;
                 }
                 for (topic, state) in self.topics.iter_mut() {
                     state.on_probe_answer(

@@ -22,9 +22,42 @@ pub struct LinkMetrics {
     /// When the oldest unanswered probe was sent (µs): an answer that is late is itself a
     /// measurement — the RTT is at least this old.
     pub probe_outstanding_since: Option<u64>,
+    /// Probes sent and not answered: (nonce, sent at µs); nonce 0 marks a free slot.
+    probes: [(u64, u64); MAX_PROBES],
 }
 
+/// Unanswered probes remembered per link (a fifth forgets the oldest).
+const MAX_PROBES: usize = 4;
+
 impl LinkMetrics {
+    /// Remembers a probe sent at `now` with `nonce` (non-zero), forgetting the oldest if all
+    /// slots are taken.
+    pub(super) fn note_probe(&mut self, nonce: u64, now: u64) {
+        let slot = self
+            .probes
+            .iter()
+            .position(|(n, _)| *n == 0)
+            .unwrap_or_else(|| {
+                let oldest = self.probes.iter().map(|(_, at)| *at).min().unwrap_or(0);
+                self.probes
+                    .iter()
+                    .position(|(_, at)| *at == oldest)
+                    .unwrap_or(0)
+            });
+        self.probes[slot] = (nonce, now);
+    }
+
+    /// When the probe with `nonce` was sent, if it is one of ours and unanswered (it is
+    /// answered now: a second echo of the same nonce is not taken).
+    pub(super) fn take_probe(&mut self, nonce: u64) -> Option<u64> {
+        if nonce == 0 {
+            return None;
+        }
+        let slot = self.probes.iter().position(|(n, _)| *n == nonce)?;
+        let (_, sent_at) = std::mem::take(&mut self.probes[slot]);
+        Some(sent_at)
+    }
+
     /// Folds in one RTT sample.
     pub fn on_rtt(&mut self, sample_us: u64, now: u64) {
         let sample = sample_us.max(1);

@@ -158,13 +158,14 @@ pub enum Message<P, B> {
     },
     /// RTT probe.
     Probe {
-        /// Sender's clock when sent (echoed back).
-        sent_at: u64,
+        /// A random number the sender remembers with the time it sent the probe: only an
+        /// answer echoing it is taken, so a peer cannot make itself look nearer than it is.
+        nonce: u64,
     },
     /// Answer to a probe.
     ProbeAck {
-        /// The probe's `sent_at`.
-        sent_at: u64,
+        /// The probe's `nonce`.
+        nonce: u64,
     },
     /// A message to one peer, routed hop by hop.
     Direct {

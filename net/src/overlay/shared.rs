@@ -19,6 +19,8 @@ pub(super) struct Shared<P, V> {
     pub(super) links: HashMap<P, LinkMetrics>,
     pub(super) verifier: V,
     pub(super) rng: SplitMix64,
+    /// Probe nonces (their own stream, so that probing draws nothing from `rng`).
+    nonces: SplitMix64,
     pub(super) stats: OverlayStats,
     uplink: Uplink,
     /// How late our own ticks run (µs), the recent worst, decaying.
@@ -36,6 +38,7 @@ impl<P: Eq + Hash, V> Shared<P, V> {
             links: HashMap::new(),
             verifier,
             rng: SplitMix64::new(seed),
+            nonces: SplitMix64::new(seed ^ 0x9e37_79b9_7f4a_7c15),
             stats: OverlayStats::default(),
             uplink: Uplink::default(),
             own_lag_us: 0,
@@ -71,6 +74,13 @@ impl<P: Eq + Hash, V> Shared<P, V> {
     /// How late our own event loop runs (µs), as the recent worst tick showed.
     pub(super) fn own_lag_us(&self) -> u64 {
         self.own_lag_us
+    }
+
+    /// A probe for `peer` sent at `now`: its nonce, remembered on the link (made if new).
+    pub(super) fn new_probe(&mut self, peer: P, now: u64) -> u64 {
+        let nonce = self.nonces.next_u64() | 1;
+        self.links.entry(peer).or_default().note_probe(nonce, now);
+        nonce
     }
 
     /// Remembers that `peer` is being connected only to measure it (if it is not a link yet).

@@ -56,6 +56,15 @@ impl<'a, P, V, B> Context<'a, P, V, B> {
     fn send(&mut self, to: P, message: Message<P, B>) {
         self.out.push(Action::Send { to, message });
     }
+
+    /// Probes `to` (a nonce it must echo, remembered with the time).
+    fn probe(&mut self, to: P)
+    where
+        P: Copy + Eq + Hash,
+    {
+        let nonce = self.shared.new_probe(to, self.now);
+        self.send(to, Message::Probe { nonce });
+    }
 }
 
 /// Where a member stands in the tree.
@@ -300,7 +309,7 @@ where
                     delay_us: 0,
                 }],
             });
-            cx.send(root, Message::Probe { sent_at: cx.now });
+            cx.probe(root);
             return;
         }
         // Only a first join offers its RTT for a swap: a node re-attaching after churn or
@@ -668,7 +677,7 @@ where
                     for c in &picks {
                         cx.shared.note_probe_only(c.peer, cx.now);
                         cx.out.push(Action::Connect(c.peer));
-                        cx.send(c.peer, Message::Probe { sent_at: cx.now });
+                        cx.probe(c.peer);
                     }
                     *asked_at = cx.now;
                     *probing = Some(Probing {
@@ -742,7 +751,7 @@ where
         self.shed(cx);
         if probe {
             for c in &self.children {
-                cx.send(*c, Message::Probe { sent_at: cx.now });
+                cx.probe(*c);
             }
         }
         if self.is_root {
@@ -769,7 +778,7 @@ where
                         .or_default()
                         .probe_outstanding_since
                         .get_or_insert(cx.now);
-                    cx.send(parent, Message::Probe { sent_at: cx.now });
+                    cx.probe(parent);
                 }
                 self.report(cx, parent, probe);
                 self.check_gap(cx, parent);

@@ -94,8 +94,8 @@ fn samples(a: PeerId, b: PeerId, c: PeerId) -> Vec<Message<PeerId, Entry>> {
             root_rtt_us: 41_000,
         },
         Message::Handover { topic, to: c },
-        Message::Probe { sent_at: 5 },
-        Message::ProbeAck { sent_at: 5 },
+        Message::Probe { nonce: 5 },
+        Message::ProbeAck { nonce: 5 },
         Message::Direct {
             origin: a,
             dest: c,
@@ -357,8 +357,8 @@ fn arb_message(pool: Vec<PeerId>) -> impl Strategy<Value = Message<PeerId, Entry
             }
         }),
         (topic(), p()).prop_map(|(topic, to)| Message::Handover { topic, to }),
-        any::<u64>().prop_map(|sent_at| Message::Probe { sent_at }),
-        any::<u64>().prop_map(|sent_at| Message::ProbeAck { sent_at }),
+        any::<u64>().prop_map(|nonce| Message::Probe { nonce }),
+        any::<u64>().prop_map(|nonce| Message::ProbeAck { nonce }),
     ]
 }
 

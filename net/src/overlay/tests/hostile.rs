@@ -131,3 +131,43 @@ fn frames_from_outside_our_path_are_dropped_and_the_live_ones_still_count() {
     n.handle(T0 + 30, frame_from(0, 3), &mut out);
     assert_eq!(delivered(&out), [0, 1, 2, 3]);
 }
+
+/// An RTT is what this node measured: an answer counts only if it echoes the nonce of a probe
+/// it sent to that very peer, and only once. Forged, misdirected and replayed answers (a
+/// Sybil making itself look near) change nothing.
+#[test]
+fn only_an_answer_to_our_own_probe_measures_a_link() {
+    let mut n = Overlay::new(5, config(4), Check, 5);
+    let mut out = Vec::new();
+    n.handle(T0, Event::LinkUp(7), &mut out);
+    n.handle(T0, Event::LinkUp(8), &mut out);
+    let nonce_to = |peer| {
+        sends(&out)
+            .into_iter()
+            .find_map(|(to, m)| match m {
+                Message::Probe { nonce } if to == peer => Some(*nonce),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (to_7, to_8) = (nonce_to(7), nonce_to(8));
+    let ack = |nonce| Message::ProbeAck { nonce };
+    let mut more = Vec::new();
+    n.handle(T0 + 1, received(7, ack(to_7 ^ 1)), &mut more);
+    n.handle(T0 + 1, received(7, ack(to_8)), &mut more);
+    assert_eq!(
+        n.link(&7).map(|l| l.srtt_us),
+        Some(0),
+        "forged or not its nonce"
+    );
+    assert_eq!(n.stats().unexpected, 2);
+    n.handle(T0 + 30_000, received(7, ack(to_7)), &mut more);
+    assert_eq!(n.link(&7).map(|l| l.srtt_us), Some(30_000));
+    n.handle(T0 + 30_001, received(7, ack(to_7)), &mut more);
+    assert_eq!(
+        n.link(&7).map(|l| l.last_rtt_us),
+        Some(30_000),
+        "a replayed answer is not a second sample"
+    );
+    assert_eq!(n.link(&8).map(|l| l.srtt_us), Some(0));
+}

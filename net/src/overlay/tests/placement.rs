@@ -27,9 +27,9 @@ fn candidate(peer: u32, delay_us: u64) -> Candidate<u32> {
 }
 
 /// A joiner redirected by the root to candidates 1, 2, 3 (delays 40, 10, 10 ms from the root);
-/// returns it probing them at `T0`.
+/// returns it probing them at `T0`, and the nonce each probe carries.
 const T0: u64 = 1_000_000;
-fn probing_joiner() -> Overlay<u32, P, Check> {
+fn probing_joiner() -> (Overlay<u32, P, Check>, HashMap<u32, u64>) {
     let mut j = Overlay::new(
         9,
         OverlayConfig {
@@ -63,19 +63,20 @@ fn probing_joiner() -> Overlay<u32, P, Check> {
             message: redirect,
         },
     );
-    let probed: Vec<u32> = out
+    let probed: Vec<(u32, u64)> = out
         .iter()
         .filter_map(|a| match a {
             Action::Send {
                 to,
-                message: Message::Probe { .. },
-            } => Some(*to),
+                message: Message::Probe { nonce },
+            } => Some((*to, *nonce)),
             _ => None,
         })
         .collect();
-    assert_eq!(probed, vec![1, 2, 3], "probes every candidate first");
+    let peers: Vec<u32> = probed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(peers, vec![1, 2, 3], "probes every candidate first");
     assert!(joins(&out).is_empty(), "and joins none before measuring");
-    j
+    (j, probed.into_iter().collect())
 }
 
 /// Candidate 3 admits the joiner (below the root).
@@ -98,35 +99,42 @@ fn accept_from_3(j: &mut Overlay<u32, P, Check>) {
     );
 }
 
-fn ack(j: &mut Overlay<u32, P, Check>, from: u32, rtt_us: u64) -> Vec<Action<u32, P>> {
+fn ack(
+    j: &mut Overlay<u32, P, Check>,
+    nonces: &HashMap<u32, u64>,
+    from: u32,
+    rtt_us: u64,
+) -> Vec<Action<u32, P>> {
     feed(
         j,
         T0 + rtt_us,
         Event::Received {
             from,
-            message: Message::ProbeAck { sent_at: T0 },
+            message: Message::ProbeAck {
+                nonce: nonces[&from],
+            },
         },
     )
 }
 
 #[test]
 fn a_redirected_joiner_descends_towards_the_candidate_that_delivers_soonest() {
-    let mut j = probing_joiner();
+    let (mut j, nonces) = probing_joiner();
     // Scores (delay + RTT/2): 1 → 40 + 10 = 50 ms, 2 → 10 + 50 = 60 ms, 3 → 10 + 15 = 25 ms.
-    assert!(joins(&ack(&mut j, 1, 20_000)).is_empty());
-    assert!(joins(&ack(&mut j, 3, 30_000)).is_empty());
+    assert!(joins(&ack(&mut j, &nonces, 1, 20_000)).is_empty());
+    assert!(joins(&ack(&mut j, &nonces, 3, 30_000)).is_empty());
     // The last answer completes the measurement: the nearest in delivery time is asked first,
     // though it was listed last and is not the nearest by RTT.
-    assert_eq!(joins(&ack(&mut j, 2, 100_000)), vec![3]);
+    assert_eq!(joins(&ack(&mut j, &nonces, 2, 100_000)), vec![3]);
     accept_from_3(&mut j);
     assert_eq!(j.parent(&T), Some(3));
 }
 
 #[test]
 fn a_candidate_that_does_not_answer_is_tried_last_after_the_probe_wait() {
-    let mut j = probing_joiner();
-    ack(&mut j, 1, 20_000); // 50 ms
-    ack(&mut j, 3, 90_000); // 10 + 45 = 55 ms
+    let (mut j, nonces) = probing_joiner();
+    ack(&mut j, &nonces, 1, 20_000); // 50 ms
+    ack(&mut j, &nonces, 3, 90_000); // 10 + 45 = 55 ms
     // 2 never answers: nothing happens until the wait is over…
     assert!(joins(&feed(&mut j, T0 + 200_000, Event::Tick)).is_empty());
     // …then the answered ones are ranked and the best is asked.
@@ -227,7 +235,17 @@ fn a_first_join_measures_the_root_and_tells_it_the_rtt() {
         Event::Command(Command::Subscribe { topic: T, root: 0 }),
     );
     assert!(joins(&out).is_empty(), "probe first: {out:?}");
-    let out = ack(&mut j, 0, 8_000);
+    let nonces: HashMap<u32, u64> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to,
+                message: Message::Probe { nonce },
+            } => Some((*to, *nonce)),
+            _ => None,
+        })
+        .collect();
+    let out = ack(&mut j, &nonces, 0, 8_000);
     let rtts: Vec<u64> = out
         .iter()
         .filter_map(|a| match a {
@@ -348,10 +366,10 @@ fn a_joiner_without_a_measured_rtt_never_displaces_anyone() {
 
 #[test]
 fn connections_made_only_to_measure_candidates_are_closed_once_the_join_is_over() {
-    let mut j = probing_joiner();
-    ack(&mut j, 1, 20_000);
-    ack(&mut j, 3, 30_000);
-    assert_eq!(joins(&ack(&mut j, 2, 100_000)), vec![3]);
+    let (mut j, nonces) = probing_joiner();
+    ack(&mut j, &nonces, 1, 20_000);
+    ack(&mut j, &nonces, 3, 30_000);
+    assert_eq!(joins(&ack(&mut j, &nonces, 2, 100_000)), vec![3]);
     accept_from_3(&mut j);
     let disconnects = |out: &[Action<u32, P>]| -> Vec<u32> {
         out.iter()

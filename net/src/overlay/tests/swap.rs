@@ -211,13 +211,13 @@ pub(super) fn answer_probes(n: &mut Overlay<u32, P, Check>, now: u64, out: &[Act
     let probes: Vec<(u32, u64)> = sends(out)
         .into_iter()
         .filter_map(|(to, m)| match m {
-            Message::Probe { sent_at } => Some((to, *sent_at)),
+            Message::Probe { nonce } => Some((to, *nonce)),
             _ => None,
         })
         .collect();
     let mut more = Vec::new();
-    for (to, sent_at) in probes {
-        n.handle(now, received(to, Message::ProbeAck { sent_at }), &mut more);
+    for (to, nonce) in probes {
+        n.handle(now, received(to, Message::ProbeAck { nonce }), &mut more);
     }
 }
 
