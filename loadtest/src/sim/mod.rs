@@ -258,6 +258,25 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
                 if matches!(msg, starling_net::overlay::Message::Frame { .. }) {
                     w.bytes.frame_msgs_received += 1;
                 }
+                if matches!(msg, starling_net::overlay::Message::Join { .. })
+                    && w.nodes[to as usize]
+                        .link(&from)
+                        .is_none_or(|l| l.min_rtt_us == 0)
+                {
+                    // A join arrives over a connection whose QUIC handshake measured the RTT
+                    // (the driver feeds it): the receiver places the joiner by that sample.
+                    let rtt = 2 * w.latency(from, to);
+                    w.feed(
+                        to,
+                        Event::LinkMeasured {
+                            peer: from,
+                            rtt_us: Some(rtt),
+                            queued_bytes: 0,
+                            delivery_rate: 0.0,
+                            lost: 0,
+                        },
+                    );
+                }
                 (to, w.feed(to, Event::Received { from, message: msg }))
             }
             Kind::Tick { node } => {

@@ -183,11 +183,7 @@ where
                 self.routing
                     .on_direct(&mut self.shared, now, from, message, out)
             }
-            Message::Join {
-                topic,
-                root,
-                rtt_us,
-            } => {
+            Message::Join { topic, root, .. } => {
                 // A join naming us as the root opens the topic's tree even before our first
                 // frame: viewers may arrive before the stream starts.
                 if root == self.shared.me
@@ -198,11 +194,9 @@ where
                     self.topics.insert(topic, state);
                 }
                 match self.topics.get_mut(&topic) {
-                    Some(state) => state.on_join(
-                        &mut Context::new(&mut self.shared, topic, now, out),
-                        from,
-                        rtt_us,
-                    ),
+                    Some(state) => {
+                        state.on_join(&mut Context::new(&mut self.shared, topic, now, out), from)
+                    }
                     None => out.push(Action::Send {
                         to: from,
                         message: Message::Redirect {

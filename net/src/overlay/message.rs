@@ -81,8 +81,9 @@ pub enum Message<P, B> {
         topic: Topic,
         /// Its root.
         root: P,
-        /// The joiner's baseline RTT to the receiver (µs, 0 if unmeasured): a full node may
-        /// make room for a joiner much nearer to it than its farthest child.
+        /// The joiner's baseline RTT to the receiver as the joiner measured it (µs, 0 if
+        /// unmeasured). A self-report, so a hint only: a full node makes room for a much nearer
+        /// joiner by its *own* measurement of the joiner (the connection's handshake RTT).
         rtt_us: u64,
     },
     /// Admits the sender's joiner: `path` runs from the root to the sender.
@@ -142,7 +143,9 @@ pub enum Message<P, B> {
         topic: Topic,
         /// Nodes below the sender.
         descendants: u32,
-        /// The sender's baseline RTT to the root (µs, 0 if unmeasured).
+        /// The sender's baseline RTT to the root (µs, 0 if unmeasured). A self-report: it
+        /// makes a parent propose a swap, and the grandparent checks it by its own measurement
+        /// before the swap happens.
         root_rtt_us: u64,
     },
     /// A parent and its child `to` trade places (the child is much nearer the root). From a

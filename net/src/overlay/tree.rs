@@ -329,8 +329,11 @@ where
         );
     }
 
-    /// A joiner asks us: admit it, or send it to our children ranked by measured cost.
-    pub(super) fn on_join<V>(&mut self, cx: &mut Context<'_, P, V, B>, joiner: P, rtt_us: u64) {
+    /// A joiner asks us: admit it, or send it to our children ranked by measured cost. Room
+    /// is made for a much nearer joiner only by our own measurement of it (the RTT its join
+    /// claims is ignored: a Sybil claiming 1 µs preempted the root's farthest child).
+    pub(super) fn on_join<V>(&mut self, cx: &mut Context<'_, P, V, B>, joiner: P) {
+        let rtt_us = cx.shared.links.get(&joiner).map_or(0, |l| l.min_rtt_us);
         self.last_join_at = cx.now;
         if !self.admits(&joiner) || self.path.contains(&joiner) || joiner == self.root {
             // Not part of the tree (yet), or the joiner is our ancestor: a loop.

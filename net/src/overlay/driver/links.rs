@@ -65,11 +65,21 @@ impl Driver {
             }
             let _ = internal.send(Internal::Down(peer, id));
         });
+        // The handshake just measured the RTT (our own sample): a join arriving over this
+        // connection is placed by it, not by what the joiner claims.
+        let handshake_rtt = conn.rtt().as_micros() as u64;
         if let Some(old) = self.conns.insert(peer, conn) {
             // Both sides dialed at once: keep the newer connection, close the older one.
             old.close("duplicate connection");
         }
         self.feed(Event::LinkUp(peer));
+        self.feed(Event::LinkMeasured {
+            peer,
+            rtt_us: Some(handshake_rtt),
+            queued_bytes: 0,
+            delivery_rate: 0.0,
+            lost: 0,
+        });
         for message in self.pending.remove(&peer).unwrap_or_default() {
             self.transmit(peer, message);
         }

@@ -2,7 +2,7 @@
 //! the state changes only for messages from the peers it expects, and for what this node
 //! measured itself.
 
-use super::swap::{T0, accept, answer_probes, attached, join, received, sends};
+use super::swap::{T0, accept, answer_probes, attached, join, received, rtt_to, sends};
 use super::*;
 
 /// A subscriber asking the root (it has measured the root first).
@@ -170,4 +170,91 @@ fn only_an_answer_to_our_own_probe_measures_a_link() {
         "a replayed answer is not a second sample"
     );
     assert_eq!(n.link(&8).map(|l| l.srtt_us), Some(0));
+}
+
+/// A Sybil claiming a 1 µs RTT in its join does not preempt the root's farthest child: the
+/// root places joiners by its own measurement (here 50 ms), and the same join from a joiner
+/// it measured at 1 ms does.
+#[test]
+fn a_joiner_claiming_to_be_near_preempts_no_one() {
+    let full_root = |measured_us: u64| {
+        let mut root = Overlay::new(0, config(2), Check, 0);
+        let mut out = Vec::new();
+        for (peer, rtt) in [(1, 40_000), (2, 20_000), (8, measured_us)] {
+            root.handle(
+                T0,
+                Event::LinkMeasured {
+                    peer,
+                    rtt_us: Some(rtt),
+                    queued_bytes: 0,
+                    delivery_rate: 0.0,
+                    lost: 0,
+                },
+                &mut out,
+            );
+        }
+        for child in [1, 2] {
+            root.handle(T0, received(child, join()), &mut out);
+        }
+        let lie = Message::Join {
+            topic: T,
+            root: 0,
+            rtt_us: 1,
+        };
+        root.handle(T0 + 200_000, received(8, lie), &mut out);
+        root.children(&T).to_vec()
+    };
+    assert_eq!(full_root(50_000), [1, 2], "the liar is redirected");
+    assert_eq!(
+        full_root(1_000),
+        [2, 8],
+        "a joiner measured near takes child 1's place"
+    );
+}
+
+/// A child claiming to be near the root (its parent passes the claim on in a `Handover`) is
+/// not handed its parent's slot on its word: the grandparent measures it first, and swaps
+/// only if it is much nearer by that measurement.
+#[test]
+fn a_child_claiming_to_be_near_the_root_takes_no_slot_on_its_word() {
+    let run = |measured_us: u64| {
+        let mut root = Overlay::new(0, config(2), Check, 0);
+        let mut out = Vec::new();
+        root.handle(
+            T0,
+            Event::Command(Command::Publish {
+                topic: T,
+                seq: 0,
+                payload: P {
+                    len: 10,
+                    valid: true,
+                },
+            }),
+            &mut out,
+        );
+        for child in [1, 5] {
+            root.handle(T0, received(child, join()), &mut out);
+        }
+        root.handle(T0, rtt_to(1, 40_000), &mut out);
+        let handover = || received(1, Message::Handover { topic: T, to: 2 });
+        out.clear();
+        root.handle(T0 + 2_000_000, handover(), &mut out);
+        assert_eq!(root.children(&T), &[1, 5], "not measured: no swap yet");
+        let nonce = sends(&out)
+            .into_iter()
+            .find_map(|(to, m)| match m {
+                Message::Probe { nonce } if to == 2 => Some(*nonce),
+                _ => None,
+            })
+            .expect("the grandparent measures the claimant");
+        root.handle(
+            T0 + 2_000_000 + measured_us,
+            received(2, Message::ProbeAck { nonce }),
+            &mut out,
+        );
+        root.handle(T0 + 3_500_000, handover(), &mut out);
+        root.children(&T).to_vec()
+    };
+    assert_eq!(run(60_000), [1, 5], "farther than its parent: refused");
+    assert_eq!(run(5_000), [2, 5, 1], "much nearer: 2 takes 1's slot");
 }

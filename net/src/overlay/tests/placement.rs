@@ -290,12 +290,27 @@ fn full_root() -> Overlay<u32, P, Check> {
     root
 }
 
+/// A join from `joiner`, whose connection measured an RTT of `rtt_us` (0: not measured; it
+/// claims the same).
 fn join_at(
     root: &mut Overlay<u32, P, Check>,
     now: u64,
     joiner: u32,
     rtt_us: u64,
 ) -> Vec<Action<u32, P>> {
+    if rtt_us > 0 {
+        feed(
+            root,
+            now,
+            Event::LinkMeasured {
+                peer: joiner,
+                rtt_us: Some(rtt_us),
+                queued_bytes: 0,
+                delivery_rate: 0.0,
+                lost: 0,
+            },
+        );
+    }
     feed(
         root,
         now,

@@ -29,13 +29,16 @@ pub(super) fn sends(out: &[Action<u32, P>]) -> Vec<(u32, &Message<u32, P>)> {
 /// A chain root 0 → 1 → 2 → 3 → 4 (one child each) where node 3 is much nearer the root
 /// than its parent 2: after the swap interval the two trade places — 0 → 1 → 3 → 2 → 4 — and
 /// every node still gets every frame, in order, once. (Node 1 probes the root as its parent,
-/// so the in-memory network's zero RTT makes it the nearest of all: it stays.)
+/// so the in-memory network's zero RTT makes it the nearest of all: it stays. Node 1 checks
+/// 3's claim by its own probe — zero RTT here, against 50 ms to 2 — before giving the slot;
+/// periodic probes are off so that its 50 ms to 2 stands.)
 #[test]
 fn a_child_near_the_root_trades_places_with_its_far_parent() {
     let mut net = Net::new(
         5,
         OverlayConfig {
             preempt_factor: 0.0,
+            probe_interval_us: u64::MAX / 2,
             ..config(1)
         },
     );
@@ -46,10 +49,11 @@ fn a_child_near_the_root_trades_places_with_its_far_parent() {
     for (node, rtt) in [(2, 60_000), (3, 10_000), (4, 80_000)] {
         net.event(node, rtt_to(0, rtt));
     }
+    net.event(1, rtt_to(2, 50_000));
     net.publish(10);
     net.tick(100_000); // children report their distance from the root
     assert_eq!(net.nodes[3].parent(&T), Some(2), "not before the interval");
-    for _ in 0..3 {
+    for _ in 0..5 {
         net.tick(600_000);
         net.publish(5);
     }
@@ -68,7 +72,7 @@ fn a_child_near_the_root_trades_places_with_its_far_parent() {
     net.publish(20);
     for i in 1..5u32 {
         let got = &net.delivered[&i];
-        assert_eq!(got, &(1..=45).collect::<Vec<u64>>(), "node {i}");
+        assert_eq!(got, &(1..=55).collect::<Vec<u64>>(), "node {i}");
     }
     // 2 is not nearer than 3: no swap back.
     net.tick(1_100_000);
@@ -96,6 +100,9 @@ fn root_after_a_hand_over() -> Overlay<u32, P, Check> {
         root.handle(T0, received(joiner, join()), &mut out);
     }
     assert_eq!(root.children(&T), &[1, 5]);
+    // The root measured 1 far and 2 near itself (it checks the claim before a swap).
+    root.handle(T0, rtt_to(1, 40_000), &mut out);
+    root.handle(T0, rtt_to(2, 5_000), &mut out);
     out.clear();
     let t = T0 + 2_000_000;
     root.handle(

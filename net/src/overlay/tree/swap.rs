@@ -241,6 +241,22 @@ where
         {
             return;
         }
+        // That `to` is much nearer the root is its own report, passed on by its parent: we
+        // check it by our own measurement before moving anyone (a child reporting
+        // `root_rtt_us = 1` was handed its parent's slot). `to` takes `from`'s place below us,
+        // so it must be much nearer to us; not measured yet, we measure it now and refuse —
+        // the parent asks again after `swap_interval_us`.
+        let ours = |peer: &P| cx.shared.links.get(peer).map_or(0, |l| l.min_rtt_us);
+        let (to_rtt, from_rtt) = (ours(&to), ours(&self.children[slot]));
+        if to_rtt == 0 {
+            cx.shared.note_probe_only(to, cx.now);
+            cx.out.push(Action::Connect(to));
+            cx.probe(to);
+            return;
+        }
+        if from_rtt == 0 || to_rtt as f64 >= cx.shared.config.swap_factor * from_rtt as f64 {
+            return;
+        }
         self.swap.gave_slot_at = cx.now;
         // `from` keeps getting frames, at the last turn, until it has joined `to` and leaves
         // us (make before break); if the swap stalls, it is shed like any extra child.
