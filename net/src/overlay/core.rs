@@ -185,12 +185,17 @@ where
             }
             Message::Join { topic, root, .. } => {
                 // A join naming us as the root opens the topic's tree even before our first
-                // frame: viewers may arrive before the stream starts.
+                // frame: viewers may arrive before the stream starts. Such topics are bounded
+                // (half the table), kept only while they have viewers, and make way for our
+                // own: a peer naming us as the root of made-up topics once filled the table
+                // for good, and later publishes and subscribes were dropped.
                 if root == self.shared.me
                     && !self.topics.contains_key(&topic)
                     && self.topics.len() < self.shared.config.max_topics
+                    && self.opened_by_peers() < self.shared.config.max_topics / 2
                 {
-                    let state = TopicState::new(root, true);
+                    let mut state = TopicState::new(root, true);
+                    state.opened_by_peer = true;
                     self.topics.insert(topic, state);
                 }
                 match self.topics.get_mut(&topic) {
@@ -307,6 +312,30 @@ where
         }
     }
 
+    /// Topics a peer's join opened that we have not published on.
+    fn opened_by_peers(&self) -> usize {
+        self.topics.values().filter(|t| t.opened_by_peer).count()
+    }
+
+    /// Makes room for a topic of our own: true if the table has room, after giving up a topic
+    /// only a peer opened (the one with the fewest children) if it was full.
+    fn room_for_own_topic(&mut self) -> bool {
+        if self.topics.len() < self.shared.config.max_topics {
+            return true;
+        }
+        let Some(victim) = self
+            .topics
+            .iter()
+            .filter(|(_, t)| t.opened_by_peer)
+            .min_by_key(|(_, t)| t.children.len())
+            .map(|(topic, _)| *topic)
+        else {
+            return false;
+        };
+        self.topics.remove(&victim);
+        true
+    }
+
     fn on_tick(&mut self, now: u64, out: &mut Vec<Action<P, B>>) {
         self.shared.refresh_uplink();
         if !self.shared.probe_only.is_empty() {
@@ -316,6 +345,10 @@ where
         if probe {
             self.last_probe = now;
         }
+        // A topic a peer opened and nobody watches is given up after a few join timeouts.
+        let idle = 4 * self.shared.config.join_timeout_us;
+        self.topics
+            .retain(|_, t| !(t.opened_by_peer && t.children.is_empty() && t.idle_for(now) > idle));
         for (topic, state) in self.topics.iter_mut() {
             state.on_tick(&mut Context::new(&mut self.shared, *topic, now, out), probe);
         }
@@ -352,7 +385,7 @@ where
                     }
                     return;
                 }
-                if self.topics.len() >= self.shared.config.max_topics {
+                if !self.room_for_own_topic() {
                     return;
                 }
                 let mut state = TopicState::new(root, false);
@@ -383,13 +416,14 @@ where
                 payload,
             } => {
                 if !self.topics.contains_key(&topic) {
-                    if self.topics.len() >= self.shared.config.max_topics {
+                    if !self.room_for_own_topic() {
                         return;
                     }
                     let me = self.shared.me;
                     self.topics.insert(topic, TopicState::new(me, true));
                 }
                 if let Some(state) = self.topics.get_mut(&topic) {
+                    state.opened_by_peer = false;
                     state.publish(
                         &mut Context::new(&mut self.shared, topic, now, out),
                         seq,

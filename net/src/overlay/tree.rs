@@ -96,6 +96,9 @@ struct Probing<P> {
 pub(super) struct TopicState<P, B> {
     root: P,
     is_root: bool,
+    /// Opened by a peer's join naming us as the root, before we published anything: kept
+    /// only while it has children, and given up for any local publish or subscribe.
+    pub(super) opened_by_peer: bool,
     pub(super) subscribed: bool,
     attach: Attach<P>,
     /// Root … parent.
@@ -138,6 +141,7 @@ where
         TopicState {
             root,
             is_root,
+            opened_by_peer: false,
             subscribed: false,
             attach: Attach::Attached { parent: root },
             path: Vec::new(),
@@ -238,6 +242,11 @@ where
                     target, previous, ..
                 } => target == peer || previous.as_ref() == Some(peer),
             }
+    }
+
+    /// How long since a join last reached us (or the topic was opened by one).
+    pub(super) fn idle_for(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_join_at)
     }
 
     fn in_tree(&self) -> bool {

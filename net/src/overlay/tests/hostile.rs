@@ -258,3 +258,73 @@ fn a_child_claiming_to_be_near_the_root_takes_no_slot_on_its_word() {
     assert_eq!(run(60_000), [1, 5], "farther than its parent: refused");
     assert_eq!(run(5_000), [2, 5, 1], "much nearer: 2 takes 1's slot");
 }
+
+fn topic(n: u8) -> Topic {
+    Topic([n; 32])
+}
+
+/// A peer naming us as the root of made-up topics fills at most half the topic table, cannot
+/// keep our own publishes and subscribes out, and its idle topics are given up.
+#[test]
+fn joins_for_made_up_topics_cannot_crowd_out_our_own() {
+    let mut n = Overlay::new(0, config(4), Check, 0);
+    let mut out = Vec::new();
+    for t in 1..=8u8 {
+        let j = Message::Join {
+            topic: topic(t),
+            root: 0,
+            rtt_us: 0,
+        };
+        n.handle(T0, received(9, j), &mut out);
+    }
+    let opened: Vec<u8> = (1..=8u8)
+        .filter(|t| n.depth(&topic(*t)).is_some())
+        .collect();
+    assert_eq!(opened, [1, 2, 3, 4], "half of the 8 slots");
+    // Our own topics still fit — and once the table is full, a peer's topic makes way.
+    for t in 20..24u8 {
+        n.handle(
+            T0,
+            Event::Command(Command::Publish {
+                topic: topic(t),
+                seq: 0,
+                payload: P {
+                    len: 10,
+                    valid: true,
+                },
+            }),
+            &mut out,
+        );
+    }
+    assert!((20..24u8).all(|t| n.depth(&topic(t)).is_some()), "ours fit");
+    out.clear();
+    n.handle(
+        T0,
+        Event::Command(Command::Subscribe {
+            topic: topic(30),
+            root: 7,
+        }),
+        &mut out,
+    );
+    assert!(
+        sends(&out).iter().any(|(to, _)| *to == 7),
+        "the subscription starts joining: {out:?}"
+    );
+    let peers_left = (1..=4u8).filter(|t| n.depth(&topic(*t)).is_some()).count();
+    assert_eq!(peers_left, 3, "one of the peer's topics made way");
+    // Its viewer leaves, and nobody joins again: they are given up.
+    for t in 1..=4u8 {
+        n.handle(
+            T0,
+            received(9, Message::Leave { topic: topic(t) }),
+            &mut out,
+        );
+    }
+    n.handle(T0 + 10_000_000, Event::Tick, &mut out);
+    let peers_left = (1..=4u8).filter(|t| n.depth(&topic(*t)).is_some()).count();
+    assert_eq!(peers_left, 0);
+    assert!(
+        (20..24u8).all(|t| n.depth(&topic(t)).is_some()),
+        "ours stay"
+    );
+}
