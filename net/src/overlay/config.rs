@@ -18,6 +18,12 @@ pub struct OverlayConfig {
     /// …and at most this many bytes of them (the newest frame is always kept). Default 256 KiB
     /// (1 s of a 2 Mbit/s stream; most repairs follow a re-attachment within that).
     pub repair_cache_bytes: usize,
+    /// Repair frames a topic serves its children per second, and as a burst. Default 1,024
+    /// (eight children each re-filling a whole cache at once).
+    pub repair_frames_per_s: u64,
+    /// Repair frames a topic serves everyone else (grandchildren whose parent lacks them) per
+    /// second, and as a burst, however many identities ask. Default 64.
+    pub foreign_repair_frames_per_s: u64,
     /// Out-of-order frames buffered per topic before skipping ahead. Default 64.
     pub reorder_window: u64,
     /// Message ids remembered for duplicate suppression. Default 8192.
@@ -84,6 +90,8 @@ impl Default for OverlayConfig {
             max_topics: 8,
             repair_cache: 128,
             repair_cache_bytes: 256 << 10,
+            repair_frames_per_s: 1_024,
+            foreign_repair_frames_per_s: 64,
             reorder_window: 64,
             dedup_cache: 8192,
             max_routes: 4096,

@@ -194,7 +194,7 @@ where
                     && self.topics.len() < self.shared.config.max_topics
                     && self.opened_by_peers() < self.shared.config.max_topics / 2
                 {
-                    let mut state = TopicState::new(root, true);
+                    let mut state = TopicState::new(root, true, &self.shared.config);
                     state.opened_by_peer = true;
                     self.topics.insert(topic, state);
                 }
@@ -388,7 +388,7 @@ where
                 if !self.room_for_own_topic() {
                     return;
                 }
-                let mut state = TopicState::new(root, false);
+                let mut state = TopicState::new(root, false, &self.shared.config);
                 state.subscribed = true;
                 state.start_join(
                     &mut Context::new(&mut self.shared, topic, now, out),
@@ -420,7 +420,8 @@ where
                         return;
                     }
                     let me = self.shared.me;
-                    self.topics.insert(topic, TopicState::new(me, true));
+                    self.topics
+                        .insert(topic, TopicState::new(me, true, &self.shared.config));
                 }
                 if let Some(state) = self.topics.get_mut(&topic) {
                     state.opened_by_peer = false;

@@ -159,6 +159,8 @@ pub struct OverlayStats {
     pub swaps: u64,
     /// Frames resent for repair.
     pub repairs_sent: u64,
+    /// Repair frames asked for but not sent: over the topic's repair budget.
+    pub repairs_refused: u64,
     /// Direct messages delivered here.
     pub direct_delivered: u64,
     /// Direct messages forwarded.

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use super::OverlayConfig;
 use super::event::Action;
 use super::message::{Candidate, Message, Payload, Topic};
 use super::shared::Shared;
@@ -22,7 +23,7 @@ mod rate;
 mod swap;
 
 use cache::RepairCache;
-use frames::Sequencing;
+use frames::{RepairBudget, Sequencing};
 use rate::RateMeter;
 pub(super) use swap::ChildReport;
 use swap::SwapState;
@@ -122,6 +123,8 @@ pub(super) struct TopicState<P, B> {
     seq: Sequencing<B>,
     /// Recent frames, for children's repairs.
     cache: RepairCache<B>,
+    /// What we may still send for repairs.
+    repair_budget: RepairBudget,
     /// The stream's rate and frame size as we see them.
     rate: RateMeter,
     join_started_at: u64,
@@ -137,7 +140,7 @@ where
     P: Copy + Eq + Hash + Ord + Debug,
     B: Payload,
 {
-    pub(super) fn new(root: P, is_root: bool) -> Self {
+    pub(super) fn new(root: P, is_root: bool, config: &OverlayConfig) -> Self {
         TopicState {
             root,
             is_root,
@@ -155,6 +158,7 @@ where
             root_probed: false,
             seq: Sequencing::default(),
             cache: RepairCache::default(),
+            repair_budget: RepairBudget::new(config),
             rate: RateMeter::default(),
             join_started_at: 0,
             congested_since: None,

@@ -1,4 +1,4 @@
-//! Small deterministic helpers: a seeded RNG and a bounded set.
+//! Small deterministic helpers: a seeded RNG, a bounded set and a token bucket.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
@@ -33,6 +33,38 @@ impl SplitMix64 {
     }
 }
 
+/// A token bucket on the core's clock: `rate` tokens per second, at most `burst` saved up.
+/// Bounds what a node sends for others' asking (repairs), however many identities ask.
+#[derive(Clone, Debug)]
+pub(super) struct TokenBucket {
+    tokens: f64,
+    last_us: u64,
+    rate_per_s: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub(super) fn new(rate_per_s: u64, burst: u64) -> Self {
+        TokenBucket {
+            tokens: burst as f64,
+            last_us: 0,
+            rate_per_s: rate_per_s as f64,
+            burst: burst as f64,
+        }
+    }
+
+    /// Takes up to `want` tokens at `now` (µs); how many it got.
+    pub(super) fn take_up_to(&mut self, want: usize, now: u64) -> usize {
+        let elapsed = now.saturating_sub(self.last_us) as f64 / 1e6;
+        self.last_us = self.last_us.max(now);
+        self.tokens = (self.tokens + elapsed * self.rate_per_s).min(self.burst);
+        let got = (self.tokens.floor() as usize).min(want);
+        self.tokens -= got as f64;
+        got
+    }
+}
+
 /// Remembers the last `cap` items inserted (FIFO eviction): duplicate suppression in bounded
 /// memory.
 #[derive(Debug)]
@@ -64,5 +96,20 @@ impl<T: Hash + Eq + Copy> BoundedSet<T> {
             self.set.remove(&old);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_its_rate() {
+        let mut b = TokenBucket::new(10, 5);
+        assert_eq!(b.take_up_to(8, 1_000_000), 5, "the burst");
+        assert_eq!(b.take_up_to(8, 1_000_000), 0);
+        assert_eq!(b.take_up_to(8, 1_300_000), 3, "0.3 s at 10/s");
+        assert_eq!(b.take_up_to(8, 60_000_000), 5, "saved up to the burst only");
+        assert_eq!(b.take_up_to(8, 1_000), 0, "time does not run backwards");
     }
 }

@@ -328,3 +328,51 @@ fn joins_for_made_up_topics_cannot_crowd_out_our_own() {
         "ours stay"
     );
 }
+
+/// Repairs cost the asker 49 bytes and the server whole frames: whatever number of
+/// identities asks, a topic serves non-children at most `foreign_repair_frames_per_s`, and
+/// its children within their own budget.
+#[test]
+fn repair_requests_cannot_amplify_without_bound() {
+    let mut root = Overlay::new(0, config(4), Check, 0);
+    let mut out = Vec::new();
+    root.handle(T0, received(1, join()), &mut out);
+    for seq in 0..100 {
+        root.handle(
+            T0,
+            Event::Command(Command::Publish {
+                topic: T,
+                seq,
+                payload: P {
+                    len: 1000,
+                    valid: true,
+                },
+            }),
+            &mut out,
+        );
+    }
+    let repaired = |root: &mut Overlay<u32, P, Check>, asker: u32, now: u64| {
+        let mut out = Vec::new();
+        let ask = Message::Repair {
+            topic: T,
+            from: 0,
+            to: 99,
+        };
+        root.handle(now, received(asker, ask), &mut out);
+        sends(&out)
+            .iter()
+            .filter(|(to, m)| *to == asker && matches!(m, Message::Frame { .. }))
+            .count()
+    };
+    // A thousand strangers, 8 frames each at most, 64 in all.
+    let foreign: usize = (100..1_100).map(|asker| repaired(&mut root, asker, T0)).sum();
+    assert_eq!(foreign, 64);
+    assert_eq!(root.stats().repairs_refused, 1_000 * 8 - 64);
+    // A second later, 64 more.
+    let later: usize = (100..1_100).map(|a| repaired(&mut root, a, T0 + 1_000_000)).sum();
+    assert_eq!(later, 64);
+    // The child is served from its own budget: all 100 frames, ten times over, then no more.
+    let child: Vec<usize> = (0..12).map(|_| repaired(&mut root, 1, T0 + 1_000_000)).collect();
+    assert_eq!(&child[..10], &[100; 10]);
+    assert_eq!(child[10..].iter().sum::<usize>(), 24, "1,024 in all");
+}

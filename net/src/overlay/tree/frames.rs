@@ -6,9 +6,11 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::{Context, TopicState};
+use crate::overlay::OverlayConfig;
 use crate::overlay::event::Action;
 use crate::overlay::message::{Message, Payload, Verifier};
 use crate::overlay::shared::Shared;
+use crate::overlay::util::TokenBucket;
 
 /// Where a node stands in the stream: the next seq (root: to publish; member: to deliver),
 /// frames waiting for a gap to fill, and the timers of gap repair and parent silence.
@@ -35,6 +37,25 @@ impl<B> Default for Sequencing<B> {
             last_repair_at: 0,
             started: false,
             last_frame_at: 0,
+        }
+    }
+}
+
+/// What a topic may still send for repairs (see `OverlayConfig::repair_frames_per_s`).
+#[derive(Debug)]
+pub(super) struct RepairBudget {
+    pub(super) children: TokenBucket,
+    pub(super) foreign: TokenBucket,
+}
+
+impl RepairBudget {
+    pub(super) fn new(config: &OverlayConfig) -> Self {
+        RepairBudget {
+            children: TokenBucket::new(config.repair_frames_per_s, config.repair_frames_per_s),
+            foreign: TokenBucket::new(
+                config.foreign_repair_frames_per_s,
+                config.foreign_repair_frames_per_s,
+            ),
         }
     }
 }
@@ -209,13 +230,17 @@ where
         to: u64,
     ) {
         // Children get up to 256 frames per request; anyone else (a grandchild whose parent
-        // lacks them) a few.
-        let most = if self.children.contains(&child) {
-            256
+        // lacks them) a few. Both within the topic's repair budgets: a 49-byte request must
+        // not buy unbounded frames, whatever number of identities sends it.
+        let (most, budget) = if self.children.contains(&child) {
+            (256, &mut self.repair_budget.children)
         } else {
-            MAX_FOREIGN_REPAIR as usize
+            (MAX_FOREIGN_REPAIR as usize, &mut self.repair_budget.foreign)
         };
-        for (seq, payload) in self.cache.range(from, to, most) {
+        let wanted = self.cache.range(from, to, most).count();
+        let granted = budget.take_up_to(wanted, cx.now);
+        cx.shared.stats.repairs_refused += (wanted - granted) as u64;
+        for (seq, payload) in self.cache.range(from, to, granted) {
             cx.shared.stats.repairs_sent += 1;
             cx.send(
                 child,
