@@ -33,7 +33,7 @@ impl Verifier<u32, SimFrame> for ModelVerifier {
         f.publisher == *root
     }
 
-    fn verify_direct(&mut self, _origin: &u32, _payload: &SimFrame) -> bool {
+    fn verify_direct(&mut self, _origin: &u32, _dest: &u32, _id: u64, _f: &SimFrame) -> bool {
         self.checks += 1;
         true
     }

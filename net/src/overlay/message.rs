@@ -47,8 +47,10 @@ impl Payload for bytes::Bytes {
 pub trait Verifier<P, B> {
     /// Does `payload` carry a valid signature by `root` for `topic` and `seq`?
     fn verify_frame(&mut self, topic: &Topic, root: &P, seq: u64, payload: &B) -> bool;
-    /// Does `payload` carry a valid signature by `origin`?
-    fn verify_direct(&mut self, origin: &P, payload: &B) -> bool;
+    /// Does `payload` carry a valid signature by `origin` over this destination and message
+    /// id (so a relay can neither turn a message to another peer nor replay it under a fresh
+    /// id), and is it recent enough to be delivered?
+    fn verify_direct(&mut self, origin: &P, dest: &P, id: u64, payload: &B) -> bool;
 }
 
 /// Which lane a message should travel on.

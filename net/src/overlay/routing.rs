@@ -120,17 +120,19 @@ where
         else {
             return;
         };
-        if origin == shared.me || !self.seen.insert((origin, id)) {
+        if origin == shared.me || self.seen.contains(&(origin, id)) {
             shared.stats.direct_dropped += 1;
             return;
         }
-        let cost = cost.saturating_add(shared.cost(&from));
-        self.learn(origin, from, cost, now);
-        // Verify before delivering or relaying: nothing unsigned travels further.
-        if !shared.verifier.verify_direct(&origin, &payload) {
+        // Verify before anything changes: a forged message must not plant a reverse route or
+        // a seen-id (which would make the real one look like a duplicate), nor travel on.
+        if !shared.verifier.verify_direct(&origin, &dest, id, &payload) {
             shared.stats.invalid += 1;
             return;
         }
+        self.seen.insert((origin, id));
+        let cost = cost.saturating_add(shared.cost(&from));
+        self.learn(origin, from, cost, now);
         if dest == shared.me {
             shared.stats.direct_delivered += 1;
             out.push(Action::DeliverDirect { origin, payload });

@@ -28,7 +28,7 @@ impl Verifier<u32, P> for Check {
     fn verify_frame(&mut self, _: &Topic, _: &u32, _: u64, p: &P) -> bool {
         p.valid
     }
-    fn verify_direct(&mut self, _: &u32, p: &P) -> bool {
+    fn verify_direct(&mut self, _: &u32, _: &u32, _: u64, p: &P) -> bool {
         p.valid
     }
 }

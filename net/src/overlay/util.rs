@@ -84,6 +84,11 @@ impl<T: Hash + Eq + Copy> BoundedSet<T> {
         }
     }
 
+    /// Whether `item` is remembered.
+    pub(super) fn contains(&self, item: &T) -> bool {
+        self.set.contains(item)
+    }
+
     /// Inserts; false if it was already there.
     pub(super) fn insert(&mut self, item: T) -> bool {
         if !self.set.insert(item) {

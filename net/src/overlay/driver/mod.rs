@@ -30,7 +30,7 @@ use shaper::Shaper;
 
 /// Where peers can be reached, learned from connections and from messages.
 type AddressBook = HashMap<PeerId, SocketAddr>;
-use verifier::DIRECT_LOG;
+use verifier::{DIRECT_LOG, direct_group};
 pub use verifier::{FrameVerifier, WriterRule};
 
 impl Payload for Entry {
@@ -468,7 +468,7 @@ impl Driver {
                 let id = rand::random::<u64>();
                 let signed = self.signer.sign_one(&EntryFields {
                     // The destination, signed: a relay cannot turn the message to another peer.
-                    group: *blake3::hash(&dest.to_bytes()).as_bytes(),
+                    group: direct_group(&dest),
                     ..EntryFields::new(DIRECT_LOG, id, unix_time_us(), payload)
                 });
                 match signed {

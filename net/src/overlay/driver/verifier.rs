@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::super::{Topic, Verifier};
-use crate::entry::{Entry, EntryVerifier, LogId};
+use crate::entry::{Entry, EntryVerifier, LogId, unix_time_us};
 use crate::identity::{PeerId, PublicKey};
 
 /// Who may write a topic's entries, as its program decides (default: only the tree's root).
@@ -83,8 +83,15 @@ impl Verifier<PeerId, Entry> for FrameVerifier {
         }
     }
 
-    fn verify_direct(&mut self, origin: &PeerId, e: &Entry) -> bool {
-        if e.log_id() != DIRECT_LOG {
+    fn verify_direct(&mut self, origin: &PeerId, dest: &PeerId, id: u64, e: &Entry) -> bool {
+        // The routing fields a relay sees are the signed ones: the id is the entry's seq, the
+        // destination its group, and the entry's clock bounds how long it may be replayed.
+        let age = unix_time_us().abs_diff(e.wall_us());
+        if e.log_id() != DIRECT_LOG
+            || e.seq() != id
+            || e.group() != direct_group(dest)
+            || age > DIRECT_MAX_AGE_US
+        {
             return false;
         }
         match self.entries.verify(e) {
@@ -92,6 +99,15 @@ impl Verifier<PeerId, Entry> for FrameVerifier {
             Err(_) => false,
         }
     }
+}
+
+/// How far a direct message's signed clock may be from ours (either way): older ones are
+/// replays, newer ones from a clock too far off to judge.
+pub(super) const DIRECT_MAX_AGE_US: u64 = 60_000_000;
+
+/// The group a direct message to `dest` is signed under: its destination, bound.
+pub(super) fn direct_group(dest: &PeerId) -> [u8; 32] {
+    *blake3::hash(&dest.to_bytes()).as_bytes()
 }
 
 /// The log id direct messages are signed under (never a stream's: those are BLAKE3 outputs).
@@ -136,9 +152,41 @@ mod tests {
         );
         assert!(!v.verify_frame(&Topic([1; 32]), &r, 5, &good), "wrong seq");
         assert!(
-            !v.verify_direct(&r, &good),
+            !v.verify_direct(&r, &r, 0, &good),
             "a stream entry is not a direct message"
         );
+    }
+
+    /// A direct message counts only for the destination and id it was signed for, and only
+    /// while its signed clock is recent: a relay can neither redirect nor replay it.
+    #[test]
+    fn a_direct_message_is_bound_to_its_destination_id_and_time() {
+        let origin = Keypair::generate(KeyType::Ed25519);
+        let (dest, other) = (
+            Keypair::generate(KeyType::Ed25519).peer_id(),
+            Keypair::generate(KeyType::Ed25519).peer_id(),
+        );
+        let mut signer = EntrySigner::new(origin.clone());
+        let mut sign = |id: u64, wall_us: u64| {
+            signer
+                .sign_one(&EntryFields {
+                    group: direct_group(&dest),
+                    ..EntryFields::new(DIRECT_LOG, id, wall_us, Bytes::from_static(b"hi"))
+                })
+                .unwrap()
+        };
+        let now = unix_time_us();
+        let (fresh, old) = (sign(7, now), sign(8, now - DIRECT_MAX_AGE_US - 1_000_000));
+        let o = origin.peer_id();
+        let mut v = FrameVerifier::default();
+        assert!(v.verify_direct(&o, &dest, 7, &fresh));
+        assert!(
+            !v.verify_direct(&o, &other, 7, &fresh),
+            "turned to another peer"
+        );
+        assert!(!v.verify_direct(&o, &dest, 9, &fresh), "under another id");
+        assert!(!v.verify_direct(&other, &dest, 7, &fresh), "not its origin");
+        assert!(!v.verify_direct(&o, &dest, 8, &old), "too old: a replay");
     }
 
     #[test]

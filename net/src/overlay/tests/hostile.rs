@@ -365,14 +365,71 @@ fn repair_requests_cannot_amplify_without_bound() {
             .count()
     };
     // A thousand strangers, 8 frames each at most, 64 in all.
-    let foreign: usize = (100..1_100).map(|asker| repaired(&mut root, asker, T0)).sum();
+    let foreign: usize = (100..1_100)
+        .map(|asker| repaired(&mut root, asker, T0))
+        .sum();
     assert_eq!(foreign, 64);
     assert_eq!(root.stats().repairs_refused, 1_000 * 8 - 64);
     // A second later, 64 more.
-    let later: usize = (100..1_100).map(|a| repaired(&mut root, a, T0 + 1_000_000)).sum();
+    let later: usize = (100..1_100)
+        .map(|a| repaired(&mut root, a, T0 + 1_000_000))
+        .sum();
     assert_eq!(later, 64);
     // The child is served from its own budget: all 100 frames, ten times over, then no more.
-    let child: Vec<usize> = (0..12).map(|_| repaired(&mut root, 1, T0 + 1_000_000)).collect();
+    let child: Vec<usize> = (0..12)
+        .map(|_| repaired(&mut root, 1, T0 + 1_000_000))
+        .collect();
     assert_eq!(&child[..10], &[100; 10]);
     assert_eq!(child[10..].iter().sum::<usize>(), 24, "1,024 in all");
+}
+
+/// A forged direct message changes nothing before it fails verification: no seen-id (the real
+/// message with that id still gets through) and no reverse route through its sender.
+#[test]
+fn a_forged_direct_message_plants_neither_a_seen_id_nor_a_route() {
+    let mut n = Overlay::new(5, config(4), Check, 5);
+    let direct = |valid: bool| Message::Direct {
+        origin: 7,
+        dest: 5,
+        id: 42,
+        hops_left: 4,
+        cost: 0,
+        payload: P { len: 10, valid },
+    };
+    let mut out = Vec::new();
+    n.handle(T0, received(9, direct(false)), &mut out);
+    assert_eq!(n.stats().invalid, 1);
+    n.handle(T0 + 10, received(8, direct(true)), &mut out);
+    let delivered: Vec<u32> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::DeliverDirect { origin, .. } => Some(*origin),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        [7],
+        "the real message is not taken for a duplicate"
+    );
+    // Replies to 7 go back the way the real message came (8), not through the forger (9).
+    out.clear();
+    n.handle(
+        T0 + 20,
+        Event::Command(Command::SendDirect {
+            dest: 7,
+            id: 1,
+            payload: P {
+                len: 10,
+                valid: true,
+            },
+        }),
+        &mut out,
+    );
+    let via: Vec<u32> = sends(&out)
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Direct { .. }))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(via, [8]);
 }
