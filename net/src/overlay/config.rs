@@ -34,6 +34,10 @@ pub struct OverlayConfig {
     pub hop_limit: u8,
     /// A learned route expires after this long (µs). Default 30 s.
     pub route_ttl_us: u64,
+    /// Direct messages flooded to every neighbour (no route known) per second, and as a burst,
+    /// over all origins: a flood multiplies one message by the neighbour count, and origins
+    /// are free to mint. Default 64.
+    pub max_floods_per_s: u64,
     /// How often the node wakes up for timeouts and probes (µs). Default 100 ms.
     pub tick_us: u64,
     /// A join without an answer is retried elsewhere after this long (µs). Default 500 ms.
@@ -97,6 +101,7 @@ impl Default for OverlayConfig {
             max_routes: 4096,
             hop_limit: 12,
             route_ttl_us: 30_000_000,
+            max_floods_per_s: 64,
             tick_us: 100_000,
             join_timeout_us: 500_000,
             repair_delay_us: 150_000,

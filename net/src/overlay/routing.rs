@@ -8,7 +8,7 @@ use super::OverlayConfig;
 use super::event::Action;
 use super::message::{Message, Payload, Verifier};
 use super::shared::Shared;
-use super::util::BoundedSet;
+use super::util::{BoundedSet, TokenBucket};
 
 #[derive(Clone, Copy, Debug)]
 struct Route<P> {
@@ -23,6 +23,8 @@ pub(super) struct Routing<P: Hash + Eq + Copy> {
     seen: BoundedSet<(P, u64)>,
     max_routes: usize,
     ttl: u64,
+    /// What may still be flooded (messages with no known route).
+    floods: TokenBucket,
 }
 
 impl<P> Routing<P>
@@ -35,6 +37,7 @@ where
             seen: BoundedSet::new(config.dedup_cache),
             max_routes: config.max_routes,
             ttl: config.route_ttl_us,
+            floods: TokenBucket::new(config.max_floods_per_s, config.max_floods_per_s),
         }
     }
 
@@ -153,7 +156,8 @@ where
         self.route(shared, now, Some(from), dest, message, out);
     }
 
-    /// Along the learned route, or to every neighbour but the sender when none is known.
+    /// Along the learned route, or to every neighbour but the sender when none is known (within
+    /// the flood budget).
     fn route<B: Payload, V>(
         &mut self,
         shared: &mut Shared<P, V>,
@@ -173,6 +177,10 @@ where
                 out.push(Action::Send { to: hop, message });
             }
             None => {
+                if self.floods.take_up_to(1, now) == 0 {
+                    shared.stats.direct_dropped += 1;
+                    return;
+                }
                 let mut neighbours: Vec<P> = shared
                     .links
                     .keys()

@@ -433,3 +433,34 @@ fn a_forged_direct_message_plants_neither_a_seen_id_nor_a_route() {
         .collect();
     assert_eq!(via, [8]);
 }
+
+/// Messages to destinations nobody knows are flooded to every neighbour: at most
+/// `max_floods_per_s` of them, however many (free) origins send them.
+#[test]
+fn floods_to_unknown_destinations_are_bounded() {
+    let mut n = Overlay::new(5, config(4), Check, 5);
+    let mut out = Vec::new();
+    for peer in 10..20 {
+        n.handle(T0, Event::LinkUp(peer), &mut out);
+    }
+    out.clear();
+    for origin in 1_000..2_000u32 {
+        let m = Message::Direct {
+            origin,
+            dest: 99,
+            id: 1,
+            hops_left: 4,
+            cost: 0,
+            payload: P {
+                len: 10,
+                valid: true,
+            },
+        };
+        n.handle(T0, received(10, m), &mut out);
+    }
+    let sent = sends(&out)
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Direct { .. }))
+        .count();
+    assert_eq!(sent, 64 * 9, "64 floods to the 9 other neighbours");
+}
