@@ -67,9 +67,12 @@ impl LinkMetrics {
             self.rttvar_us = sample / 2;
             self.min_rtt_us = sample;
         } else {
-            let diff = self.srtt_us.abs_diff(sample);
-            self.rttvar_us = (3 * self.rttvar_us + diff) / 4;
-            self.srtt_us = (7 * self.srtt_us + sample) / 8;
+            // In u128: samples come from outside (a transport's figure, a probe's age) and any
+            // u64 must fold in without overflowing.
+            let diff = u128::from(self.srtt_us.abs_diff(sample));
+            let (rttvar, srtt) = (u128::from(self.rttvar_us), u128::from(self.srtt_us));
+            self.rttvar_us = ((3 * rttvar + diff) / 4) as u64;
+            self.srtt_us = ((7 * srtt + u128::from(sample)) / 8) as u64;
             self.min_rtt_us = self.min_rtt_us.min(sample);
         }
         self.measured_at = now;
@@ -88,7 +91,8 @@ impl LinkMetrics {
         } else {
             self.queued_bytes / 10
         };
-        base + self.rttvar_us + queue_penalty
+        base.saturating_add(self.rttvar_us)
+            .saturating_add(queue_penalty)
     }
 
     /// RTT as known now: the smoothed RTT, or the age of an unanswered probe if that is larger.

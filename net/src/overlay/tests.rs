@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use super::*;
 
+mod arbitrary;
 mod hostile;
 mod placement;
 mod rejoin;

@@ -408,7 +408,7 @@ where
             // went first, so it is in the tree by the time the child asks it.
             let candidates = vec![Candidate {
                 peer: joiner,
-                delay_us: delay_us + rtt_us / 2,
+                delay_us: delay_us.saturating_add(rtt_us / 2),
             }];
             cx.send(
                 far,
@@ -520,7 +520,7 @@ where
         } else {
             self.cache
                 .last_seq()
-                .map_or(self.seq.next, |s| s + 1)
+                .map_or(self.seq.next, |s| s.saturating_add(1))
                 .max(self.seq.next)
         }
     }
@@ -823,8 +823,8 @@ where
             return;
         }
         let since = *self.congested_since.get_or_insert(cx.now);
-        if cx.now - since < c.congestion_hold_us
-            || cx.now - self.last_attach_at < c.reattach_cooldown_us
+        if cx.now.saturating_sub(since) < c.congestion_hold_us
+            || cx.now.saturating_sub(self.last_attach_at) < c.reattach_cooldown_us
         {
             return;
         }

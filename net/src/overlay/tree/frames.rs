@@ -80,7 +80,7 @@ where
             cx.shared.stats.invalid += 1;
             return;
         }
-        self.seq.next = seq + 1;
+        self.seq.next = seq.saturating_add(1);
         self.rate.note(payload.wire_len(), cx.now);
         self.remember(cx.shared, seq, payload.clone());
         self.forward(cx, None, seq, &payload);
@@ -170,7 +170,7 @@ where
         self.forward(cx, Some(from), seq, &payload);
         if seq == self.seq.next {
             self.deliver(cx, seq, payload);
-            self.seq.next += 1;
+            self.seq.next = self.seq.next.saturating_add(1);
             self.drain(cx);
         } else if seq > self.seq.next {
             self.seq.pending.insert(seq, payload);
@@ -199,7 +199,7 @@ where
         while let Some(payload) = self.seq.pending.remove(&self.seq.next) {
             let seq = self.seq.next;
             self.deliver(cx, seq, payload);
-            self.seq.next += 1;
+            self.seq.next = self.seq.next.saturating_add(1);
         }
         if self.seq.pending.is_empty() {
             self.seq.gap_since = None;
@@ -209,7 +209,8 @@ where
     pub(super) fn skip_to_first_pending<V>(&mut self, cx: &mut Context<'_, P, V, B>) {
         if let Some((&first, _)) = self.seq.pending.iter().next() {
             if first > self.seq.next {
-                cx.shared.stats.skipped += first - self.seq.next;
+                cx.shared.stats.skipped =
+                    (cx.shared.stats.skipped).saturating_add(first - self.seq.next);
                 cx.out.push(Action::Skipped {
                     topic: cx.topic,
                     from: self.seq.next,
@@ -277,7 +278,10 @@ where
             let (target, last) = match grandparent {
                 Some(g) if attempts >= 6 && attempts.is_multiple_of(3) => {
                     cx.out.push(Action::Connect(g));
-                    (g, (first - 1).min(self.seq.next + MAX_FOREIGN_REPAIR - 1))
+                    (
+                        g,
+                        (first - 1).min(self.seq.next.saturating_add(MAX_FOREIGN_REPAIR - 1)),
+                    )
                 }
                 _ => (parent, first - 1),
             };

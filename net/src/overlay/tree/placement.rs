@@ -20,7 +20,9 @@ where
     pub(in crate::overlay) fn delay_us<V>(&self, shared: &Shared<P, V>) -> u64 {
         match self.parent() {
             None => 0,
-            Some(parent) => self.parent_delay_us + half_base_rtt(shared, &parent),
+            Some(parent) => self
+                .parent_delay_us
+                .saturating_add(half_base_rtt(shared, &parent)),
         }
     }
 
@@ -32,7 +34,8 @@ where
             .unwrap_or(shared.config.upload_bytes_per_s as f64)
             .max(1.0);
         let turn_us = self.rate.frame_bytes * 1e6 / upload;
-        self.delay_us(shared) + ((index + 1) as f64 * turn_us) as u64
+        self.delay_us(shared)
+            .saturating_add(((index + 1) as f64 * turn_us) as u64)
     }
 
     /// `peers` (children of ours) as redirect candidates, each with the delay a joiner placed
@@ -48,8 +51,13 @@ where
         let hop_us = match self.children.len() as u64 {
             0 => 0,
             n => {
-                let links: u64 = self.children.iter().map(|c| half_base_rtt(shared, c)).sum();
-                sent.saturating_sub(self.delay_us(shared)) + links / n
+                let links = self
+                    .children
+                    .iter()
+                    .map(|c| half_base_rtt(shared, c))
+                    .fold(0u64, u64::saturating_add);
+                sent.saturating_sub(self.delay_us(shared))
+                    .saturating_add(links / n)
             }
         };
         let fanout = (self.capacity(shared).max(2)) as f64;
@@ -60,7 +68,9 @@ where
                 let levels = (below + 1.0).ln() / fanout.ln();
                 Candidate {
                     peer: *p,
-                    delay_us: sent + half_base_rtt(shared, p) + (levels * hop_us as f64) as u64,
+                    delay_us: sent
+                        .saturating_add(half_base_rtt(shared, p))
+                        .saturating_add((levels * hop_us as f64) as u64),
                 }
             })
             .collect()
@@ -100,7 +110,12 @@ where
     pub(super) fn descendants(&self) -> u32 {
         self.children
             .iter()
-            .map(|c| 1 + self.reports.get(c).map_or(0, |r| r.descendants))
+            .map(|c| {
+                self.reports
+                    .get(c)
+                    .map_or(0, |r| r.descendants)
+                    .saturating_add(1)
+            })
             .fold(0u32, u32::saturating_add)
     }
 
@@ -162,7 +177,7 @@ where
                 // (throttled, overloaded) answers late and ranks accordingly.
                 let score = probing
                     .sample(cx.shared, &c.peer)
-                    .map_or(u64::MAX, |rtt| c.delay_us + rtt / 2);
+                    .map_or(u64::MAX, |rtt| c.delay_us.saturating_add(rtt / 2));
                 (score, i, c.peer)
             })
             .collect();
