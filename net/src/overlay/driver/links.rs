@@ -48,7 +48,7 @@ impl Driver {
     pub(super) fn register(&mut self, conn: Connection) {
         let peer = conn.peer_id();
         self.dialing.remove(&peer);
-        self.book.insert(peer, conn.remote_addr());
+        self.book.verified(peer, conn.remote_addr());
         let reader = conn.clone();
         let internal = self.internal_tx.clone();
         let id = conn_id(&conn);
@@ -89,7 +89,7 @@ impl Driver {
         if self.conns.contains_key(&peer) || !self.dialing.insert(peer) {
             return;
         }
-        let Some(addr) = self.book.get(&peer).copied() else {
+        let Some(addr) = self.book.get(&peer) else {
             self.dialing.remove(&peer);
             self.locate(peer);
             return;
@@ -118,7 +118,7 @@ impl Driver {
             let _ = self.internal_tx.send(Internal::DialFailed(peer));
             return;
         }
-        let ask = control::encode_lookup(false, &peer, |p| self.book.get(p).copied());
+        let ask = control::encode_lookup(false, &peer, |p| self.book.peek(p));
         let neighbours: Vec<PeerId> = self.conns.keys().copied().collect();
         for n in neighbours {
             self.write(n, Lane::Control, &ask);

@@ -6,9 +6,12 @@
 //! as the very `Bytes` that arrived (verified, never re-signed), control on the control lane. A
 //! full link drops the frame (`try_send` → `Full`): under congestion newer frames win.
 
+mod book;
 mod links;
 mod shaper;
 mod verifier;
+
+use book::AddressBook;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -29,7 +32,6 @@ use links::{accept_loop, conn_id};
 use shaper::Shaper;
 
 /// Where peers can be reached, learned from connections and from messages.
-type AddressBook = HashMap<PeerId, SocketAddr>;
 use verifier::{DIRECT_LOG, direct_group};
 pub use verifier::{FrameVerifier, WriterRule};
 
@@ -453,7 +455,7 @@ impl Driver {
                 tx,
             } => {
                 if let Some(addr) = root_addr {
-                    self.book.insert(root, addr);
+                    self.book.configured(root, addr);
                 }
                 self.core.verifier_mut().set_rule(topic, rule);
                 self.subs.insert(topic, tx);
@@ -512,7 +514,7 @@ impl Driver {
                 match control::decode(received.into_frame(), &mut self.learned) {
                     Ok(d) => {
                         for (peer, addr) in self.learned.drain(..) {
-                            self.book.entry(peer).or_insert(addr);
+                            self.book.heard(peer, addr);
                         }
                         batch.push(Queued::Message(from, d))
                     }
@@ -547,8 +549,8 @@ impl Driver {
                 self.feed(Event::Received { from, message })
             }
             Control::Locate(peer) => {
-                if peer != from && self.book.contains_key(&peer) {
-                    let answer = control::encode_lookup(true, &peer, |p| self.book.get(p).copied());
+                if peer != from && self.book.peek(&peer).is_some() {
+                    let answer = control::encode_lookup(true, &peer, |p| self.book.peek(p));
                     self.write(from, Lane::Control, &answer);
                 }
             }
@@ -565,6 +567,7 @@ impl Driver {
             Internal::Up(conn) => self.register(conn),
             Internal::DialFailed(peer) => {
                 self.dialing.remove(&peer);
+                self.book.dial_failed(&peer);
                 self.pending.remove(&peer);
                 self.feed(Event::LinkDown(peer));
             }
@@ -636,7 +639,7 @@ impl Driver {
             Message::Frame { .. } => Lane::High,
             _ => Lane::Control,
         };
-        let frame = control::encode(&message, |p| self.book.get(p).copied());
+        let frame = control::encode(&message, |p| self.book.peek(p));
         match &mut self.shaper {
             Some(shaper) => shaper.push(to, lane, frame),
             None => self.write(to, lane, &frame),
