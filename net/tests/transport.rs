@@ -626,3 +626,69 @@ async fn dropping_the_last_handle_closes_the_connection() {
         .expect("the remote never saw the connection close");
     assert!(reason.to_string().contains("dropped"), "{reason}");
 }
+
+/// Inbound connections are capped per source network and in total, checked before the
+/// handshake; a place comes back when its connection goes. (Clients on 127.0.0.2 and
+/// 127.0.0.3 are other networks than 127.0.0.1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connections_are_capped_per_network_and_in_total() {
+    let server = endpoint(TransportConfig {
+        max_inbound_connections: 3,
+        max_inbound_per_network: 2,
+        ..TransportConfig::default()
+    });
+    let accepting = server.clone();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(incoming) = accepting.incoming().await {
+            if let Ok(conn) = incoming.finish().await {
+                held.push(conn);
+            }
+        }
+        held
+    });
+    let client_on = |ip: &str| {
+        Endpoint::bind(
+            Keypair::generate(KeyType::Ed25519),
+            format!("{ip}:0").parse().unwrap(),
+            TransportConfig {
+                connect_timeout: Duration::from_secs(3),
+                ..TransportConfig::default()
+            },
+        )
+        .unwrap()
+    };
+    let addr = server.local_multiaddr();
+    let (a1, a2, a3) = (
+        client_on("127.0.0.1"),
+        client_on("127.0.0.1"),
+        client_on("127.0.0.1"),
+    );
+    let first = a1.dial(&addr).await.expect("first from 127.0.0.1");
+    let _second = a2.dial(&addr).await.expect("second from 127.0.0.1");
+    assert!(
+        a3.dial(&addr).await.is_err(),
+        "a third from one network is refused"
+    );
+    let b = client_on("127.0.0.2");
+    let _third = b.dial(&addr).await.expect("another network");
+    let c = client_on("127.0.0.3");
+    assert!(c.dial(&addr).await.is_err(), "over the total");
+    assert_eq!(server.inbound_connections(), 3);
+    // A connection closed gives its place back.
+    first.close("done");
+    drop(first);
+    a1.close().await;
+    let mut freed = false;
+    for _ in 0..50 {
+        if server.inbound_connections() < 3 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "still {} inbound", server.inbound_connections());
+    c.dial(&addr).await.expect("room again");
+    server.close().await;
+    drop(accepted);
+}

@@ -45,6 +45,7 @@ async fn new_peer(config: &OverlayConfig) -> Result<Peer> {
         Keypair::generate(KeyType::Ed25519),
         PeerConfig {
             overlay: config.clone(),
+            transport: starling_net::transport::TransportConfig::one_host_swarm(),
             ..PeerConfig::default()
         },
     )

@@ -186,6 +186,7 @@ impl Group {
         let started = std::time::Instant::now();
         let config = PeerConfig {
             overlay: spec.overlay.clone(),
+            transport: starling_net::transport::TransportConfig::one_host_swarm(),
             ..PeerConfig::default()
         };
         let mut peers = Vec::with_capacity(spec.subscribers);

@@ -157,6 +157,7 @@ pub(crate) async fn run(args: FanoutArgs) -> Result<()> {
             Keypair::generate(KeyType::Ed25519),
             PeerConfig {
                 overlay: overlay.clone(),
+                transport: starling_net::transport::TransportConfig::one_host_swarm(),
                 ..PeerConfig::default()
             },
         )

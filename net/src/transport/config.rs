@@ -124,6 +124,13 @@ pub struct TransportConfig {
     /// `net.core.{w,r}mem_max`). Default 4 MiB: with quinn's default 212 KiB buffers, bursts
     /// of GSO segments are dropped on loopback and throughput falls by about a quarter.
     pub socket_buffer_bytes: usize,
+    /// Inbound connections accepted at once; attempts beyond are refused before their
+    /// handshake. Default 2,048.
+    pub max_inbound_connections: usize,
+    /// Inbound connections accepted at once from one source network (an IPv4 address or an
+    /// IPv6 /64), so that one host cannot take them all. Default 64. A swarm of many peers on
+    /// one host (the load tests, the demo) raises it.
+    pub max_inbound_per_network: usize,
     /// A connection silent for this long is closed. Default 30 s.
     pub idle_timeout: Duration,
     /// Keep-alive interval, well under the idle timeout. Default 10 s.
@@ -146,6 +153,8 @@ impl Default for TransportConfig {
             min_receive_window: 128 << 10,
             send_window: 8 << 20,
             socket_buffer_bytes: 4 << 20,
+            max_inbound_connections: 2_048,
+            max_inbound_per_network: 64,
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -154,6 +163,16 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
+    /// The defaults, for a swarm of many peers on one host (the demo, load tests): every
+    /// connection comes from one address, so the per-network inbound cap is lifted; the
+    /// total cap stays.
+    pub fn one_host_swarm() -> Self {
+        TransportConfig {
+            max_inbound_per_network: usize::MAX,
+            ..TransportConfig::default()
+        }
+    }
+
     /// The quinn transport parameters these limits imply (shared by client and server).
     /// The connection window is fixed at `receive_window`, as a plain quinn user would set
     /// it (the load tests' baseline); [`Endpoint`](super::Endpoint)s start their links at

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use quinn::{ReadError, VarInt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
+use super::limits::ConnectionSlot;
 use super::windows::{Bounds, WindowLease};
 use super::{ConnectionEvent, SendError, TransportConfig, TransportError};
 use crate::identity::PeerId;
@@ -97,6 +98,9 @@ struct Shared {
     counters: LinkCounters,
     /// This link's receive window and its place in the budget (given back when the link goes).
     window: WindowLease,
+    /// An inbound link's place under the endpoint's connection limits, given back when the
+    /// connection closes (handles to a closed link may live on).
+    slot: Mutex<Option<ConnectionSlot>>,
 }
 
 impl Drop for Shared {
@@ -114,6 +118,7 @@ impl Connection {
         direction: Direction,
         config: Arc<TransportConfig>,
         events: broadcast::Sender<ConnectionEvent>,
+        slot: Option<ConnectionSlot>,
     ) -> Connection {
         let out_credit = Arc::new(Semaphore::new(config.max_in_flight_bytes));
         let (in_tx, in_rx) = mpsc::unbounded_channel();
@@ -131,6 +136,7 @@ impl Connection {
             },
         );
         let shared = Arc::new(Shared {
+            slot: Mutex::new(slot),
             window,
             quinn,
             peer,
@@ -543,6 +549,7 @@ async fn watch_close(shared: Arc<Shared>, events: broadcast::Sender<ConnectionEv
     if let Some(s) = weak.upgrade() {
         s.out_credit.close();
         lock(&s.pings).clear();
+        lock(&s.slot).take();
     }
     tracing::debug!(%peer, %reason, "disconnected");
     let _ = events.send(ConnectionEvent::Disconnected {

@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 
 use super::addr::split_quic_multiaddr;
 use super::connection::{Connection, Direction};
+use super::limits::{ConnectionLimits, ConnectionSlot, Refusal};
 use super::{TransportConfig, TransportError, tls};
 use crate::identity::{Keypair, PeerId};
 
@@ -56,6 +57,7 @@ struct Inner {
     local: SocketAddr,
     buffers: SocketBuffers,
     events: broadcast::Sender<ConnectionEvent>,
+    limits: Arc<ConnectionLimits>,
 }
 
 /// A UDP socket with buffers raised to `buffer_bytes` (socket2, before quinn takes it).
@@ -138,6 +140,10 @@ impl Endpoint {
             inner: Arc::new(Inner {
                 quinn,
                 key,
+                limits: Arc::new(ConnectionLimits::new(
+                    config.max_inbound_connections,
+                    config.max_inbound_per_network,
+                )),
                 config: Arc::new(config),
                 local,
                 buffers,
@@ -186,6 +192,11 @@ impl Endpoint {
         &self.inner.config
     }
 
+    /// Inbound connections open now (counted against `max_inbound_connections`).
+    pub fn inbound_connections(&self) -> usize {
+        self.inner.limits.total()
+    }
+
     /// Connection events from now on.
     pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
         self.inner.events.subscribe()
@@ -224,7 +235,7 @@ impl Endpoint {
                 actual: Box::new(actual),
             });
         }
-        Ok(self.established(conn, actual, Direction::Outbound))
+        Ok(self.established(conn, actual, Direction::Outbound, None))
     }
 
     /// The next incoming connection, handshake done; `None` once the endpoint is closed. Not
@@ -245,7 +256,13 @@ impl Endpoint {
         })
     }
 
-    fn established(&self, conn: quinn::Connection, peer: PeerId, dir: Direction) -> Connection {
+    fn established(
+        &self,
+        conn: quinn::Connection,
+        peer: PeerId,
+        dir: Direction,
+        slot: Option<ConnectionSlot>,
+    ) -> Connection {
         let _ = self.inner.events.send(ConnectionEvent::Connected {
             peer,
             remote: conn.remote_address(),
@@ -258,6 +275,7 @@ impl Endpoint {
             dir,
             self.inner.config.clone(),
             self.inner.events.clone(),
+            slot,
         )
     }
 
@@ -288,15 +306,30 @@ impl Incoming {
         self.incoming.remote_address()
     }
 
-    /// Runs the handshake and authenticates the remote's PeerId.
+    /// Runs the handshake and authenticates the remote's PeerId — unless the endpoint's
+    /// inbound limits are reached, in which case the attempt is refused before any crypto.
     pub async fn finish(self) -> Result<Connection, TransportError> {
         let addr = self.incoming.remote_address();
+        let slot = match self.endpoint.inner.limits.admit(addr.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                self.incoming.refuse();
+                let reason = match refusal {
+                    Refusal::Total => "max_inbound_connections",
+                    Refusal::Network => "max_inbound_per_network",
+                };
+                tracing::debug!(%addr, reason, "inbound connection refused");
+                return Err(TransportError::Refused { addr, reason });
+            }
+        };
         let limit = self.endpoint.inner.config.connect_timeout;
         let conn = tokio::time::timeout(limit, self.incoming)
             .await
             .map_err(|_| TransportError::Timeout(addr))?
             .map_err(|source| TransportError::Connection { addr, source })?;
         let peer = tls::remote_peer_id(&conn)?;
-        Ok(self.endpoint.established(conn, peer, Direction::Inbound))
+        Ok(self
+            .endpoint
+            .established(conn, peer, Direction::Inbound, Some(slot)))
     }
 }

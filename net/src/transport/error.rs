@@ -59,6 +59,14 @@ pub enum TransportError {
     /// The link is closed.
     #[error("link closed")]
     Closed,
+    /// An inbound connection attempt over the endpoint's limits, refused before its handshake.
+    #[error("connection from {addr} refused: {reason}")]
+    Refused {
+        /// Where it came from.
+        addr: SocketAddr,
+        /// Which limit (`max_inbound_connections` or `max_inbound_per_network`).
+        reason: &'static str,
+    },
 }
 
 /// Why a frame could not be queued on a link.

@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+mod limits;
 mod tls;
 mod windows;
 
