@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
     let (header, payload) = data.split_at(split);
-    if let Ok(e) = Entry::decode(Bytes::copy_from_slice(header), Bytes::copy_from_slice(payload)) {
+    if let Ok(e) = Entry::decode(
+        Bytes::copy_from_slice(header),
+        Bytes::copy_from_slice(payload),
+    ) {
         let _ = verifier.verify(&e);
         let _ = e.payload();
     }

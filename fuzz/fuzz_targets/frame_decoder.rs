@@ -8,7 +8,9 @@ use starling_net::entry::EntryVerifier;
 use starling_net::wire::{Frame, FrameDecoder};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let cut = usize::from(cut).max(1);
     let max = 4096;
     let mut decoder = FrameDecoder::new(max);

@@ -87,6 +87,7 @@ impl Bytes<'_> {
                         delay_us: self.u64(),
                     })
                     .collect(),
+                next_seq: self.u64(),
             },
             3 => Message::Leave {
                 topic: self.topic(),

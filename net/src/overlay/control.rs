@@ -358,7 +358,12 @@ impl Reader<'_> {
                         })
                     })
                     .collect::<Result<_, _>>()?;
-                Message::Redirect { topic, candidates }
+                let next_seq = self.u64("next seq")?;
+                Message::Redirect {
+                    topic,
+                    candidates,
+                    next_seq,
+                }
             }
             K::Leave => Message::Leave {
                 topic: self.topic()?,
@@ -516,7 +521,11 @@ pub fn encode(
             }
             w
         }
-        Message::Redirect { topic, candidates } => {
+        Message::Redirect {
+            topic,
+            candidates,
+            next_seq,
+        } => {
             let mut w = Writer::new(K::Redirect, address_of);
             w.out.put_slice(topic.as_bytes());
             let candidates = &candidates[..candidates.len().min(MAX_PEERS)];
@@ -525,6 +534,7 @@ pub fn encode(
                 w.peer(&c.peer);
                 w.out.put_u64(c.delay_us);
             }
+            w.out.put_u64(*next_seq);
             w
         }
         Message::Leave { topic } => {

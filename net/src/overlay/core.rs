@@ -214,6 +214,7 @@ where
                                     delay_us: 0,
                                 }]
                             },
+                            next_seq: 0,
                         },
                     }),
                 }
@@ -243,12 +244,17 @@ where
                     });
                 }
             }
-            Message::Redirect { topic, candidates } => {
+            Message::Redirect {
+                topic,
+                candidates,
+                next_seq,
+            } => {
                 if let Some(state) = self.topics.get_mut(&topic) {
                     state.on_redirect(
                         &mut Context::new(&mut self.shared, topic, now, out),
                         from,
                         candidates,
+                        next_seq,
                     );
                 }
             }

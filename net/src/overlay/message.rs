@@ -113,6 +113,9 @@ pub enum Message<P, B> {
         /// Candidates, ranked by the sender's measured cost, each with its estimated delay from
         /// the root: the joiner probes them and picks the one that delivers soonest to it.
         candidates: Vec<Candidate<P>>,
+        /// The sender's next frame seq (0: no frame yet). From the root, it tells a joiner
+        /// that the stream is live, so a parent that then sends nothing is starving it.
+        next_seq: u64,
     },
     /// The sender stops being a child.
     Leave {
@@ -205,7 +208,7 @@ impl<P, B: Payload> Message<P, B> {
         match self {
             Message::Join { .. } => 1 + 32 + ID + 8,
             Message::Accept { path, .. } => 1 + 32 + 24 + 1 + ID * path.len(),
-            Message::Redirect { candidates, .. } => 1 + 32 + 1 + (ID + 8) * candidates.len(),
+            Message::Redirect { candidates, .. } => 1 + 32 + 1 + (ID + 8) * candidates.len() + 8,
             Message::Leave { .. } => 1 + 32,
             Message::Frame { payload, .. } => 1 + 32 + 8 + payload.wire_len(),
             Message::Repair { .. } => 1 + 32 + 16,

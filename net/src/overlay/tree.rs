@@ -119,6 +119,8 @@ pub(super) struct TopicState<P, B> {
     swap: SwapState<P>,
     /// Whether the RTT to the root was measured before the first join.
     root_probed: bool,
+    /// Whether the root told us the stream has frames (see `note_root_seq`).
+    root_says_live: bool,
     /// Which frames came, which are missing, which are next.
     seq: Sequencing<B>,
     /// Recent frames, for children's repairs.
@@ -156,6 +158,7 @@ where
             last_join_at: 0,
             swap: SwapState::default(),
             root_probed: false,
+            root_says_live: false,
             seq: Sequencing::default(),
             cache: RepairCache::default(),
             repair_budget: RepairBudget::new(config),
@@ -246,6 +249,15 @@ where
                     target, previous, ..
                 } => target == peer || previous.as_ref() == Some(peer),
             }
+    }
+
+    /// The root told us its next seq: past 0, the stream is live, and a parent that sends us
+    /// nothing is starving us. Only the root's word counts (it is the stream's owner, and the
+    /// link proves who sent it).
+    fn note_root_seq(&mut self, from: P, next_seq: u64) {
+        if from == self.root && next_seq > 0 {
+            self.root_says_live = true;
+        }
     }
 
     /// How long since a join last reached us (or the topic was opened by one).
@@ -363,6 +375,7 @@ where
                 Message::Redirect {
                     topic: cx.topic,
                     candidates,
+                    next_seq: self.forward_seq(),
                 },
             );
             return;
@@ -415,6 +428,7 @@ where
                 Message::Redirect {
                     topic: cx.topic,
                     candidates,
+                    next_seq: self.forward_seq(),
                 },
             );
         }
@@ -452,6 +466,7 @@ where
             Message::Redirect {
                 topic: cx.topic,
                 candidates,
+                next_seq: self.forward_seq(),
             },
         );
     }
@@ -499,6 +514,7 @@ where
                 Message::Redirect {
                     topic: cx.topic,
                     candidates,
+                    next_seq: self.forward_seq(),
                 },
             );
             shed.push(child);
@@ -587,6 +603,7 @@ where
                 if *parent == from && self.has_attached {
                     // A path update after our parent moved: pass it down.
                     self.rate.adopt(rate);
+                    self.note_root_seq(from, next_seq);
                     self.path = path;
                     self.parent_delay_us = delay_us;
                     self.send_path_updates(cx);
@@ -599,6 +616,7 @@ where
             }
         };
         self.rate.adopt(rate);
+        self.note_root_seq(from, next_seq);
         if let Some(old) = previous.filter(|p| *p != from) {
             cx.send(old, Message::Leave { topic: cx.topic });
         }
@@ -666,7 +684,9 @@ where
         cx: &mut Context<'_, P, V, B>,
         from: P,
         candidates: Vec<Candidate<P>>,
+        next_seq: u64,
     ) {
+        self.note_root_seq(from, next_seq);
         let me = cx.shared.me;
         let avoid = &self.avoid;
         let usable = |c: &Candidate<P>| {
@@ -816,8 +836,12 @@ where
             // Our own full uplink delays our probes too: then the parent is not to blame.
             && cx.shared.own_backlog() < 256 * 1024
             && !self.delay_is_ours(cx.shared, &parent, cx.now);
+        // Silence counts once frames have flowed to us — or once the root has told us the
+        // stream is live: a parent that accepts and then sends nothing would otherwise starve
+        // a node that never got its first frame, for ever.
+        let expecting = self.seq.started || self.root_says_live;
         let silent =
-            self.seq.started && cx.now.saturating_sub(self.seq.last_frame_at) > c.parent_silence_us;
+            expecting && cx.now.saturating_sub(self.seq.last_frame_at) > c.parent_silence_us;
         if !(inflated || silent) {
             self.congested_since = None;
             return;

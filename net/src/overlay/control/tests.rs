@@ -81,6 +81,7 @@ fn samples(a: PeerId, b: PeerId, c: PeerId) -> Vec<Message<PeerId, Entry>> {
                     delay_us: u64::MAX,
                 },
             ],
+            next_seq: 0,
         },
         Message::Leave { topic },
         Message::Repair {
@@ -134,6 +135,7 @@ fn every_control_message_round_trips_and_hands_back_the_addresses_it_names() {
                 delay_us: 3,
             },
         ],
+        next_seq: 0,
     };
     let (r, learned) = decode_body(body(&redirect, &book));
     assert!(r.is_ok());
@@ -342,6 +344,7 @@ fn arb_message(pool: Vec<PeerId>) -> impl Strategy<Value = Message<PeerId, Entry
                     .into_iter()
                     .map(|(peer, delay_us)| Candidate { peer, delay_us })
                     .collect(),
+                next_seq: 0
             }),
         topic().prop_map(|topic| Message::Leave { topic }),
         (topic(), any::<u64>(), any::<u64>()).prop_map(|(topic, from, to)| Message::Repair {

@@ -60,8 +60,13 @@ fn message() -> impl Strategy<Value = Message<u32, P>> {
                     adoption,
                 }
             }),
-        (topic(), candidates)
-            .prop_map(|(topic, candidates)| Message::Redirect { topic, candidates }),
+        (topic(), candidates, wild_u64()).prop_map(|(topic, candidates, next_seq)| {
+            Message::Redirect {
+                topic,
+                candidates,
+                next_seq,
+            }
+        }),
         topic().prop_map(|topic| Message::Leave { topic }),
         (topic(), any::<u32>(), wild_u64()).prop_map(|(topic, descendants, root_rtt_us)| {
             Message::Report {

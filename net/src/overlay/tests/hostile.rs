@@ -464,3 +464,33 @@ fn floods_to_unknown_destinations_are_bounded() {
         .count();
     assert_eq!(sent, 64 * 9, "64 floods to the 9 other neighbours");
 }
+
+/// A parent that accepts and then sends nothing: once the root has said the stream is live
+/// (its redirect's `next_seq`), the silence counts and the node moves on, avoiding it. Before
+/// the stream starts, waiting for the first frame is normal and the node stays.
+#[test]
+fn a_parent_that_accepts_and_starves_us_is_left_once_the_stream_is_live() {
+    let run = |root_next_seq: u64| {
+        let mut n = joiner();
+        let mut out = Vec::new();
+        let to_sybil = Message::Redirect {
+            topic: T,
+            candidates: vec![Candidate {
+                peer: 9,
+                delay_us: 0,
+            }],
+            next_seq: root_next_seq,
+        };
+        n.handle(T0 + 10, received(0, to_sybil), &mut out);
+        n.handle(T0 + 20, received(9, accept(vec![0, 9], 0, false)), &mut out);
+        assert_eq!(n.parent(&T), Some(9));
+        for step in 1..=60 {
+            n.handle(T0 + 20 + step * 100_000, Event::Tick, &mut out);
+        }
+        (n.parent(&T), n.stats().left_congested)
+    };
+    assert_eq!(run(0), (Some(9), 0), "no frame yet anywhere: it waits");
+    let (parent, left) = run(50);
+    assert_eq!(left, 1, "the stream is live and 9 sends nothing: it leaves");
+    assert_ne!(parent, Some(9));
+}

@@ -54,6 +54,7 @@ fn probing_joiner() -> (Overlay<u32, P, Check>, HashMap<u32, u64>) {
             candidate(2, 10_000),
             candidate(3, 10_000),
         ],
+        next_seq: 0,
     };
     let out = feed(
         &mut j,

@@ -13,6 +13,7 @@ fn moving_relay() -> Overlay<u32, P, Check> {
             peer: 7,
             delay_us: 0,
         }],
+        next_seq: 0,
     };
     let mut out = Vec::new();
     n.handle(T0 + 10, received(0, away), &mut out);

@@ -201,6 +201,7 @@ pub(super) fn attached(
                 peer: parent,
                 delay_us: 0,
             }],
+            next_seq: 0,
         };
         n.handle(T0, received(0, away), &mut out);
     }
@@ -290,6 +291,7 @@ fn a_stale_path_update_from_the_parent_being_left_does_not_reattach() {
             peer: 7,
             delay_us: 0,
         }],
+        next_seq: 0,
     };
     n.handle(T0 + 10, received(0, away), &mut out);
     assert_eq!(n.parent(&T), None, "joining 7");

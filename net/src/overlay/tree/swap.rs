@@ -333,6 +333,7 @@ where
                 Message::Redirect {
                     topic: cx.topic,
                     candidates: vec![to],
+                    next_seq: 0,
                 },
             );
         }
