@@ -4,7 +4,8 @@
 //! needs and knows nothing of how entries are encoded or signed (that is `starling-engine`'s):
 //!
 //! - [`Store`]: one fjall database per node directory, with keyspaces for entry headers,
-//!   payloads (key-value separated, uncompressed), heads, clock order and reverse `next` links.
+//!   payloads (key-value separated, uncompressed), heads, clock order and reverse `next` links
+//!   (per log).
 //! - [`Durability`]: per-write sync (default), periodic sync, or OS-buffered.
 //! - [`StoreError`]: typed errors.
 

@@ -92,6 +92,15 @@ fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
     k
 }
 
+/// A `links` row: in `log`, `child` names `parent` in its `next`.
+fn link_key(log: &[u8; 32], parent: &Hash, child: &Hash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32 + 2 * HASH_LEN);
+    k.extend_from_slice(log);
+    k.extend_from_slice(parent);
+    k.extend_from_slice(child);
+    k
+}
+
 fn clock_row_key(log: &[u8; 32], clock: &ClockKey, hash: &Hash) -> Vec<u8> {
     let mut k = Vec::with_capacity(32 + CLOCK_KEY_LEN + HASH_LEN);
     k.extend_from_slice(log);
@@ -181,7 +190,7 @@ impl Store {
                 size.to_be_bytes().to_vec(),
             );
             for parent in e.next {
-                batch.insert(&s.links, key2(parent, &e.hash), Vec::new());
+                batch.insert(&s.links, link_key(log, parent, &e.hash), Vec::new());
             }
             if e.is_head {
                 batch.insert(&s.heads, key2(log, &e.hash), Vec::new());
@@ -205,9 +214,9 @@ impl Store {
             batch.remove(&s.clock, clock_row_key(log, &row.clock, &row.hash));
             batch.remove(&s.heads, key2(log, &row.hash));
             for parent in next {
-                batch.remove(&s.links, key2(parent, &row.hash));
+                batch.remove(&s.links, link_key(log, parent, &row.hash));
             }
-            for child in s.links.prefix(row.hash) {
+            for child in s.links.prefix(key2(log, &row.hash)) {
                 batch.remove(&s.links, child.key()?.to_vec());
             }
         }
@@ -252,9 +261,10 @@ impl Store {
             .collect()
     }
 
-    /// Whether any stored entry names `hash` in its `next`.
-    pub fn has_children(&self, hash: &Hash) -> Result<bool, StoreError> {
-        match self.inner.links.prefix(hash).next() {
+    /// Whether any stored entry of `log` names `hash` in its `next`. Per log: an entry of
+    /// another log naming it (any writer may) must not make it stop being a head here.
+    pub fn has_children(&self, log: &[u8; 32], hash: &Hash) -> Result<bool, StoreError> {
+        match self.inner.links.prefix(key2(log, hash)).next() {
             Some(g) => g.key().map(|_| true).map_err(StoreError::from),
             None => Ok(false),
         }
@@ -298,5 +308,55 @@ impl Store {
     /// Forces everything written so far to disk.
     pub fn sync(&self) -> Result<(), StoreError> {
         Ok(self.inner.db.persist(PersistMode::SyncData)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Durability, StoreConfig};
+
+    fn entry<'a>(hash: u8, next: &'a [Hash]) -> NewEntry<'a> {
+        NewEntry {
+            hash: [hash; 32],
+            header: Bytes::from_static(b"h"),
+            payload: Bytes::from_static(b"p"),
+            clock: [hash; CLOCK_KEY_LEN],
+            next,
+            is_head: true,
+        }
+    }
+
+    /// Links are per log: an entry of log B naming log A's entry (any writer may name any
+    /// hash) does not make it a non-head of A; trimming B removes B's rows only.
+    #[test]
+    fn another_logs_entry_naming_ours_does_not_give_it_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreConfig {
+                durability: Durability::Buffered,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let ours = [10u8; 32];
+        store.write_entries(&a, &[entry(10, &[])], &[]).unwrap();
+        let names_ours = [ours];
+        store
+            .write_entries(&b, &[entry(20, &names_ours)], &[])
+            .unwrap();
+        assert!(!store.has_children(&a, &ours).unwrap(), "not in log A");
+        assert!(store.has_children(&b, &ours).unwrap(), "log B's own link");
+        let mine = [ours];
+        store
+            .write_entries(&a, &[entry(11, &mine)], &[ours])
+            .unwrap();
+        assert!(store.has_children(&a, &ours).unwrap());
+        let row = store.clock_rows(&b, None, false).next().unwrap().unwrap();
+        store.remove_entries(&b, &[(row, vec![ours])]).unwrap();
+        assert!(!store.has_children(&b, &ours).unwrap());
+        assert!(store.has_children(&a, &ours).unwrap(), "A's link stays");
     }
 }

@@ -356,8 +356,8 @@ impl Log {
             .collect();
         let mut rows = Vec::with_capacity(accepted.len());
         for (e, next) in accepted.iter().zip(&nexts) {
-            let is_head =
-                !referenced.contains(&e.hash()) && !self.store.has_children(&e.hash().0)?;
+            let is_head = !referenced.contains(&e.hash())
+                && !self.store.has_children(self.id.as_bytes(), &e.hash().0)?;
             rows.push(NewEntry {
                 hash: e.hash().0,
                 header: e.header(),
