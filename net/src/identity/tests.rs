@@ -274,3 +274,32 @@ fn bad_key_files_are_typed() {
         IdentityError::KeyFileIo { .. }
     ));
 }
+
+mod network_keys {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Any bytes a peer sends as a public key either fail to parse with a typed error or
+        /// give a key whose PeerId (and libp2p form) is computed without panicking: the
+        /// conversions' `expect`s are unreachable for keys that parsed.
+        #[test]
+        fn any_public_key_that_parses_has_a_peer_id(
+            ed in prop::collection::vec(any::<u8>(), 32),
+            secp in prop::collection::vec(any::<u8>(), 33),
+            prefix in prop::sample::select(vec![2u8, 3]),
+        ) {
+            if let Ok(k) = PublicKey::from_raw_bytes(KeyType::Ed25519, &ed) {
+                let _ = k.peer_id();
+            }
+            let mut secp = secp;
+            secp[0] = prefix;
+            if let Ok(k) = PublicKey::from_raw_bytes(KeyType::Secp256k1, &secp) {
+                prop_assert_eq!(k.peer_id(), k.to_libp2p().to_peer_id());
+            }
+        }
+    }
+}
