@@ -137,8 +137,12 @@ impl Bytes<'_> {
                 delivery_rate: self.u64() as f64,
                 lost: self.u64(),
             },
-            7 => match self.u8() % 2 {
+            7 => match self.u8() % 3 {
                 0 => Event::LinkUp(self.peer()),
+                1 => Event::LinkNetwork {
+                    peer: self.peer(),
+                    network: u64::from(self.u8() % 3),
+                },
                 _ => Event::LinkDown(self.peer()),
             },
             8 => Event::Command(Command::Subscribe {

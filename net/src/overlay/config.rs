@@ -13,6 +13,8 @@ pub struct OverlayConfig {
     pub upload_bytes_per_s: u64,
     /// Topics a node takes part in. Default 8.
     pub max_topics: usize,
+    /// Children a node takes from one source network (see `Event::LinkNetwork`). Default 2.
+    pub max_children_per_network: usize,
     /// Frames kept per topic for repair. Default 128.
     pub repair_cache: usize,
     /// …and at most this many bytes of them (the newest frame is always kept). Default 256 KiB
@@ -92,6 +94,7 @@ impl Default for OverlayConfig {
             max_children: 4,
             upload_bytes_per_s: 100_000_000,
             max_topics: 8,
+            max_children_per_network: 2,
             repair_cache: 128,
             repair_cache_bytes: 256 << 10,
             repair_frames_per_s: 1_024,

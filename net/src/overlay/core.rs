@@ -99,7 +99,14 @@ where
                     message: Message::Probe { nonce },
                 });
             }
+            Event::LinkNetwork { peer, network } => {
+                // Only for a live link: the table is bounded by the links.
+                if self.shared.links.contains_key(&peer) {
+                    self.shared.networks.insert(peer, network);
+                }
+            }
             Event::LinkDown(peer) => {
+                self.shared.networks.remove(&peer);
                 self.shared.links.remove(&peer);
                 self.shared.note_link(&peer);
                 self.routing.forget(&peer);
@@ -374,6 +381,7 @@ where
             let used = self.topics.values().any(|t| t.involves(peer)) || self.routing.uses(peer);
             if !used {
                 self.shared.links.remove(peer);
+                self.shared.networks.remove(peer);
                 self.shared.note_link(peer);
                 out.push(Action::Disconnect(*peer));
             }

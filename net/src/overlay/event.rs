@@ -12,6 +12,16 @@ pub enum Event<P, B> {
     LinkUp(P),
     /// The connection to `P` is gone.
     LinkDown(P),
+    /// The source network the connection to `peer` comes from (the driver hashes an IPv4 /24
+    /// or an IPv6 /48; loopback is not reported): a node takes at most
+    /// `max_children_per_network` children from one network, so a handful of identities on
+    /// one host cannot fill the top of a tree.
+    LinkNetwork {
+        /// Which peer.
+        peer: P,
+        /// Its network, as an opaque number.
+        network: u64,
+    },
     /// The transport measured a link.
     LinkMeasured {
         /// Which.

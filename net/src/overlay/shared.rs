@@ -19,6 +19,8 @@ pub(super) struct Shared<P, V> {
     pub(super) links: HashMap<P, LinkMetrics>,
     pub(super) verifier: V,
     pub(super) rng: SplitMix64,
+    /// The source network of each link that reported one (removed with the link).
+    pub(super) networks: HashMap<P, u64>,
     /// Probe nonces (their own stream, so that probing draws nothing from `rng`).
     nonces: SplitMix64,
     pub(super) stats: OverlayStats,
@@ -38,6 +40,7 @@ impl<P: Eq + Hash, V> Shared<P, V> {
             links: HashMap::new(),
             verifier,
             rng: SplitMix64::new(seed),
+            networks: HashMap::new(),
             nonces: SplitMix64::new(seed ^ 0x9e37_79b9_7f4a_7c15),
             stats: OverlayStats::default(),
             uplink: Uplink::default(),

@@ -260,6 +260,20 @@ where
         }
     }
 
+    /// Whether `joiner`'s source network already has `max_children_per_network` of our
+    /// children (unknown networks — loopback, the simulator — are not counted).
+    fn network_full<V>(&self, shared: &Shared<P, V>, joiner: &P) -> bool {
+        let Some(network) = shared.networks.get(joiner) else {
+            return false;
+        };
+        let same = self
+            .children
+            .iter()
+            .filter(|c| shared.networks.get(*c) == Some(network))
+            .count();
+        same >= shared.config.max_children_per_network
+    }
+
     /// How long since a join last reached us (or the topic was opened by one).
     pub(super) fn idle_for(&self, now: u64) -> u64 {
         now.saturating_sub(self.last_join_at)
@@ -381,6 +395,12 @@ where
             return;
         }
         let already = self.children.contains(&joiner);
+        if !already && self.network_full(cx.shared, &joiner) {
+            // Enough children from the joiner's network: it goes on to our children, like
+            // any joiner we cannot take.
+            self.redirect_to_children(cx, joiner);
+            return;
+        }
         // Our old parent, joining us after a swap, is admitted beyond capacity: our old
         // children are about to go below it.
         let fits_rate = self.children.len() < self.capacity(cx.shared)

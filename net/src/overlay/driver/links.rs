@@ -1,6 +1,7 @@
 //! The driver's links: accepting connections (handshakes in parallel, bounded), dialing,
 //! locating peers whose address is unknown, and feeding each link's measurements to the core.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -48,7 +49,8 @@ impl Driver {
     pub(super) fn register(&mut self, conn: Connection) {
         let peer = conn.peer_id();
         self.dialing.remove(&peer);
-        self.book.verified(peer, conn.remote_addr());
+        let remote = conn.remote_addr();
+        self.book.verified(peer, remote);
         let reader = conn.clone();
         let internal = self.internal_tx.clone();
         let id = conn_id(&conn);
@@ -73,6 +75,9 @@ impl Driver {
             old.close("duplicate connection");
         }
         self.feed(Event::LinkUp(peer));
+        if let Some(network) = source_network(remote.ip()) {
+            self.feed(Event::LinkNetwork { peer, network });
+        }
         self.feed(Event::LinkMeasured {
             peer,
             rtt_us: Some(handshake_rtt),
@@ -167,5 +172,48 @@ impl Driver {
                 lost,
             });
         }
+    }
+}
+
+/// The source network an address counts against for the children cap: its IPv4 /24 or IPv6
+/// /48 (one site), as a number; none for loopback (peers on this very host, as in a local
+/// swarm).
+fn source_network(ip: IpAddr) -> Option<u64> {
+    if ip.is_loopback() {
+        return None;
+    }
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let prefix: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
+        IpAddr::V6(v6) => v6.octets()[..6].to_vec(),
+    };
+    let hash = blake3::hash(&prefix);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    Some(u64::from_le_bytes(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_network_is_a_slash_24_or_a_slash_48_and_loopback_is_none() {
+        let n = |s: &str| source_network(s.parse().unwrap());
+        assert_eq!(n("203.0.113.7"), n("203.0.113.200"));
+        assert_ne!(n("203.0.113.7"), n("203.0.114.7"));
+        assert_eq!(
+            n("::ffff:203.0.113.9"),
+            n("203.0.113.7"),
+            "mapped IPv4 is IPv4"
+        );
+        assert_eq!(n("2001:db8:1:2::1"), n("2001:db8:1:ffff::9"));
+        assert_ne!(n("2001:db8:1::1"), n("2001:db8:2::1"));
+        assert_eq!(n("127.0.0.2"), None);
+        assert_eq!(n("::1"), None);
+        assert!(n("10.0.0.1").is_some());
     }
 }

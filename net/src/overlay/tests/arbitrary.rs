@@ -123,6 +123,7 @@ fn event() -> impl Strategy<Value = Event<u32, P>> {
             }
         ),
         1 => peer().prop_map(Event::LinkUp),
+        1 => (peer(), 0..3u64).prop_map(|(peer, network)| Event::LinkNetwork { peer, network }),
         1 => peer().prop_map(Event::LinkDown),
         1 => (topic(), peer()).prop_map(|(topic, root)| Event::Command(Command::Subscribe {
             topic,

@@ -494,3 +494,26 @@ fn a_parent_that_accepts_and_starves_us_is_left_once_the_stream_is_live() {
     assert_eq!(left, 1, "the stream is live and 9 sends nothing: it leaves");
     assert_ne!(parent, Some(9));
 }
+
+/// A handful of identities on one network cannot fill a node's children: the third from one
+/// network goes on to the node's children, while a joiner from elsewhere is admitted.
+#[test]
+fn identities_from_one_network_cannot_fill_the_children() {
+    let mut root = Overlay::new(0, config(8), Check, 0);
+    let mut out = Vec::new();
+    for (peer, network) in [(1, 77), (2, 77), (3, 77), (4, 5)] {
+        root.handle(T0, Event::LinkUp(peer), &mut out);
+        root.handle(T0, Event::LinkNetwork { peer, network }, &mut out);
+        root.handle(T0, received(peer, join()), &mut out);
+    }
+    assert_eq!(root.children(&T), &[1, 2, 4]);
+    let to_3: Vec<_> = sends(&out).into_iter().filter(|(to, _)| *to == 3).collect();
+    assert!(
+        to_3.iter()
+            .any(|(_, m)| matches!(m, Message::Redirect { .. })),
+        "{to_3:?}"
+    );
+    // A peer whose network is unknown (loopback, the simulator) is not counted.
+    root.handle(T0, received(10, join()), &mut out);
+    assert_eq!(root.children(&T), &[1, 2, 4, 10]);
+}
