@@ -90,6 +90,16 @@ pub(crate) struct SimArgs {
     /// with its virtual time in µs: how to follow one node through joins and swaps.
     #[arg(long)]
     trace_node: Option<u32>,
+    /// This fraction of the subscribers are attackers from one address prefix: they take
+    /// joiners in and forward them nothing, and claim 1 µs RTTs in joins and reports. The
+    /// same world is then run again with Sybils that only starve (the baseline); the summary
+    /// gives, for honest nodes, the delivered ratio and the fraction whose path to the root
+    /// crosses a Sybil (`captured_fraction`, and `captured_fraction_baseline`).
+    #[arg(long, default_value_t = 0.0)]
+    sybils: f64,
+    /// (Set for the baseline run: Sybils starve but do not lie.)
+    #[arg(skip)]
+    sybils_starve_only: bool,
 }
 
 /// Frames and probes: too many to trace.
@@ -123,10 +133,41 @@ pub(crate) fn run(args: SimArgs) -> Result<()> {
     if let Some(status) = rerun_with_huge_pages()? {
         std::process::exit(status);
     }
-    let (table, json) = simulate(&args)?;
+    let (table, mut json) = simulate(&args)?;
     print!("{table}");
+    if args.sybils > 0.0 {
+        let baseline = SimArgs {
+            sybils_starve_only: true,
+            trace_node: None,
+            ..args
+        };
+        let (_, base_json) = simulate(&baseline)?;
+        let captured = json_field(&json, "captured_fraction");
+        let base = json_field(&base_json, "captured_fraction");
+        // A ratio over a baseline of zero says nothing: then it is null.
+        let ratio = (base > 0.0).then(|| captured / base);
+        println!(
+            "captured: {captured:.4} lying, {base:.4} starving only (baseline), ratio {}",
+            ratio.map_or("n/a".into(), |r| format!("{r:.2}"))
+        );
+        json.pop();
+        json.push_str(&format!(
+            ",\"captured_fraction_baseline\":{base:.5},\"captured_vs_baseline\":{}}}",
+            ratio.map_or("null".into(), |r| format!("{r:.3}"))
+        ));
+    }
     println!("{json}");
     Ok(())
+}
+
+/// A number field of a flat JSON line (NaN if absent).
+fn json_field(json: &str, name: &str) -> f64 {
+    let key = format!("\"{name}\":");
+    json.split(&key)
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// glibc's malloc hands out 4 KiB pages; 100,000 overlay cores spread over ~1.6 GB then miss
@@ -196,6 +237,13 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
         upload,
         args.loss,
     );
+    if args.sybils > 0.0 {
+        // The same draws in the baseline run: the same nodes are Sybils in both.
+        for i in pubs..n {
+            w.hosts[i].sybil = w.rng.next_f64() < args.sybils;
+        }
+        w.sybils_lie = !args.sybils_starve_only;
+    }
     for p in 0..pubs {
         w.hosts[p].upload_bps = upload * 4.0;
         w.queue.push(
@@ -274,6 +322,22 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
                             queued_bytes: 0,
                             delivery_rate: 0.0,
                             lost: 0,
+                        },
+                    );
+                }
+                if args.sybils > 0.0 && matches!(msg, starling_net::overlay::Message::Join { .. }) {
+                    // The driver reports each connection's source network: Sybils share one
+                    // prefix, every honest node has its own.
+                    let network = if w.hosts[from as usize].sybil {
+                        u64::MAX
+                    } else {
+                        u64::from(from)
+                    };
+                    w.feed(
+                        to,
+                        Event::LinkNetwork {
+                            peer: from,
+                            network,
                         },
                     );
                 }
@@ -426,6 +490,31 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
     )
 }
 
+/// The fraction of honest `survivors` whose path to the (first) root crosses a Sybil.
+fn captured_fraction(w: &World, survivors: &[u32], pubs: usize) -> f64 {
+    if !w.hosts.iter().any(|h| h.sybil) {
+        return 0.0;
+    }
+    let t = topic(0);
+    let captured = survivors
+        .iter()
+        .filter(|&&i| {
+            let mut at = i;
+            // Bounded walk: a path is at most as long as the tree is deep (loops end it).
+            for _ in 0..64 {
+                match w.nodes[at as usize].parent(&t) {
+                    Some(p) if (p as usize) < pubs => return false,
+                    Some(p) if w.hosts[p as usize].sybil => return true,
+                    Some(p) => at = p,
+                    None => return false,
+                }
+            }
+            false
+        })
+        .count();
+    captured as f64 / survivors.len().max(1) as f64
+}
+
 #[allow(clippy::too_many_arguments)]
 fn report(
     args: &SimArgs,
@@ -438,9 +527,11 @@ fn report(
     wall: Instant,
 ) -> Result<(String, String)> {
     let pubs = args.publishers;
+    // Honest survivors: Sybils are not counted as receivers.
     let survivors: Vec<u32> = (pubs as u32..n as u32)
-        .filter(|i| !killed.contains(i))
+        .filter(|i| !killed.contains(i) && !w.hosts[*i as usize].sybil)
         .collect();
+    let captured = captured_fraction(w, &survivors, pubs);
     let expected = in_window * survivors.len() as u64;
     let delivered: u64 = survivors
         .iter()
@@ -525,7 +616,7 @@ fn report(
         writeln!(table, "{k:<28} {v:>12}")?;
     }
     let json = format!(
-        "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{stretch_p95:.3},\"reference_stretch_p95\":{},\"arrival_order_stretch_p95\":{},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"swaps\":{swaps},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0}}}",
+        "{{\"nodes\":{},\"publishers\":{},\"seed\":{},\"delivered_ratio\":{ratio:.5},\"delivered_within_2s\":{ratio_2s:.5},\"overhead\":{overhead:.4},\"attach_p95_ms\":{:.1},\"depth_p95\":{},\"latency_p50_ms\":{:.1},\"latency_p99_ms\":{:.1},\"stretch_p95\":{stretch_p95:.3},\"reference_stretch_p95\":{},\"arrival_order_stretch_p95\":{},\"max_children\":{max_children},\"reroute_p95_ms\":{:.1},\"reattaches\":{reattaches},\"swaps\":{swaps},\"rmr\":{rmr:.5},\"ldh\":{ldh},\"skipped\":{},\"control_bytes_per_node_s\":{control_per_node_s:.1},\"wall_s\":{wall_s:.1},\"peak_rss_mb\":{rss:.0},\"sybils\":{},\"captured_fraction\":{captured:.5}}}",
         args.nodes,
         pubs,
         args.seed,
@@ -537,6 +628,7 @@ fn report(
         reference.map_or("null".into(), |r| format!("{:.3}", r.arrival_order)),
         ms(&m.reroute, 0.95),
         m.skipped,
+        args.sybils,
     );
     Ok((table, json))
 }
@@ -647,5 +739,18 @@ mod tests {
         let (_, json) = simulate(&args(&[])).unwrap();
         assert!(json.contains("\"delivered_ratio\":1.00000"), "{json}");
         assert!(json.contains("\"skipped\":0"), "{json}");
+    }
+
+    /// Sybils that take joiners in and starve them (and lie, or not) are counted apart: honest
+    /// nodes still get nearly every frame, and the captured fraction is measured.
+    #[test]
+    fn sybils_are_measured_apart_and_honest_nodes_escape_them() {
+        let (_, json) = simulate(&args(&["--sybils", "0.05"])).unwrap();
+        assert!(json_field(&json, "sybils") > 0.0);
+        let captured = json_field(&json, "captured_fraction");
+        assert!((0.0..0.05).contains(&captured), "{json}");
+        assert!(json_field(&json, "delivered_ratio") > 0.95, "{json}");
+        let (_, clean) = simulate(&args(&[])).unwrap();
+        assert_eq!(json_field(&clean, "captured_fraction"), 0.0);
     }
 }

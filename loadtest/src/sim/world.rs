@@ -140,6 +140,9 @@ pub(crate) struct Host {
     /// The link figures last fed to the core (queued bytes, rate) and to which children.
     pub(crate) fed: (u64, f64),
     pub(crate) fed_children: Vec<u32>,
+    /// An attacker (`--sybils`): runs the same core but forwards no frames, and (unless the
+    /// run is the starve-only baseline) claims a 1 µs RTT in its joins and reports.
+    pub(crate) sybil: bool,
 }
 
 /// Byte counters.
@@ -161,6 +164,8 @@ pub(crate) struct World {
     pub(crate) bytes: Bytes,
     pub(crate) now: u64,
     scratch: Vec<Action<u32, SimFrame>>,
+    /// Whether Sybils lie (claims of 1 µs) besides starving their children.
+    pub(crate) sybils_lie: bool,
 }
 
 /// Payload bytes per simulated packet (for loss).
@@ -187,6 +192,7 @@ impl World {
                 next_tick: 0,
                 fed: (u64::MAX, 0.0),
                 fed_children: Vec::new(),
+                sybil: false,
             })
             .collect();
         let nodes = (0..n as u32)
@@ -210,6 +216,7 @@ impl World {
             bytes: Bytes::default(),
             now: 0,
             scratch: Vec::new(),
+            sybils_lie: false,
         }
     }
 
@@ -240,7 +247,15 @@ impl World {
         let mut delivered = Vec::new();
         for action in out.drain(..) {
             match action {
-                Action::Send { to, message } => self.send(node, to, message),
+                Action::Send { to, message } => {
+                    if self.hosts[node as usize].sybil {
+                        if let Some(message) = sybil_rewrite(message, self.sybils_lie) {
+                            self.send(node, to, message);
+                        }
+                    } else {
+                        self.send(node, to, message);
+                    }
+                }
                 Action::WakeAt(at) => {
                     let h = &mut self.hosts[node as usize];
                     if at > h.next_tick || h.next_tick <= self.now {
@@ -324,6 +339,29 @@ impl World {
             }
         }
         self.queue.push(arrive, Kind::Deliver { to, from, msg });
+    }
+}
+
+/// What a Sybil sends instead of `message`: no frames (it starves whoever it took in), and
+/// when lying, joins and reports claiming to be 1 µs from everyone (to be placed high and
+/// handed slots).
+fn sybil_rewrite(message: Msg, lie: bool) -> Option<Msg> {
+    use starling_net::overlay::Message;
+    match message {
+        Message::Frame { .. } => None,
+        Message::Join { topic, root, .. } if lie => Some(Message::Join {
+            topic,
+            root,
+            rtt_us: 1,
+        }),
+        Message::Report {
+            topic, descendants, ..
+        } if lie => Some(Message::Report {
+            topic,
+            descendants,
+            root_rtt_us: 1,
+        }),
+        other => Some(other),
     }
 }
 

@@ -860,8 +860,9 @@ where
         // stream is live: a parent that accepts and then sends nothing would otherwise starve
         // a node that never got its first frame, for ever.
         let expecting = self.seq.started || self.root_says_live;
-        let silent =
-            expecting && cx.now.saturating_sub(self.seq.last_frame_at) > c.parent_silence_us;
+        let silent = expecting
+            && cx.now.saturating_sub(self.seq.last_frame_at)
+                > c.parent_silence_us.max(8 * self.rate.frame_interval_us());
         if !(inflated || silent) {
             self.congested_since = None;
             return;

@@ -517,3 +517,57 @@ fn identities_from_one_network_cannot_fill_the_children() {
     root.handle(T0, received(10, join()), &mut out);
     assert_eq!(root.children(&T), &[1, 2, 4, 10]);
 }
+
+/// Silence is judged against the stream's own pace (as the parent's accept states it, then
+/// as measured): a stream with a frame every 4 s is not a silent parent after 1 s, while a
+/// parent of a 30 fps stream that stops for 1.5 s is.
+#[test]
+fn silence_is_measured_in_frame_intervals_of_the_stream() {
+    let left_after = |every_us: u64, gap_us: u64| {
+        // (No periodic probes: unanswered, they would read as an inflated RTT.)
+        let mut n = Overlay::new(
+            5,
+            OverlayConfig {
+                probe_interval_us: u64::MAX / 2,
+                ..config(4)
+            },
+            Check,
+            5,
+        );
+        let mut out = Vec::new();
+        n.handle(
+            T0,
+            Event::Command(Command::Subscribe { topic: T, root: 0 }),
+            &mut out,
+        );
+        answer_probes(&mut n, T0, &out);
+        let rate = 100 * 1_000_000 / every_us;
+        n.handle(
+            T0 + 5,
+            received(0, accept_with_rate(vec![0], rate)),
+            &mut out,
+        );
+        assert_eq!(n.parent(&T), Some(0));
+        let mut now = T0 + 10;
+        let mut seq = 0;
+        // The stream, long enough for its rate to be measured…
+        while now < T0 + 20_000_000 {
+            n.handle(now, frame_from(0, seq), &mut out);
+            seq += 1;
+            let next = now + every_us;
+            while now < next {
+                now += 100_000;
+                n.handle(now, Event::Tick, &mut out);
+            }
+        }
+        // …then a pause of `gap_us`, ticking.
+        let until = now + gap_us;
+        while now < until {
+            now += 100_000;
+            n.handle(now, Event::Tick, &mut out);
+        }
+        n.stats().left_congested
+    };
+    assert_eq!(left_after(4_000_000, 3_000_000), 0, "a slow stream's pause");
+    assert_eq!(left_after(33_333, 1_500_000), 1, "a fast stream stopped");
+}

@@ -42,6 +42,14 @@ impl RateMeter {
         }
     }
 
+    /// The time between frames at the measured rate (µs), 0 until measured.
+    pub(super) fn frame_interval_us(&self) -> u64 {
+        if self.bytes_per_s <= 0.0 || self.frame_bytes <= 0.0 {
+            return 0;
+        }
+        (self.frame_bytes / self.bytes_per_s * 1e6).min(u64::MAX as f64 / 16.0) as u64
+    }
+
     /// Takes the rate a parent measured (`bytes_per_s`) until we have measured our own, so a
     /// new relay admits children by bandwidth from its first frame.
     pub(super) fn adopt(&mut self, bytes_per_s: u64) {
