@@ -94,7 +94,8 @@ pub(crate) struct SimArgs {
     /// joiners in and forward them nothing, and claim 1 µs RTTs in joins and reports. The
     /// same world is then run again with Sybils that only starve (the baseline); the summary
     /// gives, for honest nodes, the delivered ratio and the fraction whose path to the root
-    /// crosses a Sybil (`captured_fraction`, and `captured_fraction_baseline`).
+    /// crosses a Sybil, sampled every second over the measurement window (`captured_fraction`,
+    /// and `captured_fraction_baseline`).
     #[arg(long, default_value_t = 0.0)]
     sybils: f64,
     /// (Set for the baseline run: Sybils starve but do not lie.)
@@ -127,6 +128,8 @@ struct Metrics {
     within_2s: HashMap<u32, u64>,
     total_deliveries: u64,
     skipped: u64,
+    /// Captured fractions sampled once a second over the window (with `--sybils`).
+    captured_samples: Vec<f64>,
 }
 
 pub(crate) fn run(args: SimArgs) -> Result<()> {
@@ -282,7 +285,9 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
         within_2s: HashMap::new(),
         total_deliveries: 0,
         skipped: 0,
+        captured_samples: Vec::new(),
     };
+    let mut next_sample = window_start;
     let mut killed: HashSet<u32> = HashSet::new();
     let mut affected: HashMap<u32, u64> = HashMap::new();
     let mut published_in_window = 0u64;
@@ -295,6 +300,16 @@ pub(crate) fn simulate(args: &SimArgs) -> Result<(String, String)> {
             break;
         }
         w.now = at;
+        if args.sybils > 0.0 && at >= next_sample && at < window_end {
+            // The fraction captured at one instant is noise (a node under a Sybil moves on
+            // within a second or two); sampled every second over the window, it is a rate.
+            next_sample = at + 1_000_000;
+            let honest: Vec<u32> = (pubs as u32..n as u32)
+                .filter(|i| w.hosts[*i as usize].alive && !w.hosts[*i as usize].sybil)
+                .collect();
+            m.captured_samples
+                .push(captured_fraction(&w, &honest, pubs));
+        }
         let (node, actions) = match kind {
             Kind::Deliver { to, from, msg } => {
                 if !w.hosts[to as usize].alive {
@@ -531,7 +546,12 @@ fn report(
     let survivors: Vec<u32> = (pubs as u32..n as u32)
         .filter(|i| !killed.contains(i) && !w.hosts[*i as usize].sybil)
         .collect();
-    let captured = captured_fraction(w, &survivors, pubs);
+    // Averaged over the window's samples (or, without samples, at the end).
+    let captured = if m.captured_samples.is_empty() {
+        captured_fraction(w, &survivors, pubs)
+    } else {
+        m.captured_samples.iter().sum::<f64>() / m.captured_samples.len() as f64
+    };
     let expected = in_window * survivors.len() as u64;
     let delivered: u64 = survivors
         .iter()
