@@ -571,3 +571,75 @@ fn silence_is_measured_in_frame_intervals_of_the_stream() {
     assert_eq!(left_after(4_000_000, 3_000_000), 0, "a slow stream's pause");
     assert_eq!(left_after(33_333, 1_500_000), 1, "a fast stream stopped");
 }
+
+/// A child's claimed root RTT is taken no lower than the parent's own measurements allow (its
+/// root RTT minus its RTT to the child): a child 5 ms from a parent 40 ms from the root cannot
+/// be 1 µs from the root, and no swap is proposed for it; 30 ms away, it could be, and one is.
+#[test]
+fn a_childs_claim_is_bounded_by_what_its_parent_measured() {
+    let proposes = |to_child_us: u64| {
+        // Node 2, 40 ms from the root (its probe answered after 40 ms), sent to 1, accepted.
+        let mut n = Overlay::new(2, config(2), Check, 2);
+        let mut out = Vec::new();
+        n.handle(
+            T0,
+            Event::Command(Command::Subscribe { topic: T, root: 0 }),
+            &mut out,
+        );
+        answer_probes(&mut n, T0 + 40_000, &out);
+        let to_1 = Message::Redirect {
+            topic: T,
+            candidates: vec![Candidate {
+                peer: 1,
+                delay_us: 0,
+            }],
+            next_seq: 0,
+        };
+        n.handle(T0 + 40_000, received(0, to_1), &mut out);
+        n.handle(
+            T0 + 40_000,
+            received(1, accept(vec![0, 1], 0, false)),
+            &mut out,
+        );
+        assert_eq!(n.parent(&T), Some(1));
+        n.handle(T0, received(3, join()), &mut out);
+        n.handle(T0, rtt_to(3, to_child_us), &mut out);
+        let lie = Message::Report {
+            topic: T,
+            descendants: 0,
+            root_rtt_us: 1,
+        };
+        n.handle(T0 + 10, received(3, lie), &mut out);
+        let mut proposed = false;
+        for step in 1..=30 {
+            let now = T0 + step * 100_000;
+            out.clear();
+            n.handle(now, Event::Tick, &mut out);
+            proposed |= sends(&out)
+                .iter()
+                .any(|(to, m)| *to == 1 && matches!(m, Message::Handover { .. }));
+            // The parent answers its probes at once (a calm link); the child's stay unanswered
+            // so that its measured 5 or 30 ms stands.
+            let to_parent: Vec<u64> = sends(&out)
+                .iter()
+                .filter_map(|(to, m)| match m {
+                    Message::Probe { nonce } if *to == 1 => Some(*nonce),
+                    _ => None,
+                })
+                .collect();
+            for nonce in to_parent {
+                n.handle(
+                    now,
+                    received(1, Message::ProbeAck { nonce }),
+                    &mut Vec::new(),
+                );
+            }
+        }
+        proposed
+    };
+    assert!(!proposes(5_000), "an impossible claim proposes nothing");
+    assert!(
+        proposes(30_000),
+        "a possible one does (the grandparent then checks it)"
+    );
+}

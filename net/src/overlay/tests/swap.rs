@@ -50,6 +50,8 @@ fn a_child_near_the_root_trades_places_with_its_far_parent() {
         net.event(node, rtt_to(0, rtt));
     }
     net.event(1, rtt_to(2, 50_000));
+    // 2 measured its child 3 (the floor on 3's claim: 60 − 55 ms, below its 10 ms).
+    net.event(2, rtt_to(3, 55_000));
     net.publish(10);
     net.tick(100_000); // children report their distance from the root
     assert_eq!(net.nodes[3].parent(&T), Some(2), "not before the interval");

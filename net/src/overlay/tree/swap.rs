@@ -166,12 +166,20 @@ where
             return;
         }
         let mine = self.root_rtt_us(cx.shared);
+        // A child's root RTT is its own word, so it is taken no lower than what our own
+        // measurements allow: by the triangle inequality it is at least our root RTT minus our
+        // RTT to the child. An honest report always clears that floor; a child claiming 1 µs
+        // looks no nearer than its place allows (lies once drove swap proposals that handed
+        // Sybils their parents' slots).
         let nearest = self
             .children
             .iter()
             .filter_map(|child| {
-                let rtt = self.reports.get(child)?.root_rtt_us;
-                (rtt > 0).then_some((rtt, *child))
+                let claimed = self.reports.get(child)?.root_rtt_us;
+                let to_child = cx.shared.links.get(child).map_or(0, |l| l.min_rtt_us);
+                let rtt = claimed.max(mine.saturating_sub(to_child));
+                // (A child we have not measured yet is not proposed.)
+                (claimed > 0 && to_child > 0).then_some((rtt, *child))
             })
             .min();
         let Some((rtt, child)) = nearest else {
