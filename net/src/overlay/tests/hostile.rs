@@ -18,6 +18,15 @@ fn joiner() -> Overlay<u32, P, Check> {
     n
 }
 
+/// The local command to publish frame `seq` of `len` bytes on `topic`.
+fn publish(topic: Topic, seq: u64, len: usize) -> Event<u32, P> {
+    Event::Command(Command::Publish {
+        topic,
+        seq,
+        payload: P { len, valid: true },
+    })
+}
+
 fn accept_with_rate(path: Vec<u32>, rate: u64) -> Message<u32, P> {
     Message::Accept {
         topic: T,
@@ -62,18 +71,7 @@ fn an_accept_whose_path_does_not_run_from_the_root_to_its_sender_is_refused() {
 fn a_strangers_accept_sets_no_rate() {
     let mut root = Overlay::new(0, config(4), Check, 0);
     let mut out = Vec::new();
-    root.handle(
-        T0,
-        Event::Command(Command::Publish {
-            topic: T,
-            seq: 0,
-            payload: P {
-                len: 1000,
-                valid: true,
-            },
-        }),
-        &mut out,
-    );
+    root.handle(T0, publish(T, 0, 1000), &mut out);
     for child in 1..=4 {
         root.handle(T0, received(child, join()), &mut out);
     }
@@ -220,18 +218,7 @@ fn a_child_claiming_to_be_near_the_root_takes_no_slot_on_its_word() {
     let run = |measured_us: u64| {
         let mut root = Overlay::new(0, config(2), Check, 0);
         let mut out = Vec::new();
-        root.handle(
-            T0,
-            Event::Command(Command::Publish {
-                topic: T,
-                seq: 0,
-                payload: P {
-                    len: 10,
-                    valid: true,
-                },
-            }),
-            &mut out,
-        );
+        root.handle(T0, publish(T, 0, 10), &mut out);
         for child in [1, 5] {
             root.handle(T0, received(child, join()), &mut out);
         }
@@ -283,18 +270,7 @@ fn joins_for_made_up_topics_cannot_crowd_out_our_own() {
     assert_eq!(opened, [1, 2, 3, 4], "half of the 8 slots");
     // Our own topics still fit — and once the table is full, a peer's topic makes way.
     for t in 20..24u8 {
-        n.handle(
-            T0,
-            Event::Command(Command::Publish {
-                topic: topic(t),
-                seq: 0,
-                payload: P {
-                    len: 10,
-                    valid: true,
-                },
-            }),
-            &mut out,
-        );
+        n.handle(T0, publish(topic(t), 0, 10), &mut out);
     }
     assert!((20..24u8).all(|t| n.depth(&topic(t)).is_some()), "ours fit");
     out.clear();
@@ -338,18 +314,7 @@ fn repair_requests_cannot_amplify_without_bound() {
     let mut out = Vec::new();
     root.handle(T0, received(1, join()), &mut out);
     for seq in 0..100 {
-        root.handle(
-            T0,
-            Event::Command(Command::Publish {
-                topic: T,
-                seq,
-                payload: P {
-                    len: 1000,
-                    valid: true,
-                },
-            }),
-            &mut out,
-        );
+        root.handle(T0, publish(T, seq, 1000), &mut out);
     }
     let repaired = |root: &mut Overlay<u32, P, Check>, asker: u32, now: u64| {
         let mut out = Vec::new();
