@@ -395,6 +395,13 @@ where
             return;
         }
         let already = self.children.contains(&joiner);
+        if !already && !self.in_tree() && !self.children.is_empty() {
+            // Re-attaching: a joiner goes on to our children (they stay put while we move)
+            // rather than into a subtree in flux. Taking joiners in here deepened trees under
+            // congestion (10,000 nodes, 10 % throttled: p99 325 → 583 ms).
+            self.redirect_to_children(cx, joiner);
+            return;
+        }
         if !already && self.network_full(cx.shared, &joiner) {
             // Enough children from the joiner's network: it goes on to our children, like
             // any joiner we cannot take.
