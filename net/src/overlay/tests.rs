@@ -424,13 +424,7 @@ fn a_delay_seen_on_every_link_is_not_blamed_on_the_parent() {
         net.publish(1);
         net.subscribe_all();
         assert_eq!(net.nodes[2].parent(&T), Some(1));
-        let measured = |peer, rtt_us| Event::LinkMeasured {
-            peer,
-            rtt_us: Some(rtt_us),
-            queued_bytes: 0,
-            delivery_rate: 0.0,
-            lost: 0,
-        };
+        let measured = swap::rtt_to;
         for _ in 0..25 {
             net.event(1, measured(0, 5_000));
             net.event(1, measured(2, 5_000));
@@ -470,13 +464,7 @@ fn a_node_running_late_does_not_blame_its_parent_for_its_own_lag() {
         net.publish(1);
         net.subscribe_all();
         assert_eq!(net.nodes[2].parent(&T), Some(1));
-        let measured = |peer, rtt_us| Event::LinkMeasured {
-            peer,
-            rtt_us: Some(rtt_us),
-            queued_bytes: 0,
-            delivery_rate: 0.0,
-            lost: 0,
-        };
+        let measured = swap::rtt_to;
         for _ in 0..25 {
             net.event(1, measured(0, 5_000));
             net.publish(1);
