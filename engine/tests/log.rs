@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{LOG, key, open, store};
+use common::{LOG, key, open, open_at, store};
 use proptest::prelude::*;
 use starling_engine::log::{
     Entry, EntryError, EntryHash, Log, LogConfig, LogError, LogId, Order, Retention,
 };
+use starling_net::entry::session;
 
 const T0: u64 = 1_700_000_000_000_000;
 
@@ -39,7 +40,12 @@ fn append_get_and_heads() {
         .append_at(Bytes::from_static(b"second"), T0 + 1)
         .unwrap();
     assert_eq!(b.next().collect::<Vec<_>>(), vec![a.hash()]);
-    assert_eq!((a.seq(), b.seq()), (0, 1));
+    assert_eq!(
+        session::index_of(a.seq()),
+        0,
+        "a fresh log starts a session"
+    );
+    assert_eq!(b.seq(), a.seq() + 1);
     assert_eq!(log.heads(), vec![b.hash()]);
     let got = log.get(&b.hash()).unwrap().unwrap();
     got.verify().unwrap();
@@ -101,6 +107,34 @@ fn reopen_restores_heads_order_and_payloads() {
     let e = log.append_at(Bytes::from_static(b"after"), T0).unwrap();
     let last = log.get(&hashes[49]).unwrap().unwrap();
     assert!(e.clock() > last.clock());
+    // …and so does the seq: the same session.
+    assert_eq!(e.seq(), last.seq() + 1);
+}
+
+/// A writer that lost its log (a new disk, a wiped cache) must not sign its old seqs again:
+/// its old entries, still validly signed, would then collide with the new ones. A log that
+/// starts empty starts a new session, above every seq of the earlier one.
+#[test]
+fn a_writer_that_lost_its_log_starts_a_new_session_above_the_old_one() {
+    let (lost, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut old = open_at(lost.path(), 1, T0);
+    let mut last = 0;
+    for i in 0..20u64 {
+        last = old
+            .append_at(Bytes::from(vec![1; 10]), T0 + i)
+            .unwrap()
+            .seq();
+    }
+    drop(old);
+    // Sessions are 1/16 s apart: a restart takes longer than that.
+    let mut new = open_at(fresh.path(), 1, T0 + 100_000);
+    let first = new
+        .append_at(Bytes::from_static(b"again"), T0)
+        .unwrap()
+        .seq();
+    assert!(first > last, "{first} after {last}");
+    assert!(session::session_of(first) > session::session_of(last));
+    assert_eq!(session::index_of(first), 0);
 }
 
 #[test]
@@ -390,7 +424,8 @@ fn trimming_after_joining_an_entry_older_than_the_trimmed_ones() {
 fn format_fixtures_still_decode_and_encode_identically() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/entries-v2.hex");
     let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path(), 1, LogConfig::default());
+    // Opened as if before 2020: session 0, so the seqs are 0, 1, 2 as when the fixtures were made.
+    let mut log = open_at(dir.path(), 1, 0);
     let payloads: [&[u8]; 3] = [b"", b"hello starling", &[b'z'; 2048]];
     if std::env::var_os("STARLING_WRITE_FIXTURES").is_some() {
         let mut out = String::new();

@@ -7,6 +7,7 @@ use starling_engine::{
     LiveStream, MediaFrame, Peer, PeerConfig, PublishOptions, Publisher, StreamError, StreamFrame,
     SubscribeOptions, Subscription,
 };
+use starling_net::entry::session::{self, index_of};
 use starling_net::{KeyType, Keypair};
 
 async fn peer(bootstrap: &[&Peer]) -> Peer {
@@ -53,7 +54,7 @@ async fn attached(subs: &[(&Peer, &Subscription)]) {
 }
 
 fn check(f: &StreamFrame, seq: u64, gop: u64) {
-    assert_eq!(f.seq, seq);
+    assert_eq!(index_of(f.seq), seq, "a fresh publisher starts a session");
     assert_eq!(f.keyframe, seq.is_multiple_of(gop));
     assert_eq!(f.media_ts_us, seq * 33_333);
     assert_eq!(f.data.len(), 2000 + seq as usize);
@@ -81,7 +82,7 @@ async fn subscribers_get_every_frame_in_order_directly_and_via_a_relay() {
     }
     attached(&[(&direct, &subs[0]), (&indirect, &subs[1])]).await;
     for seq in 0..60 {
-        assert_eq!(publisher.push(frame(seq, 10)).expect("push"), seq);
+        assert_eq!(index_of(publisher.push(frame(seq, 10)).expect("push")), seq);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     for s in &mut subs {
@@ -92,7 +93,7 @@ async fn subscribers_get_every_frame_in_order_directly_and_via_a_relay() {
             let entry = f.entry();
             let signer = entry.verify().expect("entry signed by the owner");
             assert_eq!(signer.peer_id(), owner.peer_id());
-            assert_eq!(entry.seq(), seq);
+            assert_eq!(index_of(entry.seq()), seq);
         }
         assert_eq!(s.stats().delivered, 60);
         assert_eq!(s.stats().invalid, 0);
@@ -184,7 +185,10 @@ async fn a_slow_application_skips_to_the_next_keyframe_and_is_told() {
     // 20, whichever found room), says what it skipped, and then misses nothing.
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
-        while got.last().is_none_or(|f: &StreamFrame| f.seq < 44) {
+        while got
+            .last()
+            .is_none_or(|f: &StreamFrame| index_of(f.seq) < 44)
+        {
             got.push(next(&mut sub).await);
         }
         (got, sub.stats())
@@ -195,19 +199,16 @@ async fn a_slow_application_skips_to_the_next_keyframe_and_is_told() {
     }
     let (got, stats) = reader.await.expect("reader");
     let first = &got[0];
-    assert!(
-        first.keyframe && first.seq >= 10,
-        "resumed at {}",
-        first.seq
-    );
-    assert_eq!(first.skipped, first.seq - 4);
-    for (f, seq) in got.iter().zip(first.seq..) {
+    let resumed = index_of(first.seq);
+    assert!(first.keyframe && resumed >= 10, "resumed at {resumed}");
+    assert_eq!(first.skipped, resumed - 4);
+    for (f, seq) in got.iter().zip(resumed..) {
         check(f, seq, 10);
-        if seq > first.seq {
+        if seq > resumed {
             assert_eq!(f.skipped, 0);
         }
     }
-    assert_eq!(stats.skipped, first.seq - 4);
+    assert_eq!(stats.skipped, resumed - 4);
     slow.close().await;
     owner.close().await;
 }
@@ -253,7 +254,7 @@ async fn a_push_the_node_cannot_take_is_refused_and_not_logged() {
     let owner = peer(&[]).await;
     let mut publisher = publish(&owner, 1000).await;
     for seq in 0..256 {
-        assert_eq!(publisher.push(frame(seq, 10)).expect("push"), seq);
+        assert_eq!(index_of(publisher.push(frame(seq, 10)).expect("push")), seq);
     }
     assert!(matches!(
         publisher.push(frame(256, 10)),
@@ -261,11 +262,76 @@ async fn a_push_the_node_cannot_take_is_refused_and_not_logged() {
     ));
     publisher.flush().expect("flush");
     assert_eq!(publisher.log().len(), 256);
-    assert_eq!(publisher.next_seq(), 256);
+    assert_eq!(index_of(publisher.next_seq()), 256);
     owner.close().await;
     assert!(matches!(
         publisher.push(frame(256, 10)),
         Err(StreamError::Closed)
     ));
     assert_eq!(publisher.log().len(), 256);
+}
+
+/// The owner restarts without its log (a fresh temporary store) on the same key and address.
+/// Its new frames start a new session above the old seqs, so a subscriber that stayed goes on
+/// receiving them (before sessions, they restarted at seq 0 and looked like duplicates of
+/// frames it already had: it got nothing more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_goes_on_with_a_publisher_that_restarted_without_its_log() {
+    let key = Keypair::generate(KeyType::Ed25519);
+    let owner = Peer::start(key.clone(), PeerConfig::default())
+        .await
+        .expect("owner starts");
+    let at = owner.local_addr();
+    let mut publisher = publish(&owner, 100).await;
+    let viewer = peer(&[&owner]).await;
+    let mut sub = viewer
+        .subscribe(publisher.address(), SubscribeOptions::default())
+        .expect("subscribe");
+    assert!(sub.wait_attached(Duration::from_secs(10)).await);
+    let mut old = 0;
+    for seq in 0..20 {
+        publisher.push(frame(seq, 10)).expect("push");
+    }
+    for seq in 0..20 {
+        let f = next(&mut sub).await;
+        check(&f, seq, 10);
+        old = f.seq;
+    }
+    drop(publisher);
+    owner.close().await;
+
+    let owner = Peer::start(
+        key,
+        PeerConfig {
+            listen: at,
+            ..PeerConfig::default()
+        },
+    )
+    .await
+    .expect("owner starts again");
+    let mut publisher = publish(&owner, 100).await;
+    let receive = tokio::spawn(async move {
+        loop {
+            let f = next(&mut sub).await;
+            if session::session_of(f.seq) > session::session_of(old) && index_of(f.seq) >= 5 {
+                return (f, sub);
+            }
+            assert!(
+                f.seq > old,
+                "only the new session's frames: {} after {old}",
+                f.seq
+            );
+        }
+    });
+    let mut seq = 0;
+    while !receive.is_finished() && seq < 600 {
+        publisher.push(frame(seq, 10)).expect("push");
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (f, sub) = receive.await.expect("the new session arrives");
+    check(&f, index_of(f.seq), 10);
+    assert_eq!(sub.stats().invalid, 0);
+    viewer.close().await;
+    owner.close().await;
 }

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use starling_engine::{
     Bitrate, MediaFrame, Peer, PeerConfig, PublishOptions, StreamError, SubscribeOptions,
 };
-use starling_net::entry::unix_time_us;
+use starling_net::entry::{session, unix_time_us};
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::{OverlayConfig, Topic};
 
@@ -140,7 +140,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
                 tally.frames += 1;
                 tally.skipped += f.skipped;
                 received.fetch_add(1, Ordering::Relaxed);
-                if f.seq + 1 >= total_frames {
+                if session::index_of(f.seq) + 1 >= total_frames {
                     break;
                 }
             }

@@ -15,7 +15,7 @@ use starling_engine::{
     SubscribeOptions,
 };
 use starling_net::Keypair;
-use starling_net::entry::unix_time_us;
+use starling_net::entry::{session, unix_time_us};
 use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
 
 use crate::node::load_or_generate;
@@ -251,7 +251,8 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
-        let seq = publisher.next_seq();
+        // The frame's number in this session (a continued log keeps counting).
+        let seq = session::index_of(publisher.next_seq());
         let chunk = args.frame_bytes;
         let data = match &mut source {
             Source::Reader(_) => {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use starling_net::entry::unix_time_us;
 use starling_net::entry::{
     EntryFields, EntrySigner, EntryVerifier, FLAG_LZ4, MAX_BATCH, MAX_PAYLOAD_LEN, next_hashes,
 };
+use starling_net::entry::{session, unix_time_us};
 use starling_net::identity::Keypair;
 use starling_store::{ClockKey, ClockRow, NewEntry, Store};
 
@@ -87,7 +87,8 @@ pub struct Log {
     signer: EntrySigner,
     clock: HybridClock,
     /// The next entry's seq: one past the highest head's (a single writer's chain numbers its
-    /// entries 0, 1, 2, … across restarts).
+    /// entries on across restarts); a log that starts empty starts a new session
+    /// (`starling_net::entry::session`), above every seq a lost earlier log may have signed.
     next_seq: u64,
     heads: BTreeSet<EntryHash>,
     config: LogConfig,
@@ -123,6 +124,17 @@ impl Log {
 
     /// Opens log `id` in `store`, restoring heads, size and clock from disk.
     pub fn open(store: Store, id: LogId, key: Keypair, config: LogConfig) -> Result<Log, LogError> {
+        Self::open_at(store, id, key, config, unix_time_us())
+    }
+
+    /// [`open`](Self::open) at Unix time `now_us`: the session a log that starts empty takes.
+    pub fn open_at(
+        store: Store,
+        id: LogId,
+        key: Keypair,
+        config: LogConfig,
+        now_us: u64,
+    ) -> Result<Log, LogError> {
         let heads = store
             .heads(id.as_bytes())?
             .into_iter()
@@ -130,13 +142,15 @@ impl Log {
             .collect::<BTreeSet<_>>();
         let signer = EntrySigner::new(key);
         let mut clock = HybridClock::new(signer.writer_id(), config.max_clock_drift);
-        let mut next_seq = 0;
+        let fresh = session::first_seq(session::session_at(now_us));
+        let mut restored = None;
         for head in &heads {
             if let Some((header, payload)) = store.entry(&head.0)? {
                 let e = Entry::decode_stored(*head, header, payload)?;
-                next_seq = next_seq.max(e.seq() + 1);
+                restored = restored.max(Some(e.seq().saturating_add(1)));
             }
         }
+        let next_seq = restored.unwrap_or(fresh);
         let (mut len, mut bytes, mut last) = (0u64, 0u64, None);
         for row in store.clock_rows(id.as_bytes(), None, false) {
             let row = row?;
@@ -390,7 +404,7 @@ impl Log {
                 self.heads.insert(e.hash());
             }
             self.clock.observe(e.clock(), now_us)?;
-            self.next_seq = self.next_seq.max(e.seq() + 1);
+            self.next_seq = self.next_seq.max(e.seq().saturating_add(1));
             self.len += 1;
             self.bytes += e.size() as u64;
             report.added.push(e.hash());

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use starling_net::entry::session;
+
 use super::record::{MAX_CATCHUP_FRAMES, Record};
 
 /// A frame in the stream with its record parsed.
@@ -188,7 +190,7 @@ impl Playout {
         }
         let prev = self.last_played;
         let skipped = match prev {
-            Some(l) => item.seq - l - 1,
+            Some(l) => session::missed_between(l, item.seq),
             None => std::mem::take(&mut self.dropped),
         };
         self.last_played = Some(item.seq);
@@ -333,6 +335,31 @@ mod tests {
         assert_eq!(&got[..4], &[(0, 0), (1, 0), (2, 0), (3, 0)]);
         assert_eq!(got[4], (10, 6), "4..=9 skipped: two lost, four undecodable");
         assert_eq!(got.len(), 4 + 20);
+    }
+
+    /// A publisher that lost its log starts a new session: play goes on at its keyframe, the
+    /// frames counted as skipped are the new session's before it (not the seq distance), and
+    /// an old session's frame after that is a duplicate.
+    #[test]
+    fn a_new_session_plays_from_its_keyframe_and_counts_only_its_frames() {
+        // Frames `from..to` of session `s`, a keyframe every 10 counted from its start.
+        let frames = |s: u64, from: u64, to: u64| {
+            let first = session::first_seq(s);
+            (from..to).map(move |i| item(first + i, first + i - i % 10))
+        };
+        let mut p = Playout::new(config());
+        let mut out = Vec::new();
+        for i in frames(700, 0, 5).chain(frames(701, 0, 3)) {
+            p.live(i, 0, &mut out);
+        }
+        let new = session::first_seq(701);
+        assert_eq!(played(&out)[5..], [(new, 0), (new + 1, 0), (new + 2, 0)]);
+        // Joining the next session at its frame 10 (a keyframe): 10 missed. An old session's
+        // frame after that is not played.
+        for i in frames(702, 10, 11).chain(frames(701, 3, 4)) {
+            p.live(i, 0, &mut out);
+        }
+        assert_eq!(played(&out)[8..], [(session::first_seq(702) + 10, 10)]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use starling_net::entry::session;
 use starling_net::overlay::{OverlayNode, OwnedPublishPermit, PublishRefused};
 
 use super::record::{MediaFrame, RecordMeta};
@@ -220,8 +221,10 @@ impl Publisher {
         let meta = RecordMeta {
             keyframe: frame.keyframe,
             media_ts_us: frame.media_ts_us,
-            // Before any keyframe, a frame's group starts at the first frame.
-            keyframe_seq: self.last_keyframe.unwrap_or(0),
+            // Before any keyframe, a frame's group starts at its session's first frame.
+            keyframe_seq: self
+                .last_keyframe
+                .unwrap_or(session::first_seq(session::session_of(seq))),
         };
         let queue = self.queue.as_ref().ok_or(StreamError::Closed)?;
         queue

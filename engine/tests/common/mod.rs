@@ -27,3 +27,8 @@ pub(crate) const LOG: LogId = LogId([42; 32]);
 pub(crate) fn open(dir: &Path, seed: u8, config: LogConfig) -> Log {
     Log::open(store(dir), LOG, key(seed), config).unwrap()
 }
+
+/// A log opened as if at `now_us` (the session a fresh log starts depends on it).
+pub(crate) fn open_at(dir: &Path, seed: u8, now_us: u64) -> Log {
+    Log::open_at(store(dir), LOG, key(seed), LogConfig::default(), now_us).unwrap()
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use hdrhistogram::Histogram;
 use starling_engine::{Peer, PeerConfig, StreamAddress, SubscribeOptions};
+use starling_net::entry::session;
 use starling_net::overlay::{OverlayConfig, OverlayStats};
 use starling_net::{KeyType, Keypair};
 
@@ -317,7 +318,7 @@ impl Group {
                     frames += 1;
                     bytes += f.data.len() as u64;
                     skipped += f.skipped;
-                    if f.seq + 1 >= schedule.frames {
+                    if session::index_of(f.seq) + 1 >= schedule.frames {
                         break;
                     }
                 }

@@ -7,13 +7,15 @@
 //! ([`EntrySigner::sign`]); each entry carries its inclusion proof and the batch signature, so
 //! it verifies on its own, and an [`EntryVerifier`] checks each root's signature once (bounded
 //! [`RootCache`]). The layout is documented in `format.rs` and fixed by fixtures
-//! (`net/tests/data/entries-v2.hex`).
+//! (`net/tests/data/entries-v2.hex`). A seq carries its writer's session ([`session`]), so a
+//! writer that lost its log never signs a seq twice.
 
 mod clock;
 mod error;
 mod format;
 mod hash;
 pub mod merkle;
+pub mod session;
 mod sign;
 #[cfg(test)]
 mod tests;

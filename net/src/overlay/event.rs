@@ -155,6 +155,9 @@ pub struct OverlayStats {
     /// Frames and accepts from peers the state did not expect (a frame from outside our path
     /// to the root, an accept we did not ask for): dropped before any check or change.
     pub unexpected: u64,
+    /// Frames from a session of the stream older than the newest one its owner vouched for
+    /// (a publisher that lost its log started again; see `entry::session`): refused.
+    pub stale: u64,
     /// Frames skipped after repair gave up.
     pub skipped: u64,
     /// Re-attachments to a new parent.

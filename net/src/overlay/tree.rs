@@ -15,6 +15,7 @@ use super::OverlayConfig;
 use super::event::Action;
 use super::message::{Candidate, Message, Payload, Topic};
 use super::shared::Shared;
+use crate::entry::session;
 
 mod cache;
 mod frames;
@@ -257,6 +258,7 @@ where
     fn note_root_seq(&mut self, from: P, next_seq: u64) {
         if from == self.root && next_seq > 0 {
             self.root_says_live = true;
+            self.enter_session(session::session_of(next_seq));
         }
     }
 
@@ -659,7 +661,9 @@ where
         self.congested_since = None;
         if !self.seq.started {
             self.seq.next = next_seq;
-        } else if next_seq > self.seq.next {
+        } else if next_seq > self.seq.next
+            && session::session_of(next_seq) == session::session_of(self.seq.next)
+        {
             // The new parent is ahead: ask it for the gap right away.
             self.seq.gap_since.get_or_insert(cx.now);
             self.seq.last_repair_at = cx.now;

@@ -4,6 +4,7 @@
 
 use super::swap::{T0, accept, answer_probes, attached, join, received, rtt_to, sends};
 use super::*;
+use crate::entry::session;
 
 /// A subscriber asking the root (it has measured the root first).
 fn joiner() -> Overlay<u32, P, Check> {
@@ -607,4 +608,78 @@ fn a_childs_claim_is_bounded_by_what_its_parent_measured() {
         proposes(30_000),
         "a possible one does (the grandparent then checks it)"
     );
+}
+
+/// A joiner the root redirected to node 1, telling it the stream is in session `live`.
+fn redirected_to_1(live: u64) -> Overlay<u32, P, Check> {
+    let mut n = joiner();
+    let mut out = Vec::new();
+    let away = Message::Redirect {
+        topic: T,
+        candidates: vec![Candidate {
+            peer: 1,
+            delay_us: 0,
+        }],
+        next_seq: session::first_seq(live) + 50,
+    };
+    n.handle(T0, received(0, away), &mut out);
+    n.handle(T0, received(1, accept(vec![0, 1], 0, false)), &mut out);
+    assert_eq!(n.parent(&T), Some(1));
+    n
+}
+
+/// A publisher that lost its log starts a new session above its old seqs. Its old frames,
+/// still validly signed, replayed by our own parent (a Sybil on the path), are refused: not
+/// delivered, and not taken as a sign of life, so the silent parent is left.
+#[test]
+fn an_old_sessions_frames_are_refused_even_from_our_parent_and_do_not_keep_it() {
+    let (old, live) = (1_000, 1_003);
+    let mut n = redirected_to_1(live);
+    let mut out = Vec::new();
+    let mut t = T0;
+    // Far ahead of the live session's index, so they would make its frames look like duplicates.
+    for i in 0..40 {
+        t += 50_000;
+        n.handle(
+            t,
+            frame_from(1, session::first_seq(old) + 900_000 + i),
+            &mut out,
+        );
+        n.handle(t, Event::Tick, &mut out);
+    }
+    assert!(delivered(&out).is_empty(), "{out:?}");
+    assert_eq!(n.stats().stale, 40);
+    assert_eq!(n.stats().left_congested, 1, "the silent parent is left");
+    assert!(
+        sends(&out)
+            .iter()
+            .any(|(to, m)| *to != 1 && matches!(m, Message::Join { .. })),
+        "{out:?}"
+    );
+}
+
+/// Subscribers that stay through a publisher's restart go on with its new session at once;
+/// what they count as skipped is the new session's frames they missed, not the seq distance.
+#[test]
+fn a_new_session_is_delivered_at_once_and_old_ones_are_refused_from_then_on() {
+    let mut n = attached(2, 2, vec![0], 0);
+    let mut out = Vec::new();
+    let old = session::first_seq(1_000);
+    for i in 0..3 {
+        n.handle(T0 + 10, frame_from(0, old + i), &mut out);
+    }
+    let new = session::first_seq(1_001);
+    for i in 0..2 {
+        n.handle(T0 + 20, frame_from(0, new + i), &mut out);
+    }
+    assert_eq!(delivered(&out), [old, old + 1, old + 2, new, new + 1]);
+    assert_eq!(n.stats().skipped, 0);
+    n.handle(T0 + 30, frame_from(0, old + 3), &mut out);
+    assert_eq!(n.stats().stale, 1);
+    // A newer session that arrives from its fourth frame on: three missed, not 2^28.
+    let newer = session::first_seq(1_002);
+    n.handle(T0 + 40, frame_from(0, newer + 3), &mut out);
+    n.handle(T0 + 40 + 5_000_000, Event::Tick, &mut out);
+    assert_eq!(delivered(&out).last(), Some(&(newer + 3)));
+    assert_eq!(n.stats().skipped, 3);
 }

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::{Context, TopicState};
+use crate::entry::session;
 use crate::overlay::OverlayConfig;
 use crate::overlay::event::Action;
 use crate::overlay::message::{Message, Payload, Verifier};
@@ -26,6 +27,9 @@ pub(super) struct Sequencing<B> {
     pub(super) started: bool,
     /// When the parent last sent a frame (or we attached).
     pub(super) last_frame_at: u64,
+    /// The newest session of the stream its owner vouched for (by the root's word or a
+    /// verified frame): frames of older sessions are refused (`entry::session`).
+    pub(super) session: u64,
 }
 
 impl<B> Default for Sequencing<B> {
@@ -37,6 +41,7 @@ impl<B> Default for Sequencing<B> {
             last_repair_at: 0,
             started: false,
             last_frame_at: 0,
+            session: 0,
         }
     }
 }
@@ -144,6 +149,12 @@ where
             cx.shared.stats.unexpected += 1;
             return;
         }
+        if session::session_of(seq) < self.seq.session {
+            // An old session's frame, validly signed but replayed (or from a relay that has
+            // not seen the new session yet): it is neither delivered nor a sign of life.
+            cx.shared.stats.stale += 1;
+            return;
+        }
         if seq < self.seq.next && self.seq.started || self.seq.pending.contains_key(&seq) {
             cx.shared.stats.duplicates += 1;
             return;
@@ -156,6 +167,7 @@ where
             cx.shared.stats.invalid += 1;
             return;
         }
+        self.enter_session(session::session_of(seq));
         if !self.seq.started {
             self.seq.started = true;
             if seq < self.seq.next || self.seq.next == 0 {
@@ -178,6 +190,25 @@ where
             if seq - self.seq.next > cx.shared.config.reorder_window {
                 self.skip_to_first_pending(cx);
             }
+        }
+        if self.seq.pending.is_empty() {
+            self.seq.gap_since = None;
+        }
+    }
+
+    /// The owner vouched for `session` (a verified frame or the root's word): from a newer
+    /// one on, the older session's frames still waiting are dropped and delivery continues at
+    /// the new session's start.
+    pub(super) fn enter_session(&mut self, session: u64) {
+        if session <= self.seq.session {
+            return;
+        }
+        self.seq.session = session;
+        let first = session::first_seq(session);
+        self.seq.pending = self.seq.pending.split_off(&first);
+        if self.seq.next < first {
+            // Before the first frame, 0 means "start at the first frame that comes".
+            self.seq.next = if self.seq.started { first } else { 0 };
         }
         if self.seq.pending.is_empty() {
             self.seq.gap_since = None;
