@@ -44,6 +44,6 @@ pub mod stream;
 pub use log::{Clock, Entry, EntryHash, Log, LogConfig, LogError, Retention};
 pub use peer::{LiveStream, Peer, PeerConfig};
 pub use stream::{
-    Bitrate, MediaFrame, PeerError, PublishOptions, Publisher, StreamAddress, StreamError,
-    StreamFrame, SubscribeOptions, Subscription, SubscriptionStats,
+    Bitrate, MediaFrame, PeerError, PublishOptions, Publisher, PublisherStats, StreamAddress,
+    StreamError, StreamFrame, SubscribeOptions, Subscription, SubscriptionStats,
 };

@@ -86,7 +86,7 @@ fn reopen_restores_heads_order_and_payloads() {
     let dir = tempfile::tempdir().unwrap();
     let mut hashes = Vec::new();
     {
-        let mut log = open(dir.path(), 1, LogConfig::default());
+        let mut log = open_at(dir.path(), 1, T0);
         for i in 0..50u64 {
             hashes.push(
                 log.append_at(Bytes::from(vec![i as u8; 100]), T0 + i)
@@ -95,7 +95,7 @@ fn reopen_restores_heads_order_and_payloads() {
             );
         }
     }
-    let mut log = open(dir.path(), 1, LogConfig::default());
+    let mut log = open_at(dir.path(), 1, T0 + 1_000_000);
     assert_eq!(log.len(), 50);
     assert_eq!(log.heads(), vec![hashes[49]]);
     let order: Vec<EntryHash> = log
@@ -107,8 +107,13 @@ fn reopen_restores_heads_order_and_payloads() {
     let e = log.append_at(Bytes::from_static(b"after"), T0).unwrap();
     let last = log.get(&hashes[49]).unwrap().unwrap();
     assert!(e.clock() > last.clock());
-    // …and so does the seq: the same session.
-    assert_eq!(e.seq(), last.seq() + 1);
+    // …and the seq goes on above the stored ones, in a new session (every open starts one).
+    assert!(session::session_of(e.seq()) > session::session_of(last.seq()));
+    drop(log);
+    // Opened with the clock set back: the seq still goes on above every stored one.
+    let mut log = open_at(dir.path(), 1, T0 - 1_000_000);
+    let again = log.append_at(Bytes::from_static(b"again"), T0).unwrap();
+    assert_eq!(again.seq(), e.seq() + 1);
 }
 
 /// A writer that lost its log (a new disk, a wiped cache) must not sign its old seqs again:

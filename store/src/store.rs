@@ -142,10 +142,17 @@ impl Store {
                 let thread = std::thread::Builder::new()
                     .name("starling-store-sync".into())
                     .spawn(move || {
+                        let mut failing = false;
                         while !flag.load(Ordering::Acquire) {
                             std::thread::park_timeout(every);
-                            if let Err(e) = db2.persist(PersistMode::SyncData) {
-                                tracing::error!("periodic sync failed: {e}");
+                            match db2.persist(PersistMode::SyncData) {
+                                // Said once, not every period: the writers report it too.
+                                Err(e) if !failing => {
+                                    failing = true;
+                                    tracing::error!("periodic sync failed: {e}");
+                                }
+                                Err(_) => {}
+                                Ok(()) => failing = false,
                             }
                         }
                     })

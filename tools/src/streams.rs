@@ -302,6 +302,19 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
         bytes as f64 / 1e6,
         start.elapsed().as_secs_f64()
     );
+    publisher.flush()?;
+    let stats = publisher.stats();
+    if stats.unstored > 0 {
+        // The stream went on; only the on-disk window (for late joiners) missed them.
+        eprintln!(
+            "{} frames were published but not stored: {}",
+            stats.unstored,
+            stats
+                .store_error
+                .as_deref()
+                .unwrap_or("the store failed earlier")
+        );
+    }
     tokio::time::sleep(Duration::from_secs_f64(args.linger.max(0.0))).await;
     drop(publisher);
     peer.close().await;

@@ -80,15 +80,35 @@ pub struct JoinReport {
     pub rejected: Vec<(EntryHash, LogError)>,
 }
 
+/// Entries signed by [`Log::sign_batch_at`], not stored yet.
+#[derive(Debug)]
+pub struct SignedBatch {
+    entries: Vec<Entry>,
+    clocks: Vec<Clock>,
+    /// The heads they follow (superseded in the store when they are stored).
+    prior: Vec<[u8; 32]>,
+}
+
+impl SignedBatch {
+    /// The entries, in chain order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entries, in chain order.
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.entries
+    }
+}
+
 /// One signed, append-only log. Not `Sync`-shared by itself: wrap it in a lock to share.
 pub struct Log {
     id: LogId,
     store: Store,
     signer: EntrySigner,
     clock: HybridClock,
-    /// The next entry's seq: one past the highest head's (a single writer's chain numbers its
-    /// entries on across restarts); a log that starts empty starts a new session
-    /// (`starling_net::entry::session`), above every seq a lost earlier log may have signed.
+    /// The next entry's seq. Each open starts a new session (`starling_net::entry::session`),
+    /// above every seq this writer signed before — stored, lost or never stored.
     next_seq: u64,
     heads: BTreeSet<EntryHash>,
     config: LogConfig,
@@ -127,7 +147,7 @@ impl Log {
         Self::open_at(store, id, key, config, unix_time_us())
     }
 
-    /// [`open`](Self::open) at Unix time `now_us`: the session a log that starts empty takes.
+    /// [`open`](Self::open) at Unix time `now_us` (which gives the session it starts).
     pub fn open_at(
         store: Store,
         id: LogId,
@@ -142,15 +162,16 @@ impl Log {
             .collect::<BTreeSet<_>>();
         let signer = EntrySigner::new(key);
         let mut clock = HybridClock::new(signer.writer_id(), config.max_clock_drift);
-        let fresh = session::first_seq(session::session_at(now_us));
-        let mut restored = None;
+        // Every open starts a new session (`entry::session`): whatever a failed or lost write
+        // left behind, no seq signed before is signed again. Above the stored heads in any
+        // case, should the clock have gone back.
+        let mut next_seq = session::first_seq(session::session_at(now_us));
         for head in &heads {
             if let Some((header, payload)) = store.entry(&head.0)? {
                 let e = Entry::decode_stored(*head, header, payload)?;
-                restored = restored.max(Some(e.seq().saturating_add(1)));
+                next_seq = next_seq.max(e.seq().saturating_add(1));
             }
         }
-        let next_seq = restored.unwrap_or(fresh);
         let (mut len, mut bytes, mut last) = (0u64, 0u64, None);
         for row in store.clock_rows(id.as_bytes(), None, false) {
             let row = row?;
@@ -237,16 +258,36 @@ impl Log {
         drafts: &[Draft<'_>],
         now_us: u64,
     ) -> Result<Vec<Entry>, LogError> {
+        let batch = self.sign_batch_at(drafts, now_us)?;
+        self.store_batch_at(&batch, now_us)?;
+        Ok(batch.entries)
+    }
+
+    /// Signs 1..=[`MAX_BATCH`] entries as a chain under one signature and makes them the log's
+    /// heads in memory, without storing them: [`Log::store_batch_at`] stores them. A writer
+    /// whose store is only a cache (a stream's window) publishes what it signed whether or not
+    /// the store took it. Their seqs are spent from here on, whatever happens next: a seq is
+    /// never signed twice.
+    pub fn sign_batch_at(
+        &mut self,
+        drafts: &[Draft<'_>],
+        now_us: u64,
+    ) -> Result<SignedBatch, LogError> {
         if drafts.is_empty() || drafts.len() > MAX_BATCH {
             return Err(LogError::EmptyBatch);
         }
+        if let Some(d) = drafts
+            .iter()
+            .find(|d| d.payload.len() as u64 > MAX_PAYLOAD_LEN)
+        {
+            return Err(LogError::PayloadTooLarge(d.payload.len()));
+        }
+        let first_seq = self.next_seq;
+        self.next_seq = first_seq.saturating_add(drafts.len() as u64);
         let mut sealed = Vec::with_capacity(drafts.len());
         let mut next: Vec<EntryHash> = self.heads.iter().copied().collect();
         let mut clocks = Vec::with_capacity(drafts.len());
         for (i, d) in drafts.iter().enumerate() {
-            if d.payload.len() as u64 > MAX_PAYLOAD_LEN {
-                return Err(LogError::PayloadTooLarge(d.payload.len()));
-            }
             let raw_len = d.payload.len() as u32;
             let (stored, lz4) = match &self.config.compression {
                 Some(c) => c.apply(&d.payload),
@@ -255,7 +296,7 @@ impl Log {
             let clock = self.clock.tick(now_us);
             let u = self.signer.seal(&EntryFields {
                 log_id: self.id,
-                seq: self.next_seq + i as u64,
+                seq: first_seq + i as u64,
                 wall_us: clock.wall_us,
                 logical: clock.logical,
                 group: [0; 32],
@@ -278,6 +319,20 @@ impl Log {
             return Err(LogError::AccessDenied(e.hash()));
         }
         let prior: Vec<[u8; 32]> = self.heads.iter().map(|h| h.0).collect();
+        self.heads.clear();
+        self.heads.extend(entries.last().map(Entry::hash));
+        Ok(SignedBatch {
+            entries,
+            clocks,
+            prior,
+        })
+    }
+
+    /// Stores a batch [`Log::sign_batch_at`] made, with its index rows, in one write batch,
+    /// then trims. On a storage error nothing of it counts as stored (though a failed write may
+    /// still be durable after reopening: see `StoreError::Failed`).
+    pub fn store_batch_at(&mut self, batch: &SignedBatch, now_us: u64) -> Result<(), LogError> {
+        let entries = &batch.entries;
         let nexts: Vec<Vec<[u8; 32]>> = entries
             .iter()
             .map(|e| e.next().map(|h| h.0).collect())
@@ -286,7 +341,7 @@ impl Log {
         let rows: Vec<NewEntry<'_>> = entries
             .iter()
             .zip(&nexts)
-            .zip(&clocks)
+            .zip(&batch.clocks)
             .enumerate()
             .map(|(i, ((e, next), clock))| NewEntry {
                 hash: e.hash().0,
@@ -298,14 +353,11 @@ impl Log {
             })
             .collect();
         self.store
-            .write_entries(self.id.as_bytes(), &rows, &prior)?;
-        self.heads.clear();
-        self.heads.insert(entries[last].hash());
-        self.next_seq += entries.len() as u64;
+            .write_entries(self.id.as_bytes(), &rows, &batch.prior)?;
         self.len += entries.len() as u64;
         self.bytes += entries.iter().map(|e| e.size() as u64).sum::<u64>();
         self.trim_at(now_us)?;
-        Ok(entries)
+        Ok(())
     }
 
     /// Merges entries from another peer: each must belong to this log, verify (one batch

@@ -16,7 +16,9 @@ mod log;
 pub use clock::HybridClock;
 pub use compress::Compression;
 pub use error::LogError;
-pub use log::{AccessCheck, Draft, JoinReport, Log, LogConfig, LogId, Order, Retention};
+pub use log::{
+    AccessCheck, Draft, JoinReport, Log, LogConfig, LogId, Order, Retention, SignedBatch,
+};
 pub use starling_net::entry::{
     Clock, Entry, EntryError, EntryHash, EntryVerifier, MAX_BATCH, MAX_NEXT, MAX_PAYLOAD_LEN,
 };

@@ -21,6 +21,6 @@ pub mod subscription;
 pub use address::StreamAddress;
 pub use bitrate::Bitrate;
 pub use error::{PeerError, StreamError};
-pub use publisher::{PublishOptions, Publisher};
+pub use publisher::{PublishOptions, Publisher, PublisherStats, STORE_RETRY};
 pub use record::{MediaFrame, RecordMeta};
 pub use subscription::{StreamFrame, SubscribeOptions, Subscription, SubscriptionStats};

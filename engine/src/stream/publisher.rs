@@ -7,14 +7,16 @@
 //! node's publish queue and hands it over; the thread takes everything that queued up while it
 //! signed the previous batch (up to `max_batch`, optionally waiting `max_wait` for more), signs
 //! and stores it as one batch, and publishes the entries. A lone frame is signed alone, so at
-//! low rates latency does not change.
+//! low rates latency does not change. The on-disk window is a cache for late joiners: if the
+//! store fails (a full disk), frames are still signed, sent and kept in memory, counted in
+//! [`PublisherStats::unstored`], and the store is tried again every [`STORE_RETRY`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use starling_net::entry::session;
+use starling_net::entry::{session, unix_time_us};
 use starling_net::overlay::{OverlayNode, OwnedPublishPermit, PublishRefused};
 
 use super::record::{MediaFrame, RecordMeta};
@@ -58,15 +60,12 @@ pub(crate) struct Window {
 impl Window {
     /// The entries in `from..=to` still held, ascending.
     pub(crate) fn range(&self, from: u64, to: u64) -> Vec<Entry> {
-        let Some(first) = self.entries.front().map(Entry::seq) else {
-            return Vec::new();
-        };
-        let start = from.saturating_sub(first) as usize;
+        // Seqs ascend but may have gaps (a batch whose signing failed spent its seqs).
+        let start = self.entries.partition_point(|e| e.seq() < from);
         self.entries
             .iter()
             .skip(start)
             .take_while(|e| e.seq() <= to)
-            .filter(|e| e.seq() >= from)
             .cloned()
             .collect()
     }
@@ -87,7 +86,25 @@ struct Pending {
 struct Progress {
     done: u64,
     failure: Option<String>,
+    stats: PublisherStats,
 }
+
+/// What a publisher has done so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublisherStats {
+    /// Frames signed and sent down the tree.
+    pub published: u64,
+    /// Of those, frames the store did not take (a full or failed disk): live delivery and
+    /// catch-up from memory went on; only the on-disk window missed them.
+    pub unstored: u64,
+    /// Why the store refuses writes now (`None` while it takes them). The publisher tries the
+    /// store again every [`STORE_RETRY`].
+    pub store_error: Option<String>,
+}
+
+/// How often a publisher whose store failed tries it again.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
 
 type Shared = Arc<(Mutex<Progress>, Condvar)>;
 
@@ -174,7 +191,18 @@ impl Publisher {
         self.next_seq
     }
 
-    /// Waits until every frame pushed so far has been signed, stored and handed to the node.
+    /// What the publisher has done so far (frames handed to the signing thread and not yet
+    /// signed are not counted: [`Publisher::flush`] first).
+    pub fn stats(&self) -> PublisherStats {
+        let (lock, _) = &*self.progress;
+        lock.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats
+            .clone()
+    }
+
+    /// Waits until every frame pushed so far has been signed, stored (if the store takes it)
+    /// and handed to the node; an error if signing failed.
     pub fn flush(&self) -> Result<(), StreamError> {
         let (lock, cv) = &*self.progress;
         let mut p = lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -249,6 +277,8 @@ fn sign_loop(
     options: PublishOptions,
 ) {
     let max_batch = options.max_batch.clamp(1, MAX_BATCH);
+    // Set while the store refuses writes: when to try it again.
+    let mut retry_store_at: Option<Instant> = None;
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -277,12 +307,37 @@ fn sign_loop(
                 meta: &p.meta,
             })
             .collect();
-        let result = log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .append_batch(&drafts);
+        let now = unix_time_us();
+        let mut stored = None;
+        let result = {
+            let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+            log.sign_batch_at(&drafts, now).map(|signed| {
+                // The window on disk is a cache for late joiners: a store that fails (a full
+                // disk) must not stop the stream. Tried again every `STORE_RETRY`.
+                if retry_store_at.is_none_or(|at| Instant::now() >= at) {
+                    stored = Some(log.store_batch_at(&signed, now));
+                }
+                signed.into_entries()
+            })
+        };
         drop(drafts);
         let n = batch.len() as u64;
+        let store_error = match stored {
+            Some(Ok(())) => {
+                if retry_store_at.take().is_some() {
+                    tracing::info!("the store takes the stream's frames again");
+                }
+                None
+            }
+            Some(Err(e)) => {
+                if retry_store_at.is_none() {
+                    tracing::warn!("stream frames not stored, the stream goes on: {e}");
+                }
+                retry_store_at = Some(Instant::now() + STORE_RETRY);
+                Some(e.to_string())
+            }
+            None => None,
+        };
         let failure = match result {
             Ok(entries) => {
                 {
@@ -308,6 +363,16 @@ fn sign_loop(
         p.done += n;
         if failure.is_some() {
             p.failure = failure;
+        } else {
+            p.stats.published += n;
+            if retry_store_at.is_some() {
+                p.stats.unstored += n;
+            }
+            if let Some(e) = store_error {
+                p.stats.store_error = Some(e);
+            } else if retry_store_at.is_none() {
+                p.stats.store_error = None;
+            }
         }
         cv.notify_all();
     }

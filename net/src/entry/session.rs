@@ -1,19 +1,21 @@
-//! Sessions in a writer's seq: a writer that lost its log must never sign seqs it signed before.
+//! Sessions in a writer's seq: a writer must never sign a seq it signed before — not after
+//! losing its log, not after a write that failed but may have reached the disk.
 //!
-//! An entry's seq is `session << INDEX_BITS | index`. A log that starts empty starts a new
-//! session, numbered by the time it started ([`session_at`]: sixteenths of a second since
-//! 2020-01-01 UTC, 36 bits, good until the year 2156); entries count up from there. So a
-//! restarted publisher that lost its log continues *above* every seq of its earlier sessions,
-//! and their frames — still validly signed — can never be replayed ahead of live ones: they
-//! are older by construction, and readers refuse a session older than the newest one the
-//! owner vouched for (see the overlay's frame rules and the stream playout).
+//! An entry's seq is `session << INDEX_BITS | index`. Each time a log is opened it starts a
+//! new session, numbered by the time ([`session_at`]: sixteenths of a second since 2020-01-01
+//! UTC, 36 bits, good until the year 2156); entries count up from there. So a restarted
+//! publisher continues *above* every seq of its earlier sessions, whatever it stored, and
+//! their frames — still validly signed — can never be replayed ahead of live ones: they are
+//! older by construction, and readers refuse a session older than the newest one the owner
+//! vouched for (see the overlay's frame rules and the stream playout).
 //!
-//! Assumptions, stated: the writer's clock moves forward across restarts (a clock set back
-//! starts a session below the old one: readers that saw the old one refuse it until they
-//! subscribe again), and two sessions start at least 1/16 s apart (a process restart takes
-//! longer). A session longer than 2^28 entries runs on into the next session numbers; seqs
-//! still only grow, and the later session simply starts above it as long as it started later
-//! than 1/16 s per 2^28 entries of the old one.
+//! Assumptions, stated: the writer's clock moves forward across restarts (the log never goes
+//! below its stored heads, but a writer that lost its log and whose clock was set back starts
+//! below the old session: readers that saw that one refuse it until they subscribe again), and
+//! two opens of one log are at least 1/16 s apart (else the second continues above the first's
+//! stored heads, within its session). A session longer than 2^28 entries runs on into the
+//! next session numbers; seqs still only grow, and a later session starts above it as long as
+//! it started later than 1/16 s per 2^28 entries of the old one.
 
 /// Bits of a seq that count entries within their session.
 pub const INDEX_BITS: u32 = 28;
