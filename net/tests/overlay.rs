@@ -1,5 +1,5 @@
 //! The overlay driver over real QUIC on 127.0.0.1: multi-hop direct messages, a 30-node tree,
-//! a throttled relay, a killed relay, and a client that stalls its handshake.
+//! a throttled relay, a killed relay, a client that stalls its handshake, a redirect flood.
 
 #![cfg(feature = "quic")]
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -12,10 +12,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use starling_net::entry::{EntryFields, EntrySigner, LogId};
 use starling_net::identity::{KeyType, Keypair, PeerId};
+use starling_net::overlay::control::{self, Control};
 use starling_net::overlay::{
-    Delivery, DirectMessage, OverlayConfig, OverlayNode, PublishRefused, Topic,
+    Candidate, Delivery, DirectMessage, MAX_KNOWN_ADDRESSES, Message, OverlayConfig, OverlayNode,
+    PublishRefused, Topic,
 };
 use starling_net::transport::{Endpoint, TransportConfig};
+use starling_net::wire::Lane;
 use tokio::sync::mpsc;
 
 const LOG: LogId = LogId([3; 32]);
@@ -327,4 +330,81 @@ async fn a_client_stalling_its_handshake_does_not_hold_up_other_dialers() {
     );
     stalled.abort();
     node.shutdown().await;
+}
+
+/// One peer floods a node with redirects naming 22,000 made-up peers at a bogus address, the
+/// stream owner among them. The node's address book stays within its bound, and the owner's
+/// real address (from a connection it made) is not displaced: the node still subscribes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_flood_stays_within_the_address_book_and_plants_no_address() {
+    let (owner, _) = node(&config(4));
+    let (victim, _) = node(&config(4));
+    victim.connect(owner.local_addr()).await.unwrap();
+    let attacker = Endpoint::bind(
+        Keypair::generate(KeyType::Ed25519),
+        "127.0.0.1:0".parse().unwrap(),
+        TransportConfig::default(),
+    )
+    .unwrap();
+    let conn = attacker
+        .dial_addr(victim.local_addr(), Some(victim.peer_id()))
+        .await
+        .unwrap();
+    let bogus: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let other_topic = Topic([9; 32]);
+    for _ in 0..700 {
+        let mut candidates: Vec<Candidate<PeerId>> = (0..31)
+            .map(|_| Candidate {
+                peer: Keypair::generate(KeyType::Ed25519).peer_id(),
+                delay_us: 0,
+            })
+            .collect();
+        candidates.push(Candidate {
+            peer: owner.peer_id(),
+            delay_us: 0,
+        });
+        let redirect = Message::Redirect {
+            topic: other_topic,
+            candidates,
+            next_seq: 0,
+        };
+        conn.send(Lane::Control, &control::encode(&redirect, |_| Some(bogus)))
+            .await
+            .unwrap();
+    }
+    // The same lane is in order: once our probe is answered, the flood was handled.
+    let probe = Message::Probe { nonce: 0x5eed };
+    conn.send(Lane::Control, &control::encode(&probe, |_| None))
+        .await
+        .unwrap();
+    let answered = async {
+        let mut learned = Vec::new();
+        while let Some(Ok(received)) = conn.recv().await {
+            if let Ok(Control::Message(Message::ProbeAck { nonce: 0x5eed })) =
+                control::decode(received.into_frame(), &mut learned)
+            {
+                return;
+            }
+        }
+        panic!("connection closed before the probe was answered");
+    };
+    tokio::time::timeout(Duration::from_secs(30), answered)
+        .await
+        .expect("probe answered");
+    let known = victim.known_addresses().await;
+    assert!(
+        known <= MAX_KNOWN_ADDRESSES && known > MAX_KNOWN_ADDRESSES / 2,
+        "{known} addresses kept"
+    );
+    // The owner is still reached at its real address.
+    let mut frames = victim.subscribe_via(TOPIC, owner.peer_id(), None);
+    wait_attached(std::slice::from_ref(&victim)).await;
+    assert!(publish(&owner, Bytes::from_static(b"still here")));
+    let got = tokio::time::timeout(Duration::from_secs(10), frames.recv())
+        .await
+        .expect("a frame")
+        .expect("subscribed");
+    assert_eq!(&got.frame.payload().unwrap()[..], b"still here");
+    victim.shutdown().await;
+    owner.shutdown().await;
 }

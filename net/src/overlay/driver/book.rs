@@ -2,7 +2,7 @@
 //!
 //! Control messages name peers with addresses (redirect candidates, lookups). Those are
 //! hearsay: any peer may send them, and identities are free. So the book holds at most
-//! `MAX_ENTRIES` addresses; an address an authenticated connection came from (the handshake
+//! `MAX_KNOWN_ADDRESSES` addresses; an address an authenticated connection came from (the handshake
 //! proved the PeerId there) or that the application configured always wins over hearsay and
 //! is evicted last; hearsay never overwrites either, and a heard address that failed a dial
 //! is dropped, so the next one heard can replace it (a planted address once made a stream's
@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use crate::identity::PeerId;
 
 /// Addresses kept at most (~100 bytes each).
-pub(super) const MAX_ENTRIES: usize = 4_096;
+pub const MAX_KNOWN_ADDRESSES: usize = 4_096;
 
 /// How an address was learned, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,8 +89,7 @@ impl AddressBook {
         }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
@@ -105,7 +104,7 @@ impl AddressBook {
             }
             return;
         }
-        if self.entries.len() >= MAX_ENTRIES && !self.evict_for(source) {
+        if self.entries.len() >= MAX_KNOWN_ADDRESSES && !self.evict_for(source) {
             return;
         }
         self.entries.insert(peer, Entry { addr, source, used });
@@ -180,10 +179,10 @@ mod tests {
         for (i, f) in friends.iter().enumerate() {
             book.verified(*f, addr(i as u16));
         }
-        for i in 0..(2 * MAX_ENTRIES) {
+        for i in 0..(2 * MAX_KNOWN_ADDRESSES) {
             book.heard(peer(), addr(i as u16));
         }
-        assert_eq!(book.len(), MAX_ENTRIES);
+        assert_eq!(book.len(), MAX_KNOWN_ADDRESSES);
         for (i, f) in friends.iter().enumerate() {
             assert_eq!(book.get(f), Some(addr(i as u16)));
         }

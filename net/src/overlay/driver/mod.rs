@@ -12,6 +12,7 @@ mod shaper;
 mod verifier;
 
 use book::AddressBook;
+pub use book::MAX_KNOWN_ADDRESSES;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -75,6 +76,7 @@ enum Cmd {
     },
     Throttle(Option<u64>),
     Stats(oneshot::Sender<OverlayStats>),
+    KnownAddresses(oneshot::Sender<usize>),
     Parent(Topic, oneshot::Sender<Option<PeerId>>),
     Children(Topic, oneshot::Sender<Vec<PeerId>>),
     Shutdown(oneshot::Sender<()>),
@@ -301,6 +303,15 @@ impl OverlayNode {
         rx.await.ok()
     }
 
+    /// How many peers' addresses the node keeps (bounded: 4,096).
+    pub async fn known_addresses(&self) -> usize {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::KnownAddresses(tx)).is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// The current parent in `topic`'s tree.
     pub async fn parent(&self, topic: Topic) -> Option<PeerId> {
         let (tx, rx) = oneshot::channel();
@@ -487,6 +498,9 @@ impl Driver {
             }
             Cmd::Stats(tx) => {
                 let _ = tx.send(self.core.stats().clone());
+            }
+            Cmd::KnownAddresses(tx) => {
+                let _ = tx.send(self.book.len());
             }
             Cmd::Parent(topic, tx) => {
                 let _ = tx.send(self.core.parent(&topic));
