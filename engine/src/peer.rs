@@ -1,21 +1,19 @@
 //! [`Peer`]: the one handle an application holds — a QUIC endpoint, an overlay node, a store,
 //! and the streams it publishes or subscribes to.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use starling_net::overlay::{DirectMessage, OverlayConfig, OverlayNode};
+use starling_net::overlay::{OverlayConfig, OverlayNode};
 use starling_net::transport::{Endpoint, Multiaddr, TransportConfig, quic_multiaddr};
 use starling_net::{Keypair, PeerId};
 use starling_store::{Durability, Store, StoreConfig};
-use tokio::sync::mpsc;
 
 use crate::log::{Log, LogConfig, Retention};
+use crate::stream::catch_up;
 use crate::stream::publisher::Windows;
-use crate::stream::record::{CatchUp, MAX_CATCHUP_FRAMES, Sequenced};
 use crate::stream::subscription::{CatchUpRoutes, SubscriptionParts};
 use crate::stream::{
     PeerError, PublishOptions, Publisher, StreamAddress, StreamError, SubscribeOptions,
@@ -39,6 +37,11 @@ pub struct PeerConfig {
     /// 200 ms — a stream window is for catch-up, so a power cut may lose its last 200 ms, while
     /// a killed process loses nothing written.
     pub store: StoreConfig,
+    /// Catch-up replies this peer sends per second, node-wide, whoever asks (late joiners of
+    /// the streams it publishes). Default 32 MiB/s: 128 late joiners a second at 2 Mbit/s and
+    /// a keyframe a second; beyond it requests are dropped and joiners start at the next
+    /// keyframe.
+    pub catch_up_bytes_per_s: u64,
 }
 
 impl Default for PeerConfig {
@@ -53,6 +56,7 @@ impl Default for PeerConfig {
                 durability: Durability::Periodic(Duration::from_millis(200)),
                 ..StoreConfig::default()
             },
+            catch_up_bytes_per_s: 32 << 20,
         }
     }
 }
@@ -84,9 +88,6 @@ struct Inner {
     dispatcher: tokio::task::JoinHandle<()>,
 }
 
-/// Largest catch-up reply message (several are sent for a larger catch-up).
-const CATCHUP_REPLY_BYTES: usize = 1 << 20;
-
 impl Peer {
     /// Binds, starts the overlay and connects to the bootstrap peers. Must run inside a tokio
     /// runtime.
@@ -95,11 +96,12 @@ impl Peer {
         let (node, direct) = OverlayNode::start(endpoint, config.overlay.clone());
         let windows: Windows = Arc::default();
         let routes: Arc<CatchUpRoutes> = Arc::default();
-        let dispatcher = tokio::spawn(dispatch(
+        let dispatcher = tokio::spawn(catch_up::serve(
             direct,
             node.clone(),
             windows.clone(),
             routes.clone(),
+            config.catch_up_bytes_per_s,
         ));
         let peer = Peer {
             inner: Arc::new(Inner {
@@ -282,101 +284,9 @@ impl Peer {
     }
 }
 
-/// Catch-up requests answered per requester per second: a late joiner needs one; a peer asking
-/// in a loop would otherwise make this peer copy and send its window without end.
-const CATCHUPS_PER_S: u32 = 4;
-/// Requesters remembered by the limiter (then it starts over).
-const LIMITER_PEERS: usize = 4096;
-
-/// A fixed-window rate limit per requester, bounded in memory.
-#[derive(Debug, Default)]
-struct RequestLimiter {
-    seen: HashMap<PeerId, (std::time::Instant, u32)>,
-}
-
-impl RequestLimiter {
-    fn allow(&mut self, peer: PeerId, now: std::time::Instant) -> bool {
-        if self.seen.len() >= LIMITER_PEERS && !self.seen.contains_key(&peer) {
-            self.seen.clear();
-        }
-        let (start, count) = self.seen.entry(peer).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(1) {
-            (*start, *count) = (now, 0);
-        }
-        *count += 1;
-        *count <= CATCHUPS_PER_S
-    }
-}
-
-/// Serves catch-up requests from the windows of streams we publish, and routes catch-up
-/// replies to our subscriptions. Other direct messages are logged and dropped.
-async fn dispatch(
-    mut direct: mpsc::Receiver<DirectMessage>,
-    node: OverlayNode,
-    windows: Windows,
-    routes: Arc<CatchUpRoutes>,
-) {
-    let mut limiter = RequestLimiter::default();
-    while let Some(msg) = direct.recv().await {
-        match CatchUp::decode(&msg.payload) {
-            Ok(CatchUp::Request { topic, from, to }) => {
-                if !limiter.allow(msg.origin, std::time::Instant::now()) {
-                    tracing::debug!(origin = %msg.origin, "catch-up request over the rate limit");
-                    continue;
-                }
-                let window = windows
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&topic)
-                    .cloned();
-                let Some(window) = window else { continue };
-                let to = to.min(from + MAX_CATCHUP_FRAMES - 1);
-                let records: Vec<Sequenced> = window
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .range(from, to)
-                    .iter()
-                    .map(|e| Sequenced {
-                        seq: e.seq(),
-                        published_us: e.wall_us(),
-                        record: e.to_bytes(),
-                    })
-                    .collect();
-                tracing::debug!(origin = %msg.origin, from, to, n = records.len(), "catch-up");
-                for reply in CatchUp::replies(&topic, &records, CATCHUP_REPLY_BYTES) {
-                    node.send(msg.origin, reply);
-                }
-            }
-            Ok(CatchUp::Reply { topic, records }) => {
-                // Only the stream's owner may answer: the records travel in a direct message
-                // signed by its origin, so an answer from anyone else is not the owner's data.
-                match routes.route(&topic, &msg.origin) {
-                    Some(tx) => {
-                        let _ = tx.try_send(records);
-                    }
-                    None => tracing::debug!(origin = %msg.origin, "catch-up reply refused"),
-                }
-            }
-            Err(e) => tracing::debug!(origin = %msg.origin, "direct message ignored: {e}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn catch_up_requests_are_rate_limited_per_requester() {
-        let mut l = RequestLimiter::default();
-        let a = Keypair::generate(starling_net::KeyType::Ed25519).peer_id();
-        let b = Keypair::generate(starling_net::KeyType::Ed25519).peer_id();
-        let t0 = std::time::Instant::now();
-        let allowed = (0..10).filter(|_| l.allow(a, t0)).count();
-        assert_eq!(allowed, CATCHUPS_PER_S as usize);
-        assert!(l.allow(b, t0), "another requester has its own budget");
-        assert!(l.allow(a, t0 + Duration::from_secs(1)), "the window resets");
-    }
 
     #[test]
     fn handles_cross_threads() {

@@ -9,9 +9,11 @@
 //! - [`record`]: the record and catch-up wire formats.
 //! - `playout`: the subscriber's ordering and skipping rules (sans-IO).
 //! - [`publisher`] / [`subscription`]: the two ends.
+//! - `catch_up`: the owner's catch-up server (rate-limited per requester and node-wide).
 
 pub mod address;
 mod bitrate;
+pub(crate) mod catch_up;
 mod error;
 mod playout;
 pub mod publisher;

@@ -362,6 +362,29 @@ mod tests {
         assert_eq!(played(&out)[8..], [(session::first_seq(702) + 10, 10)]);
     }
 
+    /// A replayed catch-up reply from an earlier session (same indexes, validly signed) fills
+    /// nothing: only the requested seqs of this session count.
+    #[test]
+    fn an_old_sessions_catch_up_reply_fills_nothing() {
+        let (old, new) = (session::first_seq(800), session::first_seq(801));
+        let frames = |first: u64, from: u64, to: u64| {
+            (from..to)
+                .map(|i| item(first + i, first + i - i % 10))
+                .collect::<Vec<_>>()
+        };
+        let mut p = Playout::new(config());
+        let mut out = Vec::new();
+        p.live(frames(new, 13, 14).remove(0), 0, &mut out);
+        assert!(matches!(out[..], [Output::RequestCatchUp { .. }]));
+        p.catch_up(frames(old, 10, 13), &mut out);
+        assert!(played(&out).is_empty(), "{out:?}");
+        p.catch_up(frames(new, 10, 13), &mut out);
+        assert_eq!(
+            played(&out),
+            (10..14).map(|i| (new + i, 0)).collect::<Vec<_>>()
+        );
+    }
+
     #[test]
     fn overflow_skips_to_the_next_keyframe() {
         let mut p = Playout::new(config());

@@ -38,7 +38,7 @@ pub use driver::{
 pub use event::{Action, Command, Event, OverlayStats};
 pub use link::LinkMetrics;
 pub use message::{Candidate, Lane as MessageLane, Message, Payload, Topic, Verifier};
-pub use util::SplitMix64;
+pub use util::{SplitMix64, TokenBucket};
 
 #[cfg(test)]
 mod tests;

@@ -33,10 +33,11 @@ impl SplitMix64 {
     }
 }
 
-/// A token bucket on the core's clock: `rate` tokens per second, at most `burst` saved up.
-/// Bounds what a node sends for others' asking (repairs), however many identities ask.
+/// A token bucket on a caller's clock (µs): `rate` tokens per second, at most `burst` saved
+/// up. Bounds what a node sends for others' asking (repairs, floods, catch-ups), however many
+/// identities ask.
 #[derive(Clone, Debug)]
-pub(super) struct TokenBucket {
+pub struct TokenBucket {
     tokens: f64,
     last_us: u64,
     rate_per_s: f64,
@@ -45,7 +46,7 @@ pub(super) struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub(super) fn new(rate_per_s: u64, burst: u64) -> Self {
+    pub fn new(rate_per_s: u64, burst: u64) -> Self {
         TokenBucket {
             tokens: burst as f64,
             last_us: 0,
@@ -55,13 +56,27 @@ impl TokenBucket {
     }
 
     /// Takes up to `want` tokens at `now` (µs); how many it got.
-    pub(super) fn take_up_to(&mut self, want: usize, now: u64) -> usize {
-        let elapsed = now.saturating_sub(self.last_us) as f64 / 1e6;
-        self.last_us = self.last_us.max(now);
-        self.tokens = (self.tokens + elapsed * self.rate_per_s).min(self.burst);
+    pub fn take_up_to(&mut self, want: usize, now: u64) -> usize {
+        self.refill(now);
         let got = (self.tokens.floor() as usize).min(want);
         self.tokens -= got as f64;
         got
+    }
+
+    /// Takes `want` tokens at `now` (µs) if there are that many, else none.
+    pub fn try_take(&mut self, want: u64, now: u64) -> bool {
+        self.refill(now);
+        let ok = self.tokens >= want as f64;
+        if ok {
+            self.tokens -= want as f64;
+        }
+        ok
+    }
+
+    fn refill(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.last_us) as f64 / 1e6;
+        self.last_us = self.last_us.max(now);
+        self.tokens = (self.tokens + elapsed * self.rate_per_s).min(self.burst);
     }
 }
 
@@ -116,5 +131,8 @@ mod tests {
         assert_eq!(b.take_up_to(8, 1_300_000), 3, "0.3 s at 10/s");
         assert_eq!(b.take_up_to(8, 60_000_000), 5, "saved up to the burst only");
         assert_eq!(b.take_up_to(8, 1_000), 0, "time does not run backwards");
+        assert!(!b.try_take(6, 60_000_000), "all or nothing");
+        assert!(b.try_take(5, 60_000_000));
+        assert!(!b.try_take(1, 60_000_000));
     }
 }
