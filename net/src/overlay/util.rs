@@ -131,8 +131,8 @@ mod tests {
         assert_eq!(b.take_up_to(8, 1_300_000), 3, "0.3 s at 10/s");
         assert_eq!(b.take_up_to(8, 60_000_000), 5, "saved up to the burst only");
         assert_eq!(b.take_up_to(8, 1_000), 0, "time does not run backwards");
-        assert!(!b.try_take(6, 60_000_000), "all or nothing");
-        assert!(b.try_take(5, 60_000_000));
-        assert!(!b.try_take(1, 60_000_000));
+        assert!(!b.try_take(6, 61_000_000), "all or nothing");
+        assert!(b.try_take(5, 61_000_000));
+        assert!(!b.try_take(1, 61_000_000));
     }
 }
