@@ -64,8 +64,9 @@ pub(crate) struct SimArgs {
     /// never). With `--join-probes 0 --preempt-factor 0` placement ignores latency entirely.
     #[arg(long, default_value_t = OverlayConfig::default().preempt_factor)]
     preempt_factor: f64,
-    /// A node trades places with a child whose RTT to the root is below this fraction of its
-    /// own (0: never): the tree sorts itself after the flash crowd.
+    /// A node trades places with a child whose RTT to the node's parent is below this fraction
+    /// of its own, as the parent measures them (0: never): the tree sorts itself after the
+    /// flash crowd.
     #[arg(long, default_value_t = OverlayConfig::default().swap_factor)]
     swap_factor: f64,
     /// Smallest RTT between two nodes (ms).

@@ -82,9 +82,9 @@ pub struct OverlayConfig {
     pub preempt_factor: f64,
     /// At most one such swap per node per topic in this long (µs). Default 100 ms.
     pub preempt_interval_us: u64,
-    /// A node trades places with its child nearest the root when that child's baseline RTT
-    /// to the root is below this fraction of its own: the tree sorts itself after a flash
-    /// crowd filled it in arrival order. 0 turns it off. Default 0.8.
+    /// A node trades places with a child whose RTT to the node's parent is below this fraction
+    /// of its own, as the parent measures both: the tree sorts itself after a flash crowd
+    /// filled it in arrival order. 0 turns it off. Default 0.8.
     pub swap_factor: f64,
     /// At most one trade per node per topic in this long (µs), and none this soon after
     /// attaching. Default 1 s.

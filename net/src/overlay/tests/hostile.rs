@@ -538,12 +538,14 @@ fn silence_is_measured_in_frame_intervals_of_the_stream() {
     assert_eq!(left_after(33_333, 1_500_000), 1, "a fast stream stopped");
 }
 
-/// A child's claimed root RTT is taken no lower than the parent's own measurements allow (its
-/// root RTT minus its RTT to the child): a child 5 ms from a parent 40 ms from the root cannot
-/// be 1 µs from the root, and no swap is proposed for it; 30 ms away, it could be, and one is.
+/// Whether a node asks for a swap is its own measurements' choice: a child's report (here a
+/// claim of 1 µs to the root, or an honest 500 ms) only orders the children it may ask for.
+/// Node 2's parent is 10 ms away; a child 1 ms from it cannot be much nearer that parent and
+/// is never asked for, a child 30 ms away may be and is, whatever it claims (the grandparent
+/// then measures) — twice, and then not again for a while when nothing came of it.
 #[test]
-fn a_childs_claim_is_bounded_by_what_its_parent_measured() {
-    let proposes = |to_child_us: u64| {
+fn a_swap_is_asked_for_by_what_the_parent_measured_not_by_what_the_child_claims() {
+    let asks = |to_child_us: u64, claim_us: u64| {
         // Node 2, 40 ms from the root (its probe answered after 40 ms), sent to 1, accepted.
         let mut n = Overlay::new(2, config(2), Check, 2);
         let mut out = Vec::new();
@@ -570,22 +572,23 @@ fn a_childs_claim_is_bounded_by_what_its_parent_measured() {
         assert_eq!(n.parent(&T), Some(1));
         n.handle(T0, received(3, join()), &mut out);
         n.handle(T0, rtt_to(3, to_child_us), &mut out);
-        let lie = Message::Report {
+        let report = Message::Report {
             topic: T,
             descendants: 0,
-            root_rtt_us: 1,
+            root_rtt_us: claim_us,
         };
-        n.handle(T0 + 10, received(3, lie), &mut out);
-        let mut proposed = false;
-        for step in 1..=30 {
+        n.handle(T0 + 10, received(3, report), &mut out);
+        let mut asked = 0;
+        for step in 1..=60 {
             let now = T0 + step * 100_000;
             out.clear();
             n.handle(now, Event::Tick, &mut out);
-            proposed |= sends(&out)
+            asked += sends(&out)
                 .iter()
-                .any(|(to, m)| *to == 1 && matches!(m, Message::Handover { .. }));
-            // The parent answers its probes at once (a calm link); the child's stay unanswered
-            // so that its measured 5 or 30 ms stands.
+                .filter(|(to, m)| *to == 1 && matches!(m, Message::Handover { .. }))
+                .count();
+            // The parent answers its probes after 10 ms (a calm link); the child's stay
+            // unanswered so that its measured 1 or 30 ms stands.
             let to_parent: Vec<u64> = sends(&out)
                 .iter()
                 .filter_map(|(to, m)| match m {
@@ -595,19 +598,18 @@ fn a_childs_claim_is_bounded_by_what_its_parent_measured() {
                 .collect();
             for nonce in to_parent {
                 n.handle(
-                    now,
+                    now + 10_000,
                     received(1, Message::ProbeAck { nonce }),
                     &mut Vec::new(),
                 );
             }
         }
-        proposed
+        asked
     };
-    assert!(!proposes(5_000), "an impossible claim proposes nothing");
-    assert!(
-        proposes(30_000),
-        "a possible one does (the grandparent then checks it)"
-    );
+    assert_eq!(asks(1_000, 1), 0, "too near us: a lie does not help");
+    assert_eq!(asks(1_000, 500_000), 0);
+    assert_eq!(asks(30_000, 1), 2, "far enough: asked for twice in 6 s…");
+    assert_eq!(asks(30_000, 500_000), 2, "…whatever it claims");
 }
 
 /// A joiner the root redirected to node 1, telling it the stream is in session `live`.

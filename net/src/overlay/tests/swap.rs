@@ -1,4 +1,4 @@
-//! The tree sorting itself: a parent trades places with a child much nearer the root; the
+//! The tree sorting itself: a parent trades places with a child much nearer the grandparent; the
 //! safeguards around it; and repairs that climb past a parent that cannot serve them.
 
 use super::*;
@@ -26,8 +26,8 @@ pub(super) fn sends(out: &[Action<u32, P>]) -> Vec<(u32, &Message<u32, P>)> {
         .collect()
 }
 
-/// A chain root 0 → 1 → 2 → 3 → 4 (one child each) where node 3 is much nearer the root
-/// than its parent 2: after the swap interval the two trade places — 0 → 1 → 3 → 2 → 4 — and
+/// A chain root 0 → 1 → 2 → 3 → 4 (one child each) where node 3 is much nearer node 1 than
+/// its parent 2 is: after the swap interval the two trade places — 0 → 1 → 3 → 2 → 4 — and
 /// every node still gets every frame, in order, once. (Node 1 probes the root as its parent,
 /// so the in-memory network's zero RTT makes it the nearest of all: it stays. Node 1 checks
 /// 3's claim by its own probe — zero RTT here, against 50 ms to 2 — before giving the slot;
@@ -50,7 +50,9 @@ fn a_child_near_the_root_trades_places_with_its_far_parent() {
         net.event(node, rtt_to(0, rtt));
     }
     net.event(1, rtt_to(2, 50_000));
-    // 2 measured its child 3 (the floor on 3's claim: 60 − 55 ms, below its 10 ms).
+    // 2 measured its parent 1 and its child 3: 55 ms from 2, 3 may be much nearer 1 than 2 is
+    // (more than 20 % of 2's 50 ms to 1), so 2 proposes it, and 1 measures.
+    net.event(2, rtt_to(1, 50_000));
     net.event(2, rtt_to(3, 55_000));
     net.publish(10);
     net.tick(100_000); // children report their distance from the root
