@@ -2,7 +2,9 @@
 //! the state changes only for messages from the peers it expects, and for what this node
 //! measured itself.
 
-use super::swap::{T0, accept, answer_probes, attached, join, received, rtt_to, sends};
+use super::swap::{
+    T0, accept, answer_probes, attached, join, received, redirect_to, rtt_to, sends,
+};
 use super::*;
 use crate::entry::session;
 
@@ -439,14 +441,7 @@ fn a_parent_that_accepts_and_starves_us_is_left_once_the_stream_is_live() {
     let run = |root_next_seq: u64| {
         let mut n = joiner();
         let mut out = Vec::new();
-        let to_sybil = Message::Redirect {
-            topic: T,
-            candidates: vec![Candidate {
-                peer: 9,
-                delay_us: 0,
-            }],
-            next_seq: root_next_seq,
-        };
+        let to_sybil = redirect_to(9, root_next_seq);
         n.handle(T0 + 10, received(0, to_sybil), &mut out);
         n.handle(T0 + 20, received(9, accept(vec![0, 9], 0, false)), &mut out);
         assert_eq!(n.parent(&T), Some(9));
@@ -555,14 +550,7 @@ fn a_swap_is_asked_for_by_what_the_parent_measured_not_by_what_the_child_claims(
             &mut out,
         );
         answer_probes(&mut n, T0 + 40_000, &out);
-        let to_1 = Message::Redirect {
-            topic: T,
-            candidates: vec![Candidate {
-                peer: 1,
-                delay_us: 0,
-            }],
-            next_seq: 0,
-        };
+        let to_1 = redirect_to(1, 0);
         n.handle(T0 + 40_000, received(0, to_1), &mut out);
         n.handle(
             T0 + 40_000,
@@ -616,14 +604,7 @@ fn a_swap_is_asked_for_by_what_the_parent_measured_not_by_what_the_child_claims(
 fn redirected_to_1(live: u64) -> Overlay<u32, P, Check> {
     let mut n = joiner();
     let mut out = Vec::new();
-    let away = Message::Redirect {
-        topic: T,
-        candidates: vec![Candidate {
-            peer: 1,
-            delay_us: 0,
-        }],
-        next_seq: session::first_seq(live) + 50,
-    };
+    let away = redirect_to(1, session::first_seq(live) + 50);
     n.handle(T0, received(0, away), &mut out);
     n.handle(T0, received(1, accept(vec![0, 1], 0, false)), &mut out);
     assert_eq!(n.parent(&T), Some(1));

@@ -2,20 +2,13 @@
 //! root), never takes in the node it is asking itself, and a loop that re-attaching subtrees
 //! close is left.
 
-use super::swap::{T0, accept, attached, join, received, relay, sends};
+use super::swap::{T0, accept, attached, join, received, redirect_to, relay, sends};
 use super::*;
 
 /// Node 1 (under the root 0, child 2) told by its parent to move to 7.
 fn moving_relay() -> Overlay<u32, P, Check> {
     let mut n = relay();
-    let away = Message::Redirect {
-        topic: T,
-        candidates: vec![Candidate {
-            peer: 7,
-            delay_us: 0,
-        }],
-        next_seq: 0,
-    };
+    let away = redirect_to(7, 0);
     let mut out = Vec::new();
     n.handle(T0 + 10, received(0, away), &mut out);
     assert_eq!(n.parent(&T), None, "joining 7");

@@ -17,6 +17,15 @@ pub(super) fn received(from: u32, message: Message<u32, P>) -> Event<u32, P> {
     Event::Received { from, message }
 }
 
+/// A redirect to one candidate, `peer`, from a node whose next seq is `next_seq`.
+pub(super) fn redirect_to(peer: u32, next_seq: u64) -> Message<u32, P> {
+    Message::Redirect {
+        topic: T,
+        candidates: vec![Candidate { peer, delay_us: 0 }],
+        next_seq,
+    }
+}
+
 pub(super) fn sends(out: &[Action<u32, P>]) -> Vec<(u32, &Message<u32, P>)> {
     out.iter()
         .filter_map(|a| match a {
@@ -199,14 +208,7 @@ pub(super) fn attached(
     answer_probes(&mut n, T0, &out);
     let parent = *path.last().unwrap_or(&0);
     if parent != 0 {
-        let away = Message::Redirect {
-            topic: T,
-            candidates: vec![Candidate {
-                peer: parent,
-                delay_us: 0,
-            }],
-            next_seq: 0,
-        };
+        let away = redirect_to(parent, 0);
         n.handle(T0, received(0, away), &mut out);
     }
     n.handle(
@@ -289,14 +291,7 @@ fn an_adoption_takes_the_parents_place_and_its_children_follow_the_old_parent() 
 fn a_stale_path_update_from_the_parent_being_left_does_not_reattach() {
     let mut n = relay();
     let mut out = Vec::new();
-    let away = Message::Redirect {
-        topic: T,
-        candidates: vec![Candidate {
-            peer: 7,
-            delay_us: 0,
-        }],
-        next_seq: 0,
-    };
+    let away = redirect_to(7, 0);
     n.handle(T0 + 10, received(0, away), &mut out);
     assert_eq!(n.parent(&T), None, "joining 7");
     let stale = accept(vec![], 0, false);
