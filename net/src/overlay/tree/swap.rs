@@ -62,6 +62,10 @@ impl<P> Default for SwapState<P> {
 
 /// Swap intervals a child asked for twice in vain waits before it is asked for again.
 const SWAP_PASS: u64 = 30;
+/// A swap must bring its node this much nearer (µs): on a LAN or loopback, where every RTT is
+/// a fraction of a millisecond, relative differences are noise, and each swap moves two nodes
+/// and a subtree.
+const MIN_SWAP_GAIN_US: u64 = 5_000;
 /// Round trips to the parent an ask of ours may take to be answered.
 const ASK_SETTLE: u64 = 4;
 /// …and at least this long (µs).
@@ -225,7 +229,8 @@ where
         self.swap
             .passed
             .retain(|(p, until)| *until > now && children.contains(p));
-        let far_enough = ((1.0 - c.swap_factor) * to_parent as f64) as u64;
+        // (And at least `MIN_SWAP_GAIN_US` away: the gain cannot exceed our RTT to the child.)
+        let far_enough = (((1.0 - c.swap_factor) * to_parent as f64) as u64).max(MIN_SWAP_GAIN_US);
         let mine = self.root_rtt_us(cx.shared);
         let passed = &self.swap.passed;
         let chosen = self
@@ -328,7 +333,10 @@ where
             cx.probe(to);
             return;
         }
-        if from_rtt == 0 || to_rtt as f64 >= cx.shared.config.swap_factor * from_rtt as f64 {
+        if from_rtt == 0
+            || to_rtt as f64 >= cx.shared.config.swap_factor * from_rtt as f64
+            || from_rtt - to_rtt < MIN_SWAP_GAIN_US
+        {
             return;
         }
         self.swap.gave_slot_at = cx.now;
