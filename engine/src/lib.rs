@@ -30,7 +30,9 @@
 //!
 //! cam.push(MediaFrame::key(bytes::Bytes::from_static(b"frame 0"), 0))?;
 //! let frame = sub.recv().await.expect("a frame");
-//! assert_eq!((frame.seq, frame.keyframe, &frame.data[..]), (0, true, &b"frame 0"[..]));
+//! // A seq carries the publisher's session (`starling_net::entry::session`): this is its first frame.
+//! assert_eq!(starling_net::entry::session::index_of(frame.seq), 0);
+//! assert_eq!((frame.keyframe, &frame.data[..]), (true, &b"frame 0"[..]));
 //! viewer.close().await;
 //! owner.close().await;
 //! # Ok(())

@@ -51,7 +51,8 @@ impl Default for SubscribeOptions {
 /// A verified frame of a stream, in order.
 #[derive(Clone, Debug)]
 pub struct StreamFrame {
-    /// Sequence number in the stream.
+    /// Sequence number in the stream: the publisher's session and the frame's index in it
+    /// (`starling_net::entry::session::{session_of, index_of}`).
     pub seq: u64,
     /// Decodable on its own.
     pub keyframe: bool,
