@@ -4,6 +4,7 @@
 //!
 //! - [`Peer`]: the one handle an application holds — endpoint, overlay, store, streams.
 //! - [`stream`]: live streams — publish frames into a signed log, subscribe by address.
+//! - [`router`]: direct messages by protocol tag, one inbox per program.
 //! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
 //!   BLAKE3 hashes that print as CIDs; append, join, heads, iteration, trimming.
 //!
@@ -41,10 +42,12 @@
 
 pub mod log;
 mod peer;
+pub mod router;
 pub mod stream;
 
 pub use log::{Clock, Entry, EntryHash, Log, LogConfig, LogError, Retention};
 pub use peer::{LiveStream, Peer, PeerConfig};
+pub use router::{Protocol, Routed};
 pub use stream::{
     Bitrate, MediaFrame, PeerError, PublishOptions, Publisher, PublisherStats, StreamAddress,
     StreamError, StreamFrame, SubscribeOptions, Subscription, SubscriptionStats,

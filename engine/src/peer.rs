@@ -12,6 +12,7 @@ use starling_net::{Keypair, PeerId};
 use starling_store::{Durability, Store, StoreConfig};
 
 use crate::log::{Log, LogConfig, Retention};
+use crate::router::{Protocol, ProtocolTaken, Routed, Router, RouterStats};
 use crate::stream::catch_up;
 use crate::stream::publisher::Windows;
 use crate::stream::subscription::{CatchUpRoutes, SubscriptionParts};
@@ -85,7 +86,10 @@ struct Inner {
     store: Mutex<Option<(Store, Option<tempfile::TempDir>)>>,
     windows: Windows,
     routes: Arc<CatchUpRoutes>,
-    dispatcher: tokio::task::JoinHandle<()>,
+    /// Hands direct messages to programs by protocol tag.
+    router: Arc<Router>,
+    /// The router and the programs' protocol tasks (stream catch-up).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Peer {
@@ -96,13 +100,20 @@ impl Peer {
         let (node, direct) = OverlayNode::start(endpoint, config.overlay.clone());
         let windows: Windows = Arc::default();
         let routes: Arc<CatchUpRoutes> = Arc::default();
-        let dispatcher = tokio::spawn(catch_up::serve(
-            direct,
-            node.clone(),
-            windows.clone(),
-            routes.clone(),
-            config.catch_up_bytes_per_s,
-        ));
+        let router = Arc::new(Router::default());
+        let catch_ups = router
+            .register(Protocol::STREAM_CATCH_UP)
+            .expect("a fresh router has no protocols");
+        let tasks = vec![
+            tokio::spawn(router.clone().run(direct)),
+            tokio::spawn(catch_up::serve(
+                catch_ups,
+                node.clone(),
+                windows.clone(),
+                routes.clone(),
+                config.catch_up_bytes_per_s,
+            )),
+        ];
         let peer = Peer {
             inner: Arc::new(Inner {
                 key,
@@ -111,7 +122,8 @@ impl Peer {
                 store: Mutex::new(None),
                 windows,
                 routes,
-                dispatcher,
+                router,
+                tasks,
             }),
         };
         let mut last_error = None;
@@ -135,6 +147,27 @@ impl Peer {
             }
             _ => Ok(peer),
         }
+    }
+
+    /// Registers a program's protocol: direct messages carrying `protocol`'s tag arrive on the
+    /// returned inbox (bounded: [`crate::router::PROTOCOL_INBOX`]) until it is dropped.
+    /// [`Protocol::STREAM_CATCH_UP`] is the peer's own.
+    pub fn register_protocol(
+        &self,
+        protocol: Protocol,
+    ) -> Result<tokio::sync::mpsc::Receiver<Routed>, ProtocolTaken> {
+        self.inner.router.register(protocol)
+    }
+
+    /// Sends a direct message (signed, routed over the overlay) to `dest`; `message` starts
+    /// with its protocol's tag ([`Protocol::message`]).
+    pub fn send_direct(&self, dest: PeerId, message: bytes::Bytes) {
+        self.inner.node.send(dest, message);
+    }
+
+    /// What the router dropped (unknown protocols, full inboxes).
+    pub fn router_stats(&self) -> RouterStats {
+        self.inner.router.stats()
     }
 
     /// This peer's PeerId.
@@ -279,7 +312,9 @@ impl Peer {
 
     /// Stops the overlay and closes every connection (for every clone of this handle).
     pub async fn close(&self) {
-        self.inner.dispatcher.abort();
+        for task in &self.inner.tasks {
+            task.abort();
+        }
         self.inner.node.shutdown().await;
     }
 }

@@ -12,12 +12,13 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use starling_net::PeerId;
-use starling_net::overlay::{DirectMessage, OverlayNode, TokenBucket};
+use starling_net::overlay::{OverlayNode, TokenBucket};
 use tokio::sync::mpsc;
 
 use super::publisher::Windows;
 use super::record::{CatchUp, MAX_CATCHUP_FRAMES, Sequenced};
 use super::subscription::CatchUpRoutes;
+use crate::router::Routed;
 
 /// Catch-up requests answered per requester per second: a late joiner needs one; a peer asking
 /// in a loop would otherwise make this peer copy and send its window without end.
@@ -75,9 +76,9 @@ impl CatchUpLimiter {
 }
 
 /// Serves catch-up requests from the windows of streams we publish, and routes catch-up
-/// replies to our subscriptions. Other direct messages are logged and dropped.
+/// replies to our subscriptions (the messages the router hands the catch-up protocol).
 pub(crate) async fn serve(
-    mut direct: mpsc::Receiver<DirectMessage>,
+    mut direct: mpsc::Receiver<Routed>,
     node: OverlayNode,
     windows: Windows,
     routes: Arc<CatchUpRoutes>,
@@ -85,7 +86,7 @@ pub(crate) async fn serve(
 ) {
     let mut limiter = CatchUpLimiter::new(bytes_per_s, Instant::now());
     while let Some(msg) = direct.recv().await {
-        match CatchUp::decode(&msg.payload) {
+        match CatchUp::decode(&msg.body) {
             Ok(CatchUp::Request { topic, from, to }) => {
                 let now = Instant::now();
                 if !limiter.admit(msg.origin, now) {
@@ -130,7 +131,7 @@ pub(crate) async fn serve(
                     None => tracing::debug!(origin = %msg.origin, "catch-up reply refused"),
                 }
             }
-            Err(e) => tracing::debug!(origin = %msg.origin, "direct message ignored: {e}"),
+            Err(e) => tracing::debug!(origin = %msg.origin, "bad catch-up message: {e}"),
         }
     }
 }

@@ -24,6 +24,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::StreamError;
 use crate::log::{Entry, LogId};
+use crate::router::Protocol;
 
 /// Bytes of a stream entry's meta.
 pub(crate) const META_LEN: usize = 17;
@@ -179,6 +180,13 @@ pub enum CatchUp {
     },
 }
 
+/// A catch-up message's buffer with its protocol tag, version, kind and topic written.
+fn head(kind: u8, topic: &LogId, body: usize) -> BytesMut {
+    let mut out = Protocol::STREAM_CATCH_UP.message(34 + body);
+    put_head(&mut out, kind, topic);
+    out
+}
+
 fn put_head(out: &mut BytesMut, kind: u8, topic: &LogId) {
     out.put_u8(CATCHUP_V1);
     out.put_u8(kind);
@@ -186,16 +194,16 @@ fn put_head(out: &mut BytesMut, kind: u8, topic: &LogId) {
 }
 
 impl CatchUp {
-    /// Encodes a request.
+    /// Encodes a request (as a direct message: protocol tag first).
     pub fn request(topic: &LogId, from: u64, to: u64) -> Bytes {
-        let mut out = BytesMut::with_capacity(50);
-        put_head(&mut out, KIND_REQUEST, topic);
+        let mut out = head(KIND_REQUEST, topic, 16);
         out.put_u64(from);
         out.put_u64(to);
         out.freeze()
     }
 
-    /// Encodes replies, each at most about `max_bytes` (a record larger than that goes alone).
+    /// Encodes replies, each at most about `max_bytes` (a record larger than that goes alone),
+    /// as direct messages (protocol tag first).
     pub fn replies(topic: &LogId, records: &[Sequenced], max_bytes: usize) -> Vec<Bytes> {
         let mut out = Vec::new();
         let mut rest = records;
@@ -210,8 +218,7 @@ impl CatchUp {
                 size += add;
                 n += 1;
             }
-            let mut buf = BytesMut::with_capacity(size);
-            put_head(&mut buf, KIND_REPLY, topic);
+            let mut buf = head(KIND_REPLY, topic, size - 34);
             buf.put_u16(n as u16);
             for r in &rest[..n] {
                 buf.put_u64(r.seq);
@@ -225,7 +232,8 @@ impl CatchUp {
         out
     }
 
-    /// Decodes a message; record bytes are slices of `msg`.
+    /// Decodes a message's body (past the protocol tag the router took off); record bytes are
+    /// slices of `msg`.
     pub fn decode(msg: &Bytes) -> Result<CatchUp, StreamError> {
         let mut b = msg.clone();
         let need = |b: &Bytes, n: usize| {
@@ -285,6 +293,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A message past its protocol tag (what the router hands the program), checked.
+    fn body(msg: &Bytes) -> Bytes {
+        assert_eq!(msg[..2], Protocol::STREAM_CATCH_UP.0.to_be_bytes());
+        msg.slice(2..)
+    }
+
     #[test]
     fn record_parse_checks_the_entry_and_its_meta() {
         assert!(matches!(
@@ -307,7 +321,7 @@ mod tests {
     fn catch_up_round_trips_and_splits() {
         let topic = LogId([9u8; 32]);
         assert_eq!(
-            CatchUp::decode(&CatchUp::request(&topic, 10, 20)).unwrap(),
+            CatchUp::decode(&body(&CatchUp::request(&topic, 10, 20))).unwrap(),
             CatchUp::Request {
                 topic,
                 from: 10,
@@ -326,7 +340,7 @@ mod tests {
         let mut back = Vec::new();
         for m in &msgs {
             assert!(m.len() <= 3000 + 1100);
-            match CatchUp::decode(m).unwrap() {
+            match CatchUp::decode(&body(m)).unwrap() {
                 CatchUp::Reply { topic: t, records } => {
                     assert_eq!(t, topic);
                     back.extend(records);
@@ -340,7 +354,7 @@ mod tests {
     #[test]
     fn bad_catch_up_messages_are_typed_errors() {
         let topic = LogId([1u8; 32]);
-        let mut req = CatchUp::request(&topic, 5, 4).to_vec();
+        let mut req = body(&CatchUp::request(&topic, 5, 4)).to_vec();
         assert!(matches!(
             CatchUp::decode(&Bytes::from(req.clone())),
             Err(StreamError::CatchUpTooLarge(_))
@@ -366,7 +380,7 @@ mod tests {
         ));
         let too_many = CatchUp::request(&topic, 0, MAX_CATCHUP_FRAMES);
         assert!(matches!(
-            CatchUp::decode(&too_many),
+            CatchUp::decode(&body(&too_many)),
             Err(StreamError::CatchUpTooLarge(_))
         ));
     }
@@ -383,7 +397,7 @@ mod tests {
         fn truncated_replies_are_errors(cut in 0usize..200) {
             let topic = LogId([3u8; 32]);
             let records = vec![Sequenced { seq: 1, published_us: 2, record: Bytes::from(vec![5u8; 150]) }];
-            let msg = CatchUp::replies(&topic, &records, 1 << 20).remove(0);
+            let msg = body(&CatchUp::replies(&topic, &records, 1 << 20).remove(0));
             let cut = cut.min(msg.len() - 1);
             prop_assert!(CatchUp::decode(&msg.slice(..cut)).is_err());
         }
