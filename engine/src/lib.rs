@@ -4,6 +4,7 @@
 //!
 //! - [`Peer`]: the one handle an application holds — endpoint, overlay, store, streams.
 //! - [`stream`]: live streams — publish frames into a signed log, subscribe by address.
+//! - [`program`]: program definitions and the addresses they hash to.
 //! - [`router`]: direct messages by protocol tag, one inbox per program.
 //! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
 //!   BLAKE3 hashes that print as CIDs; append, join, heads, iteration, trimming.
@@ -42,6 +43,7 @@
 
 pub mod log;
 mod peer;
+pub mod program;
 pub mod router;
 pub mod stream;
 

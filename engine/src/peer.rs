@@ -12,6 +12,8 @@ use starling_net::{Keypair, PeerId};
 use starling_store::{Durability, Store, StoreConfig};
 
 use crate::log::{Log, LogConfig, Retention};
+use crate::program::exchange::{self, Definitions};
+use crate::program::{ProgramAddress, ProgramDefinition};
 use crate::router::{Protocol, ProtocolTaken, Routed, Router, RouterStats};
 use crate::stream::catch_up;
 use crate::stream::publisher::Windows;
@@ -43,6 +45,9 @@ pub struct PeerConfig {
     /// a keyframe a second; beyond it requests are dropped and joiners start at the next
     /// keyframe.
     pub catch_up_bytes_per_s: u64,
+    /// Program definitions this peer sends per second when asked, node-wide. Default 4 MiB/s
+    /// (64 of the largest definitions).
+    pub definition_bytes_per_s: u64,
 }
 
 impl Default for PeerConfig {
@@ -58,6 +63,7 @@ impl Default for PeerConfig {
                 ..StoreConfig::default()
             },
             catch_up_bytes_per_s: 32 << 20,
+            definition_bytes_per_s: 4 << 20,
         }
     }
 }
@@ -88,7 +94,9 @@ struct Inner {
     routes: Arc<CatchUpRoutes>,
     /// Hands direct messages to programs by protocol tag.
     router: Arc<Router>,
-    /// The router and the programs' protocol tasks (stream catch-up).
+    /// Program definitions this peer has, and fetches under way.
+    definitions: Arc<Definitions>,
+    /// The router and the programs' protocol tasks (stream catch-up, definitions).
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -104,8 +112,18 @@ impl Peer {
         let catch_ups = router
             .register(Protocol::STREAM_CATCH_UP)
             .expect("a fresh router has no protocols");
+        let programs = router
+            .register(Protocol::PROGRAMS)
+            .expect("a fresh router has no protocols");
+        let definitions = Arc::new(Definitions::default());
         let tasks = vec![
             tokio::spawn(router.clone().run(direct)),
+            tokio::spawn(exchange::serve(
+                programs,
+                node.clone(),
+                definitions.clone(),
+                config.definition_bytes_per_s,
+            )),
             tokio::spawn(catch_up::serve(
                 catch_ups,
                 node.clone(),
@@ -123,6 +141,7 @@ impl Peer {
                 windows,
                 routes,
                 router,
+                definitions,
                 tasks,
             }),
         };
@@ -163,6 +182,39 @@ impl Peer {
     /// with its protocol's tag ([`Protocol::message`]).
     pub fn send_direct(&self, dest: PeerId, message: bytes::Bytes) {
         self.inner.node.send(dest, message);
+    }
+
+    /// Keeps `definition` so that any peer can fetch it by its address; the address.
+    pub fn define(&self, definition: ProgramDefinition) -> ProgramAddress {
+        self.inner.definitions.insert(definition)
+    }
+
+    /// The definition at `address`: this peer's own, or fetched from its neighbours — the
+    /// first answer that hashes to the address — asked again every second until `timeout`.
+    pub async fn fetch_definition(
+        &self,
+        address: ProgramAddress,
+        timeout: Duration,
+    ) -> Result<ProgramDefinition, PeerError> {
+        let defs = &self.inner.definitions;
+        if let Some(d) = defs.get(&address) {
+            return Ok(d);
+        }
+        let mut answer = defs.wait(address).ok_or(PeerError::TooManyFetches)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let neighbours = self.inner.node.neighbours().await;
+            exchange::ask(&self.inner.node, &neighbours, address);
+            let next = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            match tokio::time::timeout_at(next, &mut answer).await {
+                Ok(Ok(d)) => return Ok(d),
+                Ok(Err(_)) => return Err(PeerError::Closed),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(PeerError::DefinitionNotFound(address));
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// What the router dropped (unknown protocols, full inboxes).

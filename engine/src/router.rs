@@ -25,6 +25,8 @@ pub struct Protocol(pub u16);
 impl Protocol {
     /// Live streams' catch-up (requests and replies).
     pub const STREAM_CATCH_UP: Protocol = Protocol(1);
+    /// Program definitions fetched by address.
+    pub const PROGRAMS: Protocol = Protocol(2);
 
     /// A buffer for one message of this protocol with the tag written, `capacity` bytes of body
     /// to come.

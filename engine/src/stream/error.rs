@@ -103,4 +103,10 @@ pub enum PeerError {
     /// The peer was closed.
     #[error("the peer is closed")]
     Closed,
+    /// No neighbour answered with the definition of this address in time.
+    #[error("no definition found for program {0}")]
+    DefinitionNotFound(crate::program::ProgramAddress),
+    /// Too many definition fetches are waiting already.
+    #[error("too many definition fetches under way")]
+    TooManyFetches,
 }

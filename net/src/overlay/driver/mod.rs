@@ -77,6 +77,7 @@ enum Cmd {
     Throttle(Option<u64>),
     Stats(oneshot::Sender<OverlayStats>),
     KnownAddresses(oneshot::Sender<usize>),
+    Neighbours(oneshot::Sender<Vec<PeerId>>),
     Parent(Topic, oneshot::Sender<Option<PeerId>>),
     Children(Topic, oneshot::Sender<Vec<PeerId>>),
     Shutdown(oneshot::Sender<()>),
@@ -312,6 +313,15 @@ impl OverlayNode {
         rx.await.unwrap_or_default()
     }
 
+    /// The peers this node has a connection to now.
+    pub async fn neighbours(&self) -> Vec<PeerId> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Neighbours(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// The current parent in `topic`'s tree.
     pub async fn parent(&self, topic: Topic) -> Option<PeerId> {
         let (tx, rx) = oneshot::channel();
@@ -501,6 +511,9 @@ impl Driver {
             }
             Cmd::KnownAddresses(tx) => {
                 let _ = tx.send(self.book.len());
+            }
+            Cmd::Neighbours(tx) => {
+                let _ = tx.send(self.conns.keys().copied().collect());
             }
             Cmd::Parent(topic, tx) => {
                 let _ = tx.send(self.core.parent(&topic));
