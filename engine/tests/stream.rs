@@ -300,15 +300,22 @@ async fn a_subscriber_goes_on_with_a_publisher_that_restarted_without_its_log() 
     drop(publisher);
     owner.close().await;
 
-    let owner = Peer::start(
-        key,
-        PeerConfig {
+    // The old endpoint's socket is released once its tasks have ended: retry the bind.
+    let mut again = None;
+    for _ in 0..100 {
+        let config = PeerConfig {
             listen: at,
             ..PeerConfig::default()
-        },
-    )
-    .await
-    .expect("owner starts again");
+        };
+        match Peer::start(key.clone(), config).await {
+            Ok(p) => {
+                again = Some(p);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let owner = again.expect("owner starts again on its address within 10 s");
     let mut publisher = publish(&owner, 100).await;
     let receive = tokio::spawn(async move {
         loop {

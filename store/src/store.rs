@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 
+use crate::batch::{Table, WriteBatch};
 use crate::{Durability, StoreConfig, StoreError};
 
 /// Bytes of an entry hash (BLAKE3).
@@ -54,14 +55,17 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    db: Database,
-    entries: Keyspace,
-    payloads: Keyspace,
-    heads: Keyspace,
-    clock: Keyspace,
-    links: Keyspace,
-    persist: Option<PersistMode>,
+pub(crate) struct Inner {
+    pub(crate) db: Database,
+    pub(crate) entries: Keyspace,
+    pub(crate) payloads: Keyspace,
+    pub(crate) heads: Keyspace,
+    pub(crate) clock: Keyspace,
+    pub(crate) links: Keyspace,
+    /// Rows derived from logs, by table (`Table`): documents, index entries.
+    pub(crate) documents: Keyspace,
+    pub(crate) index: Keyspace,
+    pub(crate) persist: Option<PersistMode>,
     syncer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -85,7 +89,16 @@ impl Drop for Inner {
     }
 }
 
-fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
+impl Inner {
+    pub(crate) fn table(&self, table: Table) -> &Keyspace {
+        match table {
+            Table::Documents => &self.documents,
+            Table::Index => &self.index,
+        }
+    }
+}
+
+pub(crate) fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + b.len());
     k.extend_from_slice(a);
     k.extend_from_slice(b);
@@ -93,7 +106,7 @@ fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 /// A `links` row: in `log`, `child` names `parent` in its `next`.
-fn link_key(log: &[u8; 32], parent: &Hash, child: &Hash) -> Vec<u8> {
+pub(crate) fn link_key(log: &[u8; 32], parent: &Hash, child: &Hash) -> Vec<u8> {
     let mut k = Vec::with_capacity(32 + 2 * HASH_LEN);
     k.extend_from_slice(log);
     k.extend_from_slice(parent);
@@ -101,7 +114,7 @@ fn link_key(log: &[u8; 32], parent: &Hash, child: &Hash) -> Vec<u8> {
     k
 }
 
-fn clock_row_key(log: &[u8; 32], clock: &ClockKey, hash: &Hash) -> Vec<u8> {
+pub(crate) fn clock_row_key(log: &[u8; 32], clock: &ClockKey, hash: &Hash) -> Vec<u8> {
     let mut k = Vec::with_capacity(32 + CLOCK_KEY_LEN + HASH_LEN);
     k.extend_from_slice(log);
     k.extend_from_slice(clock);
@@ -133,6 +146,8 @@ impl Store {
         let heads = db.keyspace("heads", small)?;
         let clock = db.keyspace("clock", small)?;
         let links = db.keyspace("links", small)?;
+        let documents = db.keyspace("documents", small)?;
+        let index = db.keyspace("index", small)?;
         let (persist, syncer) = match config.durability {
             Durability::SyncEachWrite => (Some(PersistMode::SyncData), None),
             Durability::Buffered => (None, None),
@@ -168,6 +183,8 @@ impl Store {
                 heads,
                 clock,
                 links,
+                documents,
+                index,
                 persist,
                 syncer,
             }),
@@ -182,29 +199,65 @@ impl Store {
         entries: &[NewEntry<'_>],
         drop_heads: &[Hash],
     ) -> Result<(), StoreError> {
-        let s = &self.inner;
-        let mut batch = s.db.batch().durability(s.persist);
-        for h in drop_heads {
-            batch.remove(&s.heads, key2(log, h));
+        let mut batch = self.batch();
+        batch.entries(log, entries, drop_heads);
+        batch.commit()
+    }
+
+    /// A batch for one logical change: entries and the table rows derived from them, written
+    /// atomically by [`WriteBatch::commit`].
+    pub fn batch(&self) -> WriteBatch {
+        WriteBatch::new(self.inner.clone())
+    }
+
+    /// The row at `key` in `table`.
+    pub fn row(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.inner.table(table).get(key)?.map(Into::into))
+    }
+
+    /// The rows of `table` whose keys start with `prefix`, in key order (or reversed).
+    pub fn rows(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        reverse: bool,
+    ) -> Box<dyn Iterator<Item = Result<(Bytes, Bytes), StoreError>> + '_> {
+        let iter = self.inner.table(table).prefix(prefix);
+        let pair = |g: fjall::Guard| -> Result<(Bytes, Bytes), StoreError> {
+            let (k, v) = g.into_inner()?;
+            Ok((k.into(), v.into()))
+        };
+        if reverse {
+            Box::new(iter.rev().map(pair))
+        } else {
+            Box::new(iter.map(pair))
         }
-        for e in entries {
-            let size = (e.header.len() + e.payload.len()) as u64;
-            batch.insert(&s.entries, e.hash.to_vec(), e.header.clone());
-            batch.insert(&s.payloads, e.hash.to_vec(), e.payload.clone());
-            batch.insert(
-                &s.clock,
-                clock_row_key(log, &e.clock, &e.hash),
-                size.to_be_bytes().to_vec(),
-            );
-            for parent in e.next {
-                batch.insert(&s.links, link_key(log, parent, &e.hash), Vec::new());
-            }
-            if e.is_head {
-                batch.insert(&s.heads, key2(log, &e.hash), Vec::new());
-            }
+    }
+
+    /// The rows of `table` with keys in `from..to` (`to` exclusive, `None`: to the end), in key
+    /// order (or reversed): what an index range scan reads.
+    pub fn rows_between(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+    ) -> Box<dyn Iterator<Item = Result<(Bytes, Bytes), StoreError>> + '_> {
+        use std::ops::Bound;
+        let hi = to.map_or(Bound::Unbounded, |t| Bound::Excluded(t.to_vec()));
+        let iter = self
+            .inner
+            .table(table)
+            .range::<Vec<u8>, _>((Bound::Included(from.to_vec()), hi));
+        let pair = |g: fjall::Guard| -> Result<(Bytes, Bytes), StoreError> {
+            let (k, v) = g.into_inner()?;
+            Ok((k.into(), v.into()))
+        };
+        if reverse {
+            Box::new(iter.rev().map(pair))
+        } else {
+            Box::new(iter.map(pair))
         }
-        batch.commit()?;
-        Ok(())
     }
 
     /// Removes entries with all their rows (trimming), as one batch.
