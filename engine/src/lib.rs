@@ -4,6 +4,7 @@
 //!
 //! - [`Peer`]: the one handle an application holds — endpoint, overlay, store, streams.
 //! - [`stream`]: live streams — publish frames into a signed log, subscribe by address.
+//! - [`documents`]: the document store (in progress: index keys).
 //! - [`program`]: program definitions and the addresses they hash to.
 //! - [`router`]: direct messages by protocol tag, one inbox per program.
 //! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
@@ -41,6 +42,7 @@
 //! # }
 //! ```
 
+pub mod documents;
 pub mod log;
 mod peer;
 pub mod program;
