@@ -5,10 +5,15 @@
 //! - [`codec`]: the [`Codec`] seam (serde + postcard by default) and [`DocId`]s with their keys
 //!   and group ids.
 //!
-//! Next: `Documents<T>` (put/get/delete with one write batch per change), the index projection,
-//! queries and their planner, change events, replication.
+//! - [`Documents`]: a program's documents on this peer — put/get/delete/count, each change one
+//!   signed entry committed with its document row and index rows in one store batch.
+//!
+//! Next: queries and their planner, concurrent-write resolution for replicated entries, change
+//! events, rebuilding indexes from the log, replication.
 
 pub mod codec;
+mod collection;
 pub mod keys;
 
 pub use codec::{Codec, CodecError, DocId, Postcard};
+pub use collection::{DocumentError, Documents, DocumentsOptions, IndexSpec};
