@@ -25,6 +25,7 @@ use starling_store::{NewEntry, Store, StoreError, Table};
 
 use super::codec::{Codec, CodecError, DocId, Postcard};
 use super::keys::{self, IndexValue, KeyError};
+use super::query::{Query, matches, plan, sort_order};
 use crate::log::HybridClock;
 use crate::program::ProgramAddress;
 
@@ -152,6 +153,25 @@ impl Current {
     }
 }
 
+/// A query's answer, taken page by page.
+#[derive(Debug)]
+pub struct Pages<T> {
+    rest: std::collections::VecDeque<(DocId, T)>,
+}
+
+impl<T> Pages<T> {
+    /// The next `n` documents (fewer at the end, none after it).
+    pub fn next(&mut self, n: usize) -> Vec<(DocId, T)> {
+        let n = n.min(self.rest.len());
+        self.rest.drain(..n).collect()
+    }
+
+    /// Documents not taken yet.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+}
+
 /// A program's documents on this peer (see the module docs).
 pub struct Documents<T, C = Postcard> {
     program: ProgramAddress,
@@ -274,6 +294,82 @@ impl<T, C: Codec<T>> Documents<T, C> {
             ids.push(id);
         }
         Ok(ids)
+    }
+
+    /// The documents `query` selects, in its order (see [`super::query`]). Uses one index scan
+    /// when the planner finds one, else reads every document; every candidate is checked
+    /// against the whole filter.
+    pub fn query(&self, query: &Query) -> Result<Vec<(DocId, T)>, DocumentError> {
+        let indexed = |f: &str| self.index.position(f).is_some();
+        let mut found = Vec::new();
+        match plan(&query.filter, &indexed) {
+            Some(scan) => {
+                let no = self.index.position(&scan.field).unwrap_or(0);
+                let prefix = self.index_prefix(no);
+                let from = [&prefix[..], &scan.from].concat();
+                let to = match &scan.to {
+                    Some(t) => [&prefix[..], t].concat(),
+                    None => self.index_prefix(no.saturating_add(1)),
+                };
+                for row in self
+                    .store
+                    .rows_between(Table::Index, &from, Some(&to), false)
+                {
+                    let (k, _) = row?;
+                    let (_, rest) = keys::decode(&k[prefix.len()..])?;
+                    let (id, _) = DocId::decode_key(rest)?;
+                    if let Some(c) = self.current(&id)?.filter(|c| c.live) {
+                        found.push((id, self.load(&c.head)?));
+                    }
+                }
+            }
+            None => {
+                for row in self.store.rows(Table::Documents, &self.program.0, false) {
+                    let (k, v) = row?;
+                    let c = Current::decode(&v)?;
+                    if c.live {
+                        let (id, _) = DocId::decode_key(&k[self.program.0.len()..])?;
+                        found.push((id, self.load(&c.head)?));
+                    }
+                }
+            }
+        }
+        found.retain(|(_, doc)| matches(&query.filter, &|f: &str| self.value_of(doc, f)));
+        let mut keyed: Vec<(Vec<IndexValue>, (DocId, T))> = found
+            .into_iter()
+            .map(|(id, doc)| {
+                let values = query
+                    .sort
+                    .iter()
+                    .map(|s| self.value_of(&doc, &s.field))
+                    .collect();
+                (values, (id, doc))
+            })
+            .collect();
+        keyed.sort_by(|(va, (ia, _)), (vb, (ib, _))| {
+            sort_order(&query.sort, va, vb).then_with(|| ia.cmp(ib))
+        });
+        let mut out: Vec<(DocId, T)> = keyed.into_iter().map(|(_, d)| d).collect();
+        if let Some(limit) = query.limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    /// `query`'s answer to page through with [`Pages::next`].
+    pub fn pages(&self, query: &Query) -> Result<Pages<T>, DocumentError> {
+        Ok(Pages {
+            rest: self.query(query)?.into(),
+        })
+    }
+
+    /// A field's value in `doc` (missing when it is not indexed).
+    fn value_of(&self, doc: &T, field: &str) -> IndexValue {
+        self.index
+            .fields
+            .iter()
+            .find(|(n, _)| n == field)
+            .map_or(IndexValue::Null, |(_, read)| read(doc))
     }
 
     fn doc_key(&self, id: &DocId) -> Vec<u8> {

@@ -87,6 +87,19 @@ pub fn encode(value: &IndexValue, out: &mut Vec<u8>) {
     }
 }
 
+/// The first byte of every key of `value`'s type: keys of one type lie in
+/// `[type_tag(v)] .. [type_tag(v) + 1]`.
+pub fn type_tag(value: &IndexValue) -> u8 {
+    match value {
+        IndexValue::Bool(_) => BOOL,
+        IndexValue::Int(_) => INT,
+        IndexValue::Float(_) => FLOAT,
+        IndexValue::Str(_) => STRING,
+        IndexValue::Bytes(_) => BYTES,
+        IndexValue::Null => NULL,
+    }
+}
+
 /// The scan start for strings beginning with `prefix`: every such string's key starts with
 /// these bytes, and no other key does.
 pub fn string_prefix(prefix: &str) -> Vec<u8> {

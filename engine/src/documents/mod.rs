@@ -8,12 +8,16 @@
 //! - [`Documents`]: a program's documents on this peer — put/get/delete/count, each change one
 //!   signed entry committed with its document row and index rows in one store batch.
 //!
-//! Next: queries and their planner, concurrent-write resolution for replicated entries, change
+//! - [`query`]: filters, sort and limit, and the planner that picks an index scan.
+//!
+//! Next: concurrent-write resolution for replicated entries, change
 //! events, rebuilding indexes from the log, replication.
 
 pub mod codec;
 mod collection;
 pub mod keys;
+pub mod query;
 
 pub use codec::{Codec, CodecError, DocId, Postcard};
-pub use collection::{DocumentError, Documents, DocumentsOptions, IndexSpec};
+pub use collection::{DocumentError, Documents, DocumentsOptions, IndexSpec, Pages};
+pub use query::{Filter, Query, Sort};
