@@ -198,3 +198,22 @@ fn each_version_is_a_signed_entry_chained_to_the_one_before() {
     assert_eq!(e.next().collect::<Vec<_>>(), vec![first]);
     assert_eq!(e.log_id(), docs.log_id());
 }
+
+/// Listeners hear every committed change, in order: puts as added, deletes as removed; a
+/// refused change says nothing.
+#[test]
+fn changes_are_reported_after_they_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs = posts(store(dir.path()), DocumentsOptions { immutable: true });
+    let mut changes = docs.changes();
+    let a = docs.put("a", &post("one", 1)).unwrap();
+    assert!(docs.put("a", &post("two", 2)).is_err());
+    assert!(docs.delete("a").unwrap());
+    let first = changes.try_recv().unwrap();
+    assert_eq!(first.added, vec![(DocId::from("a"), a)]);
+    assert!(first.removed.is_empty());
+    let second = changes.try_recv().unwrap();
+    assert!(second.added.is_empty());
+    assert_eq!(second.removed.len(), 1);
+    assert!(changes.try_recv().is_err(), "the refused put said nothing");
+}

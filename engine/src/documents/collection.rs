@@ -153,6 +153,20 @@ impl Current {
     }
 }
 
+/// What one change did, as [`Documents::changes`] reports it: documents that got a new
+/// version, documents deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentChange {
+    /// Documents put (new or a new version), with the entry that did it.
+    pub added: Vec<(DocId, EntryHash)>,
+    /// Documents deleted, with the entry that did it.
+    pub removed: Vec<(DocId, EntryHash)>,
+}
+
+/// Changes buffered per listener; a listener further behind misses the oldest (and is told
+/// how many: `broadcast::error::RecvError::Lagged`).
+pub const CHANGE_BUFFER: usize = 1024;
+
 /// A query's answer, taken page by page.
 #[derive(Debug)]
 pub struct Pages<T> {
@@ -182,6 +196,7 @@ pub struct Documents<T, C = Postcard> {
     codec: C,
     index: IndexSpec<T>,
     options: DocumentsOptions,
+    changes: tokio::sync::broadcast::Sender<DocumentChange>,
     _doc: PhantomData<fn() -> T>,
 }
 
@@ -220,8 +235,15 @@ impl<T, C: Codec<T>> Documents<T, C> {
             codec,
             index,
             options,
+            changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             _doc: PhantomData,
         })
+    }
+
+    /// Every change from now on, once committed (local ones today; replicated ones will come
+    /// the same way).
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<DocumentChange> {
+        self.changes.subscribe()
     }
 
     /// The program's log id: its address.
@@ -484,6 +506,20 @@ impl<T, C: Codec<T>> Documents<T, C> {
         };
         batch.put(Table::Documents, &self.doc_key(&id), row.encode());
         batch.commit()?;
+        let done = vec![(id, entry.hash())];
+        let change = if op == OP_PUT {
+            DocumentChange {
+                added: done,
+                removed: Vec::new(),
+            }
+        } else {
+            DocumentChange {
+                added: Vec::new(),
+                removed: done,
+            }
+        };
+        // (No listener is not an error.)
+        let _ = self.changes.send(change);
         Ok(entry.hash())
     }
 }

@@ -19,5 +19,7 @@ pub mod keys;
 pub mod query;
 
 pub use codec::{Codec, CodecError, DocId, Postcard};
-pub use collection::{DocumentError, Documents, DocumentsOptions, IndexSpec, Pages};
+pub use collection::{
+    CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, IndexSpec, Pages,
+};
 pub use query::{Filter, Query, Sort};
