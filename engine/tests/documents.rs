@@ -11,9 +11,10 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use starling_engine::documents::keys::IndexValue;
 use starling_engine::documents::{
-    DocId, DocumentError, Documents, DocumentsOptions, IndexSpec, Postcard,
+    Applied, DocId, DocumentError, Documents, DocumentsOptions, IndexSpec, Postcard,
 };
 use starling_engine::program::ProgramDefinition;
+use starling_net::entry::Entry;
 use starling_net::{KeyType, Keypair};
 use starling_store::{Durability, Store, StoreConfig};
 
@@ -35,6 +36,10 @@ fn store(dir: &std::path::Path) -> Store {
 }
 
 fn posts(store: Store, options: DocumentsOptions) -> Documents<Post> {
+    posts_by(store, options, 5)
+}
+
+fn posts_by(store: Store, options: DocumentsOptions, writer: u8) -> Documents<Post> {
     let program = ProgramDefinition::new("documents/v1", "posts", Bytes::new())
         .unwrap()
         .address();
@@ -44,7 +49,7 @@ fn posts(store: Store, options: DocumentsOptions) -> Documents<Post> {
     Documents::open(
         program,
         store,
-        Keypair::from_secret_bytes(KeyType::Ed25519, &[5; 32]).unwrap(),
+        Keypair::from_secret_bytes(KeyType::Ed25519, &[writer; 32]).unwrap(),
         Postcard,
         index,
         options,
@@ -192,7 +197,7 @@ fn each_version_is_a_signed_entry_chained_to_the_one_before() {
     let first = docs.put("a", &post("one", 1)).unwrap();
     let second = docs.put("a", &post("two", 2)).unwrap();
     let (header, payload) = s.entry(&second.0).unwrap().expect("stored");
-    let e = starling_net::entry::Entry::decode_stored(second, header, payload).unwrap();
+    let e = Entry::decode_stored(second, header, payload).unwrap();
     e.verify().expect("signed");
     assert_eq!(e.group(), DocId::from("a").group());
     assert_eq!(e.next().collect::<Vec<_>>(), vec![first]);
@@ -216,4 +221,153 @@ fn changes_are_reported_after_they_commit() {
     assert!(second.added.is_empty());
     assert_eq!(second.removed.len(), 1);
     assert!(changes.try_recv().is_err(), "the refused put said nothing");
+}
+
+fn stored(store: &Store, hashes: &[starling_net::entry::EntryHash]) -> Vec<Entry> {
+    hashes
+        .iter()
+        .map(|h| {
+            let (header, payload) = store.entry(&h.0).unwrap().unwrap();
+            Entry::decode_stored(*h, header, payload).unwrap()
+        })
+        .collect()
+}
+
+/// Runs `ops` on `docs`.
+fn run(docs: &mut Documents<Post>, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::Put(id, t, likes) => {
+                docs.put(i64::from(*id), &post(&format!("t{t}"), *likes))
+                    .unwrap();
+            }
+            Op::Delete(id) => {
+                docs.delete(i64::from(*id)).unwrap();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Two writers change the same documents concurrently, then exchange their entries in
+    /// different orders: both end with the same documents, count and index answers — each
+    /// document the version greatest by (clock, writer, hash) of all they saw.
+    #[test]
+    fn concurrent_writers_converge_whatever_the_order(
+        ops_a in proptest::collection::vec(op(), 1..20),
+        ops_b in proptest::collection::vec(op(), 1..20),
+        rotate in 0usize..20,
+    ) {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (store(da.path()), store(db.path()));
+        let mut a = posts_by(sa.clone(), DocumentsOptions::default(), 1);
+        let mut b = posts_by(sb.clone(), DocumentsOptions::default(), 2);
+        run(&mut a, &ops_a);
+        run(&mut b, &ops_b);
+        // Every entry each made (puts and deletes): all of its program log's entries.
+        let mine = |s: &Store, d: &Documents<Post>| -> Vec<Entry> {
+            let hashes: Vec<_> = s
+                .clock_rows(&d.log_id().0, None, false)
+                .map(|r| starling_net::entry::EntryHash(r.unwrap().hash))
+                .collect();
+            stored(s, &hashes)
+        };
+        let (from_a, mut from_b) = (mine(&sa, &a), mine(&sb, &b));
+        // B's entries reach A newest first; A's reach B rotated.
+        for e in from_b.iter().rev() {
+            a.apply(e.clone()).unwrap();
+        }
+        let mut to_b = from_a.clone();
+        let n = to_b.len();
+        to_b.rotate_left(rotate % n.max(1));
+        for e in to_b {
+            b.apply(e).unwrap();
+        }
+        // A second delivery changes nothing.
+        if let Some(again) = from_b.pop() {
+            prop_assert_eq!(a.apply(again).unwrap(), Applied::Duplicate);
+        }
+        prop_assert_eq!(a.count().unwrap(), b.count().unwrap());
+        for id in 0..6i64 {
+            prop_assert_eq!(a.get(id).unwrap(), b.get(id).unwrap(), "id {}", id);
+        }
+        for t in 0..3 {
+            let title = IndexValue::Str(format!("t{t}"));
+            prop_assert_eq!(a.ids_where("title", &title).unwrap(), b.ids_where("title", &title).unwrap());
+        }
+        // And each is the greatest version of all.
+        let all: Vec<Entry> = mine(&sa, &a);
+        for id in 0..6i64 {
+            let key = {
+                let mut k = Vec::new();
+                DocId::Int(id).encode_key(&mut k);
+                k
+            };
+            let winner = all
+                .iter()
+                .filter(|e| e.meta()[1..] == key[..])
+                .max_by_key(|e| (e.clock().to_key(), e.hash()));
+            let want = winner.and_then(|e| {
+                (e.meta()[0] == 1).then(|| postcard::from_bytes::<Post>(&e.payload().unwrap()).unwrap())
+            });
+            prop_assert_eq!(a.get(id).unwrap(), want, "id {}", id);
+        }
+    }
+}
+
+/// A replicated entry is verified before anything changes: another program's, a forged
+/// signature, a meta that is no operation, a group not its document's — typed errors.
+#[test]
+fn bad_replicated_entries_are_typed_errors_and_change_nothing() {
+    use starling_net::entry::{EntryFields, EntrySigner};
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = posts_by(store(da.path()), DocumentsOptions::default(), 1);
+    let sb = store(db.path());
+    let mut b = posts_by(sb.clone(), DocumentsOptions::default(), 2);
+    let h = b.put("x", &post("t", 1)).unwrap();
+    let good = stored(&sb, &[h]).remove(0);
+    // Another log.
+    let mut signer = EntrySigner::new(Keypair::generate(KeyType::Ed25519));
+    let other = signer
+        .sign_one(&EntryFields::new(
+            starling_net::entry::LogId([9; 32]),
+            0,
+            0,
+            Bytes::new(),
+        ))
+        .unwrap();
+    assert!(matches!(a.apply(other), Err(DocumentError::WrongLog)));
+    // Right log, meta no operation, group wrong.
+    let log = a.log_id();
+    let sign = |signer: &mut EntrySigner, meta: &[u8], group: [u8; 32]| {
+        signer
+            .sign_one(&EntryFields {
+                meta,
+                group,
+                ..EntryFields::new(log, 0, starling_net::entry::unix_time_us(), Bytes::new())
+            })
+            .unwrap()
+    };
+    let mut id_key = vec![2u8];
+    DocId::from("x").encode_key(&mut id_key);
+    assert!(matches!(
+        a.apply(sign(&mut signer, &[9, 1], DocId::from("x").group())),
+        Err(DocumentError::BadMeta)
+    ));
+    assert!(matches!(
+        a.apply(sign(&mut signer, &id_key, [0; 32])),
+        Err(DocumentError::WrongGroup)
+    ));
+    // A flipped byte in the signed header: refused by its signature (or hash).
+    let mut bytes = good.to_bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    if let Ok(forged) = Entry::from_bytes(Bytes::from(bytes)) {
+        assert!(a.apply(forged).is_err());
+    }
+    assert_eq!(a.count().unwrap(), 0, "nothing changed");
+    assert_eq!(a.apply(good).unwrap(), Applied::Current);
+    assert_eq!(a.get("x").unwrap(), Some(post("t", 1)));
 }

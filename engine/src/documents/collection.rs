@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use starling_net::entry::{
-    Clock, EntryError, EntryFields, EntryHash, EntrySigner, LogId, MAX_META, session, unix_time_us,
+    Clock, Entry, EntryError, EntryFields, EntryHash, EntrySigner, LogId, MAX_META, session,
+    unix_time_us,
 };
 use starling_net::identity::Keypair;
 use starling_store::{NewEntry, Store, StoreError, Table};
@@ -61,6 +62,29 @@ pub enum DocumentError {
     /// More indexed fields than 255.
     #[error("at most 255 indexed fields")]
     TooManyFields,
+    /// A replicated entry of another log.
+    #[error("entry of another program's log")]
+    WrongLog,
+    /// A replicated entry whose meta is not `op ‖ id key`.
+    #[error("entry meta is not a document operation")]
+    BadMeta,
+    /// A replicated entry whose group is not its document's.
+    #[error("entry group is not its document's")]
+    WrongGroup,
+    /// A replicated entry's clock is too far ahead (see `HybridClock::check`).
+    #[error(transparent)]
+    Clock(#[from] crate::log::LogError),
+}
+
+/// What [`Documents::apply`] did with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// It is the document's newest version now.
+    Current,
+    /// Stored as history: a newer version is current.
+    Older,
+    /// Already here.
+    Duplicate,
 }
 
 impl From<KeyError> for DocumentError {
@@ -318,6 +342,56 @@ impl<T, C: Codec<T>> Documents<T, C> {
         Ok(ids)
     }
 
+    /// Takes an entry another writer made (replication): verified — log, signature, meta,
+    /// group, clock drift, payload — before anything changes. Every version is kept; the
+    /// current one is the greatest by (clock, writer, hash), so peers that saw the same entries
+    /// in any order agree on every document and index row.
+    pub fn apply(&mut self, entry: Entry) -> Result<Applied, DocumentError> {
+        self.apply_at(entry, unix_time_us())
+    }
+
+    /// [`Documents::apply`] at Unix time `now_us`.
+    pub fn apply_at(&mut self, entry: Entry, now_us: u64) -> Result<Applied, DocumentError> {
+        if entry.log_id() != self.log_id() {
+            return Err(DocumentError::WrongLog);
+        }
+        entry.verify()?;
+        let (&op, id_key) = entry.meta().split_first().ok_or(DocumentError::BadMeta)?;
+        let (id, rest) = DocId::decode_key(id_key).map_err(|_| DocumentError::BadMeta)?;
+        if !rest.is_empty() || !(op == OP_PUT || op == OP_DELETE) {
+            return Err(DocumentError::BadMeta);
+        }
+        if entry.group() != id.group() {
+            return Err(DocumentError::WrongGroup);
+        }
+        self.clock.check(entry.clock(), now_us)?;
+        let values = if op == OP_PUT {
+            let doc = self.codec.decode(&entry.payload()?)?;
+            Some(
+                self.index
+                    .fields
+                    .iter()
+                    .map(|(_, f)| f(&doc))
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            None
+        };
+        if self.store.contains(&entry.hash().0)? {
+            return Ok(Applied::Duplicate);
+        }
+        self.clock.observe(entry.clock(), now_us)?;
+        let current = self.current(&id)?;
+        let clock = entry.clock().to_key();
+        let newer = current.is_none_or(|c| (clock, entry.hash()) > (c.clock, c.head));
+        self.commit(id, current, &entry, op, values, newer)?;
+        Ok(if newer {
+            Applied::Current
+        } else {
+            Applied::Older
+        })
+    }
+
     /// The documents `query` selects, in its order (see [`super::query`]). Uses one index scan
     /// when the planner finds one, else reads every document; every candidate is checked
     /// against the whole filter.
@@ -431,11 +505,11 @@ impl<T, C: Codec<T>> Documents<T, C> {
             .store
             .entry(&head.0)?
             .ok_or_else(|| DocumentError::Corrupt(format!("row names missing entry {head}")))?;
-        let entry = starling_net::entry::Entry::decode_stored(*head, header, payload)?;
+        let entry = Entry::decode_stored(*head, header, payload)?;
         Ok(self.codec.decode(&entry.payload()?)?)
     }
 
-    /// Signs the change and commits entry, document row and index rows in one batch.
+    /// Signs the change and commits it (see [`Documents::commit`]).
     fn write(
         &mut self,
         id: DocId,
@@ -450,19 +524,6 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if meta.len() > MAX_META {
             return Err(DocumentError::IdTooLong(meta.len() - 1));
         }
-        let old_values = match current {
-            Some(c) if c.live => {
-                let old = self.load(&c.head)?;
-                Some(
-                    self.index
-                        .fields
-                        .iter()
-                        .map(|(_, f)| f(&old))
-                        .collect::<Vec<_>>(),
-                )
-            }
-            _ => None,
-        };
         let next: Vec<EntryHash> = current.map(|c| c.head).into_iter().collect();
         let clock: Clock = self.clock.tick(now_us);
         let seq = self.next_seq;
@@ -474,7 +535,36 @@ impl<T, C: Codec<T>> Documents<T, C> {
             next: &next,
             ..EntryFields::new(self.log_id(), seq, clock.wall_us, payload)
         })?;
-        let next_raw: Vec<[u8; 32]> = next.iter().map(|h| h.0).collect();
+        self.commit(id, current, &entry, op, values, true)?;
+        Ok(entry.hash())
+    }
+
+    /// Stores `entry` (a version of `id` by `op`) and, when it `becomes_current`, the document
+    /// row and index rows in place of `current`'s — all in one batch; then tells listeners.
+    fn commit(
+        &self,
+        id: DocId,
+        current: Option<Current>,
+        entry: &Entry,
+        op: u8,
+        values: Option<Vec<IndexValue>>,
+        becomes_current: bool,
+    ) -> Result<(), DocumentError> {
+        let next_raw: Vec<[u8; 32]> = entry.next().map(|h| h.0).collect();
+        let clock = entry.clock().to_key();
+        let old_values = match current {
+            Some(c) if c.live && becomes_current => {
+                let old = self.load(&c.head)?;
+                Some(
+                    self.index
+                        .fields
+                        .iter()
+                        .map(|(_, f)| f(&old))
+                        .collect::<Vec<_>>(),
+                )
+            }
+            _ => None,
+        };
         let mut batch = self.store.batch();
         batch.entries(
             &self.log_id().0,
@@ -482,13 +572,17 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 hash: entry.hash().0,
                 header: entry.header(),
                 payload: entry.stored_payload().clone(),
-                clock: clock.to_key(),
+                clock,
                 next: &next_raw,
                 // The document row holds the document's head, not the log's heads.
                 is_head: false,
             }],
             &[],
         );
+        if !becomes_current {
+            batch.commit()?;
+            return Ok(());
+        }
         if let Some(old) = &old_values {
             for k in self.index_keys(&id, old) {
                 batch.delete(Table::Index, &k);
@@ -501,7 +595,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         }
         let row = Current {
             head: entry.hash(),
-            clock: clock.to_key(),
+            clock,
             live: op == OP_PUT,
         };
         batch.put(Table::Documents, &self.doc_key(&id), row.encode());
@@ -520,6 +614,6 @@ impl<T, C: Codec<T>> Documents<T, C> {
         };
         // (No listener is not an error.)
         let _ = self.changes.send(change);
-        Ok(entry.hash())
+        Ok(())
     }
 }

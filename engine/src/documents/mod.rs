@@ -20,6 +20,7 @@ pub mod query;
 
 pub use codec::{Codec, CodecError, DocId, Postcard};
 pub use collection::{
-    CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, IndexSpec, Pages,
+    Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, IndexSpec,
+    Pages,
 };
 pub use query::{Filter, Query, Sort};
