@@ -101,7 +101,13 @@ fn put_get_delete_count_and_index_rows_follow() {
 #[test]
 fn an_immutable_store_keeps_the_first_version() {
     let dir = tempfile::tempdir().unwrap();
-    let mut docs = posts(store(dir.path()), DocumentsOptions { immutable: true });
+    let mut docs = posts(
+        store(dir.path()),
+        DocumentsOptions {
+            immutable: true,
+            ..DocumentsOptions::default()
+        },
+    );
     docs.put("a", &post("first", 1)).unwrap();
     assert!(matches!(
         docs.put("a", &post("second", 2)),
@@ -209,7 +215,13 @@ fn each_version_is_a_signed_entry_chained_to_the_one_before() {
 #[test]
 fn changes_are_reported_after_they_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut docs = posts(store(dir.path()), DocumentsOptions { immutable: true });
+    let mut docs = posts(
+        store(dir.path()),
+        DocumentsOptions {
+            immutable: true,
+            ..DocumentsOptions::default()
+        },
+    );
     let mut changes = docs.changes();
     let a = docs.put("a", &post("one", 1)).unwrap();
     assert!(docs.put("a", &post("two", 2)).is_err());
@@ -370,4 +382,55 @@ fn bad_replicated_entries_are_typed_errors_and_change_nothing() {
     assert_eq!(a.count().unwrap(), 0, "nothing changed");
     assert_eq!(a.apply(good).unwrap(), Applied::Current);
     assert_eq!(a.get("x").unwrap(), Some(post("t", 1)));
+}
+
+/// `can_perform`: a store only some keys may write refuses others' local changes before they
+/// are signed, and their replicated entries after the signature checks — nothing stored.
+#[test]
+fn the_access_rule_refuses_other_writers_locally_and_when_replicated() {
+    use starling_engine::documents::{AccessRule, Operation};
+    let owner = Keypair::from_secret_bytes(KeyType::Ed25519, &[1; 32]).unwrap();
+    let only_owner = DocumentsOptions {
+        access: AccessRule::Writers(vec![*owner.public()]),
+        ..DocumentsOptions::default()
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut mine = posts_by(store(da.path()), only_owner.clone(), 1);
+    let sb = store(db.path());
+    // The stranger's own store lets anyone write; the owner's does not take its entries.
+    let mut stranger = posts_by(sb.clone(), DocumentsOptions::default(), 2);
+    let h = stranger.put("a", &post("spam", 1)).unwrap();
+    let spam = stored(&sb, &[h]).remove(0);
+    assert!(matches!(
+        mine.apply(spam),
+        Err(DocumentError::Denied {
+            op: Operation::Put,
+            ..
+        })
+    ));
+    assert_eq!(mine.count().unwrap(), 0);
+    mine.put("a", &post("mine", 1)).unwrap();
+    // A store where the stranger is not a writer refuses it locally too.
+    let dc = tempfile::tempdir().unwrap();
+    let mut refused = posts_by(store(dc.path()), only_owner, 2);
+    assert!(matches!(
+        refused.put("a", &post("x", 1)),
+        Err(DocumentError::Denied { .. })
+    ));
+    assert!(matches!(
+        refused.delete("a"),
+        Err(DocumentError::Denied { .. })
+    ));
+    // A hook decides per document and operation.
+    let hook = DocumentsOptions {
+        access: AccessRule::Custom(std::sync::Arc::new(|_, id, op| {
+            op == Operation::Put && *id != DocId::from("locked")
+        })),
+        ..DocumentsOptions::default()
+    };
+    let dd = tempfile::tempdir().unwrap();
+    let mut hooked = posts_by(store(dd.path()), hook, 3);
+    hooked.put("open", &post("ok", 1)).unwrap();
+    assert!(hooked.put("locked", &post("no", 1)).is_err());
+    assert!(hooked.delete("open").is_err());
 }

@@ -14,6 +14,7 @@
 //! from the log come next.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,7 @@ use starling_net::entry::{
     Clock, Entry, EntryError, EntryFields, EntryHash, EntrySigner, LogId, MAX_META, session,
     unix_time_us,
 };
-use starling_net::identity::Keypair;
+use starling_net::identity::{Keypair, PublicKey};
 use starling_store::{NewEntry, Store, StoreError, Table};
 
 use super::codec::{Codec, CodecError, DocId, Postcard};
@@ -59,6 +60,14 @@ pub enum DocumentError {
     /// The store is immutable and the document exists.
     #[error("document {0} exists and the store is immutable")]
     Immutable(DocId),
+    /// The access rule refuses this writer this operation.
+    #[error("the access rule refuses {op:?} on document {id}")]
+    Denied {
+        /// The document.
+        id: DocId,
+        /// The operation.
+        op: Operation,
+    },
     /// More indexed fields than 255.
     #[error("at most 255 indexed fields")]
     TooManyFields,
@@ -137,11 +146,58 @@ impl<T> IndexSpec<T> {
     }
 }
 
+/// An operation an access rule is asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// A put (new document or new version).
+    Put,
+    /// A delete.
+    Delete,
+}
+
+/// The application's own rule: may `key` do `op` on `id`?
+pub type AccessHook = Arc<dyn Fn(&PublicKey, &DocId, Operation) -> bool + Send + Sync>;
+
+/// Who may write (`can_perform`): checked for local changes before signing and for replicated
+/// entries after their signature verifies, so a refused writer's entries are never stored.
+#[derive(Clone, Default)]
+pub enum AccessRule {
+    /// Anyone.
+    #[default]
+    Anyone,
+    /// Only these keys.
+    Writers(Vec<PublicKey>),
+    /// The application decides.
+    Custom(AccessHook),
+}
+
+impl std::fmt::Debug for AccessRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessRule::Anyone => f.write_str("Anyone"),
+            AccessRule::Writers(keys) => write!(f, "Writers({} keys)", keys.len()),
+            AccessRule::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+impl AccessRule {
+    fn allows(&self, key: &PublicKey, id: &DocId, op: Operation) -> bool {
+        match self {
+            AccessRule::Anyone => true,
+            AccessRule::Writers(keys) => keys.contains(key),
+            AccessRule::Custom(rule) => rule(key, id, op),
+        }
+    }
+}
+
 /// Settings of a [`Documents`] store.
 #[derive(Clone, Debug, Default)]
 pub struct DocumentsOptions {
     /// The first version of a document wins: later puts of an existing id are refused.
     pub immutable: bool,
+    /// Who may write.
+    pub access: AccessRule,
 }
 
 /// The current version of a document, as its row holds it.
@@ -282,6 +338,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
 
     /// [`Documents::put`] at Unix time `now_us`.
     pub fn put_at(&mut self, id: DocId, doc: &T, now_us: u64) -> Result<EntryHash, DocumentError> {
+        self.check_access(&id, Operation::Put)?;
         let current = self.current(&id)?;
         if self.options.immutable && current.is_some_and(|c| c.live) {
             return Err(DocumentError::Immutable(id));
@@ -294,6 +351,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
     /// Deletes `id` (a signed entry too); whether it was there.
     pub fn delete(&mut self, id: impl Into<DocId>) -> Result<bool, DocumentError> {
         let id = id.into();
+        self.check_access(&id, Operation::Delete)?;
         let current = self.current(&id)?;
         if !current.is_some_and(|c| c.live) {
             return Ok(false);
@@ -355,11 +413,19 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if entry.log_id() != self.log_id() {
             return Err(DocumentError::WrongLog);
         }
-        entry.verify()?;
+        let writer = entry.verify()?;
         let (&op, id_key) = entry.meta().split_first().ok_or(DocumentError::BadMeta)?;
         let (id, rest) = DocId::decode_key(id_key).map_err(|_| DocumentError::BadMeta)?;
-        if !rest.is_empty() || !(op == OP_PUT || op == OP_DELETE) {
+        let operation = match op {
+            OP_PUT => Operation::Put,
+            OP_DELETE => Operation::Delete,
+            _ => return Err(DocumentError::BadMeta),
+        };
+        if !rest.is_empty() {
             return Err(DocumentError::BadMeta);
+        }
+        if !self.options.access.allows(&writer, &id, operation) {
+            return Err(DocumentError::Denied { id, op: operation });
         }
         if entry.group() != id.group() {
             return Err(DocumentError::WrongGroup);
@@ -390,6 +456,15 @@ impl<T, C: Codec<T>> Documents<T, C> {
         } else {
             Applied::Older
         })
+    }
+
+    fn check_access(&self, id: &DocId, op: Operation) -> Result<(), DocumentError> {
+        let me = self.signer.keypair().public();
+        if self.options.access.allows(me, id, op) {
+            Ok(())
+        } else {
+            Err(DocumentError::Denied { id: id.clone(), op })
+        }
     }
 
     /// The documents `query` selects, in its order (see [`super::query`]). Uses one index scan

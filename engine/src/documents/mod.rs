@@ -20,7 +20,7 @@ pub mod query;
 
 pub use codec::{Codec, CodecError, DocId, Postcard};
 pub use collection::{
-    Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, IndexSpec,
-    Pages,
+    AccessHook, AccessRule, Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents,
+    DocumentsOptions, IndexSpec, Operation, Pages,
 };
 pub use query::{Filter, Query, Sort};
