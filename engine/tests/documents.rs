@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use common::store;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use starling_engine::documents::keys::IndexValue;
@@ -16,23 +19,12 @@ use starling_engine::documents::{
 use starling_engine::program::ProgramDefinition;
 use starling_net::entry::Entry;
 use starling_net::{KeyType, Keypair};
-use starling_store::{Durability, Store, StoreConfig};
+use starling_store::Store;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Post {
     title: String,
     likes: i64,
-}
-
-fn store(dir: &std::path::Path) -> Store {
-    Store::open(
-        dir,
-        StoreConfig {
-            durability: Durability::Buffered,
-            ..StoreConfig::default()
-        },
-    )
-    .unwrap()
 }
 
 fn posts(store: Store, options: DocumentsOptions) -> Documents<Post> {
@@ -55,6 +47,13 @@ fn posts_by(store: Store, options: DocumentsOptions, writer: u8) -> Documents<Po
         options,
     )
     .unwrap()
+}
+
+fn immutable() -> DocumentsOptions {
+    DocumentsOptions {
+        immutable: true,
+        ..DocumentsOptions::default()
+    }
 }
 
 fn post(title: &str, likes: i64) -> Post {
@@ -101,13 +100,7 @@ fn put_get_delete_count_and_index_rows_follow() {
 #[test]
 fn an_immutable_store_keeps_the_first_version() {
     let dir = tempfile::tempdir().unwrap();
-    let mut docs = posts(
-        store(dir.path()),
-        DocumentsOptions {
-            immutable: true,
-            ..DocumentsOptions::default()
-        },
-    );
+    let mut docs = posts(store(dir.path()), immutable());
     docs.put("a", &post("first", 1)).unwrap();
     assert!(matches!(
         docs.put("a", &post("second", 2)),
@@ -215,13 +208,7 @@ fn each_version_is_a_signed_entry_chained_to_the_one_before() {
 #[test]
 fn changes_are_reported_after_they_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut docs = posts(
-        store(dir.path()),
-        DocumentsOptions {
-            immutable: true,
-            ..DocumentsOptions::default()
-        },
-    );
+    let mut docs = posts(store(dir.path()), immutable());
     let mut changes = docs.changes();
     let a = docs.put("a", &post("one", 1)).unwrap();
     assert!(docs.put("a", &post("two", 2)).is_err());

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -17,7 +19,6 @@ use starling_engine::documents::{
 };
 use starling_engine::program::ProgramDefinition;
 use starling_net::{KeyType, Keypair};
-use starling_store::{Durability, Store, StoreConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Post {
@@ -38,14 +39,7 @@ fn value(p: &Post, field: &str) -> IndexValue {
 }
 
 fn open(dir: &std::path::Path) -> Documents<Post> {
-    let store = Store::open(
-        dir,
-        StoreConfig {
-            durability: Durability::Buffered,
-            ..StoreConfig::default()
-        },
-    )
-    .unwrap();
+    let store = common::store(dir);
     let program = ProgramDefinition::new("documents/v1", "q", Bytes::new())
         .unwrap()
         .address();

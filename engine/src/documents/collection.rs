@@ -138,6 +138,11 @@ impl<T> IndexSpec<T> {
         self
     }
 
+    /// `doc`'s value of every indexed field, in field order.
+    fn values(&self, doc: &T) -> Vec<IndexValue> {
+        self.fields.iter().map(|(_, read)| read(doc)).collect()
+    }
+
     fn position(&self, name: &str) -> Option<u8> {
         self.fields
             .iter()
@@ -344,7 +349,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
             return Err(DocumentError::Immutable(id));
         }
         let payload = self.codec.encode(doc)?;
-        let values: Vec<IndexValue> = self.index.fields.iter().map(|(_, f)| f(doc)).collect();
+        let values = self.index.values(doc);
         self.write(id, current, OP_PUT, payload, Some(values), now_us)
     }
 
@@ -433,13 +438,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         self.clock.check(entry.clock(), now_us)?;
         let values = if op == OP_PUT {
             let doc = self.codec.decode(&entry.payload()?)?;
-            Some(
-                self.index
-                    .fields
-                    .iter()
-                    .map(|(_, f)| f(&doc))
-                    .collect::<Vec<_>>(),
-            )
+            Some(self.index.values(&doc))
         } else {
             None
         };
@@ -630,13 +629,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let old_values = match current {
             Some(c) if c.live && becomes_current => {
                 let old = self.load(&c.head)?;
-                Some(
-                    self.index
-                        .fields
-                        .iter()
-                        .map(|(_, f)| f(&old))
-                        .collect::<Vec<_>>(),
-                )
+                Some(self.index.values(&old))
             }
             _ => None,
         };
