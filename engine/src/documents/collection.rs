@@ -14,7 +14,6 @@
 //! from the log come next.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,10 +21,12 @@ use starling_net::entry::{
     Clock, Entry, EntryError, EntryFields, EntryHash, EntrySigner, LogId, MAX_META, session,
     unix_time_us,
 };
-use starling_net::identity::{Keypair, PublicKey};
+use starling_net::identity::Keypair;
 use starling_store::{NewEntry, Store, StoreError, Table};
 
+use super::access::{AccessRule, Operation};
 use super::codec::{Codec, CodecError, DocId, Postcard};
+use super::index::IndexSpec;
 use super::keys::{self, IndexValue, KeyError};
 use super::query::{Query, matches, plan, sort_order};
 use crate::log::HybridClock;
@@ -99,100 +100,6 @@ pub enum Applied {
 impl From<KeyError> for DocumentError {
     fn from(e: KeyError) -> Self {
         DocumentError::Corrupt(e.to_string())
-    }
-}
-
-type Extractor<T> = Box<dyn Fn(&T) -> IndexValue + Send + Sync>;
-
-/// Which fields of `T` are indexed, and how each is read.
-pub struct IndexSpec<T> {
-    fields: Vec<(String, Extractor<T>)>,
-}
-
-impl<T> Default for IndexSpec<T> {
-    fn default() -> Self {
-        IndexSpec { fields: Vec::new() }
-    }
-}
-
-impl<T> std::fmt::Debug for IndexSpec<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.fields.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("IndexSpec").field("fields", &names).finish()
-    }
-}
-
-impl<T> IndexSpec<T> {
-    /// No indexed fields.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Indexes `name` as `read` gives it.
-    pub fn field(
-        mut self,
-        name: impl Into<String>,
-        read: impl Fn(&T) -> IndexValue + Send + Sync + 'static,
-    ) -> Self {
-        self.fields.push((name.into(), Box::new(read)));
-        self
-    }
-
-    /// `doc`'s value of every indexed field, in field order.
-    fn values(&self, doc: &T) -> Vec<IndexValue> {
-        self.fields.iter().map(|(_, read)| read(doc)).collect()
-    }
-
-    fn position(&self, name: &str) -> Option<u8> {
-        self.fields
-            .iter()
-            .position(|(n, _)| n == name)
-            .and_then(|i| u8::try_from(i).ok())
-    }
-}
-
-/// An operation an access rule is asked about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    /// A put (new document or new version).
-    Put,
-    /// A delete.
-    Delete,
-}
-
-/// The application's own rule: may `key` do `op` on `id`?
-pub type AccessHook = Arc<dyn Fn(&PublicKey, &DocId, Operation) -> bool + Send + Sync>;
-
-/// Who may write (`can_perform`): checked for local changes before signing and for replicated
-/// entries after their signature verifies, so a refused writer's entries are never stored.
-#[derive(Clone, Default)]
-pub enum AccessRule {
-    /// Anyone.
-    #[default]
-    Anyone,
-    /// Only these keys.
-    Writers(Vec<PublicKey>),
-    /// The application decides.
-    Custom(AccessHook),
-}
-
-impl std::fmt::Debug for AccessRule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AccessRule::Anyone => f.write_str("Anyone"),
-            AccessRule::Writers(keys) => write!(f, "Writers({} keys)", keys.len()),
-            AccessRule::Custom(_) => f.write_str("Custom"),
-        }
-    }
-}
-
-impl AccessRule {
-    fn allows(&self, key: &PublicKey, id: &DocId, op: Operation) -> bool {
-        match self {
-            AccessRule::Anyone => true,
-            AccessRule::Writers(keys) => keys.contains(key),
-            AccessRule::Custom(rule) => rule(key, id, op),
-        }
     }
 }
 

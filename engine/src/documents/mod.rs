@@ -5,6 +5,7 @@
 //! - [`codec`]: the [`Codec`] seam (serde + postcard by default) and [`DocId`]s with their keys
 //!   and group ids.
 //!
+//! - [`IndexSpec`] (which fields are indexed) and [`AccessRule`] (who may write).
 //! - [`Documents`]: a program's documents on this peer — put/get/delete/count, each change one
 //!   signed entry committed with its document row and index rows in one store batch.
 //!
@@ -13,14 +14,17 @@
 //! Next: concurrent-write resolution for replicated entries, change
 //! events, rebuilding indexes from the log, replication.
 
+mod access;
 pub mod codec;
 mod collection;
+mod index;
 pub mod keys;
 pub mod query;
 
+pub use access::{AccessHook, AccessRule, Operation};
 pub use codec::{Codec, CodecError, DocId, Postcard};
 pub use collection::{
-    AccessHook, AccessRule, Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents,
-    DocumentsOptions, IndexSpec, Operation, Pages,
+    Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, Pages,
 };
+pub use index::IndexSpec;
 pub use query::{Filter, Query, Sort};
