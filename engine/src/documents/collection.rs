@@ -38,6 +38,10 @@ const LIVE: u8 = 1;
 const DELETED: u8 = 0;
 /// Document row value: head hash, clock key, state.
 const ROW_LEN: usize = 32 + 44 + 1;
+/// The layout of document and index rows; a store written by another rebuilds on open.
+const INDEX_FORMAT: u8 = 1;
+/// The key suffix (after the program) of the format row: below every id key's tag.
+const FORMAT_ROW: u8 = 0x00;
 
 /// What can go wrong with documents.
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +222,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let signer = EntrySigner::new(key);
         let clock = HybridClock::new(signer.writer_id(), Duration::from_secs(60));
         let now = unix_time_us();
-        Ok(Documents {
+        let docs = Documents {
             program,
             store,
             signer,
@@ -229,7 +233,106 @@ impl<T, C: Codec<T>> Documents<T, C> {
             options,
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             _doc: PhantomData,
-        })
+        };
+        if docs.store.row(Table::Documents, &docs.format_key())? != Some(docs.format()) {
+            docs.rebuild_index()?;
+        }
+        Ok(docs)
+    }
+
+    /// Rebuilds the document rows and index rows from the program's log: every stored
+    /// version, the greatest by (clock, writer, hash) current. Runs on open when the stored
+    /// rows were written by another index format or field list; a crash part-way leaves no
+    /// format row, so the next open rebuilds again. Holds one small record per document in
+    /// memory while it runs. Returns the live documents.
+    pub fn rebuild_index(&self) -> Result<u64, DocumentError> {
+        const CHUNK: usize = 1024;
+        // Forget every derived row, the format row first.
+        let mut stale: Vec<(Table, Vec<u8>)> = vec![(Table::Documents, self.format_key())];
+        for table in [Table::Documents, Table::Index] {
+            for row in self.store.rows(table, &self.program.0, false) {
+                stale.push((table, row?.0.to_vec()));
+            }
+        }
+        for chunk in stale.chunks(CHUNK * 4) {
+            let mut batch = self.store.batch();
+            for (table, key) in chunk {
+                batch.delete(*table, key);
+            }
+            batch.commit()?;
+        }
+        // The greatest version of each document.
+        let mut winners: std::collections::BTreeMap<Vec<u8>, (Current, u8)> = Default::default();
+        for row in self.store.clock_rows(&self.log_id().0, None, false) {
+            let row = row?;
+            let head = EntryHash(row.hash);
+            let (header, payload) = self.store.entry(&row.hash)?.ok_or_else(|| {
+                DocumentError::Corrupt(format!("clock row names missing entry {head}"))
+            })?;
+            let entry = Entry::decode_stored(head, header, payload)?;
+            let Some((&op, id_key)) = entry.meta().split_first() else {
+                continue;
+            };
+            let version = Current {
+                head,
+                clock: row.clock,
+                live: op == OP_PUT,
+            };
+            let newer = |(c, _): &(Current, u8)| (version.clock, head) > (c.clock, c.head);
+            if winners.get(id_key).is_none_or(newer) {
+                winners.insert(id_key.to_vec(), (version, op));
+            }
+        }
+        let mut live = 0;
+        let winners: Vec<_> = winners.into_iter().collect();
+        for chunk in winners.chunks(CHUNK) {
+            let mut batch = self.store.batch();
+            for (id_key, (current, _)) in chunk {
+                let (id, _) = DocId::decode_key(id_key)?;
+                if current.live {
+                    let doc = self.load(&current.head)?;
+                    for k in self.index_keys(&id, &self.index.values(&doc)) {
+                        batch.put(Table::Index, &k, Bytes::new());
+                    }
+                    live += 1;
+                }
+                batch.put(Table::Documents, &self.doc_key(&id), current.encode());
+            }
+            batch.commit()?;
+        }
+        let mut batch = self.store.batch();
+        batch.put(Table::Documents, &self.format_key(), self.format());
+        batch.commit()?;
+        Ok(live)
+    }
+
+    /// Where the format of the derived rows is kept: below every document row.
+    fn format_key(&self) -> Vec<u8> {
+        let mut k = self.program.0.to_vec();
+        k.push(FORMAT_ROW);
+        k
+    }
+
+    /// The derived rows' format: this build's layout and the indexed fields' names.
+    fn format(&self) -> Bytes {
+        let mut h = blake3::Hasher::new();
+        for (name, _) in &self.index.fields {
+            h.update(name.as_bytes());
+            h.update(&[0]);
+        }
+        let mut v = vec![INDEX_FORMAT];
+        v.extend_from_slice(&h.finalize().as_bytes()[..16]);
+        Bytes::from(v)
+    }
+
+    /// The document rows (past the format row), in id order.
+    fn doc_rows(&self) -> impl Iterator<Item = Result<(Bytes, Bytes), StoreError>> + '_ {
+        let mut from = self.program.0.to_vec();
+        from.push(FORMAT_ROW + 1);
+        let mut to = self.program.0.to_vec();
+        to.push(0xFF);
+        self.store
+            .rows_between(Table::Documents, &from, Some(&to), false)
     }
 
     /// Every change from now on, once committed (local ones today; replicated ones will come
@@ -284,7 +387,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
     /// Live documents.
     pub fn count(&self) -> Result<u64, DocumentError> {
         let mut n = 0;
-        for row in self.store.rows(Table::Documents, &self.program.0, false) {
+        for row in self.doc_rows() {
             let (_, v) = row?;
             n += u64::from(Current::decode(&v)?.live);
         }
@@ -401,7 +504,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 }
             }
             None => {
-                for row in self.store.rows(Table::Documents, &self.program.0, false) {
+                for row in self.doc_rows() {
                     let (k, v) = row?;
                     let c = Current::decode(&v)?;
                     if c.live {
