@@ -2,25 +2,15 @@
 //! fetched by its address alone, checked against it, and then served onwards; an address no
 //! neighbour knows is a typed error after the timeout; a forged answer is not taken.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use starling_engine::program::{ProgramAddress, ProgramDefinition};
 use starling_engine::stream::PeerError;
-use starling_engine::{Peer, PeerConfig};
-use starling_net::{KeyType, Keypair};
 
-async fn peer(bootstrap: &[&Peer]) -> Peer {
-    Peer::start(
-        Keypair::generate(KeyType::Ed25519),
-        PeerConfig {
-            bootstrap: bootstrap.iter().map(|p| p.local_addr()).collect(),
-            ..PeerConfig::default()
-        },
-    )
-    .await
-    .expect("peer starts")
-}
+use common::peer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_definition_is_fetched_by_its_address_and_served_onwards() {

@@ -2,23 +2,14 @@
 //! its own protocol, with their verified origin; a message for no program is counted and
 //! dropped, and stream catch-up (the peer's own protocol) is untouched by either.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::BufMut;
-use starling_engine::{Peer, PeerConfig, Protocol};
-use starling_net::{KeyType, Keypair};
+use starling_engine::Protocol;
 
-async fn peer(bootstrap: &[&Peer]) -> Peer {
-    Peer::start(
-        Keypair::generate(KeyType::Ed25519),
-        PeerConfig {
-            bootstrap: bootstrap.iter().map(|p| p.local_addr()).collect(),
-            ..PeerConfig::default()
-        },
-    )
-    .await
-    .expect("peer starts")
-}
+use common::peer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_gets_its_protocols_messages_and_no_one_elses() {

@@ -1,5 +1,7 @@
 //! Live streams end to end: real QUIC on loopback, real stores.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,17 +12,7 @@ use starling_engine::{
 use starling_net::entry::session::{self, index_of};
 use starling_net::{KeyType, Keypair};
 
-async fn peer(bootstrap: &[&Peer]) -> Peer {
-    Peer::start(
-        Keypair::generate(KeyType::Ed25519),
-        PeerConfig {
-            bootstrap: bootstrap.iter().map(|p| p.local_addr()).collect(),
-            ..PeerConfig::default()
-        },
-    )
-    .await
-    .expect("peer starts")
-}
+use common::peer;
 
 fn frame(seq: u64, gop: u64) -> MediaFrame {
     let data = Bytes::from(vec![(seq % 251) as u8; 2000 + seq as usize]);

@@ -122,6 +122,25 @@ pub(crate) fn clock_row_key(log: &[u8; 32], clock: &ClockKey, hash: &Hash) -> Ve
     k
 }
 
+/// A table scan's rows as (key, value), in key order or reversed.
+fn key_value_rows<'a, I>(
+    iter: I,
+    reverse: bool,
+) -> Box<dyn Iterator<Item = Result<(Bytes, Bytes), StoreError>> + 'a>
+where
+    I: DoubleEndedIterator<Item = fjall::Guard> + 'a,
+{
+    let pair = |g: fjall::Guard| -> Result<(Bytes, Bytes), StoreError> {
+        let (k, v) = g.into_inner()?;
+        Ok((k.into(), v.into()))
+    };
+    if reverse {
+        Box::new(iter.rev().map(pair))
+    } else {
+        Box::new(iter.map(pair))
+    }
+}
+
 fn corrupt(keyspace: &'static str, reason: impl Into<String>) -> StoreError {
     StoreError::CorruptRow {
         keyspace,
@@ -222,16 +241,7 @@ impl Store {
         prefix: &[u8],
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<(Bytes, Bytes), StoreError>> + '_> {
-        let iter = self.inner.table(table).prefix(prefix);
-        let pair = |g: fjall::Guard| -> Result<(Bytes, Bytes), StoreError> {
-            let (k, v) = g.into_inner()?;
-            Ok((k.into(), v.into()))
-        };
-        if reverse {
-            Box::new(iter.rev().map(pair))
-        } else {
-            Box::new(iter.map(pair))
-        }
+        key_value_rows(self.inner.table(table).prefix(prefix), reverse)
     }
 
     /// The rows of `table` with keys in `from..to` (`to` exclusive, `None`: to the end), in key
@@ -249,15 +259,7 @@ impl Store {
             .inner
             .table(table)
             .range::<Vec<u8>, _>((Bound::Included(from.to_vec()), hi));
-        let pair = |g: fjall::Guard| -> Result<(Bytes, Bytes), StoreError> {
-            let (k, v) = g.into_inner()?;
-            Ok((k.into(), v.into()))
-        };
-        if reverse {
-            Box::new(iter.rev().map(pair))
-        } else {
-            Box::new(iter.map(pair))
-        }
+        key_value_rows(iter, reverse)
     }
 
     /// Removes entries with all their rows (trimming), as one batch.

@@ -1,9 +1,10 @@
-//! Shared helpers for the log tests.
+//! Shared helpers for the engine's integration tests: stores, keys, logs, peers on loopback.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::Path;
 
 use starling_engine::log::{Log, LogConfig, LogId};
+use starling_engine::{Peer, PeerConfig};
 use starling_net::identity::{KeyType, Keypair};
 use starling_store::{Durability, Store, StoreConfig};
 
@@ -31,4 +32,17 @@ pub(crate) fn open(dir: &Path, seed: u8, config: LogConfig) -> Log {
 /// A log opened as if at `now_us` (the session a fresh log starts depends on it).
 pub(crate) fn open_at(dir: &Path, seed: u8, now_us: u64) -> Log {
     Log::open_at(store(dir), LOG, key(seed), LogConfig::default(), now_us).unwrap()
+}
+
+/// A peer on 127.0.0.1 (any port) with a fresh key, connected to `bootstrap`.
+pub(crate) async fn peer(bootstrap: &[&Peer]) -> Peer {
+    Peer::start(
+        Keypair::generate(KeyType::Ed25519),
+        PeerConfig {
+            bootstrap: bootstrap.iter().map(|p| p.local_addr()).collect(),
+            ..PeerConfig::default()
+        },
+    )
+    .await
+    .expect("peer starts")
 }
