@@ -10,7 +10,12 @@ use crate::entry::session;
 
 /// A subscriber asking the root (it has measured the root first).
 fn joiner() -> Overlay<u32, P, Check> {
-    let mut n = Overlay::new(5, config(4), Check, 5);
+    joiner_with(config(4))
+}
+
+/// [`joiner`] with its own settings.
+fn joiner_with(config: OverlayConfig) -> Overlay<u32, P, Check> {
+    let mut n = Overlay::new(5, config, Check, 5);
     let mut out = Vec::new();
     n.handle(
         T0,
@@ -486,22 +491,11 @@ fn identities_from_one_network_cannot_fill_the_children() {
 fn silence_is_measured_in_frame_intervals_of_the_stream() {
     let left_after = |every_us: u64, gap_us: u64| {
         // (No periodic probes: unanswered, they would read as an inflated RTT.)
-        let mut n = Overlay::new(
-            5,
-            OverlayConfig {
-                probe_interval_us: u64::MAX / 2,
-                ..config(4)
-            },
-            Check,
-            5,
-        );
+        let mut n = joiner_with(OverlayConfig {
+            probe_interval_us: u64::MAX / 2,
+            ..config(4)
+        });
         let mut out = Vec::new();
-        n.handle(
-            T0,
-            Event::Command(Command::Subscribe { topic: T, root: 0 }),
-            &mut out,
-        );
-        answer_probes(&mut n, T0, &out);
         let rate = 100 * 1_000_000 / every_us;
         n.handle(
             T0 + 5,
