@@ -366,6 +366,28 @@ fn bad_replicated_entries_are_typed_errors_and_change_nothing() {
     if let Ok(forged) = Entry::from_bytes(Bytes::from(bytes)) {
         assert!(a.apply(forged).is_err());
     }
+    // A clock more than 60 s ahead of ours (here: our clock 2 minutes behind).
+    let behind = starling_net::entry::unix_time_us() - 120_000_000;
+    assert!(matches!(
+        a.apply_at(good.clone(), behind),
+        Err(DocumentError::Clock(_))
+    ));
+    // A payload that is not a document of this type.
+    let mut put_meta = vec![1u8];
+    DocId::from("x").encode_key(&mut put_meta);
+    let not_a_post = signer
+        .sign_one(&EntryFields {
+            meta: &put_meta,
+            group: DocId::from("x").group(),
+            ..EntryFields::new(
+                log,
+                1,
+                starling_net::entry::unix_time_us(),
+                Bytes::from_static(&[0xff; 3]),
+            )
+        })
+        .unwrap();
+    assert!(matches!(a.apply(not_a_post), Err(DocumentError::Codec(_))));
     assert_eq!(a.count().unwrap(), 0, "nothing changed");
     assert_eq!(a.apply(good).unwrap(), Applied::Current);
     assert_eq!(a.get("x").unwrap(), Some(post("t", 1)));
