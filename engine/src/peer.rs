@@ -105,7 +105,7 @@ impl Peer {
     /// runtime.
     pub async fn start(key: Keypair, config: PeerConfig) -> Result<Peer, PeerError> {
         let endpoint = Endpoint::bind(key.clone(), config.listen, config.transport.clone())?;
-        let (node, direct) = OverlayNode::start(endpoint, config.overlay.clone());
+        let (node, inboxes) = OverlayNode::start(endpoint, config.overlay.clone());
         let windows: Windows = Arc::default();
         let routes: Arc<CatchUpRoutes> = Arc::default();
         let router = Arc::new(Router::default());
@@ -117,7 +117,8 @@ impl Peer {
             .expect("a fresh router has no protocols");
         let definitions = Arc::new(Definitions::default());
         let tasks = vec![
-            tokio::spawn(router.clone().run(direct)),
+            tokio::spawn(router.clone().run(inboxes.direct)),
+            tokio::spawn(router.clone().run_reliable(inboxes.app)),
             tokio::spawn(exchange::serve(
                 programs,
                 node.clone(),

@@ -49,6 +49,9 @@ pub struct Routed {
     pub origin: PeerId,
     /// The body, past the tag.
     pub body: Bytes,
+    /// An app frame's receive credit (see `DirectMessage::credit`): held until the program
+    /// drops the message.
+    pub credit: Option<Arc<starling_net::transport::Credit>>,
 }
 
 /// What the router dropped.
@@ -96,11 +99,11 @@ impl Router {
         }
     }
 
-    /// Hands `msg` to its program.
-    fn route(&self, msg: DirectMessage) {
+    /// The program inbox `msg` is for, and the message as it gets it.
+    fn program(&self, msg: DirectMessage) -> Option<(mpsc::Sender<Routed>, Routed)> {
         let Some(tag) = msg.payload.get(..TAG_LEN) else {
             self.unknown.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         let protocol = Protocol(u16::from_be_bytes([tag[0], tag[1]]));
         let tx = self
@@ -112,11 +115,20 @@ impl Router {
         let Some(tx) = tx else {
             tracing::debug!(origin = %msg.origin, ?protocol, "direct message for no program");
             self.unknown.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         let routed = Routed {
             origin: msg.origin,
             body: msg.payload.slice(TAG_LEN..),
+            credit: msg.credit,
+        };
+        Some((tx, routed))
+    }
+
+    /// Hands a (lossy) direct message to its program; dropped when the program is behind.
+    fn route(&self, msg: DirectMessage) {
+        let Some((tx, routed)) = self.program(msg) else {
+            return;
         };
         match tx.try_send(routed) {
             Ok(()) => {}
@@ -135,6 +147,18 @@ impl Router {
             self.route(msg);
         }
     }
+
+    /// Routes every app frame the node receives until the node stops, waiting while a
+    /// program's inbox is full: the links stop being read and senders wait, nothing is lost.
+    /// (So a program that stalls holds back the other programs' app frames too; their bytes
+    /// stay within the transport's receive budget.)
+    pub(crate) async fn run_reliable(self: Arc<Self>, mut app: mpsc::Receiver<DirectMessage>) {
+        while let Some(msg) = app.recv().await {
+            if let Some((tx, routed)) = self.program(msg) {
+                let _ = tx.send(routed).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +170,7 @@ mod tests {
         DirectMessage {
             origin,
             payload: Bytes::copy_from_slice(payload),
+            credit: None,
         }
     }
 
@@ -164,6 +189,7 @@ mod tests {
         router.route(DirectMessage {
             origin: me,
             payload: m.freeze(),
+            credit: None,
         });
         router.route(message(me, &[0, 1, b'x']));
         router.route(message(me, &[0, 9, b'y']));

@@ -40,7 +40,8 @@ fn node(config: &OverlayConfig) -> (OverlayNode, mpsc::Receiver<DirectMessage>) 
         TransportConfig::default(),
     )
     .unwrap();
-    OverlayNode::start(endpoint, config.clone())
+    let (node, inboxes) = OverlayNode::start(endpoint, config.clone());
+    (node, inboxes.direct)
 }
 
 /// Signs `payload` as `root`'s next entry on `TOPIC` and publishes it.
@@ -118,6 +119,61 @@ async fn direct_messages_cross_a_line_of_five() {
     for (_, rx) in &mut inbox[1..4] {
         assert!(rx.try_recv().is_err());
     }
+}
+
+fn node_with_apps(config: &OverlayConfig) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
+    let key = Keypair::generate(KeyType::Ed25519);
+    let endpoint = Endpoint::bind(
+        key,
+        "127.0.0.1:0".parse().unwrap(),
+        TransportConfig::default(),
+    )
+    .unwrap();
+    let (node, inboxes) = OverlayNode::start(endpoint, config.clone());
+    (node, inboxes.app)
+}
+
+/// App frames: a link to a peer known only by a heard address, 64 MiB in 1 MiB frames through
+/// a receiver that reads slowly (its inbox fills and the sender waits): every frame arrives, in
+/// order, from the right origin; a link to a peer nobody knows fails with a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_frames_arrive_in_order_and_a_slow_reader_holds_the_sender_back() {
+    let (a, _) = node_with_apps(&config(4));
+    let (b, mut b_app) = node_with_apps(&config(4));
+    a.heard(b.peer_id(), b.local_addr());
+    let link = a.link(b.peer_id()).await.unwrap();
+    assert_eq!(link.peer(), b.peer_id());
+    const N: usize = 64;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            let mut body = vec![i as u8; 1 << 20];
+            body[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            link.send(Bytes::from(body)).await.unwrap();
+        }
+    });
+    for i in 0..N {
+        if i < 4 {
+            // Slow at first: the sender's frames wait rather than drop.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let msg = tokio::time::timeout(Duration::from_secs(10), b_app.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.origin, a.peer_id());
+        assert_eq!(msg.payload.len(), 1 << 20);
+        assert_eq!(&msg.payload[..8], &(i as u64).to_be_bytes());
+    }
+    sender.await.unwrap();
+    let stranger = Keypair::generate(KeyType::Ed25519).peer_id();
+    let err = tokio::time::timeout(Duration::from_secs(10), a.link(stranger))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, starling_net::transport::TransportError::Unreachable(p) if p == stranger),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +357,7 @@ async fn a_client_stalling_its_handshake_does_not_hold_up_other_dialers() {
     )
     .unwrap();
     let server_addr = server.local_addr();
-    let (node, _direct) = OverlayNode::start(server, config(4));
+    let (node, _inboxes) = OverlayNode::start(server, config(4));
 
     let (forwarded, through) = tokio::sync::oneshot::channel();
     let relay = stalling_relay(server_addr, forwarded).await;

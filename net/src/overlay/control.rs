@@ -176,6 +176,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Pong(_) => "pong",
         Frame::Entry(_) => "entry",
         Frame::Overlay(_) => "overlay",
+        Frame::App(_) => "app",
     }
 }
 

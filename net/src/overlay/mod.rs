@@ -32,8 +32,8 @@ pub use config::OverlayConfig;
 pub use core::Overlay;
 #[cfg(feature = "quic")]
 pub use driver::{
-    Delivery, DirectMessage, FrameVerifier, MAX_KNOWN_ADDRESSES, OverlayNode, OwnedPublishPermit,
-    PublishRefused, WriterRule,
+    APP_INBOX, AppLink, Delivery, DirectMessage, FrameVerifier, Inboxes, MAX_KNOWN_ADDRESSES,
+    MAX_PINNED_LINKS, OverlayNode, OwnedPublishPermit, PublishRefused, WriterRule,
 };
 pub use event::{Action, Command, Event, OverlayStats};
 pub use link::LinkMetrics;

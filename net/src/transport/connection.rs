@@ -57,6 +57,27 @@ impl Received {
     pub fn into_frame(self) -> Frame {
         self.frame
     }
+
+    /// The frame and its incoming credit, held for as long as the [`Credit`] lives: a reader
+    /// that keeps frames for later holds its link (and the endpoint's budget) back until it has
+    /// dealt with them.
+    pub fn into_parts(self) -> (Frame, Credit) {
+        (
+            self.frame,
+            Credit {
+                _link: self._credit,
+                _endpoint: self._shared_credit,
+            },
+        )
+    }
+}
+
+/// A received frame's place in its link's and its endpoint's receive budgets, given back on
+/// drop.
+#[derive(Debug)]
+pub struct Credit {
+    _link: OwnedSemaphorePermit,
+    _endpoint: OwnedSemaphorePermit,
 }
 
 #[derive(Debug)]
@@ -69,6 +90,7 @@ impl Outgoing {
     fn new(frame: &Frame) -> Outgoing {
         let parts = match frame {
             Frame::Entry(d) => d.wire_parts(),
+            Frame::App(body) => crate::wire::app_parts(body),
             other => [encode_frame(other), Bytes::new()],
         };
         let len = parts[0].len() + parts[1].len();

@@ -59,6 +59,9 @@ pub enum TransportError {
     /// The link is closed.
     #[error("link closed")]
     Closed,
+    /// No address of the peer is known and no neighbour knew one, or dialing it failed.
+    #[error("peer {0} is unreachable")]
+    Unreachable(PeerId),
     /// An inbound connection attempt over the endpoint's limits, refused before its handshake.
     #[error("connection from {addr} refused: {reason}")]
     Refused {

@@ -12,7 +12,7 @@ mod windows;
 
 pub use addr::{AddrError, parse_quic_multiaddr, quic_multiaddr};
 pub use config::{DEFAULT_PROCESS_INCOMING_BYTES, IncomingBudget, TransportConfig};
-pub use connection::{Connection, Direction, LinkCounters, Received};
+pub use connection::{Connection, Credit, Direction, LinkCounters, Received};
 pub use endpoint::{ConnectionEvent, Endpoint, Incoming, SocketBuffers, raw_quinn_endpoint};
 pub use error::{SendError, TransportError};
 pub use multiaddr::Multiaddr;

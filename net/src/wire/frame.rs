@@ -22,6 +22,9 @@ pub enum FrameKind {
     Entry = 0x03,
     /// An overlay control message (its body is versioned and laid out by the overlay driver).
     Overlay = 0x04,
+    /// A message between two programs on connected peers (its body starts with the program's
+    /// protocol tag); the connection authenticates its sender, so it carries no signature.
+    App = 0x05,
 }
 
 /// The streams of a link, each a long-lived unidirectional QUIC stream with its own priority, so
@@ -79,6 +82,8 @@ pub enum Frame {
     Entry(Entry),
     /// Overlay control message body (after the kind byte).
     Overlay(Bytes),
+    /// A program's message body (after the kind byte).
+    App(Bytes),
 }
 
 const STREAM_HEADER_V1: u8 = 1;
@@ -142,6 +147,13 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
             b.put_u64(*n);
         }),
         Frame::Overlay(b) => body(FrameKind::Overlay, &|out| out.extend_from_slice(b)),
+        Frame::App(b) => {
+            let [prefix, body] = app_parts(b);
+            let mut all = BytesMut::with_capacity(prefix.len() + body.len());
+            all.extend_from_slice(&prefix);
+            all.extend_from_slice(&body);
+            return all.freeze();
+        }
         Frame::Entry(e) => {
             let mut all = BytesMut::new();
             for part in e.wire_parts() {
@@ -151,6 +163,15 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
         }
     }
     out.freeze()
+}
+
+/// An app frame as two parts, the length prefix and kind byte, then the body itself: sent
+/// without copying the body.
+pub fn app_parts(body: &Bytes) -> [Bytes; 2] {
+    let mut prefix = BytesMut::with_capacity(6);
+    put_varint(&mut prefix, 1 + body.len() as u64);
+    prefix.put_u8(FrameKind::App as u8);
+    [prefix.freeze(), body.clone()]
 }
 
 impl Frame {
@@ -222,6 +243,7 @@ impl Frame {
             }
             k if k == FrameKind::Entry as u8 => Ok(Frame::Entry(Entry::decode_frame(frame, n)?)),
             k if k == FrameKind::Overlay as u8 => Ok(Frame::Overlay(frame.slice(n + 1..))),
+            k if k == FrameKind::App as u8 => Ok(Frame::App(frame.slice(n + 1..))),
             other => Err(WireError::UnknownKind(other)),
         }
     }

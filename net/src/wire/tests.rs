@@ -49,6 +49,21 @@ fn control_frames_round_trip() {
 }
 
 #[test]
+fn app_frames_round_trip_from_two_parts_without_copying_the_body() {
+    for body in [Bytes::new(), Bytes::from(vec![5u8; 300])] {
+        let parts = app_parts(&body);
+        assert_eq!(parts[1].as_ptr(), body.as_ptr(), "the body is not copied");
+        let whole = [&parts[0][..], &parts[1][..]].concat();
+        assert_eq!(encode_frame(&Frame::App(body.clone()))[..], whole[..]);
+        let got = decode_all(vec![Bytes::from(whole)], 1024).unwrap();
+        let [Frame::App(got)] = &got[..] else {
+            panic!("not one app frame: {got:?}")
+        };
+        assert_eq!(got, &body);
+    }
+}
+
+#[test]
 fn data_frame_round_trips_and_verifies() {
     for kt in [KeyType::Ed25519, KeyType::Secp256k1] {
         let key = Keypair::generate(kt);

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{Driver, Internal, LOCATE_TIMEOUT};
+use super::{AppLink, DirectMessage, Driver, Internal, LOCATE_TIMEOUT};
 use crate::identity::PeerId;
 use crate::overlay::Event;
 use crate::overlay::control;
 use crate::transport::{Connection, Endpoint};
-use crate::wire::Lane;
+use crate::wire::{Frame, Lane};
 
 /// Handshakes run at once per node. Each is its own task, so a client that stalls its
 /// handshake holds up only its own slot (until the transport's connect timeout), not every
@@ -53,10 +53,23 @@ impl Driver {
         self.book.verified(peer, remote);
         let reader = conn.clone();
         let internal = self.internal_tx.clone();
+        let app = self.app_tx.clone();
         let id = conn_id(&conn);
         tokio::spawn(async move {
             while let Some(item) = reader.recv().await {
                 match item {
+                    Ok(received) if matches!(received.frame, Frame::App(_)) => {
+                        let (frame, credit) = received.into_parts();
+                        let Frame::App(payload) = frame else { continue };
+                        // Waits when the programs are behind: this link stops being read.
+                        let _ = app
+                            .send(DirectMessage {
+                                origin: peer,
+                                payload,
+                                credit: Some(std::sync::Arc::new(credit)),
+                            })
+                            .await;
+                    }
                     Ok(received) => {
                         if internal.send(Internal::Frame(peer, received)).is_err() {
                             return;
@@ -87,6 +100,13 @@ impl Driver {
         });
         for message in self.pending.remove(&peer).unwrap_or_default() {
             self.transmit(peer, message);
+        }
+        if let Some(waiting) = self.links_wanted.remove(&peer) {
+            self.pin(peer);
+            let conn = &self.conns[&peer];
+            for tx in waiting {
+                let _ = tx.send(Ok(AppLink { conn: conn.clone() }));
+            }
         }
     }
 

@@ -58,6 +58,53 @@ pub struct DirectMessage {
     pub origin: PeerId,
     /// What they wrote.
     pub payload: Bytes,
+    /// An app frame's place in its link's receive budget, given back when the last clone is
+    /// dropped: memory held by messages not yet dealt with stays within the transport's
+    /// receive windows. `None` for signed direct messages (copied out of the driver's batch).
+    pub credit: Option<std::sync::Arc<crate::transport::Credit>>,
+}
+
+/// What a node receives for the programs above it.
+#[derive(Debug)]
+pub struct Inboxes {
+    /// Direct messages routed through the overlay, each signed by its origin
+    /// ([`OverlayNode::send`]); lossy: dropped when this inbox is full.
+    pub direct: mpsc::Receiver<DirectMessage>,
+    /// App frames from connected peers ([`AppLink::send`]), authenticated by the connection;
+    /// reliable and in order per link: when this inbox is full the links stop being read, so
+    /// senders wait (QUIC flow control) instead of losing messages.
+    pub app: mpsc::Receiver<DirectMessage>,
+}
+
+/// App frames waiting for the program layer, node-wide, before links stop being read. Their
+/// bytes stay within the links' receive windows (each holds its credit).
+pub const APP_INBOX: usize = 1024;
+/// Peers a node keeps links to for programs ([`OverlayNode::link`]), beyond the tree's own.
+pub const MAX_PINNED_LINKS: usize = 1024;
+
+/// A link to one peer for app frames: reliable, in order, and flow-controlled (a send waits
+/// while the link's in-flight budget is used up). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppLink {
+    conn: Connection,
+}
+
+impl AppLink {
+    /// The peer at the other end.
+    pub fn peer(&self) -> PeerId {
+        self.conn.peer_id()
+    }
+
+    /// Sends one app frame (its body starts with the program's protocol tag) on the bulk
+    /// lane, waiting for room. The body is not copied.
+    pub async fn send(&self, body: Bytes) -> Result<(), SendError> {
+        self.conn.send(Lane::Low, &Frame::App(body)).await
+    }
+
+    /// Whether the connection is gone (a new [`OverlayNode::link`] dials again).
+    pub fn is_closed(&self) -> bool {
+        self.conn.dangerous_quinn_connection().close_reason().is_some()
+    }
 }
 
 enum Cmd {
@@ -78,6 +125,8 @@ enum Cmd {
     Stats(oneshot::Sender<OverlayStats>),
     KnownAddresses(oneshot::Sender<usize>),
     Neighbours(oneshot::Sender<Vec<PeerId>>),
+    Link(PeerId, oneshot::Sender<Result<AppLink, TransportError>>),
+    Heard(PeerId, SocketAddr),
     Parent(Topic, oneshot::Sender<Option<PeerId>>),
     Children(Topic, oneshot::Sender<Vec<PeerId>>),
     Shutdown(oneshot::Sender<()>),
@@ -150,14 +199,12 @@ impl OwnedPublishPermit {
 }
 
 impl OverlayNode {
-    /// Starts a node on `endpoint`; direct messages arrive on the returned receiver.
-    pub fn start(
-        endpoint: Endpoint,
-        config: OverlayConfig,
-    ) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
+    /// Starts a node on `endpoint`; what it receives for programs arrives on the inboxes.
+    pub fn start(endpoint: Endpoint, config: OverlayConfig) -> (OverlayNode, Inboxes) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (direct_tx, direct_rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (app_tx, app_rx) = mpsc::channel(APP_INBOX);
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let key = endpoint.keypair().clone();
         let peer_id = key.peer_id();
@@ -181,6 +228,9 @@ impl OverlayNode {
             learned: Vec::new(),
             subs: HashMap::new(),
             direct_tx,
+            app_tx,
+            links_wanted: HashMap::new(),
+            pinned: HashSet::new(),
             internal_tx,
             start: Instant::now(),
             next_wake: Instant::now(),
@@ -196,7 +246,10 @@ impl OverlayNode {
                 peer_id,
                 local_addr,
             },
-            direct_rx,
+            Inboxes {
+                direct: direct_rx,
+                app: app_rx,
+            },
         )
     }
 
@@ -322,6 +375,23 @@ impl OverlayNode {
         rx.await.unwrap_or_default()
     }
 
+    /// A link to `peer` for app frames: the connection there is, or a new one (dialed at an
+    /// address the node knows — see [`OverlayNode::heard`] — or asks its neighbours for). The
+    /// node keeps links it handed out open (up to [`MAX_PINNED_LINKS`] peers).
+    pub async fn link(&self, peer: PeerId) -> Result<AppLink, TransportError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Link(peer, tx))
+            .map_err(|_| TransportError::Closed)?;
+        rx.await.map_err(|_| TransportError::Closed)?
+    }
+
+    /// Tells the node where `peer` may be reached (an address a program learned; checked when
+    /// dialed, like every address the node hears of).
+    pub fn heard(&self, peer: PeerId, addr: SocketAddr) {
+        let _ = self.tx.send(Cmd::Heard(peer, addr));
+    }
+
     /// The current parent in `topic`'s tree.
     pub async fn parent(&self, topic: Topic) -> Option<PeerId> {
         let (tx, rx) = oneshot::channel();
@@ -370,6 +440,12 @@ struct Driver {
     learned: Vec<(PeerId, SocketAddr)>,
     subs: HashMap<Topic, mpsc::Sender<Delivery>>,
     direct_tx: mpsc::Sender<DirectMessage>,
+    /// App frames, handed on by each link's reader (which waits when this is full).
+    app_tx: mpsc::Sender<DirectMessage>,
+    /// Programs waiting for a link to these peers.
+    links_wanted: HashMap<PeerId, Vec<oneshot::Sender<Result<AppLink, TransportError>>>>,
+    /// Peers whose links programs use: never closed as unneeded.
+    pinned: HashSet<PeerId>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     start: Instant,
     next_wake: Instant,
@@ -380,6 +456,14 @@ struct Driver {
 }
 
 impl Driver {
+    /// Keeps `peer`'s link open for programs (bounded: beyond [`MAX_PINNED_LINKS`] a link may
+    /// be closed as unneeded, and a program's next [`OverlayNode::link`] dials again).
+    fn pin(&mut self, peer: PeerId) {
+        if self.pinned.len() < MAX_PINNED_LINKS {
+            self.pinned.insert(peer);
+        }
+    }
+
     fn now(&self) -> u64 {
         self.start.elapsed().as_micros() as u64 + 1
     }
@@ -512,6 +596,21 @@ impl Driver {
             Cmd::KnownAddresses(tx) => {
                 let _ = tx.send(self.book.len());
             }
+            Cmd::Link(peer, tx) => {
+                if let Some(conn) = self.conns.get(&peer).cloned() {
+                    self.pin(peer);
+                    let _ = tx.send(Ok(AppLink { conn }));
+                } else if peer == self.core.me() {
+                    let _ = tx.send(Err(TransportError::Closed));
+                } else {
+                    let waiting = self.links_wanted.entry(peer).or_default();
+                    if waiting.len() < MAX_PENDING {
+                        waiting.push(tx);
+                    }
+                    self.dial(peer);
+                }
+            }
+            Cmd::Heard(peer, addr) => self.book.heard(peer, addr),
             Cmd::Neighbours(tx) => {
                 let _ = tx.send(self.conns.keys().copied().collect());
             }
@@ -596,6 +695,9 @@ impl Driver {
                 self.dialing.remove(&peer);
                 self.book.dial_failed(&peer);
                 self.pending.remove(&peer);
+                for waiting in self.links_wanted.remove(&peer).unwrap_or_default() {
+                    let _ = waiting.send(Err(TransportError::Unreachable(peer)));
+                }
                 self.feed(Event::LinkDown(peer));
             }
             // Frames are decoded as they are queued (`enqueue`).
@@ -629,9 +731,11 @@ impl Driver {
                 let _ = self.direct_tx.try_send(DirectMessage {
                     origin,
                     payload: payload.stored_payload().clone(),
+                    credit: None,
                 });
             }
             Action::Connect(peer) => self.dial(peer),
+            Action::Disconnect(peer) if self.pinned.contains(&peer) => {}
             Action::Disconnect(peer) => {
                 if let Some(c) = self.conns.remove(&peer) {
                     c.close("not needed");
