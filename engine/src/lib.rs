@@ -7,6 +7,7 @@
 //! - [`documents`]: the document store (in progress: index keys).
 //! - [`program`]: program definitions and the addresses they hash to.
 //! - [`router`]: direct messages by protocol tag, one inbox per program.
+//! - [`reconcile`]: range-based set reconciliation over a log's entries (sans-IO).
 //! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
 //!   BLAKE3 hashes that print as CIDs; append, join, heads, iteration, trimming.
 //!
@@ -46,6 +47,7 @@ pub mod documents;
 pub mod log;
 mod peer;
 pub mod program;
+pub mod reconcile;
 pub mod router;
 pub mod stream;
 

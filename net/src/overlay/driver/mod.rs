@@ -103,7 +103,10 @@ impl AppLink {
 
     /// Whether the connection is gone (a new [`OverlayNode::link`] dials again).
     pub fn is_closed(&self) -> bool {
-        self.conn.dangerous_quinn_connection().close_reason().is_some()
+        self.conn
+            .dangerous_quinn_connection()
+            .close_reason()
+            .is_some()
     }
 }
 
