@@ -11,6 +11,8 @@ use starling_net::transport::{Endpoint, Multiaddr, TransportConfig, quic_multiad
 use starling_net::{Keypair, PeerId};
 use starling_store::{Durability, Store, StoreConfig};
 
+use crate::documents::replica::programs::Programs;
+use crate::documents::{Codec, Documents, DocumentsOptions, IndexSpec, Replica, ReplicaOptions};
 use crate::log::{Log, LogConfig, Retention};
 use crate::program::exchange::{self, Definitions};
 use crate::program::{ProgramAddress, ProgramDefinition};
@@ -96,6 +98,8 @@ struct Inner {
     router: Arc<Router>,
     /// Program definitions this peer has, and fetches under way.
     definitions: Arc<Definitions>,
+    /// Document programs open here, by address.
+    documents: Arc<Programs>,
     /// The router and the programs' protocol tasks (stream catch-up, definitions).
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -115,8 +119,13 @@ impl Peer {
         let programs = router
             .register(Protocol::PROGRAMS)
             .expect("a fresh router has no protocols");
+        let documents_inbox = router
+            .register(Protocol::DOCUMENTS)
+            .expect("a fresh router has no protocols");
         let definitions = Arc::new(Definitions::default());
+        let documents = Arc::new(Programs::default());
         let tasks = vec![
+            tokio::spawn(documents.clone().serve(documents_inbox)),
             tokio::spawn(router.clone().run(inboxes.direct)),
             tokio::spawn(router.clone().run_reliable(inboxes.app)),
             tokio::spawn(exchange::serve(
@@ -143,6 +152,7 @@ impl Peer {
                 routes,
                 router,
                 definitions,
+                documents,
                 tasks,
             }),
         };
@@ -218,14 +228,57 @@ impl Peer {
         }
     }
 
+    /// Opens a document store: `program`'s documents in this peer's store, writing as this
+    /// peer, replicated with the other peers that have it open (see
+    /// [`crate::documents::replica`]). One replica per program per peer.
+    pub fn open_documents<T, C>(
+        &self,
+        program: ProgramAddress,
+        codec: C,
+        index: IndexSpec<T>,
+        options: DocumentsOptions,
+        replica: ReplicaOptions,
+    ) -> Result<Replica<T, C>, PeerError>
+    where
+        T: Send + 'static,
+        C: Codec<T> + Send + 'static,
+    {
+        let inbox = self
+            .inner
+            .documents
+            .register(program)
+            .ok_or(PeerError::AlreadyOpen(program))?;
+        let docs = Documents::open(
+            program,
+            self.store()?,
+            self.inner.key.clone(),
+            codec,
+            index,
+            options,
+        )?;
+        Ok(Replica::start(
+            docs,
+            self.inner.node.clone(),
+            inbox,
+            replica,
+        ))
+    }
+
     /// What the router dropped (unknown protocols, full inboxes).
     pub fn router_stats(&self) -> RouterStats {
-        self.inner.router.stats()
+        let mut stats = self.inner.router.stats();
+        stats.unknown += self.inner.documents.unknown();
+        stats
     }
 
     /// This peer's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.inner.key.peer_id()
+    }
+
+    /// This peer's public key (what access rules name).
+    pub fn public_key(&self) -> starling_net::PublicKey {
+        *self.inner.key.public()
     }
 
     /// The socket it listens on.

@@ -27,6 +27,9 @@ impl Protocol {
     pub const STREAM_CATCH_UP: Protocol = Protocol(1);
     /// Program definitions fetched by address.
     pub const PROGRAMS: Protocol = Protocol(2);
+    /// Document stores: hellos, entries, reconciliation, queries
+    /// (`documents::replica::wire`).
+    pub const DOCUMENTS: Protocol = Protocol(3);
 
     /// A buffer for one message of this protocol with the tag written, `capacity` bytes of body
     /// to come.

@@ -304,6 +304,19 @@ impl Store {
         Ok(Some((header.into(), payload.into())))
     }
 
+    /// Hashes of stored entries that start with `prefix`, at most `limit` of them (what a
+    /// peer asking for entries by hash prefix names).
+    pub fn hashes_with_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Hash>, StoreError> {
+        let mut out = Vec::new();
+        for g in self.inner.entries.prefix(prefix).take(limit) {
+            let key = g.key()?;
+            if let Ok(h) = Hash::try_from(&key[..]) {
+                out.push(h);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether an entry is stored.
     pub fn contains(&self, hash: &Hash) -> Result<bool, StoreError> {
         Ok(self.inner.entries.contains_key(hash)?)

@@ -13,13 +13,14 @@
 //! by (clock, writer, hash), queries beyond equality, change events and rebuilding indexes
 //! from the log come next.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use starling_net::entry::{
-    Clock, Entry, EntryError, EntryFields, EntryHash, EntrySigner, LogId, MAX_META, session,
-    unix_time_us,
+    Clock, Entry, EntryError, EntryFields, EntryHash, EntrySigner, EntryVerifier, LogId, MAX_BATCH,
+    MAX_META, session, unix_time_us,
 };
 use starling_net::identity::Keypair;
 use starling_store::{NewEntry, Store, StoreError, Table};
@@ -88,6 +89,21 @@ pub enum DocumentError {
     /// A replicated entry's clock is too far ahead (see `HybridClock::check`).
     #[error(transparent)]
     Clock(#[from] crate::log::LogError),
+    /// No replicator of the program is known (to ask, or to hold a write).
+    #[error("no replicator of this program is known")]
+    NoReplicator,
+    /// No answer in time.
+    #[error("no answer in time")]
+    Timeout,
+    /// Too many requests waiting for answers.
+    #[error("too many requests waiting for answers")]
+    TooManyRequests,
+    /// An answer larger than `replica::MAX_ANSWER_BYTES`.
+    #[error("the answer is larger than this replica collects")]
+    AnswerTooLarge,
+    /// The replica or its peer stopped.
+    #[error("the replica stopped")]
+    Closed,
 }
 
 /// What [`Documents::apply`] did with an entry.
@@ -149,14 +165,30 @@ impl Current {
     }
 }
 
+/// One change to sign: the document, the operation, the payload, the indexed values.
+type Change = (DocId, u8, Bytes, Option<Vec<IndexValue>>);
+
 /// What one change did, as [`Documents::changes`] reports it: documents that got a new
 /// version, documents deleted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DocumentChange {
     /// Documents put (new or a new version), with the entry that did it.
     pub added: Vec<(DocId, EntryHash)>,
     /// Documents deleted, with the entry that did it.
     pub removed: Vec<(DocId, EntryHash)>,
+}
+
+/// Batch roots a store remembers as verified.
+const VERIFIED_ROOTS: usize = 4096;
+
+impl DocumentChange {
+    fn note(&mut self, id: DocId, hash: EntryHash, op: u8) {
+        if op == OP_PUT {
+            self.added.push((id, hash));
+        } else {
+            self.removed.push((id, hash));
+        }
+    }
 }
 
 /// Changes buffered per listener; a listener further behind misses the oldest (and is told
@@ -187,6 +219,12 @@ pub struct Documents<T, C = Postcard> {
     program: ProgramAddress,
     store: Store,
     signer: EntrySigner,
+    /// Checks replicated entries; remembers verified batch roots, so the entries of one
+    /// `put_many` cost one signature check between them.
+    verifier: EntryVerifier,
+    /// Bumped by every commit: a reconciliation snapshot of [`Documents::items`] is current
+    /// while this has not moved.
+    generation: u64,
     clock: HybridClock,
     next_seq: u64,
     codec: C,
@@ -226,6 +264,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
             program,
             store,
             signer,
+            verifier: EntryVerifier::new(VERIFIED_ROOTS),
+            generation: 0,
             clock,
             next_seq: session::first_seq(session::session_at(now)),
             codec,
@@ -346,6 +386,68 @@ impl<T, C: Codec<T>> Documents<T, C> {
         LogId(self.program.0)
     }
 
+    /// The program's address.
+    pub fn program(&self) -> ProgramAddress {
+        self.program
+    }
+
+    /// Moves with every commit (see [`Documents::items`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every stored entry of the program as reconciliation names it (clock key ‖ hash), in
+    /// order: one row read per entry.
+    pub fn items(&self) -> Result<Vec<crate::reconcile::Item>, DocumentError> {
+        let mut out = Vec::new();
+        for row in self.store.clock_rows(&self.log_id().0, None, false) {
+            let row = row?;
+            let mut item = [0u8; crate::reconcile::ITEM_LEN];
+            item[..row.clock.len()].copy_from_slice(&row.clock);
+            item[row.clock.len()..].copy_from_slice(&row.hash);
+            out.push(item);
+        }
+        Ok(out)
+    }
+
+    /// A stored entry of this program.
+    pub fn entry(&self, hash: &EntryHash) -> Result<Option<Entry>, DocumentError> {
+        let Some((header, payload)) = self.store.entry(&hash.0)? else {
+            return Ok(None);
+        };
+        let entry = Entry::decode_stored(*hash, header, payload)?;
+        Ok((entry.log_id() == self.log_id()).then_some(entry))
+    }
+
+    /// Hashes of this program's stored entries whose hash starts with `id` (an id list's
+    /// prefix; almost always one).
+    pub fn hashes_by_id(&self, id: &[u8]) -> Result<Vec<EntryHash>, DocumentError> {
+        let mut out = Vec::new();
+        for h in self.store.hashes_with_prefix(id, 4)? {
+            let hash = EntryHash(h);
+            if self.entry(&hash)?.is_some() {
+                out.push(hash);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entry holding `id`'s current version, if it is live.
+    pub(crate) fn live_entry(&self, id: &DocId) -> Result<Option<Entry>, DocumentError> {
+        match self.current(id)? {
+            Some(c) if c.live => self.entry(&c.head),
+            _ => Ok(None),
+        }
+    }
+
+    /// The entry holding `id`'s current version (live or deleted).
+    pub fn head_entry(&self, id: &DocId) -> Result<Option<Entry>, DocumentError> {
+        match self.current(id)? {
+            Some(c) => self.entry(&c.head),
+            None => Ok(None),
+        }
+    }
+
     /// Puts `doc` under `id`: a new version following the current one (if any).
     pub fn put(&mut self, id: impl Into<DocId>, doc: &T) -> Result<EntryHash, DocumentError> {
         self.put_at(id.into(), doc, unix_time_us())
@@ -353,26 +455,60 @@ impl<T, C: Codec<T>> Documents<T, C> {
 
     /// [`Documents::put`] at Unix time `now_us`.
     pub fn put_at(&mut self, id: DocId, doc: &T, now_us: u64) -> Result<EntryHash, DocumentError> {
-        self.check_access(&id, Operation::Put)?;
-        let current = self.current(&id)?;
-        if self.options.immutable && current.is_some_and(|c| c.live) {
-            return Err(DocumentError::Immutable(id));
-        }
-        let payload = self.codec.encode(doc)?;
-        let values = self.index.values(doc);
-        self.write(id, current, OP_PUT, payload, Some(values), now_us)
+        let entries = self.put_entries(std::iter::once((id, doc)), now_us)?;
+        Ok(entries[0].hash())
     }
 
+    /// Puts many documents: signed together (one signature per [`MAX_BATCH`] entries, each
+    /// entry still verifiable alone) and committed in one store batch, so either all of them
+    /// are stored or none. A later document of one id follows an earlier one.
+    pub fn put_many<'a>(
+        &mut self,
+        docs: impl IntoIterator<Item = (DocId, &'a T)>,
+    ) -> Result<Vec<EntryHash>, DocumentError>
+    where
+        T: 'a,
+    {
+        let entries = self.put_entries(docs, unix_time_us())?;
+        Ok(entries.iter().map(Entry::hash).collect())
+    }
+
+    /// [`Documents::put_many`], returning the signed entries (for replication).
+    pub(crate) fn put_entries<'a>(
+        &mut self,
+        docs: impl IntoIterator<Item = (DocId, &'a T)>,
+        now_us: u64,
+    ) -> Result<Vec<Entry>, DocumentError>
+    where
+        T: 'a,
+    {
+        let mut changes = Vec::new();
+        for (id, doc) in docs {
+            self.check_access(&id, Operation::Put)?;
+            let payload = self.codec.encode(doc)?;
+            let values = self.index.values(doc);
+            changes.push((id, OP_PUT, payload, Some(values)));
+        }
+        self.write(changes, now_us)
+    }
     /// Deletes `id` (a signed entry too); whether it was there.
     pub fn delete(&mut self, id: impl Into<DocId>) -> Result<bool, DocumentError> {
         let id = id.into();
+        self.delete_entry(id, unix_time_us()).map(|e| e.is_some())
+    }
+
+    /// [`Documents::delete`], returning the signed entry when there was something to delete.
+    pub(crate) fn delete_entry(
+        &mut self,
+        id: DocId,
+        now_us: u64,
+    ) -> Result<Option<Entry>, DocumentError> {
         self.check_access(&id, Operation::Delete)?;
-        let current = self.current(&id)?;
-        if !current.is_some_and(|c| c.live) {
-            return Ok(false);
+        if !self.current(&id)?.is_some_and(|c| c.live) {
+            return Ok(None);
         }
-        self.write(id, current, OP_DELETE, Bytes::new(), None, unix_time_us())?;
-        Ok(true)
+        let mut e = self.write(vec![(id, OP_DELETE, Bytes::new(), None)], now_us)?;
+        Ok(e.pop())
     }
 
     /// The current version of `id`, if it is live.
@@ -425,10 +561,43 @@ impl<T, C: Codec<T>> Documents<T, C> {
 
     /// [`Documents::apply`] at Unix time `now_us`.
     pub fn apply_at(&mut self, entry: Entry, now_us: u64) -> Result<Applied, DocumentError> {
-        if entry.log_id() != self.log_id() {
-            return Err(DocumentError::WrongLog);
+        let mut out = self.apply_many_at(vec![entry], now_us);
+        out.pop().unwrap_or(Err(DocumentError::WrongLog))
+    }
+
+    /// [`Documents::apply`] for many entries (one result each, in order): signatures checked
+    /// together (one check per batch root), then each entry applied as its own change.
+    pub fn apply_many_at(
+        &mut self,
+        entries: Vec<Entry>,
+        now_us: u64,
+    ) -> Vec<Result<Applied, DocumentError>> {
+        let log = self.log_id();
+        let ours: Vec<&Entry> = entries.iter().filter(|e| e.log_id() == log).collect();
+        let mut signers = self.verifier.verify_many(ours).into_iter();
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.log_id() != log {
+                out.push(Err(DocumentError::WrongLog));
+                continue;
+            }
+            let applied = match signers.next() {
+                Some(Ok(writer)) => self.apply_verified(entry, &writer, now_us),
+                Some(Err(e)) => Err(e.into()),
+                None => Err(DocumentError::WrongLog),
+            };
+            out.push(applied);
         }
-        let writer = entry.verify()?;
+        out
+    }
+
+    /// Applies an entry whose signature `writer` made.
+    fn apply_verified(
+        &mut self,
+        entry: Entry,
+        writer: &starling_net::PublicKey,
+        now_us: u64,
+    ) -> Result<Applied, DocumentError> {
         let (&op, id_key) = entry.meta().split_first().ok_or(DocumentError::BadMeta)?;
         let (id, rest) = DocId::decode_key(id_key).map_err(|_| DocumentError::BadMeta)?;
         let operation = match op {
@@ -439,7 +608,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if !rest.is_empty() {
             return Err(DocumentError::BadMeta);
         }
-        if !self.options.access.allows(&writer, &id, operation) {
+        if !self.options.access.allows(writer, &id, operation) {
             return Err(DocumentError::Denied { id, op: operation });
         }
         if entry.group() != id.group() {
@@ -480,6 +649,18 @@ impl<T, C: Codec<T>> Documents<T, C> {
     /// when the planner finds one, else reads every document; every candidate is checked
     /// against the whole filter.
     pub fn query(&self, query: &Query) -> Result<Vec<(DocId, T)>, DocumentError> {
+        Ok(self
+            .query_heads(query)?
+            .into_iter()
+            .map(|(id, _, doc)| (id, doc))
+            .collect())
+    }
+
+    /// [`Documents::query`] with each document's current entry hash.
+    pub(crate) fn query_heads(
+        &self,
+        query: &Query,
+    ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
         let indexed = |f: &str| self.index.position(f).is_some();
         let mut found = Vec::new();
         match plan(&query.filter, &indexed) {
@@ -499,7 +680,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     let (_, rest) = keys::decode(&k[prefix.len()..])?;
                     let (id, _) = DocId::decode_key(rest)?;
                     if let Some(c) = self.current(&id)?.filter(|c| c.live) {
-                        found.push((id, self.load(&c.head)?));
+                        found.push((id, c.head, self.load(&c.head)?));
                     }
                 }
             }
@@ -509,31 +690,63 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     let c = Current::decode(&v)?;
                     if c.live {
                         let (id, _) = DocId::decode_key(&k[self.program.0.len()..])?;
-                        found.push((id, self.load(&c.head)?));
+                        found.push((id, c.head, self.load(&c.head)?));
                     }
                 }
             }
         }
-        found.retain(|(_, doc)| matches(&query.filter, &|f: &str| self.value_of(doc, f)));
-        let mut keyed: Vec<(Vec<IndexValue>, (DocId, T))> = found
+        Ok(self.select(query, found))
+    }
+
+    /// The documents of `found` that match `query`, in its order, at most its limit (also
+    /// how a remote answer is checked and merged).
+    pub(crate) fn select(
+        &self,
+        query: &Query,
+        mut found: Vec<(DocId, EntryHash, T)>,
+    ) -> Vec<(DocId, EntryHash, T)> {
+        found.retain(|(_, _, doc)| matches(&query.filter, &|f: &str| self.value_of(doc, f)));
+        let mut keyed: Vec<(Vec<IndexValue>, (DocId, EntryHash, T))> = found
             .into_iter()
-            .map(|(id, doc)| {
+            .map(|(id, head, doc)| {
                 let values = query
                     .sort
                     .iter()
                     .map(|s| self.value_of(&doc, &s.field))
                     .collect();
-                (values, (id, doc))
+                (values, (id, head, doc))
             })
             .collect();
-        keyed.sort_by(|(va, (ia, _)), (vb, (ib, _))| {
+        keyed.sort_by(|(va, (ia, _, _)), (vb, (ib, _, _))| {
             sort_order(&query.sort, va, vb).then_with(|| ia.cmp(ib))
         });
-        let mut out: Vec<(DocId, T)> = keyed.into_iter().map(|(_, d)| d).collect();
+        let mut out: Vec<(DocId, EntryHash, T)> = keyed.into_iter().map(|(_, d)| d).collect();
         if let Some(limit) = query.limit {
             out.truncate(limit);
         }
-        Ok(out)
+        out
+    }
+
+    /// Checks an entry another peer says is a document's current version (a remote answer):
+    /// this program's, signed, allowed by the access rule, a put; the document it holds.
+    pub(crate) fn check_answer(&mut self, entry: &Entry) -> Result<(DocId, T), DocumentError> {
+        if entry.log_id() != self.log_id() {
+            return Err(DocumentError::WrongLog);
+        }
+        let writer = self.verifier.verify(entry)?;
+        let (&op, id_key) = entry.meta().split_first().ok_or(DocumentError::BadMeta)?;
+        let (id, rest) = DocId::decode_key(id_key).map_err(|_| DocumentError::BadMeta)?;
+        if op != OP_PUT || !rest.is_empty() || entry.group() != id.group() {
+            return Err(DocumentError::BadMeta);
+        }
+        if !self.options.access.allows(&writer, &id, Operation::Put) {
+            return Err(DocumentError::Denied {
+                id,
+                op: Operation::Put,
+            });
+        }
+        let doc = self.codec.decode(&entry.payload()?)?;
+        Ok((id, doc))
     }
 
     /// `query`'s answer to page through with [`Pages::next`].
@@ -593,40 +806,91 @@ impl<T, C: Codec<T>> Documents<T, C> {
         Ok(self.codec.decode(&entry.payload()?)?)
     }
 
-    /// Signs the change and commits it (see [`Documents::commit`]).
-    fn write(
-        &mut self,
-        id: DocId,
-        current: Option<Current>,
-        op: u8,
-        payload: Bytes,
-        values: Option<Vec<IndexValue>>,
-        now_us: u64,
-    ) -> Result<EntryHash, DocumentError> {
-        let mut meta = vec![op];
-        id.encode_key(&mut meta);
-        if meta.len() > MAX_META {
-            return Err(DocumentError::IdTooLong(meta.len() - 1));
+    /// Signs the changes (one signature per [`MAX_BATCH`]) and commits them in one store
+    /// batch; a later change of one id follows an earlier one.
+    fn write(&mut self, changes: Vec<Change>, now_us: u64) -> Result<Vec<Entry>, DocumentError> {
+        // Each id's version before this write, and as this write leaves it.
+        let mut before: HashMap<DocId, Option<Current>> = HashMap::new();
+        let mut after: HashMap<DocId, (Current, Option<Vec<IndexValue>>)> = HashMap::new();
+        let mut sealed = Vec::with_capacity(changes.len());
+        for (id, op, payload, values) in &changes {
+            let mut meta = vec![*op];
+            id.encode_key(&mut meta);
+            if meta.len() > MAX_META {
+                return Err(DocumentError::IdTooLong(meta.len() - 1));
+            }
+            let current = match after.get(id) {
+                Some((c, _)) => Some(*c),
+                None => {
+                    let c = self.current(id)?;
+                    before.insert(id.clone(), c);
+                    c
+                }
+            };
+            if *op == OP_PUT && self.options.immutable && current.is_some_and(|c| c.live) {
+                return Err(DocumentError::Immutable(id.clone()));
+            }
+            let next: Vec<EntryHash> = current.map(|c| c.head).into_iter().collect();
+            let clock: Clock = self.clock.tick(now_us);
+            let seq = self.next_seq;
+            self.next_seq = seq.saturating_add(1);
+            let unsigned = self.signer.seal(&EntryFields {
+                logical: clock.logical,
+                group: id.group(),
+                meta: &meta,
+                next: &next,
+                ..EntryFields::new(self.log_id(), seq, clock.wall_us, payload.clone())
+            })?;
+            let version = Current {
+                head: unsigned.hash(),
+                clock: clock.to_key(),
+                live: *op == OP_PUT,
+            };
+            after.insert(id.clone(), (version, values.clone()));
+            sealed.push(unsigned);
         }
-        let next: Vec<EntryHash> = current.map(|c| c.head).into_iter().collect();
-        let clock: Clock = self.clock.tick(now_us);
-        let seq = self.next_seq;
-        self.next_seq = seq.saturating_add(1);
-        let entry = self.signer.sign_one(&EntryFields {
-            logical: clock.logical,
-            group: id.group(),
-            meta: &meta,
-            next: &next,
-            ..EntryFields::new(self.log_id(), seq, clock.wall_us, payload)
-        })?;
-        self.commit(id, current, &entry, op, values, true)?;
-        Ok(entry.hash())
+        let mut entries = Vec::with_capacity(sealed.len());
+        let mut sealed = sealed.into_iter().peekable();
+        while sealed.peek().is_some() {
+            let chunk: Vec<_> = sealed.by_ref().take(MAX_BATCH).collect();
+            entries.extend(self.signer.sign(chunk)?);
+        }
+        // Old index rows: of the version before this write (each id's first change), or of
+        // the version an earlier change of this write made.
+        let mut batch = self.store.batch();
+        let mut live: HashMap<DocId, Option<Vec<IndexValue>>> = HashMap::new();
+        let mut report = DocumentChange::default();
+        for ((id, op, _, values), entry) in changes.into_iter().zip(&entries) {
+            let old_values = match live.remove(&id) {
+                Some(v) => v,
+                None => match before.get(&id).copied().flatten() {
+                    Some(c) if c.live => Some(self.index.values(&self.load(&c.head)?)),
+                    _ => None,
+                },
+            };
+            self.stage(
+                &mut batch,
+                &id,
+                entry,
+                op,
+                old_values.as_deref(),
+                values.as_deref(),
+                true,
+            );
+            live.insert(id.clone(), values);
+            report.note(id, entry.hash(), op);
+        }
+        batch.commit()?;
+        self.generation += 1;
+        // (No listener is not an error.)
+        let _ = self.changes.send(report);
+        Ok(entries)
     }
 
-    /// Stores `entry` (a version of `id` by `op`) and, when it `becomes_current`, the document
-    /// row and index rows in place of `current`'s — all in one batch; then tells listeners.
+    /// Stores `entry` (a version of `id` by `op`) and, when it becomes current, the document
+    /// row and index rows in place of `old_values`'s — all in one batch; then tells listeners.
     fn commit(
-        &self,
+        &mut self,
         id: DocId,
         current: Option<Current>,
         entry: &Entry,
@@ -634,8 +898,6 @@ impl<T, C: Codec<T>> Documents<T, C> {
         values: Option<Vec<IndexValue>>,
         becomes_current: bool,
     ) -> Result<(), DocumentError> {
-        let next_raw: Vec<[u8; 32]> = entry.next().map(|h| h.0).collect();
-        let clock = entry.clock().to_key();
         let old_values = match current {
             Some(c) if c.live && becomes_current => {
                 let old = self.load(&c.head)?;
@@ -644,6 +906,40 @@ impl<T, C: Codec<T>> Documents<T, C> {
             _ => None,
         };
         let mut batch = self.store.batch();
+        self.stage(
+            &mut batch,
+            &id,
+            entry,
+            op,
+            old_values.as_deref(),
+            values.as_deref(),
+            becomes_current,
+        );
+        batch.commit()?;
+        self.generation += 1;
+        if becomes_current {
+            let mut report = DocumentChange::default();
+            report.note(id, entry.hash(), op);
+            let _ = self.changes.send(report);
+        }
+        Ok(())
+    }
+
+    /// Adds `entry` to `batch`, and when it `becomes_current` its document row and index rows
+    /// in place of the old version's (`old_values`).
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &self,
+        batch: &mut starling_store::WriteBatch,
+        id: &DocId,
+        entry: &Entry,
+        op: u8,
+        old_values: Option<&[IndexValue]>,
+        values: Option<&[IndexValue]>,
+        becomes_current: bool,
+    ) {
+        let next_raw: Vec<[u8; 32]> = entry.next().map(|h| h.0).collect();
+        let clock = entry.clock().to_key();
         batch.entries(
             &self.log_id().0,
             &[NewEntry {
@@ -658,16 +954,15 @@ impl<T, C: Codec<T>> Documents<T, C> {
             &[],
         );
         if !becomes_current {
-            batch.commit()?;
-            return Ok(());
+            return;
         }
-        if let Some(old) = &old_values {
-            for k in self.index_keys(&id, old) {
+        if let Some(old) = old_values {
+            for k in self.index_keys(id, old) {
                 batch.delete(Table::Index, &k);
             }
         }
-        if let Some(new) = &values {
-            for k in self.index_keys(&id, new) {
+        if let Some(new) = values {
+            for k in self.index_keys(id, new) {
                 batch.put(Table::Index, &k, Bytes::new());
             }
         }
@@ -676,22 +971,6 @@ impl<T, C: Codec<T>> Documents<T, C> {
             clock,
             live: op == OP_PUT,
         };
-        batch.put(Table::Documents, &self.doc_key(&id), row.encode());
-        batch.commit()?;
-        let done = vec![(id, entry.hash())];
-        let change = if op == OP_PUT {
-            DocumentChange {
-                added: done,
-                removed: Vec::new(),
-            }
-        } else {
-            DocumentChange {
-                added: Vec::new(),
-                removed: done,
-            }
-        };
-        // (No listener is not an error.)
-        let _ = self.changes.send(change);
-        Ok(())
+        batch.put(Table::Documents, &self.doc_key(id), row.encode());
     }
 }

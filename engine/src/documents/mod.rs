@@ -20,6 +20,7 @@ mod collection;
 mod index;
 pub mod keys;
 pub mod query;
+pub mod replica;
 
 pub use access::{AccessHook, AccessRule, Operation};
 pub use codec::{Codec, CodecError, DocId, Postcard};
@@ -28,3 +29,4 @@ pub use collection::{
 };
 pub use index::IndexSpec;
 pub use query::{Filter, Query, Sort};
+pub use replica::{Replica, ReplicaOptions, ReplicaStats, Role};

@@ -109,4 +109,13 @@ pub enum PeerError {
     /// Too many definition fetches are waiting already.
     #[error("too many definition fetches under way")]
     TooManyFetches,
+    /// A document store failed to open.
+    #[error("documents: {0}")]
+    Documents(#[from] crate::documents::DocumentError),
+    /// The program is open on this peer already.
+    #[error("program {0} is open on this peer already")]
+    AlreadyOpen(crate::program::ProgramAddress),
+    /// A definition of another kind than asked for, or whose parameters do not parse.
+    #[error("program definition: {0}")]
+    Definition(#[from] crate::program::ProgramError),
 }

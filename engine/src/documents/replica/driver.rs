@@ -1,0 +1,601 @@
+//! The replica's task: greets peers, handles the documents protocol's messages, pushes own
+//! writes, starts reconciliations, and keeps the remotes table (see the parent module).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use starling_net::PeerId;
+use starling_net::entry::{Entry, unix_time_us};
+use starling_net::overlay::{OverlayNode, TokenBucket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::outbox::Outbox;
+use super::wire::{ENTRIES_BYTES, MAX_HELLO_PEERS, Role, Wire};
+use super::{
+    AskKind, Cmd, Counters, MAX_ANSWER_BYTES, MAX_REMOTES, RECONCILE_PER_S, ReplicaOptions, Shared,
+};
+use crate::documents::collection::{Applied, DocumentError};
+use crate::documents::{Codec, Query};
+use crate::reconcile::{self, Item};
+use crate::router::Routed;
+
+/// How often the driver looks for new neighbours and due reconciliations.
+const TICK: Duration = Duration::from_millis(250);
+/// Queries and gets answered per second per program.
+const QUERIES_PER_S: u64 = 256;
+/// Requests of this replica waiting for an answer, at most.
+const MAX_REQUESTS: usize = 1024;
+/// How long a request waits for its answer before it is forgotten.
+const REQUEST_TTL: Duration = Duration::from_secs(60);
+
+/// Stops the driver when dropped (the last handle went away).
+#[derive(Debug)]
+pub(super) struct Stop(tokio::task::JoinHandle<()>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(super) fn spawn<T, C>(
+    shared: Arc<Shared<T, C>>,
+    node: OverlayNode,
+    inbox: mpsc::Receiver<Routed>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    options: ReplicaOptions,
+) -> Stop
+where
+    T: Send + 'static,
+    C: Codec<T> + Send + 'static,
+{
+    let driver = Driver {
+        me: node.peer_id(),
+        my_addr: node.local_addr(),
+        shared,
+        node,
+        options,
+        remotes: HashMap::new(),
+        requests: HashMap::new(),
+        next_request: 1,
+        snapshot: None,
+        reconcile_budget: TokenBucket::new(RECONCILE_PER_S, RECONCILE_PER_S),
+        query_budget: TokenBucket::new(QUERIES_PER_S, QUERIES_PER_S),
+        start: Instant::now(),
+    };
+    Stop(tokio::spawn(driver.run(inbox, cmds)))
+}
+
+/// What a replica knows of one peer.
+#[derive(Debug, Default)]
+struct Remote {
+    /// As its hello said (`None` before one arrived).
+    role: Option<Role>,
+    /// Where to dial it, as a hello named it.
+    addr: Option<SocketAddr>,
+    /// We sent it our hello.
+    greeted: bool,
+    outbox: Option<Outbox>,
+    /// When to reconcile with it next (replicators).
+    next_reconcile: Option<Instant>,
+}
+
+struct Request {
+    peer: PeerId,
+    answer: oneshot::Sender<Result<Vec<Entry>, DocumentError>>,
+    got: Vec<Entry>,
+    bytes: usize,
+    asked: Instant,
+}
+
+struct Driver<T, C> {
+    me: PeerId,
+    my_addr: SocketAddr,
+    shared: Arc<Shared<T, C>>,
+    node: OverlayNode,
+    options: ReplicaOptions,
+    remotes: HashMap<PeerId, Remote>,
+    requests: HashMap<u64, Request>,
+    next_request: u64,
+    /// The program's items at a documents generation (reconciliation reads it each turn).
+    snapshot: Option<(u64, Arc<Vec<Item>>)>,
+    reconcile_budget: TokenBucket,
+    query_budget: TokenBucket,
+    start: Instant,
+}
+
+impl<T, C> Driver<T, C>
+where
+    T: Send + 'static,
+    C: Codec<T> + Send + 'static,
+{
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Routed>,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = inbox.recv() => match msg {
+                    Some(m) => self.on_message(m),
+                    None => return,
+                },
+                cmd = cmds.recv() => match cmd {
+                    Some(c) => self.on_cmd(c),
+                    None => return,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn is_replicator(&self) -> bool {
+        self.shared.role == Role::Replicator
+    }
+
+    /// The remote's entry, made if there is room (an observer gives way to a replicator).
+    fn remote(&mut self, peer: PeerId, replicator: bool) -> Option<&mut Remote> {
+        if peer == self.me {
+            return None;
+        }
+        if !self.remotes.contains_key(&peer) && self.remotes.len() >= MAX_REMOTES {
+            let observer = replicator
+                .then(|| {
+                    self.remotes
+                        .iter()
+                        .find(|(_, r)| r.role != Some(Role::Replicator))
+                        .map(|(p, _)| *p)
+                })
+                .flatten()?;
+            self.remotes.remove(&observer);
+        }
+        Some(self.remotes.entry(peer).or_default())
+    }
+
+    fn outbox(&mut self, peer: PeerId) -> Option<&Outbox> {
+        let (node, shared, queue) = (
+            self.node.clone(),
+            self.shared.clone(),
+            self.options.push_queue,
+        );
+        let remote = self.remote(peer, false)?;
+        Some(
+            remote
+                .outbox
+                .get_or_insert_with(|| Outbox::start(peer, node, shared, queue)),
+        )
+    }
+
+    fn send(&mut self, peer: PeerId, wire: &Wire) {
+        let bytes = wire.encode(&self.shared.program);
+        if let Some(out) = self.outbox(peer) {
+            out.control(bytes);
+        }
+    }
+
+    fn hello(&self) -> Wire {
+        let mut replicators: Vec<(PeerId, SocketAddr)> = Vec::new();
+        if self.is_replicator() && !self.my_addr.ip().is_unspecified() {
+            replicators.push((self.me, self.my_addr));
+        }
+        for (peer, r) in &self.remotes {
+            if replicators.len() >= MAX_HELLO_PEERS {
+                break;
+            }
+            if let (Some(Role::Replicator), Some(addr)) = (r.role, r.addr) {
+                replicators.push((*peer, addr));
+            }
+        }
+        Wire::Hello {
+            role: self.shared.role,
+            replicators,
+        }
+    }
+
+    fn greet(&mut self, peer: PeerId) {
+        let hello = self.hello();
+        if let Some(r) = self.remote(peer, false) {
+            r.greeted = true;
+            self.send(peer, &hello);
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        for peer in self.node.neighbours().await {
+            if !self.remotes.get(&peer).is_some_and(|r| r.greeted) {
+                self.greet(peer);
+            }
+        }
+        let named: Vec<PeerId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| !r.greeted && r.addr.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in named {
+            self.greet(peer);
+        }
+        let now = Instant::now();
+        if self.is_replicator() {
+            let due: Vec<PeerId> = self
+                .remotes
+                .iter()
+                .filter(|(_, r)| {
+                    r.role == Some(Role::Replicator) && r.next_reconcile.is_some_and(|t| t <= now)
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            for peer in due {
+                self.reconcile_with(peer);
+            }
+        }
+        let expired: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| now.duration_since(r.asked) > REQUEST_TTL)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.requests.remove(&id);
+        }
+    }
+
+    /// Starts an exchange with `peer` (a replicator).
+    fn reconcile_with(&mut self, peer: PeerId) {
+        let every = self.options.reconcile_every;
+        if let Some(r) = self.remotes.get_mut(&peer) {
+            r.next_reconcile = Some(Instant::now() + every);
+        }
+        let items = match self.items() {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!("documents: reading entries to reconcile: {e}");
+                return;
+            }
+        };
+        let first = reconcile::initiate(rand::random(), &items).encode();
+        let c = &self.shared.counters;
+        Counters::add(&c.reconciliations, 1);
+        Counters::add(&c.reconcile_bytes, first.len() as u64);
+        self.send(peer, &Wire::Reconcile(first));
+    }
+
+    fn items(&mut self) -> Result<Arc<Vec<Item>>, DocumentError> {
+        let docs = self.shared.docs();
+        let generation = docs.generation();
+        if let Some((g, items)) = &self.snapshot
+            && *g == generation
+        {
+            return Ok(items.clone());
+        }
+        let items = Arc::new(docs.items()?);
+        drop(docs);
+        self.snapshot = Some((generation, items.clone()));
+        Ok(items)
+    }
+
+    fn set_replicator(&mut self, peer: PeerId) {
+        let mut list = self
+            .shared
+            .replicators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !list.contains(&peer) {
+            list.push(peer);
+            Counters::add(&self.shared.counters.replicators, 1);
+        }
+        drop(list);
+        self.shared.news.notify_waiters();
+    }
+
+    fn on_message(&mut self, msg: Routed) {
+        let wire = match Wire::program_of(&msg.body).and_then(|(_, rest)| Wire::decode(rest)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(origin = %msg.origin, "bad documents message: {e}");
+                Counters::add(&self.shared.counters.malformed, 1);
+                return;
+            }
+        };
+        let from = msg.origin;
+        match wire {
+            Wire::Hello { role, replicators } => self.on_hello(from, role, replicators),
+            Wire::Entries { ack, entries } => self.on_entries(from, ack, entries),
+            Wire::Ack(hashes) => {
+                let mut acks = self
+                    .shared
+                    .acks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for h in &hashes {
+                    acks.acked(h, from);
+                }
+                drop(acks);
+                self.shared.news.notify_waiters();
+            }
+            Wire::Reconcile(body) => self.on_reconcile(from, &body),
+            Wire::Want(ids) => {
+                let mut hashes = Vec::new();
+                {
+                    let docs = self.shared.docs();
+                    for id in &ids {
+                        match docs.hashes_by_id(id) {
+                            Ok(h) => hashes.extend(h),
+                            Err(e) => tracing::warn!("documents: looking up a wanted id: {e}"),
+                        }
+                    }
+                }
+                if let Some(out) = self.outbox(from) {
+                    out.serve(hashes);
+                }
+            }
+            Wire::Query { request, query } => self.on_query(from, request, Some(query), None),
+            Wire::Get { request, id } => self.on_query(from, request, None, Some(id)),
+            Wire::Answer {
+                request,
+                done,
+                entries,
+            } => self.on_answer(from, request, done, entries),
+        }
+    }
+
+    fn on_hello(&mut self, from: PeerId, role: Role, named: Vec<(PeerId, SocketAddr)>) {
+        let is_replicator = role == Role::Replicator;
+        let i_replicate = self.is_replicator();
+        let Some(remote) = self.remote(from, is_replicator) else {
+            return;
+        };
+        let first = remote.role.is_none();
+        remote.role = Some(role);
+        let greeted = remote.greeted;
+        if is_replicator && i_replicate && first {
+            // Meeting a replicator: reconcile at once.
+            remote.next_reconcile = Some(Instant::now());
+        }
+        for (peer, addr) in named {
+            if peer == from {
+                if let Some(r) = self.remotes.get_mut(&from) {
+                    r.addr = Some(addr);
+                }
+                continue;
+            }
+            if peer == self.me || self.remotes.contains_key(&peer) {
+                continue;
+            }
+            // A claim only: the peer is greeted, and counts once it answers itself.
+            self.node.heard(peer, addr);
+            if let Some(r) = self.remote(peer, false) {
+                r.addr = Some(addr);
+            }
+        }
+        if is_replicator {
+            self.set_replicator(from);
+        }
+        // Answer the first hello even if we greeted first: ours may have come before the
+        // program was open there.
+        if !greeted || first {
+            self.greet(from);
+        }
+    }
+
+    fn on_entries(&mut self, from: PeerId, ack: bool, entries: Vec<Entry>) {
+        if !self.is_replicator() {
+            Counters::add(&self.shared.counters.rejected, entries.len() as u64);
+            return;
+        }
+        let results = self
+            .shared
+            .docs()
+            .apply_many_at(entries.clone(), unix_time_us());
+        let mut held = Vec::new();
+        let c = &self.shared.counters;
+        for (entry, result) in entries.iter().zip(results) {
+            match result {
+                Ok(Applied::Duplicate) => {
+                    Counters::add(&c.duplicates, 1);
+                    held.push(entry.hash());
+                }
+                Ok(_) => {
+                    Counters::add(&c.applied, 1);
+                    held.push(entry.hash());
+                }
+                Err(e) => {
+                    tracing::debug!(%from, "documents: entry refused: {e}");
+                    Counters::add(&c.rejected, 1);
+                }
+            }
+        }
+        if ack && !held.is_empty() {
+            self.send(from, &Wire::Ack(held));
+        }
+    }
+
+    fn on_reconcile(&mut self, from: PeerId, body: &[u8]) {
+        if !self.is_replicator() || !self.reconcile_budget.try_take(1, self.now_us()) {
+            return;
+        }
+        Counters::add(&self.shared.counters.reconcile_bytes, body.len() as u64);
+        let outcome = reconcile::Message::decode(body)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                let items = self.items().map_err(|e| e.to_string())?;
+                reconcile::respond(&items, &m).map_err(|e| e.to_string())
+            });
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(%from, "documents: reconciliation refused: {e}");
+                Counters::add(&self.shared.counters.malformed, 1);
+                return;
+            }
+        };
+        if !outcome.they_lack.is_empty() {
+            let hashes = outcome.they_lack.iter().map(|it| {
+                let mut h = [0; 32];
+                h.copy_from_slice(&it[starling_net::entry::CLOCK_KEY_LEN..]);
+                starling_net::entry::EntryHash(h)
+            });
+            let hashes: Vec<_> = hashes.collect();
+            if let Some(out) = self.outbox(from) {
+                out.serve(hashes);
+            }
+        }
+        for ids in outcome.we_lack.chunks(reconcile::MAX_IDS) {
+            self.send(from, &Wire::Want(ids.to_vec()));
+        }
+        if let Some(reply) = outcome.reply {
+            let bytes = reply.encode();
+            Counters::add(&self.shared.counters.reconcile_bytes, bytes.len() as u64);
+            self.send(from, &Wire::Reconcile(bytes));
+        }
+    }
+
+    fn on_query(
+        &mut self,
+        from: PeerId,
+        request: u64,
+        query: Option<Query>,
+        id: Option<crate::documents::DocId>,
+    ) {
+        if !self.is_replicator() || !self.query_budget.try_take(1, self.now_us()) {
+            return;
+        }
+        let answer = (|| -> Result<Vec<Entry>, DocumentError> {
+            let docs = self.shared.docs();
+            if let Some(q) = query {
+                let mut out = Vec::new();
+                for (_, head, _) in docs.query_heads(&q)? {
+                    out.extend(docs.entry(&head)?);
+                }
+                return Ok(out);
+            }
+            match id {
+                Some(id) => Ok(docs.live_entry(&id)?.into_iter().collect()),
+                None => Ok(Vec::new()),
+            }
+        })();
+        let entries = match answer {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("documents: answering a query: {e}");
+                Vec::new()
+            }
+        };
+        // In parts of ENTRIES_BYTES, the last one marked.
+        let mut part = Vec::new();
+        let mut bytes = 0;
+        let mut parts = Vec::new();
+        for e in entries {
+            bytes += e.size();
+            part.push(e);
+            if bytes >= ENTRIES_BYTES {
+                parts.push(std::mem::take(&mut part));
+                bytes = 0;
+            }
+        }
+        parts.push(part);
+        let last = parts.len() - 1;
+        for (i, entries) in parts.into_iter().enumerate() {
+            self.send(
+                from,
+                &Wire::Answer {
+                    request,
+                    done: i == last,
+                    entries,
+                },
+            );
+        }
+    }
+
+    fn on_answer(&mut self, from: PeerId, request: u64, done: bool, entries: Vec<Entry>) {
+        let Some(req) = self.requests.get_mut(&request) else {
+            return;
+        };
+        if req.peer != from {
+            return;
+        }
+        req.bytes += entries.iter().map(Entry::size).sum::<usize>();
+        req.got.extend(entries);
+        if req.bytes > MAX_ANSWER_BYTES {
+            if let Some(req) = self.requests.remove(&request) {
+                let _ = req.answer.send(Err(DocumentError::AnswerTooLarge));
+            }
+            return;
+        }
+        if done && let Some(req) = self.requests.remove(&request) {
+            let _ = req.answer.send(Ok(req.got));
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Push(entries) => {
+                let replicators: Vec<PeerId> = self
+                    .remotes
+                    .iter()
+                    .filter(|(_, r)| r.role == Some(Role::Replicator))
+                    .map(|(p, _)| *p)
+                    .collect();
+                let c = &self.shared.counters;
+                Counters::add(&c.pushed, entries.len() as u64);
+                for peer in replicators {
+                    let Some(out) = self.outbox(peer) else {
+                        continue;
+                    };
+                    let mut dropped = 0;
+                    for e in &entries {
+                        if !out.push(e.clone()) {
+                            dropped += 1;
+                        }
+                    }
+                    if dropped > 0 {
+                        Counters::add(&self.shared.counters.push_dropped, dropped);
+                    }
+                }
+            }
+            Cmd::Ask { wire, answer } => {
+                let mut replicators: Vec<PeerId> = self
+                    .remotes
+                    .iter()
+                    .filter(|(_, r)| r.role == Some(Role::Replicator))
+                    .map(|(p, _)| *p)
+                    .collect();
+                replicators.sort();
+                let Some(peer) = replicators.first().copied() else {
+                    let _ = answer.send(Err(DocumentError::NoReplicator));
+                    return;
+                };
+                if self.requests.len() >= MAX_REQUESTS {
+                    let _ = answer.send(Err(DocumentError::TooManyRequests));
+                    return;
+                }
+                let request = self.next_request;
+                self.next_request += 1;
+                let message = match wire {
+                    AskKind::Query(query) => Wire::Query { request, query },
+                    AskKind::Get(id) => Wire::Get { request, id },
+                };
+                self.requests.insert(
+                    request,
+                    Request {
+                        peer,
+                        answer,
+                        got: Vec::new(),
+                        bytes: 0,
+                        asked: Instant::now(),
+                    },
+                );
+                self.send(peer, &message);
+            }
+        }
+    }
+}

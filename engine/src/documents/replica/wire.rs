@@ -1,0 +1,707 @@
+//! The documents protocol's messages ([`crate::Protocol::DOCUMENTS`]): each body is the
+//! program's address, a kind byte, then the kind's fields. Every count is checked against the
+//! bytes left before anything is allocated; queries nest at most [`MAX_FILTER_DEPTH`] deep.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use starling_net::PeerId;
+use starling_net::entry::{Entry, EntryHash};
+
+use crate::documents::codec::DocId;
+use crate::documents::keys::{self, IndexValue};
+use crate::documents::query::{Filter, Query, Sort};
+use crate::program::ProgramAddress;
+use crate::reconcile::{self, ID_LEN, Id};
+use crate::router::Protocol;
+
+/// Filters nest at most this deep in a query from the network.
+pub const MAX_FILTER_DEPTH: usize = 16;
+/// Filter nodes in one query, at most.
+pub const MAX_FILTER_NODES: usize = 256;
+/// Replicators a hello names, at most.
+pub const MAX_HELLO_PEERS: usize = 16;
+/// Bytes of entries one message carries before the sender starts another.
+pub const ENTRIES_BYTES: usize = 1 << 20;
+
+/// A peer's part in a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Holds every entry, takes writes from others, answers queries, reconciles.
+    Replicator,
+    /// Holds what it writes; reads from replicators.
+    Observer,
+}
+
+/// One message of the documents protocol.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Wire {
+    /// Who I am in this program, and replicators I know.
+    Hello {
+        /// The sender's role.
+        role: Role,
+        /// Replicators the sender knows, with an address to dial.
+        replicators: Vec<(PeerId, SocketAddr)>,
+    },
+    /// Entries to store; `ack` asks for an [`Wire::Ack`].
+    Entries {
+        /// Whether the sender wants to know which ones are held.
+        ack: bool,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// These entries are held here now.
+    Ack(Vec<EntryHash>),
+    /// A reconciliation turn ([`reconcile::Message`], still encoded).
+    Reconcile(Bytes),
+    /// Send me the entries with these ids (hash prefixes).
+    Want(Vec<Id>),
+    /// Answer a query with the current entries of the documents it selects.
+    Query {
+        /// Names the answer.
+        request: u64,
+        /// The query.
+        query: Query,
+    },
+    /// Answer with a document's current entry.
+    Get {
+        /// Names the answer.
+        request: u64,
+        /// The document.
+        id: DocId,
+    },
+    /// The entries answering a query or a get, in parts of [`ENTRIES_BYTES`].
+    Answer {
+        /// The request answered.
+        request: u64,
+        /// The last part.
+        done: bool,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+}
+
+/// A message that cannot be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// It ends inside a field.
+    #[error("documents message truncated")]
+    Truncated,
+    /// An unknown kind, role, filter or address tag.
+    #[error("unknown {0} tag {1}")]
+    Tag(&'static str, u8),
+    /// Over a limit (count, depth, length).
+    #[error("documents message over its limits: {0}")]
+    TooLarge(&'static str),
+    /// A field that does not parse (peer id, entry, string, value).
+    #[error("bad {0}")]
+    Bad(&'static str),
+    /// Bytes after the message.
+    #[error("bytes after the message")]
+    Trailing,
+}
+
+const HELLO: u8 = 1;
+const ENTRIES: u8 = 2;
+const ACK: u8 = 3;
+const RECONCILE: u8 = 4;
+const WANT: u8 = 5;
+const QUERY: u8 = 6;
+const GET: u8 = 7;
+const ANSWER: u8 = 8;
+
+impl Wire {
+    /// The whole direct message: protocol tag, program, kind, fields.
+    pub fn encode(&self, program: &ProgramAddress) -> Bytes {
+        let mut out = Protocol::DOCUMENTS.message(64);
+        out.put_slice(&program.0);
+        match self {
+            Wire::Hello { role, replicators } => {
+                out.put_u8(HELLO);
+                out.put_u8(match role {
+                    Role::Replicator => 1,
+                    Role::Observer => 2,
+                });
+                let n = replicators.len().min(MAX_HELLO_PEERS);
+                out.put_u8(n as u8);
+                for (peer, addr) in &replicators[..n] {
+                    put_bytes(&mut out, &peer.to_bytes());
+                    put_addr(&mut out, addr);
+                }
+            }
+            Wire::Entries { ack, entries } => {
+                out.put_u8(ENTRIES);
+                out.put_u8(u8::from(*ack));
+                put_entries(&mut out, entries);
+            }
+            Wire::Ack(hashes) => {
+                out.put_u8(ACK);
+                put_varint(&mut out, hashes.len() as u64);
+                for h in hashes {
+                    out.put_slice(&h.0);
+                }
+            }
+            Wire::Reconcile(body) => {
+                out.put_u8(RECONCILE);
+                out.put_slice(body);
+            }
+            Wire::Want(ids) => {
+                out.put_u8(WANT);
+                put_varint(&mut out, ids.len() as u64);
+                for id in ids {
+                    out.put_slice(id);
+                }
+            }
+            Wire::Query { request, query } => {
+                out.put_u8(QUERY);
+                out.put_u64(*request);
+                put_query(&mut out, query);
+            }
+            Wire::Get { request, id } => {
+                out.put_u8(GET);
+                out.put_u64(*request);
+                let mut k = Vec::new();
+                id.encode_key(&mut k);
+                put_bytes(&mut out, &k);
+            }
+            Wire::Answer {
+                request,
+                done,
+                entries,
+            } => {
+                out.put_u8(ANSWER);
+                out.put_u64(*request);
+                out.put_u8(u8::from(*done));
+                put_entries(&mut out, entries);
+            }
+        }
+        out.freeze()
+    }
+
+    /// The program a message body (past the protocol tag) is for, and the rest.
+    pub fn program_of(body: &Bytes) -> Result<(ProgramAddress, Bytes), WireError> {
+        if body.len() < 33 {
+            return Err(WireError::Truncated);
+        }
+        let mut p = [0; 32];
+        p.copy_from_slice(&body[..32]);
+        Ok((ProgramAddress(p), body.slice(32..)))
+    }
+
+    /// Decodes what [`Wire::program_of`] left: entries are slices of `rest`, not copies.
+    pub fn decode(rest: Bytes) -> Result<Wire, WireError> {
+        let mut r = Reader { buf: rest, pos: 0 };
+        let kind = r.u8()?;
+        let wire = match kind {
+            HELLO => {
+                let role = match r.u8()? {
+                    1 => Role::Replicator,
+                    2 => Role::Observer,
+                    other => return Err(WireError::Tag("role", other)),
+                };
+                let n = usize::from(r.u8()?);
+                if n > MAX_HELLO_PEERS {
+                    return Err(WireError::TooLarge("hello peers"));
+                }
+                let mut replicators = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let peer =
+                        PeerId::from_bytes(&r.bytes()?).map_err(|_| WireError::Bad("peer id"))?;
+                    replicators.push((peer, r.addr()?));
+                }
+                Wire::Hello { role, replicators }
+            }
+            ENTRIES => {
+                let ack = r.u8()? != 0;
+                Wire::Entries {
+                    ack,
+                    entries: r.entries()?,
+                }
+            }
+            ACK => {
+                let n = r.count(32)?;
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut h = [0; 32];
+                    h.copy_from_slice(r.take(32)?);
+                    hashes.push(EntryHash(h));
+                }
+                Wire::Ack(hashes)
+            }
+            RECONCILE => {
+                let body = r.buf.slice(r.pos..);
+                r.pos = r.buf.len();
+                Wire::Reconcile(body)
+            }
+            WANT => {
+                let n = r.count(ID_LEN)?;
+                if n > reconcile::MAX_IDS {
+                    return Err(WireError::TooLarge("wanted ids"));
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut id = [0; ID_LEN];
+                    id.copy_from_slice(r.take(ID_LEN)?);
+                    ids.push(id);
+                }
+                Wire::Want(ids)
+            }
+            QUERY => {
+                let request = r.u64()?;
+                let query = r.query()?;
+                Wire::Query { request, query }
+            }
+            GET => {
+                let request = r.u64()?;
+                let key = r.bytes()?;
+                let (id, rest) = DocId::decode_key(&key).map_err(|_| WireError::Bad("id"))?;
+                if !rest.is_empty() {
+                    return Err(WireError::Bad("id"));
+                }
+                Wire::Get { request, id }
+            }
+            ANSWER => {
+                let request = r.u64()?;
+                let done = r.u8()? != 0;
+                Wire::Answer {
+                    request,
+                    done,
+                    entries: r.entries()?,
+                }
+            }
+            other => return Err(WireError::Tag("message", other)),
+        };
+        if r.pos != r.buf.len() {
+            return Err(WireError::Trailing);
+        }
+        Ok(wire)
+    }
+}
+
+fn put_varint(out: &mut BytesMut, mut n: u64) {
+    while n >= 0x80 {
+        out.put_u8((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.put_u8(n as u8);
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.put_slice(b);
+}
+
+fn put_addr(out: &mut BytesMut, addr: &SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out.put_u8(4);
+            out.put_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.put_u8(6);
+            out.put_slice(&ip.octets());
+        }
+    }
+    out.put_u16(addr.port());
+}
+
+/// Entries as `count, (len, header ‖ payload)…`: one copy into the message (batching many
+/// small entries into one frame is worth more than sending each as its own).
+fn put_entries(out: &mut BytesMut, entries: &[Entry]) {
+    put_varint(out, entries.len() as u64);
+    for e in entries {
+        let [head, payload] = [e.header(), e.stored_payload().clone()];
+        put_varint(out, (head.len() + payload.len()) as u64);
+        out.put_slice(&head);
+        out.put_slice(&payload);
+    }
+}
+
+fn put_name(out: &mut BytesMut, name: &str) {
+    put_bytes(out, name.as_bytes());
+}
+
+fn put_value(out: &mut BytesMut, v: &IndexValue) {
+    let mut k = Vec::new();
+    keys::encode(v, &mut k);
+    put_bytes(out, &k);
+}
+
+fn put_query(out: &mut BytesMut, q: &Query) {
+    put_varint(out, q.limit.map_or(0, |l| l as u64 + 1));
+    put_varint(out, q.sort.len() as u64);
+    for s in &q.sort {
+        put_name(out, &s.field);
+        out.put_u8(u8::from(s.descending));
+    }
+    put_filter(out, &q.filter);
+}
+
+const F_ALL: u8 = 0;
+const F_CMP: [u8; 6] = [1, 2, 3, 4, 5, 6];
+const F_PREFIX: u8 = 7;
+const F_CONTAINS: u8 = 8;
+const F_NULL: u8 = 9;
+const F_AND: u8 = 10;
+const F_OR: u8 = 11;
+const F_NOT: u8 = 12;
+
+fn put_filter(out: &mut BytesMut, f: &Filter) {
+    let cmp = |out: &mut BytesMut, tag: u8, field: &str, v: &IndexValue| {
+        out.put_u8(tag);
+        put_name(out, field);
+        put_value(out, v);
+    };
+    match f {
+        Filter::All => out.put_u8(F_ALL),
+        Filter::Eq(n, v) => cmp(out, F_CMP[0], n, v),
+        Filter::Ne(n, v) => cmp(out, F_CMP[1], n, v),
+        Filter::Lt(n, v) => cmp(out, F_CMP[2], n, v),
+        Filter::Le(n, v) => cmp(out, F_CMP[3], n, v),
+        Filter::Gt(n, v) => cmp(out, F_CMP[4], n, v),
+        Filter::Ge(n, v) => cmp(out, F_CMP[5], n, v),
+        Filter::Prefix {
+            field,
+            prefix,
+            ignore_case,
+        } => {
+            out.put_u8(F_PREFIX);
+            put_name(out, field);
+            put_name(out, prefix);
+            out.put_u8(u8::from(*ignore_case));
+        }
+        Filter::Contains {
+            field,
+            needle,
+            ignore_case,
+        } => {
+            out.put_u8(F_CONTAINS);
+            put_name(out, field);
+            put_name(out, needle);
+            out.put_u8(u8::from(*ignore_case));
+        }
+        Filter::IsNull(n) => {
+            out.put_u8(F_NULL);
+            put_name(out, n);
+        }
+        Filter::And(fs) | Filter::Or(fs) => {
+            out.put_u8(if matches!(f, Filter::And(_)) {
+                F_AND
+            } else {
+                F_OR
+            });
+            put_varint(out, fs.len() as u64);
+            for f in fs {
+                put_filter(out, f);
+            }
+        }
+        Filter::Not(f) => {
+            out.put_u8(F_NOT);
+            put_filter(out, f);
+        }
+    }
+}
+
+struct Reader {
+    buf: Bytes,
+    pos: usize,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize) -> Result<&[u8], WireError> {
+        if self.buf.len() - self.pos < n {
+            return Err(WireError::Truncated);
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        let mut b = [0; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(b))
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(WireError::TooLarge("varint"))
+    }
+
+    /// A count of items of at least `min_len` bytes each, checked against the bytes left.
+    fn count(&mut self, min_len: usize) -> Result<usize, WireError> {
+        let n = self.varint()?;
+        if n > ((self.buf.len() - self.pos) / min_len.max(1)) as u64 {
+            return Err(WireError::Truncated);
+        }
+        Ok(n as usize)
+    }
+
+    fn slice(&mut self, n: usize) -> Result<Bytes, WireError> {
+        if self.buf.len() - self.pos < n {
+            return Err(WireError::Truncated);
+        }
+        let out = self.buf.slice(self.pos..self.pos + n);
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, WireError> {
+        let n = self.count(1)?;
+        self.slice(n)
+    }
+
+    fn name(&mut self) -> Result<String, WireError> {
+        let b = self.bytes()?;
+        if b.len() > 4096 {
+            return Err(WireError::TooLarge("name"));
+        }
+        String::from_utf8(b.to_vec()).map_err(|_| WireError::Bad("string"))
+    }
+
+    fn value(&mut self) -> Result<IndexValue, WireError> {
+        let b = self.bytes()?;
+        match keys::decode(&b) {
+            Ok((v, [])) => Ok(v),
+            _ => Err(WireError::Bad("value")),
+        }
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, WireError> {
+        let ip = match self.u8()? {
+            4 => {
+                let mut o = [0; 4];
+                o.copy_from_slice(self.take(4)?);
+                IpAddr::from(o)
+            }
+            6 => {
+                let mut o = [0; 16];
+                o.copy_from_slice(self.take(16)?);
+                IpAddr::from(o)
+            }
+            other => return Err(WireError::Tag("address", other)),
+        };
+        let mut p = [0; 2];
+        p.copy_from_slice(self.take(2)?);
+        Ok(SocketAddr::new(ip, u16::from_be_bytes(p)))
+    }
+
+    fn entries(&mut self) -> Result<Vec<Entry>, WireError> {
+        let n = self.count(1)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let b = self.bytes()?;
+            out.push(Entry::from_bytes(b).map_err(|_| WireError::Bad("entry"))?);
+        }
+        Ok(out)
+    }
+
+    fn query(&mut self) -> Result<Query, WireError> {
+        let limit = match self.varint()? {
+            0 => None,
+            n => Some(usize::try_from(n - 1).map_err(|_| WireError::TooLarge("limit"))?),
+        };
+        let n = self.count(2)?;
+        if n > 16 {
+            return Err(WireError::TooLarge("sort fields"));
+        }
+        let mut sort = Vec::with_capacity(n);
+        for _ in 0..n {
+            let field = self.name()?;
+            let descending = self.u8()? != 0;
+            sort.push(Sort { field, descending });
+        }
+        let mut nodes = 0;
+        let filter = self.filter(0, &mut nodes)?;
+        Ok(Query {
+            filter,
+            sort,
+            limit,
+        })
+    }
+
+    fn filter(&mut self, depth: usize, nodes: &mut usize) -> Result<Filter, WireError> {
+        *nodes += 1;
+        if depth > MAX_FILTER_DEPTH || *nodes > MAX_FILTER_NODES {
+            return Err(WireError::TooLarge("filter"));
+        }
+        let tag = self.u8()?;
+        Ok(match tag {
+            F_ALL => Filter::All,
+            t if F_CMP.contains(&t) => {
+                let n = self.name()?;
+                let v = self.value()?;
+                match t - F_CMP[0] {
+                    0 => Filter::Eq(n, v),
+                    1 => Filter::Ne(n, v),
+                    2 => Filter::Lt(n, v),
+                    3 => Filter::Le(n, v),
+                    4 => Filter::Gt(n, v),
+                    _ => Filter::Ge(n, v),
+                }
+            }
+            F_PREFIX | F_CONTAINS => {
+                let field = self.name()?;
+                let text = self.name()?;
+                let ignore_case = self.u8()? != 0;
+                if tag == F_PREFIX {
+                    Filter::Prefix {
+                        field,
+                        prefix: text,
+                        ignore_case,
+                    }
+                } else {
+                    Filter::Contains {
+                        field,
+                        needle: text,
+                        ignore_case,
+                    }
+                }
+            }
+            F_NULL => Filter::IsNull(self.name()?),
+            F_AND | F_OR => {
+                let n = self.count(1)?;
+                let mut fs = Vec::with_capacity(n.min(MAX_FILTER_NODES));
+                for _ in 0..n {
+                    fs.push(self.filter(depth + 1, nodes)?);
+                }
+                if tag == F_AND {
+                    Filter::And(fs)
+                } else {
+                    Filter::Or(fs)
+                }
+            }
+            F_NOT => Filter::Not(Box::new(self.filter(depth + 1, nodes)?)),
+            other => return Err(WireError::Tag("filter", other)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use starling_net::entry::{EntryFields, EntrySigner, LogId};
+    use starling_net::{KeyType, Keypair};
+
+    fn entry(n: u64) -> Entry {
+        EntrySigner::new(Keypair::generate(KeyType::Ed25519))
+            .sign_one(&EntryFields::new(
+                LogId([3; 32]),
+                n,
+                1_800_000_000_000_000,
+                Bytes::from(vec![n as u8; 100]),
+            ))
+            .unwrap()
+    }
+
+    fn round_trip(w: &Wire) -> Wire {
+        let program = ProgramAddress([7; 32]);
+        let bytes = w.encode(&program);
+        let (p, rest) = Wire::program_of(&bytes.slice(2..)).unwrap();
+        assert_eq!(p, program);
+        Wire::decode(rest).unwrap()
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let peer = Keypair::generate(KeyType::Ed25519).peer_id();
+        let query = Query {
+            filter: Filter::And(vec![
+                Filter::Eq("a".into(), IndexValue::Int(-3)),
+                Filter::Not(Box::new(Filter::Prefix {
+                    field: "b".into(),
+                    prefix: "x".into(),
+                    ignore_case: true,
+                })),
+                Filter::Or(vec![Filter::IsNull("c".into()), Filter::All]),
+                Filter::Ge("d".into(), IndexValue::Float(1.5)),
+            ]),
+            sort: vec![Sort {
+                field: "a".into(),
+                descending: true,
+            }],
+            limit: Some(10),
+        };
+        for w in [
+            Wire::Hello {
+                role: Role::Replicator,
+                replicators: vec![(peer, "127.0.0.1:9".parse().unwrap())],
+            },
+            Wire::Entries {
+                ack: true,
+                entries: vec![entry(1), entry(2)],
+            },
+            Wire::Ack(vec![EntryHash([1; 32])]),
+            Wire::Reconcile(Bytes::from_static(b"abc")),
+            Wire::Want(vec![[4; ID_LEN]]),
+            Wire::Query {
+                request: 9,
+                query: query.clone(),
+            },
+            Wire::Get {
+                request: 1,
+                id: DocId::from("doc"),
+            },
+            Wire::Answer {
+                request: 2,
+                done: true,
+                entries: vec![entry(3)],
+            },
+        ] {
+            assert_eq!(round_trip(&w), w);
+        }
+    }
+
+    #[test]
+    fn bad_messages_are_typed_errors() {
+        let program = ProgramAddress([7; 32]);
+        let good = Wire::Entries {
+            ack: false,
+            entries: vec![entry(1)],
+        }
+        .encode(&program);
+        let (_, rest) = Wire::program_of(&good.slice(2..)).unwrap();
+        for cut in 0..rest.len() {
+            assert!(Wire::decode(rest.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        assert_eq!(
+            Wire::decode(Bytes::from_static(&[99])),
+            Err(WireError::Tag("message", 99))
+        );
+        // A count far beyond the bytes is refused before allocating.
+        assert_eq!(
+            Wire::decode(Bytes::from_static(&[ACK, 0xff, 0xff, 0xff, 0x0f])),
+            Err(WireError::Truncated)
+        );
+        // A filter nested deeper than allowed.
+        let mut deep = vec![QUERY];
+        deep.extend_from_slice(&[0; 8]);
+        deep.extend_from_slice(&[0, 0]);
+        deep.extend(std::iter::repeat_n(F_NOT, 10_000));
+        deep.push(F_ALL);
+        assert_eq!(
+            Wire::decode(Bytes::from(deep)),
+            Err(WireError::TooLarge("filter"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Wire::decode(Bytes::from(bytes));
+        }
+    }
+}
