@@ -40,7 +40,7 @@ const DELETED: u8 = 0;
 /// Document row value: head hash, clock key, state.
 const ROW_LEN: usize = 32 + 44 + 1;
 /// The layout of document and index rows; a store written by another rebuilds on open.
-const INDEX_FORMAT: u8 = 1;
+const INDEX_FORMAT: u8 = 2;
 /// The key suffix (after the program) of the format row: below every id key's tag.
 const FORMAT_ROW: u8 = 0x00;
 
@@ -165,8 +165,23 @@ impl Current {
     }
 }
 
+/// A document's indexed values: (field, value) pairs.
+type Values = Vec<(String, IndexValue)>;
+
 /// One change to sign: the document, the operation, the payload, the indexed values.
-type Change = (DocId, u8, Bytes, Option<Vec<IndexValue>>);
+type Change = (DocId, u8, Bytes, Option<Values>);
+
+/// The first key past every key that starts with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
 
 /// What one change did, as [`Documents::changes`] reports it: documents that got a new
 /// version, documents deleted.
@@ -355,13 +370,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
 
     /// The derived rows' format: this build's layout and the indexed fields' names.
     fn format(&self) -> Bytes {
-        let mut h = blake3::Hasher::new();
-        for (name, _) in &self.index.fields {
-            h.update(name.as_bytes());
-            h.update(&[0]);
-        }
         let mut v = vec![INDEX_FORMAT];
-        v.extend_from_slice(&h.finalize().as_bytes()[..16]);
+        v.extend_from_slice(&self.index.digest());
         Bytes::from(v)
     }
 
@@ -532,10 +542,10 @@ impl<T, C: Codec<T>> Documents<T, C> {
 
     /// Ids of live documents whose `field` equals `value`, in id order (an index scan).
     pub fn ids_where(&self, field: &str, value: &IndexValue) -> Result<Vec<DocId>, DocumentError> {
-        let Some(no) = self.index.position(field) else {
+        if !self.index.is_indexed(field) {
             return Ok(Vec::new());
-        };
-        let mut prefix = self.index_prefix(no);
+        }
+        let mut prefix = self.index_prefix(field);
         keys::encode(value, &mut prefix);
         let mut ids = Vec::new();
         for row in self.store.rows(Table::Index, &prefix, false) {
@@ -661,24 +671,28 @@ impl<T, C: Codec<T>> Documents<T, C> {
         &self,
         query: &Query,
     ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
-        let indexed = |f: &str| self.index.position(f).is_some();
+        let indexed = |f: &str| self.index.is_indexed(f);
         let mut found = Vec::new();
-        match plan(&query.filter, &indexed) {
+        match plan(&query.filter, &indexed, self.index.nulls_indexed()) {
             Some(scan) => {
-                let no = self.index.position(&scan.field).unwrap_or(0);
-                let prefix = self.index_prefix(no);
+                let prefix = self.index_prefix(&scan.field);
                 let from = [&prefix[..], &scan.from].concat();
                 let to = match &scan.to {
-                    Some(t) => [&prefix[..], t].concat(),
-                    None => self.index_prefix(no.saturating_add(1)),
+                    Some(t) => Some([&prefix[..], t].concat()),
+                    None => prefix_end(&prefix),
                 };
+                // A document with several values in the range (an array) has several rows.
+                let mut seen = std::collections::HashSet::new();
                 for row in self
                     .store
-                    .rows_between(Table::Index, &from, Some(&to), false)
+                    .rows_between(Table::Index, &from, to.as_deref(), false)
                 {
                     let (k, _) = row?;
                     let (_, rest) = keys::decode(&k[prefix.len()..])?;
                     let (id, _) = DocId::decode_key(rest)?;
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
                     if let Some(c) = self.current(&id)?.filter(|c| c.live) {
                         found.push((id, c.head, self.load(&c.head)?));
                     }
@@ -705,14 +719,19 @@ impl<T, C: Codec<T>> Documents<T, C> {
         query: &Query,
         mut found: Vec<(DocId, EntryHash, T)>,
     ) -> Vec<(DocId, EntryHash, T)> {
-        found.retain(|(_, _, doc)| matches(&query.filter, &|f: &str| self.value_of(doc, f)));
+        found.retain(|(_, _, doc)| {
+            matches(&query.filter, &|f: &str| self.index.values_of(doc, f))
+        });
         let mut keyed: Vec<(Vec<IndexValue>, (DocId, EntryHash, T))> = found
             .into_iter()
             .map(|(id, head, doc)| {
                 let values = query
                     .sort
                     .iter()
-                    .map(|s| self.value_of(&doc, &s.field))
+                    .map(|s| {
+                        let first = self.index.values_of(&doc, &s.field).into_iter().next();
+                        first.unwrap_or(IndexValue::Null)
+                    })
                     .collect();
                 (values, (id, head, doc))
             })
@@ -756,38 +775,33 @@ impl<T, C: Codec<T>> Documents<T, C> {
         })
     }
 
-    /// A field's value in `doc` (missing when it is not indexed).
-    fn value_of(&self, doc: &T, field: &str) -> IndexValue {
-        self.index
-            .fields
-            .iter()
-            .find(|(n, _)| n == field)
-            .map_or(IndexValue::Null, |(_, read)| read(doc))
-    }
-
     fn doc_key(&self, id: &DocId) -> Vec<u8> {
         let mut k = self.program.0.to_vec();
         id.encode_key(&mut k);
         k
     }
 
-    fn index_prefix(&self, field: u8) -> Vec<u8> {
+    /// Where `field`'s index rows start: program ‖ the field's name as an index key.
+    fn index_prefix(&self, field: &str) -> Vec<u8> {
         let mut k = self.program.0.to_vec();
-        k.push(field);
+        keys::encode(&IndexValue::Str(field.to_owned()), &mut k);
         k
     }
 
-    fn index_keys(&self, id: &DocId, values: &[IndexValue]) -> Vec<Vec<u8>> {
-        values
+    fn index_keys(&self, id: &DocId, values: &[(String, IndexValue)]) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = values
             .iter()
-            .enumerate()
-            .map(|(no, v)| {
-                let mut k = self.index_prefix(no as u8);
+            .map(|(field, v)| {
+                let mut k = self.index_prefix(field);
                 keys::encode(v, &mut k);
                 id.encode_key(&mut k);
                 k
             })
-            .collect()
+            .collect();
+        // An array with one value twice has one row for it.
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     fn current(&self, id: &DocId) -> Result<Option<Current>, DocumentError> {
@@ -811,7 +825,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
     fn write(&mut self, changes: Vec<Change>, now_us: u64) -> Result<Vec<Entry>, DocumentError> {
         // Each id's version before this write, and as this write leaves it.
         let mut before: HashMap<DocId, Option<Current>> = HashMap::new();
-        let mut after: HashMap<DocId, (Current, Option<Vec<IndexValue>>)> = HashMap::new();
+        let mut after: HashMap<DocId, (Current, Option<Values>)> = HashMap::new();
         let mut sealed = Vec::with_capacity(changes.len());
         for (id, op, payload, values) in &changes {
             let mut meta = vec![*op];
@@ -858,7 +872,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         // Old index rows: of the version before this write (each id's first change), or of
         // the version an earlier change of this write made.
         let mut batch = self.store.batch();
-        let mut live: HashMap<DocId, Option<Vec<IndexValue>>> = HashMap::new();
+        let mut live: HashMap<DocId, Option<Values>> = HashMap::new();
         let mut report = DocumentChange::default();
         for ((id, op, _, values), entry) in changes.into_iter().zip(&entries) {
             let old_values = match live.remove(&id) {
@@ -895,7 +909,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         current: Option<Current>,
         entry: &Entry,
         op: u8,
-        values: Option<Vec<IndexValue>>,
+        values: Option<Values>,
         becomes_current: bool,
     ) -> Result<(), DocumentError> {
         let old_values = match current {
@@ -934,8 +948,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
         id: &DocId,
         entry: &Entry,
         op: u8,
-        old_values: Option<&[IndexValue]>,
-        values: Option<&[IndexValue]>,
+        old_values: Option<&[(String, IndexValue)]>,
+        values: Option<&[(String, IndexValue)]>,
         becomes_current: bool,
     ) {
         let next_raw: Vec<[u8; 32]> = entry.next().map(|h| h.0).collect();

@@ -111,16 +111,15 @@ pub fn compare(a: &IndexValue, b: &IndexValue) -> Option<Ordering> {
     }
 }
 
-/// Whether a document whose field values `value_of` gives matches `filter`.
-pub fn matches(filter: &Filter, value_of: &dyn Fn(&str) -> IndexValue) -> bool {
+/// Whether a document whose field values `values_of` gives matches `filter`. A field may have
+/// several values (an array's elements): a comparison or text match holds when it holds for
+/// any of them, is-null when none is present.
+pub fn matches(filter: &Filter, values_of: &dyn Fn(&str) -> Vec<IndexValue>) -> bool {
+    let any = |field: &str, test: &dyn Fn(&IndexValue) -> bool| values_of(field).iter().any(test);
     let cmp = |field: &str, v: &IndexValue, ok: fn(Ordering) -> bool| {
-        let have = value_of(field);
-        !matches!(have, IndexValue::Null) && compare(&have, v).is_some_and(ok)
-    };
-    let text = |field: &str, ignore_case: bool| match value_of(field) {
-        IndexValue::Str(s) if ignore_case => Some(s.to_lowercase()),
-        IndexValue::Str(s) => Some(s),
-        _ => None,
+        any(field, &|have| {
+            !matches!(have, IndexValue::Null) && compare(have, v).is_some_and(ok)
+        })
     };
     let fold = |s: &str, ignore_case: bool| {
         if ignore_case {
@@ -128,6 +127,12 @@ pub fn matches(filter: &Filter, value_of: &dyn Fn(&str) -> IndexValue) -> bool {
         } else {
             s.to_owned()
         }
+    };
+    let text = |field: &str, ignore_case: bool, test: &dyn Fn(&str) -> bool| {
+        any(field, &|have| match have {
+            IndexValue::Str(s) => test(&fold(s, ignore_case)),
+            _ => false,
+        })
     };
     match filter {
         Filter::All => true,
@@ -141,16 +146,24 @@ pub fn matches(filter: &Filter, value_of: &dyn Fn(&str) -> IndexValue) -> bool {
             field,
             prefix,
             ignore_case,
-        } => text(field, *ignore_case).is_some_and(|s| s.starts_with(&fold(prefix, *ignore_case))),
+        } => {
+            let p = fold(prefix, *ignore_case);
+            text(field, *ignore_case, &|s| s.starts_with(&p))
+        }
         Filter::Contains {
             field,
             needle,
             ignore_case,
-        } => text(field, *ignore_case).is_some_and(|s| s.contains(&fold(needle, *ignore_case))),
-        Filter::IsNull(f) => matches!(value_of(f), IndexValue::Null),
-        Filter::And(fs) => fs.iter().all(|f| matches(f, value_of)),
-        Filter::Or(fs) => fs.iter().any(|f| matches(f, value_of)),
-        Filter::Not(f) => !matches(f, value_of),
+        } => {
+            let n = fold(needle, *ignore_case);
+            text(field, *ignore_case, &|s| s.contains(&n))
+        }
+        Filter::IsNull(f) => values_of(f)
+            .iter()
+            .all(|v| matches!(v, IndexValue::Null)),
+        Filter::And(fs) => fs.iter().all(|f| matches(f, values_of)),
+        Filter::Or(fs) => fs.iter().any(|f| matches(f, values_of)),
+        Filter::Not(f) => !matches(f, values_of),
     }
 }
 
@@ -191,10 +204,15 @@ pub struct IndexScan {
 }
 
 /// The index scan for `filter`, if one of its parts allows one (`indexed` says which fields
-/// have an index).
-pub fn plan(filter: &Filter, indexed: &dyn Fn(&str) -> bool) -> Option<IndexScan> {
+/// have an index; `nulls_indexed` whether missing values have rows too).
+pub fn plan(
+    filter: &Filter,
+    indexed: &dyn Fn(&str) -> bool,
+    nulls_indexed: bool,
+) -> Option<IndexScan> {
     match filter {
-        Filter::And(fs) => fs.iter().find_map(|f| plan(f, indexed)),
+        Filter::And(fs) => fs.iter().find_map(|f| plan(f, indexed, nulls_indexed)),
+        Filter::IsNull(_) if !nulls_indexed => None,
         _ => scan_for(filter).filter(|s| indexed(&s.field)),
     }
 }
@@ -267,18 +285,18 @@ mod tests {
     fn the_planner_takes_an_indexable_conjunct_and_leaves_the_rest() {
         let indexed = |f: &str| f == "title";
         let eq = Filter::Eq("title".into(), IndexValue::Str("a".into()));
-        assert!(plan(&eq, &indexed).is_some());
+        assert!(plan(&eq, &indexed, true).is_some());
         let not_indexed = Filter::Eq("likes".into(), IndexValue::Int(1));
-        assert!(plan(&not_indexed, &indexed).is_none());
+        assert!(plan(&not_indexed, &indexed, true).is_none());
         let both = Filter::And(vec![not_indexed.clone(), eq.clone()]);
-        assert_eq!(plan(&both, &indexed), plan(&eq, &indexed));
-        assert!(plan(&Filter::Or(vec![eq.clone()]), &indexed).is_none());
+        assert_eq!(plan(&both, &indexed, true), plan(&eq, &indexed, true));
+        assert!(plan(&Filter::Or(vec![eq.clone()]), &indexed, true).is_none());
         let ci = Filter::Prefix {
             field: "title".into(),
             prefix: "A".into(),
             ignore_case: true,
         };
-        assert!(plan(&ci, &indexed).is_none(), "case-insensitive: a scan");
+        assert!(plan(&ci, &indexed, true).is_none(), "case-insensitive: a scan");
     }
 
     #[test]
