@@ -301,3 +301,84 @@ async fn malformed_messages_change_nothing() {
     a.close().await;
     b.close().await;
 }
+
+/// A JSON store opened by address on a second peer (its definition fetched and checked), and
+/// again after a restart with no peer to ask (the definition was stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_store_opens_by_address_anywhere_and_after_a_restart() {
+    use starling_engine::documents::json::json_id;
+    use starling_engine::documents::{DocumentsParams, json::parse_filter};
+    let a = peer(&[]).await;
+    let params = DocumentsParams {
+        json_id_field: Some("id".into()),
+        ..DocumentsParams::default()
+    };
+    let address = a.define(params.definition("posts").unwrap());
+    let wait = Duration::from_secs(10);
+    let (ra, _) = a
+        .open_json(address, ReplicaOptions::default(), wait)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |bootstrap: Vec<std::net::SocketAddr>| PeerConfig {
+        bootstrap,
+        data_dir: Some(dir.path().to_path_buf()),
+        ..PeerConfig::default()
+    };
+    let b = Peer::start(
+        Keypair::generate(KeyType::Ed25519),
+        config(vec![a.local_addr()]),
+    )
+    .await
+    .unwrap();
+    let (rb, got) = b
+        .open_json(address, ReplicaOptions::default(), wait)
+        .await
+        .unwrap();
+    assert_eq!(got, params);
+    let doc = serde_json::json!({"id": "p1", "title": "hello", "tags": ["a", "b"]});
+    ra.put(json_id(&doc, "id").unwrap(), &doc).unwrap();
+    until("the JSON document", || rb.get("p1").unwrap().is_some()).await;
+    let q = Query {
+        filter: parse_filter("tags = \"b\" and title ^= \"he\"").unwrap(),
+        ..Query::default()
+    };
+    assert_eq!(rb.query(&q).unwrap().len(), 1);
+    drop(rb);
+    b.close().await;
+    drop(b);
+    let b = Peer::start(Keypair::generate(KeyType::Ed25519), config(Vec::new()))
+        .await
+        .unwrap();
+    let (rb, _) = b
+        .open_json(
+            address,
+            ReplicaOptions::default(),
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rb.get("p1").unwrap(), Some(doc));
+    // A typed store is not a JSON store, and an unknown address is a typed error.
+    let typed = a.define(DocumentsParams::default().definition("typed").unwrap());
+    assert!(
+        a.open_json(typed, ReplicaOptions::default(), wait)
+            .await
+            .is_err()
+    );
+    let unknown = DocumentsParams::default()
+        .definition("nobody")
+        .unwrap()
+        .address();
+    assert!(matches!(
+        b.open_json(
+            unknown,
+            ReplicaOptions::default(),
+            Duration::from_millis(300)
+        )
+        .await,
+        Err(starling_engine::PeerError::DefinitionNotFound(_))
+    ));
+    a.close().await;
+    b.close().await;
+}

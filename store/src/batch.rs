@@ -18,6 +18,8 @@ pub enum Table {
     Documents,
     /// Index entries (an ordered encoding of field values, then the document id).
     Index,
+    /// Program definitions by address (kept so a program opens again without asking peers).
+    Programs,
 }
 
 /// A batch being built (see the module docs). Nothing is written until [`WriteBatch::commit`];

@@ -65,6 +65,7 @@ pub(crate) struct Inner {
     /// Rows derived from logs, by table (`Table`): documents, index entries.
     pub(crate) documents: Keyspace,
     pub(crate) index: Keyspace,
+    pub(crate) programs: Keyspace,
     pub(crate) persist: Option<PersistMode>,
     syncer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
@@ -94,6 +95,7 @@ impl Inner {
         match table {
             Table::Documents => &self.documents,
             Table::Index => &self.index,
+            Table::Programs => &self.programs,
         }
     }
 }
@@ -167,6 +169,7 @@ impl Store {
         let links = db.keyspace("links", small)?;
         let documents = db.keyspace("documents", small)?;
         let index = db.keyspace("index", small)?;
+        let programs = db.keyspace("programs", small)?;
         let (persist, syncer) = match config.durability {
             Durability::SyncEachWrite => (Some(PersistMode::SyncData), None),
             Durability::Buffered => (None, None),
@@ -204,6 +207,7 @@ impl Store {
                 links,
                 documents,
                 index,
+                programs,
                 persist,
                 syncer,
             }),

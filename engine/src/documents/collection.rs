@@ -719,9 +719,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         query: &Query,
         mut found: Vec<(DocId, EntryHash, T)>,
     ) -> Vec<(DocId, EntryHash, T)> {
-        found.retain(|(_, _, doc)| {
-            matches(&query.filter, &|f: &str| self.index.values_of(doc, f))
-        });
+        found.retain(|(_, _, doc)| matches(&query.filter, &|f: &str| self.index.values_of(doc, f)));
         let mut keyed: Vec<(Vec<IndexValue>, (DocId, EntryHash, T))> = found
             .into_iter()
             .map(|(id, head, doc)| {

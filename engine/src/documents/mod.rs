@@ -17,7 +17,9 @@
 mod access;
 pub mod codec;
 mod collection;
+mod definition;
 mod index;
+pub mod json;
 pub mod keys;
 pub mod query;
 pub mod replica;
@@ -27,6 +29,7 @@ pub use codec::{Codec, CodecError, DocId, Postcard};
 pub use collection::{
     Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, Pages,
 };
+pub use definition::{DOCUMENTS_KIND, DocumentsParams, Writers};
 pub use index::IndexSpec;
 pub use query::{Filter, Query, Sort};
 pub use replica::{Replica, ReplicaOptions, ReplicaStats, Role};

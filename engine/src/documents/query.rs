@@ -158,9 +158,7 @@ pub fn matches(filter: &Filter, values_of: &dyn Fn(&str) -> Vec<IndexValue>) -> 
             let n = fold(needle, *ignore_case);
             text(field, *ignore_case, &|s| s.contains(&n))
         }
-        Filter::IsNull(f) => values_of(f)
-            .iter()
-            .all(|v| matches!(v, IndexValue::Null)),
+        Filter::IsNull(f) => values_of(f).iter().all(|v| matches!(v, IndexValue::Null)),
         Filter::And(fs) => fs.iter().all(|f| matches(f, values_of)),
         Filter::Or(fs) => fs.iter().any(|f| matches(f, values_of)),
         Filter::Not(f) => !matches(f, values_of),
@@ -296,7 +294,10 @@ mod tests {
             prefix: "A".into(),
             ignore_case: true,
         };
-        assert!(plan(&ci, &indexed, true).is_none(), "case-insensitive: a scan");
+        assert!(
+            plan(&ci, &indexed, true).is_none(),
+            "case-insensitive: a scan"
+        );
     }
 
     #[test]

@@ -58,6 +58,17 @@ pub enum ProgramError {
     /// Text that is not a program address.
     #[error("bad program address: {0}")]
     BadAddress(String),
+    /// A definition of another kind than the one being opened.
+    #[error("program is a {found:?}, not a {expected:?}")]
+    WrongKind {
+        /// The kind being opened.
+        expected: &'static str,
+        /// The definition's kind.
+        found: String,
+    },
+    /// Parameters that do not parse as the kind's.
+    #[error("bad program parameters: {0}")]
+    BadParams(String),
     /// A definition that does not hash to the address it was fetched for.
     #[error("definition hashes to {got}, not to {expected}")]
     WrongDefinition {

@@ -1,5 +1,8 @@
 //! [`Peer`]: the one handle an application holds — a QUIC endpoint, an overlay node, a store,
-//! and the streams it publishes or subscribes to.
+//! and the streams it publishes or subscribes to; programs (definitions, document stores) are
+//! opened through it too ([`programs`]).
+
+mod programs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,10 +15,8 @@ use starling_net::{Keypair, PeerId};
 use starling_store::{Durability, Store, StoreConfig};
 
 use crate::documents::replica::programs::Programs;
-use crate::documents::{Codec, Documents, DocumentsOptions, IndexSpec, Replica, ReplicaOptions};
 use crate::log::{Log, LogConfig, Retention};
 use crate::program::exchange::{self, Definitions};
-use crate::program::{ProgramAddress, ProgramDefinition};
 use crate::router::{Protocol, ProtocolTaken, Routed, Router, RouterStats};
 use crate::stream::catch_up;
 use crate::stream::publisher::Windows;
@@ -195,75 +196,6 @@ impl Peer {
         self.inner.node.send(dest, message);
     }
 
-    /// Keeps `definition` so that any peer can fetch it by its address; the address.
-    pub fn define(&self, definition: ProgramDefinition) -> ProgramAddress {
-        self.inner.definitions.insert(definition)
-    }
-
-    /// The definition at `address`: this peer's own, or fetched from its neighbours — the
-    /// first answer that hashes to the address — asked again every second until `timeout`.
-    pub async fn fetch_definition(
-        &self,
-        address: ProgramAddress,
-        timeout: Duration,
-    ) -> Result<ProgramDefinition, PeerError> {
-        let defs = &self.inner.definitions;
-        if let Some(d) = defs.get(&address) {
-            return Ok(d);
-        }
-        let mut answer = defs.wait(address).ok_or(PeerError::TooManyFetches)?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let neighbours = self.inner.node.neighbours().await;
-            exchange::ask(&self.inner.node, &neighbours, address);
-            let next = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
-            match tokio::time::timeout_at(next, &mut answer).await {
-                Ok(Ok(d)) => return Ok(d),
-                Ok(Err(_)) => return Err(PeerError::Closed),
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(PeerError::DefinitionNotFound(address));
-                }
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// Opens a document store: `program`'s documents in this peer's store, writing as this
-    /// peer, replicated with the other peers that have it open (see
-    /// [`crate::documents::replica`]). One replica per program per peer.
-    pub fn open_documents<T, C>(
-        &self,
-        program: ProgramAddress,
-        codec: C,
-        index: IndexSpec<T>,
-        options: DocumentsOptions,
-        replica: ReplicaOptions,
-    ) -> Result<Replica<T, C>, PeerError>
-    where
-        T: Send + 'static,
-        C: Codec<T> + Send + 'static,
-    {
-        let inbox = self
-            .inner
-            .documents
-            .register(program)
-            .ok_or(PeerError::AlreadyOpen(program))?;
-        let docs = Documents::open(
-            program,
-            self.store()?,
-            self.inner.key.clone(),
-            codec,
-            index,
-            options,
-        )?;
-        Ok(Replica::start(
-            docs,
-            self.inner.node.clone(),
-            inbox,
-            replica,
-        ))
-    }
-
     /// What the router dropped (unknown protocols, full inboxes).
     pub fn router_stats(&self) -> RouterStats {
         let mut stats = self.inner.router.stats();
@@ -393,7 +325,7 @@ impl Peer {
         }))
     }
 
-    fn store(&self) -> Result<Store, PeerError> {
+    pub(crate) fn store(&self) -> Result<Store, PeerError> {
         let mut slot = self
             .inner
             .store

@@ -1,0 +1,116 @@
+//! A document store as a program: its definition (kind [`DOCUMENTS_KIND`], a name, and
+//! [`DocumentsParams`] — immutability, who may write, the id field of a JSON store) hashes to
+//! the address every peer opens it by.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use starling_net::identity::PublicKey;
+
+use super::access::AccessRule;
+use super::collection::DocumentsOptions;
+use crate::program::{ProgramDefinition, ProgramError};
+
+/// The kind of a document store's definition.
+pub const DOCUMENTS_KIND: &str = "documents/v1";
+
+/// Who may write a store, as its definition says.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Writers {
+    /// Anyone.
+    #[default]
+    Anyone,
+    /// Only these keys (libp2p protobuf encoding).
+    Keys(Vec<Vec<u8>>),
+}
+
+/// A document store's parameters: what its definition holds besides kind and name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentsParams {
+    /// The first version of a document wins.
+    pub immutable: bool,
+    /// Who may write.
+    pub writers: Writers,
+    /// A JSON store: the field that holds each document's id (`None`: a typed store whose
+    /// application gives ids).
+    pub json_id_field: Option<String>,
+}
+
+impl DocumentsParams {
+    /// The definition of a store `name` with these parameters.
+    pub fn definition(&self, name: &str) -> Result<ProgramDefinition, ProgramError> {
+        let params = postcard::to_stdvec(self)
+            .map_err(|e| ProgramError::BadParams(format!("encoding: {e}")))?;
+        ProgramDefinition::new(DOCUMENTS_KIND, name, Bytes::from(params))
+    }
+
+    /// The parameters of a document store's definition.
+    pub fn of(definition: &ProgramDefinition) -> Result<DocumentsParams, ProgramError> {
+        if definition.kind() != DOCUMENTS_KIND {
+            return Err(ProgramError::WrongKind {
+                expected: DOCUMENTS_KIND,
+                found: definition.kind().to_owned(),
+            });
+        }
+        postcard::from_bytes(definition.params())
+            .map_err(|e| ProgramError::BadParams(e.to_string()))
+    }
+
+    /// The options a store opened with these parameters runs with.
+    pub fn options(&self) -> Result<DocumentsOptions, ProgramError> {
+        let access = match &self.writers {
+            Writers::Anyone => AccessRule::Anyone,
+            Writers::Keys(keys) => AccessRule::Writers(
+                keys.iter()
+                    .map(|k| {
+                        PublicKey::decode_protobuf(k)
+                            .map_err(|e| ProgramError::BadParams(format!("writer key: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(DocumentsOptions {
+            immutable: self.immutable,
+            access,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_net::{KeyType, Keypair};
+
+    #[test]
+    fn parameters_round_trip_through_the_definition_and_name_the_same_address() {
+        let key = Keypair::generate(KeyType::Ed25519);
+        let params = DocumentsParams {
+            immutable: true,
+            writers: Writers::Keys(vec![key.public().encode_protobuf()]),
+            json_id_field: Some("id".into()),
+        };
+        let def = params.definition("posts").unwrap();
+        assert_eq!(DocumentsParams::of(&def).unwrap(), params);
+        assert_eq!(def.address(), params.definition("posts").unwrap().address());
+        assert_ne!(
+            def.address(),
+            DocumentsParams::default()
+                .definition("posts")
+                .unwrap()
+                .address()
+        );
+        let options = params.options().unwrap();
+        assert!(options.immutable);
+        assert!(matches!(options.access, AccessRule::Writers(k) if k == vec![*key.public()]));
+        let other = ProgramDefinition::new("trust/v1", "x", Bytes::new()).unwrap();
+        assert!(matches!(
+            DocumentsParams::of(&other),
+            Err(ProgramError::WrongKind { .. })
+        ));
+        let junk =
+            ProgramDefinition::new(DOCUMENTS_KIND, "x", Bytes::from_static(&[9, 9, 9])).unwrap();
+        assert!(matches!(
+            DocumentsParams::of(&junk),
+            Err(ProgramError::BadParams(_))
+        ));
+    }
+}

@@ -1,0 +1,147 @@
+//! Programs on a peer: definitions kept and fetched by address, document stores opened by
+//! definition or by address.
+
+use std::time::Duration;
+
+use starling_store::Table;
+
+use super::Peer;
+use crate::documents::json::{Json, json_index};
+use crate::documents::{
+    Codec, Documents, DocumentsOptions, DocumentsParams, IndexSpec, Replica, ReplicaOptions,
+};
+use crate::program::exchange;
+use crate::program::{ProgramAddress, ProgramDefinition, ProgramError};
+use crate::stream::PeerError;
+
+impl Peer {
+    /// Keeps `definition` so that any peer can fetch it by its address (in memory, and in
+    /// the store when this peer has one, so it opens again after a restart); the address.
+    pub fn define(&self, definition: ProgramDefinition) -> ProgramAddress {
+        let encoded = definition.encode();
+        let address = self.inner.definitions.insert(definition);
+        let stored = self.store().and_then(|store| {
+            let mut batch = store.batch();
+            batch.put(Table::Programs, &address.0, encoded);
+            Ok(batch.commit()?)
+        });
+        if let Err(e) = stored {
+            tracing::warn!(%address, "program definition not stored: {e}");
+        }
+        address
+    }
+
+    /// The definition at `address`: this peer's own (in memory or stored), or fetched from
+    /// its neighbours — the first answer that hashes to the address — asked again every
+    /// second until `timeout`.
+    pub async fn fetch_definition(
+        &self,
+        address: ProgramAddress,
+        timeout: Duration,
+    ) -> Result<ProgramDefinition, PeerError> {
+        let defs = &self.inner.definitions;
+        if let Some(d) = defs.get(&address) {
+            return Ok(d);
+        }
+        if let Some(bytes) = self.store()?.row(Table::Programs, &address.0)? {
+            let d = ProgramDefinition::decode_for(&address, &bytes)?;
+            defs.insert(d.clone());
+            return Ok(d);
+        }
+        let mut answer = defs.wait(address).ok_or(PeerError::TooManyFetches)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let neighbours = self.inner.node.neighbours().await;
+            exchange::ask(&self.inner.node, &neighbours, address);
+            let next = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            match tokio::time::timeout_at(next, &mut answer).await {
+                Ok(Ok(d)) => {
+                    self.define(d.clone());
+                    return Ok(d);
+                }
+                Ok(Err(_)) => return Err(PeerError::Closed),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(PeerError::DefinitionNotFound(address));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Opens a document store: `program`'s documents in this peer's store, writing as this
+    /// peer, replicated with the other peers that have it open (see
+    /// [`crate::documents::replica`]). One replica per program per peer.
+    pub fn open_documents<T, C>(
+        &self,
+        program: ProgramAddress,
+        codec: C,
+        index: IndexSpec<T>,
+        options: DocumentsOptions,
+        replica: ReplicaOptions,
+    ) -> Result<Replica<T, C>, PeerError>
+    where
+        T: Send + 'static,
+        C: Codec<T> + Send + 'static,
+    {
+        let inbox = self
+            .inner
+            .documents
+            .register(program)
+            .ok_or(PeerError::AlreadyOpen(program))?;
+        let docs = Documents::open(
+            program,
+            self.store()?,
+            self.inner.key.clone(),
+            codec,
+            index,
+            options,
+        )?;
+        Ok(Replica::start(
+            docs,
+            self.inner.node.clone(),
+            inbox,
+            replica,
+        ))
+    }
+
+    /// Opens a document store by address: its definition fetched (and checked against the
+    /// address) unless this peer has it, its parameters (immutability, writers) applied.
+    pub async fn open_documents_at<T, C>(
+        &self,
+        address: ProgramAddress,
+        codec: C,
+        index: IndexSpec<T>,
+        replica: ReplicaOptions,
+        timeout: Duration,
+    ) -> Result<(Replica<T, C>, DocumentsParams), PeerError>
+    where
+        T: Send + 'static,
+        C: Codec<T> + Send + 'static,
+    {
+        let definition = self.fetch_definition(address, timeout).await?;
+        let params = DocumentsParams::of(&definition)?;
+        let options = params.options()?;
+        let replica = self.open_documents(address, codec, index, options, replica)?;
+        Ok((replica, params))
+    }
+
+    /// Opens a JSON document store by address (see [`crate::documents::json`]); its id field
+    /// is in the parameters returned.
+    pub async fn open_json(
+        &self,
+        address: ProgramAddress,
+        replica: ReplicaOptions,
+        timeout: Duration,
+    ) -> Result<(Replica<serde_json::Value, Json>, DocumentsParams), PeerError> {
+        let definition = self.fetch_definition(address, timeout).await?;
+        let params = DocumentsParams::of(&definition)?;
+        if params.json_id_field.is_none() {
+            return Err(PeerError::Definition(ProgramError::BadParams(
+                "not a JSON store (no id field)".into(),
+            )));
+        }
+        let replica =
+            self.open_documents(address, Json, json_index(), params.options()?, replica)?;
+        Ok((replica, params))
+    }
+}
