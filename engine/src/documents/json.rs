@@ -452,7 +452,7 @@ mod tests {
         assert!(matches!(parse_document("{"), Err(JsonError::Syntax(_))));
         assert_eq!(id_from_text("12"), DocId::from(12));
         assert_eq!(id_from_text("a12"), DocId::from("a12"));
-        assert_eq!(parse_sort("likes:desc").unwrap().descending, true);
+        assert!(parse_sort("likes:desc").unwrap().descending);
         assert!(parse_sort("likes:sideways").is_err());
     }
 }
