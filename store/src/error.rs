@@ -15,6 +15,18 @@ pub enum StoreError {
     /// fjall reported another error (I/O, corruption detected by its checksums, …).
     #[error("storage: {0}")]
     Fjall(fjall::Error),
+    /// Another process (or another open store in this one) holds the directory.
+    #[error("{0} is in use by another running node (its lock is held)")]
+    Locked(std::path::PathBuf),
+    /// The directory or its lock file could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Io {
+        /// Where.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored key or value does not have the layout this version writes.
     #[error("corrupt index row in {keyspace}: {reason}")]
     CorruptRow {

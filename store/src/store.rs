@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) programs: Keyspace,
     pub(crate) persist: Option<PersistMode>,
     syncer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// Holds the directory's lock while the store is open.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Inner {
@@ -153,7 +155,29 @@ fn corrupt(keyspace: &'static str, reason: impl Into<String>) -> StoreError {
 impl Store {
     /// Opens (or creates) the store in `dir`, recovering after a crash: fjall replays its
     /// journal and drops a torn tail, so a batch is either wholly present or absent.
+    ///
+    /// The directory is locked (an exclusive lock on `dir/LOCK`, released when the last
+    /// handle is dropped or the process dies): a second open fails with
+    /// [`StoreError::Locked`] rather than two writers sharing one database.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(dir.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
         let db = Database::builder(dir)
             .cache_size(config.cache_bytes)
             .open()?;
@@ -210,6 +234,7 @@ impl Store {
                 programs,
                 persist,
                 syncer,
+                _lock: lock,
             }),
         })
     }
@@ -437,5 +462,29 @@ mod tests {
         store.remove_entries(&b, &[(row, vec![ours])]).unwrap();
         assert!(!store.has_children(&b, &ours).unwrap());
         assert!(store.has_children(&a, &ours).unwrap(), "A's link stays");
+    }
+
+    /// One directory, one open store: a second open is refused while the first lives, and
+    /// succeeds once it is gone. Hash-prefix lookups find the entries that start with it.
+    #[test]
+    fn a_directory_is_locked_while_open_and_prefixes_find_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || StoreConfig {
+            durability: Durability::Buffered,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config()).unwrap();
+        assert!(matches!(
+            Store::open(dir.path(), config()),
+            Err(StoreError::Locked(p)) if p == dir.path()
+        ));
+        store
+            .write_entries(&[1; 32], &[entry(0xab, &[]), entry(0xac, &[])], &[])
+            .unwrap();
+        assert_eq!(store.hashes_with_prefix(&[0xab, 0xab], 10).unwrap(), [[0xab; 32]]);
+        assert_eq!(store.hashes_with_prefix(&[0xad], 10).unwrap().len(), 0);
+        drop(store);
+        let store = Store::open(dir.path(), config()).unwrap();
+        assert!(store.contains(&[0xac; 32]).unwrap());
     }
 }
