@@ -481,7 +481,10 @@ mod tests {
         store
             .write_entries(&[1; 32], &[entry(0xab, &[]), entry(0xac, &[])], &[])
             .unwrap();
-        assert_eq!(store.hashes_with_prefix(&[0xab, 0xab], 10).unwrap(), [[0xab; 32]]);
+        assert_eq!(
+            store.hashes_with_prefix(&[0xab, 0xab], 10).unwrap(),
+            [[0xab; 32]]
+        );
         assert_eq!(store.hashes_with_prefix(&[0xad], 10).unwrap().len(), 0);
         drop(store);
         let store = Store::open(dir.path(), config()).unwrap();

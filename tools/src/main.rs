@@ -1,6 +1,7 @@
 //! `starling`: the command-line node.
 
 mod demo;
+mod docs;
 mod keys;
 mod node;
 mod streams;
@@ -33,6 +34,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Dial a node, print its PeerId and round-trip times (and optionally stream frames to it).
     Ping(node::PingArgs),
+    /// JSON document stores: create, put, get, del, query, watch.
+    Docs(docs::DocsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +65,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Subscribe(args) => runtime()?.block_on(streams::subscribe(*args)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Ping(args) => runtime()?.block_on(node::ping(args)),
+        Command::Docs(args) => runtime()?.block_on(docs::docs(args)),
     }
 }
 

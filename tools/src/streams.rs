@@ -81,11 +81,24 @@ pub(crate) struct RunArgs {
     /// Seconds between stats lines in the log.
     #[arg(long, default_value_t = 10.0)]
     stats_every: f64,
+    /// Keep a replica of these JSON document stores (repeatable): take writes, reconcile with
+    /// the other replicators, answer queries. Definitions are fetched from --bootstrap peers
+    /// unless --data-dir has them.
+    #[arg(long)]
+    replicate: Vec<starling_engine::program::ProgramAddress>,
 }
 
 /// A swarm node: relays for the overlay and serves until Ctrl-C.
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
     let peer = start_peer(&args.peer).await?;
+    let replicas =
+        match crate::docs::replicate(&peer, &args.replicate, Duration::from_secs(30)).await {
+            Ok(r) => r,
+            Err(e) => {
+                peer.close().await;
+                return Err(e);
+            }
+        };
     // The one line scripts wait for.
     println!("{}", peer.multiaddr());
     tracing::info!(peer = %peer.peer_id(), "serving; Ctrl-C to stop");
@@ -105,11 +118,24 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
                         "overlay"
                     );
                 }
+                for r in &replicas {
+                    let s = r.stats();
+                    tracing::info!(
+                        store = %r.address(),
+                        documents = r.count().unwrap_or(0),
+                        replicators = s.replicators,
+                        applied = s.applied,
+                        rejected = s.rejected,
+                        served = s.served,
+                        "replica"
+                    );
+                }
             }
             _ = tokio::signal::ctrl_c() => break,
         }
     }
     tracing::info!("shutting down");
+    drop(replicas);
     peer.close().await;
     Ok(())
 }

@@ -182,7 +182,7 @@ where
         }
     }
 
-    fn hello(&self) -> Wire {
+    fn hello(&self, greeting: bool) -> Wire {
         let mut replicators: Vec<(PeerId, SocketAddr)> = Vec::new();
         if self.is_replicator() && !self.my_addr.ip().is_unspecified() {
             replicators.push((self.me, self.my_addr));
@@ -197,12 +197,14 @@ where
         }
         Wire::Hello {
             role: self.shared.role,
+            greeting,
             replicators,
         }
     }
 
-    fn greet(&mut self, peer: PeerId) {
-        let hello = self.hello();
+    /// Sends `peer` our hello: a greeting (it answers with its own) or an answer.
+    fn greet(&mut self, peer: PeerId, greeting: bool) {
+        let hello = self.hello(greeting);
         if let Some(r) = self.remote(peer, false) {
             r.greeted = true;
             self.send(peer, &hello);
@@ -212,7 +214,7 @@ where
     async fn on_tick(&mut self) {
         for peer in self.node.neighbours().await {
             if !self.remotes.get(&peer).is_some_and(|r| r.greeted) {
-                self.greet(peer);
+                self.greet(peer, true);
             }
         }
         let named: Vec<PeerId> = self
@@ -222,7 +224,7 @@ where
             .map(|(p, _)| *p)
             .collect();
         for peer in named {
-            self.greet(peer);
+            self.greet(peer, true);
         }
         let now = Instant::now();
         if self.is_replicator() {
@@ -308,7 +310,11 @@ where
         };
         let from = msg.origin;
         match wire {
-            Wire::Hello { role, replicators } => self.on_hello(from, role, replicators),
+            Wire::Hello {
+                role,
+                greeting,
+                replicators,
+            } => self.on_hello(from, role, greeting, replicators),
             Wire::Entries { ack, entries } => self.on_entries(from, ack, entries),
             Wire::Ack(hashes) => {
                 let mut acks = self
@@ -348,16 +354,23 @@ where
         }
     }
 
-    fn on_hello(&mut self, from: PeerId, role: Role, named: Vec<(PeerId, SocketAddr)>) {
+    fn on_hello(
+        &mut self,
+        from: PeerId,
+        role: Role,
+        greeting: bool,
+        named: Vec<(PeerId, SocketAddr)>,
+    ) {
         let is_replicator = role == Role::Replicator;
         let i_replicate = self.is_replicator();
         let Some(remote) = self.remote(from, is_replicator) else {
             return;
         };
-        let first = remote.role.is_none();
+        // A greeting from a peer we knew: it restarted, or met us again.
+        let fresh = remote.role.is_none() || greeting;
         remote.role = Some(role);
         let greeted = remote.greeted;
-        if is_replicator && i_replicate && first {
+        if is_replicator && i_replicate && fresh {
             // Meeting a replicator: reconcile at once.
             remote.next_reconcile = Some(Instant::now());
         }
@@ -379,11 +392,30 @@ where
         }
         if is_replicator {
             self.set_replicator(from);
+            if fresh {
+                self.send_unacknowledged(from);
+            }
         }
-        // Answer the first hello even if we greeted first: ours may have come before the
-        // program was open there.
-        if !greeted || first {
-            self.greet(from);
+        // Answer every greeting (ours may have come before the program was open there, or
+        // before the peer restarted); a peer not greeted yet is greeted too.
+        if greeting || !greeted {
+            self.greet(from, false);
+        }
+    }
+
+    /// Sends a replicator met just now the own writes it has not acknowledged (those made
+    /// before it was known, or pushed while its queue was full), from the store.
+    fn send_unacknowledged(&mut self, to: PeerId) {
+        let hashes = self
+            .shared
+            .acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .not_held_by(&to);
+        if !hashes.is_empty()
+            && let Some(out) = self.outbox(to)
+        {
+            out.serve(hashes);
         }
     }
 

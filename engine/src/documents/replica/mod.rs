@@ -168,6 +168,15 @@ impl AckBook {
         }
     }
 
+    /// Own entries remembered that `peer` has not acknowledged, oldest first.
+    fn not_held_by(&self, peer: &PeerId) -> Vec<EntryHash> {
+        self.order
+            .iter()
+            .filter(|h| self.held_by.get(h).is_some_and(|by| !by.contains(peer)))
+            .copied()
+            .collect()
+    }
+
     fn holders(&self, hash: &EntryHash) -> usize {
         self.held_by.get(hash).map_or(0, Vec::len)
     }
@@ -408,7 +417,13 @@ where
         }
     }
 
+    /// Asks a replicator (waiting for one to be known, within `timeout`).
     async fn ask(&self, kind: AskKind, timeout: Duration) -> Result<Vec<Entry>, DocumentError> {
+        let start = tokio::time::Instant::now();
+        if !self.wait_for_replicators(1, timeout).await {
+            return Err(DocumentError::NoReplicator);
+        }
+        let timeout = timeout.saturating_sub(start.elapsed());
         let (tx, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Ask {

@@ -1,6 +1,6 @@
 //! One remote's outbox: a task that sends a replica's messages to one peer over its app link,
-//! in order — control messages first, then own writes (acknowledged), then entries served
-//! from the store (reconciliation, requests) — packing entries [`ENTRIES_BYTES`] to a message
+//! in order — control messages first, then own writes, then entries served from the store
+//! (reconciliation, requests; all acknowledged) — packing entries [`ENTRIES_BYTES`] to a message
 //! and waiting on the link's flow control, so a slow peer slows only its own outbox.
 
 use std::collections::VecDeque;
@@ -157,7 +157,7 @@ where
                 Counters::add(&self.shared.counters.served, served.len() as u64);
                 messages.push(
                     Wire::Entries {
-                        ack: false,
+                        ack: true,
                         entries: served,
                     }
                     .encode(&program),

@@ -40,6 +40,8 @@ pub enum Wire {
     Hello {
         /// The sender's role.
         role: Role,
+        /// A greeting (answer it with a hello of your own), not an answer.
+        greeting: bool,
         /// Replicators the sender knows, with an address to dial.
         replicators: Vec<(PeerId, SocketAddr)>,
     },
@@ -117,12 +119,17 @@ impl Wire {
         let mut out = Protocol::DOCUMENTS.message(64);
         out.put_slice(&program.0);
         match self {
-            Wire::Hello { role, replicators } => {
+            Wire::Hello {
+                role,
+                greeting,
+                replicators,
+            } => {
                 out.put_u8(HELLO);
                 out.put_u8(match role {
                     Role::Replicator => 1,
                     Role::Observer => 2,
                 });
+                out.put_u8(u8::from(*greeting));
                 let n = replicators.len().min(MAX_HELLO_PEERS);
                 out.put_u8(n as u8);
                 for (peer, addr) in &replicators[..n] {
@@ -200,6 +207,7 @@ impl Wire {
                     2 => Role::Observer,
                     other => return Err(WireError::Tag("role", other)),
                 };
+                let greeting = r.u8()? != 0;
                 let n = usize::from(r.u8()?);
                 if n > MAX_HELLO_PEERS {
                     return Err(WireError::TooLarge("hello peers"));
@@ -210,7 +218,11 @@ impl Wire {
                         PeerId::from_bytes(&r.bytes()?).map_err(|_| WireError::Bad("peer id"))?;
                     replicators.push((peer, r.addr()?));
                 }
-                Wire::Hello { role, replicators }
+                Wire::Hello {
+                    role,
+                    greeting,
+                    replicators,
+                }
             }
             ENTRIES => {
                 let ack = r.u8()? != 0;
@@ -638,6 +650,7 @@ mod tests {
         for w in [
             Wire::Hello {
                 role: Role::Replicator,
+                greeting: true,
                 replicators: vec![(peer, "127.0.0.1:9".parse().unwrap())],
             },
             Wire::Entries {
