@@ -392,7 +392,8 @@ where
         }
         if is_replicator {
             self.set_replicator(from);
-            if fresh {
+            // (A replicator's own writes reach others by reconciliation.)
+            if fresh && !i_replicate {
                 self.send_unacknowledged(from);
             }
         }
