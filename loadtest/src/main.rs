@@ -1,6 +1,7 @@
 //! `starling-loadtest`: measured scenarios that print a table and, as the last line, one JSON
 //! object, with a baseline measured in the same run wherever one exists.
 
+mod docs;
 mod fanout;
 mod link;
 mod sig;
@@ -32,6 +33,12 @@ enum Command {
     /// A live-streaming swarm over real QUIC: latency histograms, goodput, memory, and raw
     /// quinn fan-out as the baseline.
     Fanout(fanout::FanoutArgs),
+    /// The document store: local puts against raw fjall, replication across processes,
+    /// fan-out, queries, a fresh replicator's sync, reconciliation bytes.
+    Docs(docs::DocsArgs),
+    /// (internal) One replicator process of `docs`.
+    #[command(hide = true)]
+    DocsReplica(docs::ReplicaArgs),
     /// (internal) One worker process of `fanout --procs`.
     #[command(hide = true)]
     FanoutWorker(fanout::WorkerArgs),
@@ -52,6 +59,8 @@ fn main() -> Result<()> {
         Command::Sim(args) => sim::run(args),
         Command::Fanout(args) => runtime()?.block_on(fanout::run(args)),
         Command::FanoutWorker(args) => runtime()?.block_on(fanout::worker(args)),
+        Command::Docs(args) => runtime()?.block_on(docs::run(args)),
+        Command::DocsReplica(args) => runtime()?.block_on(docs::replica(args)),
     }
 }
 

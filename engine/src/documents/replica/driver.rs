@@ -30,6 +30,8 @@ const QUERIES_PER_S: u64 = 256;
 const MAX_REQUESTS: usize = 1024;
 /// How long a request waits for its answer before it is forgotten.
 const REQUEST_TTL: Duration = Duration::from_secs(60);
+/// How often an observer sends again its own writes no replicator has acknowledged.
+const RESEND_EVERY: Duration = Duration::from_secs(2);
 
 /// Stops the driver when dropped (the last handle went away).
 #[derive(Debug)]
@@ -65,6 +67,7 @@ where
         reconcile_budget: TokenBucket::new(RECONCILE_PER_S, RECONCILE_PER_S),
         query_budget: TokenBucket::new(QUERIES_PER_S, QUERIES_PER_S),
         start: Instant::now(),
+        next_resend: Instant::now() + RESEND_EVERY,
     };
     Stop(tokio::spawn(driver.run(inbox, cmds)))
 }
@@ -105,6 +108,8 @@ struct Driver<T, C> {
     reconcile_budget: TokenBucket,
     query_budget: TokenBucket,
     start: Instant,
+    /// When an observer next sends unacknowledged writes again.
+    next_resend: Instant,
 }
 
 impl<T, C> Driver<T, C>
@@ -240,6 +245,10 @@ where
                 self.reconcile_with(peer);
             }
         }
+        if !self.is_replicator() && now >= self.next_resend {
+            self.next_resend = now + RESEND_EVERY;
+            self.resend_unheld();
+        }
         let expired: Vec<u64> = self
             .requests
             .iter()
@@ -363,6 +372,9 @@ where
     ) {
         let is_replicator = role == Role::Replicator;
         let i_replicate = self.is_replicator();
+        // Of two replicators, the one with the lower id starts their exchanges (one exchange
+        // moves entries both ways; two at once would do the work twice).
+        let i_start = self.me < from;
         let Some(remote) = self.remote(from, is_replicator) else {
             return;
         };
@@ -370,7 +382,7 @@ where
         let fresh = remote.role.is_none() || greeting;
         remote.role = Some(role);
         let greeted = remote.greeted;
-        if is_replicator && i_replicate && fresh {
+        if is_replicator && i_replicate && i_start && fresh {
             // Meeting a replicator: reconcile at once.
             remote.next_reconcile = Some(Instant::now());
         }
@@ -415,6 +427,30 @@ where
             .not_held_by(&to);
         if !hashes.is_empty()
             && let Some(out) = self.outbox(to)
+        {
+            out.serve(hashes);
+        }
+    }
+
+    /// An observer's own writes that no replicator acknowledged since the last round (a full
+    /// queue dropped them, or the replicator was down), sent again to one replicator: any
+    /// holder is enough, replicators reconcile the rest.
+    fn resend_unheld(&mut self) {
+        let mut acks = self.shared.acks.lock().unwrap_or_else(PoisonError::into_inner);
+        let hashes = acks.unheld_since_last_round();
+        drop(acks);
+        if hashes.is_empty() {
+            return;
+        }
+        let mut replicators: Vec<PeerId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.role == Some(Role::Replicator))
+            .map(|(p, _)| *p)
+            .collect();
+        replicators.sort();
+        if let Some(peer) = replicators.first().copied()
+            && let Some(out) = self.outbox(peer)
         {
             out.serve(hashes);
         }

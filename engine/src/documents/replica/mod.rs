@@ -146,6 +146,9 @@ impl Counters {
 struct AckBook {
     held_by: HashMap<EntryHash, Vec<PeerId>>,
     order: VecDeque<EntryHash>,
+    /// Unheld entries seen by the last resend round (sent again if still unheld next round,
+    /// so a write gets at least one round to be acknowledged first).
+    unheld_last_round: std::collections::HashSet<EntryHash>,
 }
 
 impl AckBook {
@@ -166,6 +169,29 @@ impl AckBook {
         {
             holders.push(by);
         }
+    }
+
+    /// Own entries no replicator has acknowledged that were unacknowledged at the last round
+    /// too, oldest first.
+    fn unheld_since_last_round(&mut self) -> Vec<EntryHash> {
+        let unheld: Vec<EntryHash> = self
+            .order
+            .iter()
+            .filter(|h| self.held_by.get(h).is_some_and(Vec::is_empty))
+            .copied()
+            .collect();
+        let due = unheld
+            .iter()
+            .filter(|h| self.unheld_last_round.contains(h))
+            .copied()
+            .collect();
+        self.unheld_last_round = unheld.into_iter().collect();
+        due
+    }
+
+    /// Own entries held by fewer than `n` replicators.
+    fn held_by_fewer_than(&self, n: usize) -> usize {
+        self.held_by.values().filter(|by| by.len() < n).count()
     }
 
     /// Own entries remembered that `peer` has not acknowledged, oldest first.
@@ -373,6 +399,16 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Own recent writes (the last [`ACK_MEMORY`]) held by fewer than `n` replicators, as
+    /// their acknowledgements say: a writer that keeps this bounded keeps its queues bounded.
+    pub fn unacknowledged(&self, n: usize) -> usize {
+        self.shared
+            .acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .held_by_fewer_than(n)
     }
 
     /// Waits until at least `n` replicators other than this peer are known.
