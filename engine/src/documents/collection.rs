@@ -681,6 +681,14 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     Some(t) => Some([&prefix[..], t].concat()),
                     None => prefix_end(&prefix),
                 };
+                // Sorted by the scanned (single-valued) field with a limit: read the index in
+                // the sort's order and stop at the limit.
+                if let (Some(limit), [sort]) = (query.limit, &query.sort[..])
+                    && sort.field == scan.field
+                    && self.index.is_single_valued(&sort.field)
+                {
+                    return self.ordered_scan(query, &prefix, &from, to.as_deref(), sort.descending, limit);
+                }
                 // A document with several values in the range (an array) has several rows.
                 let mut seen = std::collections::HashSet::new();
                 for row in self
@@ -710,6 +718,56 @@ impl<T, C: Codec<T>> Documents<T, C> {
             }
         }
         Ok(self.select(query, found))
+    }
+
+    /// The first `limit` documents matching `query` among the index rows `from..to` of one
+    /// field, read in value order (reversed when `descending`; ties by id ascending either
+    /// way, so rows of one value are read as a group and turned around).
+    fn ordered_scan(
+        &self,
+        query: &Query,
+        prefix: &[u8],
+        from: &[u8],
+        to: Option<&[u8]>,
+        descending: bool,
+        limit: usize,
+    ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
+        let mut out = Vec::new();
+        let mut group: Vec<DocId> = Vec::new();
+        let mut group_value: Option<Vec<u8>> = None;
+        let take = |ids: &mut Vec<DocId>, out: &mut Vec<(DocId, EntryHash, T)>| {
+            if descending {
+                ids.reverse();
+            }
+            for id in ids.drain(..) {
+                if out.len() >= limit {
+                    break;
+                }
+                if let Some(c) = self.current(&id)?.filter(|c| c.live) {
+                    let doc = self.load(&c.head)?;
+                    if matches(&query.filter, &|f: &str| self.index.values_of(&doc, f)) {
+                        out.push((id, c.head, doc));
+                    }
+                }
+            }
+            Ok::<(), DocumentError>(())
+        };
+        for row in self.store.rows_between(Table::Index, from, to, descending) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = row?;
+            let (_, rest) = keys::decode(&k[prefix.len()..])?;
+            let value_key = &k[prefix.len()..k.len() - rest.len()];
+            let (id, _) = DocId::decode_key(rest)?;
+            if group_value.as_deref() != Some(value_key) {
+                take(&mut group, &mut out)?;
+                group_value = Some(value_key.to_vec());
+            }
+            group.push(id);
+        }
+        take(&mut group, &mut out)?;
+        Ok(out)
     }
 
     /// The documents of `found` that match `query`, in its order, at most its limit (also

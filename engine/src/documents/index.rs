@@ -99,6 +99,11 @@ impl<T> IndexSpec<T> {
         self.projection.is_some() || self.fields.iter().any(|(n, _)| n == field)
     }
 
+    /// Whether `field` has exactly one value (and one index row) per document.
+    pub(super) fn is_single_valued(&self, field: &str) -> bool {
+        self.fields.iter().any(|(n, _)| n == field)
+    }
+
     /// Whether every document has a row for every indexed field (missing ones as null), so
     /// an is-null query can use the index.
     pub(super) fn nulls_indexed(&self) -> bool {
