@@ -265,8 +265,13 @@ proptest! {
 /// A filter on one field, sorted by it, with a limit: the store reads that field's index in
 /// the sort's order and stops at the limit (ties by id, missing values, other conjuncts).
 fn sorted_scan() -> impl Strategy<Value = Query> {
-    (leaf(), proptest::option::of(leaf()), any::<bool>(), 0usize..6).prop_map(
-        |(first, second, descending, limit)| {
+    (
+        leaf(),
+        proptest::option::of(leaf()),
+        any::<bool>(),
+        0usize..6,
+    )
+        .prop_map(|(first, second, descending, limit)| {
             let field = match &first {
                 Filter::Eq(f, _) | Filter::Lt(f, _) | Filter::Ge(f, _) | Filter::Ne(f, _) => {
                     f.clone()
@@ -284,8 +289,7 @@ fn sorted_scan() -> impl Strategy<Value = Query> {
                 sort: vec![Sort { field, descending }],
                 limit: Some(limit),
             }
-        },
-    )
+        })
 }
 
 proptest! {

@@ -44,6 +44,9 @@ pub(crate) struct DocsArgs {
     /// Seconds per local put measurement.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Run one part only: put, replicated, fanout or store (queries, sync, reconcile).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// The documents: three indexed fields and a body to make them `size` bytes.
@@ -188,7 +191,11 @@ async fn write(replica: &Replica<Doc>, n: usize, size: usize, holders: usize) ->
         i += k;
     }
     if !replica
-        .wait_for_replicas(&all[all.len().saturating_sub(ACK_TAIL)..], holders, Duration::from_secs(120))
+        .wait_for_replicas(
+            &all[all.len().saturating_sub(ACK_TAIL)..],
+            holders,
+            Duration::from_secs(120),
+        )
         .await
     {
         bail!("the replicators did not acknowledge every write in 120 s");
@@ -209,7 +216,13 @@ impl Drop for ChildProc {
     }
 }
 
-fn spawn_replica(expect: usize) -> Result<(ChildProc, std::net::SocketAddr, BufReader<std::process::ChildStdout>)> {
+fn spawn_replica(
+    expect: usize,
+) -> Result<(
+    ChildProc,
+    std::net::SocketAddr,
+    BufReader<std::process::ChildStdout>,
+)> {
     let mut child = ChildProc(
         Command::new(std::env::current_exe()?)
             .args(["docs-replica", "--expect", &expect.to_string()])
@@ -221,7 +234,10 @@ fn spawn_replica(expect: usize) -> Result<(ChildProc, std::net::SocketAddr, BufR
     let mut out = BufReader::new(child.0.stdout.take().context("no stdout")?);
     let mut line = String::new();
     out.read_line(&mut line)?;
-    let addr = line.trim().parse().with_context(|| format!("replicator said {line:?}"))?;
+    let addr = line
+        .trim()
+        .parse()
+        .with_context(|| format!("replicator said {line:?}"))?;
     Ok((child, addr, out))
 }
 
@@ -270,13 +286,39 @@ fn p99_ms(h: &Histogram<u64>) -> f64 {
 pub(crate) async fn run(args: DocsArgs) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let budget = Duration::from_secs_f64(args.seconds);
+    let want = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
+    let mut fields: Vec<String> = Vec::new();
 
-    // 1. Local puts against raw fjall.
-    let (put_per_s, entry_len) = tokio::task::block_in_place(|| local_puts(&tmp.path().join("put"), budget))?;
-    let raw_per_s = tokio::task::block_in_place(|| raw_fjall(&tmp.path().join("raw"), entry_len + 200, budget))?;
-    eprintln!("local puts (1 KiB, 3 indexed fields): {put_per_s:.0}/s; raw fjall: {raw_per_s:.0}/s");
+    // Local puts against raw fjall.
+    if want("put") {
+        let (put_per_s, entry_len) =
+            tokio::task::block_in_place(|| local_puts(&tmp.path().join("put"), budget))?;
+        let raw_per_s = tokio::task::block_in_place(|| {
+            raw_fjall(&tmp.path().join("raw"), entry_len + 200, budget)
+        })?;
+        eprintln!(
+            "local puts (1 KiB, 3 indexed fields): {put_per_s:.0}/s; raw fjall: {raw_per_s:.0}/s"
+        );
+        fields.push(format!(
+            "\"put_per_s_1k\":{put_per_s:.0},\"raw_fjall_per_s_1k\":{raw_per_s:.0},\"put_over_raw\":{:.3}",
+            put_per_s / raw_per_s
+        ));
+    }
+    if want("replicated") {
+        fields.push(replicated(&args).await?);
+    }
+    if want("fanout") {
+        fields.push(fanout(&args).await?);
+    }
+    if want("store") {
+        fields.push(store(&args, tmp.path()).await?);
+    }
+    println!("{{{}}}", fields.join(","));
+    Ok(())
+}
 
-    // 2. 1 → 1 replication to another process.
+/// 1 → 1 replication to another process.
+async fn replicated(args: &DocsArgs) -> Result<String> {
     let (_child, addr, mut out) = spawn_replica(args.replicated)?;
     let writer = peer(None, vec![addr]).await?;
     let w = open(&writer, Role::Observer)?;
@@ -290,9 +332,11 @@ pub(crate) async fn run(args: DocsArgs) -> Result<()> {
     eprintln!("replicated 1 → 1 (another process): {replicated_per_s:.0} documents/s");
     drop(w);
     writer.close().await;
-    drop(_child);
+    Ok(format!("\"replicated_per_s_1k\":{replicated_per_s:.0}"))
+}
 
-    // 3. 1 → N fan-out of 64 KiB documents to replicator processes.
+/// 1 → N fan-out of 64 KiB documents to replicator processes.
+async fn fanout(args: &DocsArgs) -> Result<String> {
     let mut children = Vec::new();
     for _ in 0..args.fanout_replicators {
         children.push(spawn_replica(args.fanout_docs)?);
@@ -318,10 +362,13 @@ pub(crate) async fn run(args: DocsArgs) -> Result<()> {
     );
     drop(w);
     writer.close().await;
-    drop(children);
+    Ok(format!("\"fanout_mb_s_64k\":{fanout_mb_s:.1}"))
+}
 
-    // 4. Queries on `docs` documents (one peer's replica).
-    let a_dir = tmp.path().join("a");
+/// Queries on `docs` documents, a fresh replicator's sync of them, and two replicas that
+/// differ in 100 entries reconciling.
+async fn store(args: &DocsArgs, tmp: &std::path::Path) -> Result<String> {
+    let a_dir = tmp.join("a");
     let a = peer(Some(&a_dir), Vec::new()).await?;
     let ra = open(&a, Role::Replicator)?;
     let load = Instant::now();
@@ -334,7 +381,11 @@ pub(crate) async fn run(args: DocsArgs) -> Result<()> {
                 .map(|(i, d)| (DocId::Int((c * BATCH + i) as i64), d)),
         )?;
     }
-    eprintln!("loaded {} documents in {:.1} s", args.docs, load.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {} documents in {:.1} s",
+        args.docs,
+        load.elapsed().as_secs_f64()
+    );
     let mut rng = SplitMix64::new(99);
     let mut eq = Histogram::<u64>::new(3)?;
     let mut range = Histogram::<u64>::new(3)?;
@@ -342,7 +393,10 @@ pub(crate) async fn run(args: DocsArgs) -> Result<()> {
     let mut range_found = 0;
     for _ in 0..args.queries {
         let q = Query {
-            filter: Filter::Eq("category".into(), IndexValue::Int((rng.next_u64() % 1000) as i64)),
+            filter: Filter::Eq(
+                "category".into(),
+                IndexValue::Int((rng.next_u64() % 1000) as i64),
+            ),
             ..Query::default()
         };
         let t = Instant::now();
@@ -373,28 +427,44 @@ pub(crate) async fn run(args: DocsArgs) -> Result<()> {
     );
 
     // 5. A fresh replicator syncs everything.
-    let b_dir = tmp.path().join("b");
+    let b_dir = tmp.join("b");
     let b = peer(Some(&b_dir), vec![a.local_addr()]).await?;
     let start = Instant::now();
     let rb = open(&b, Role::Replicator)?;
     while rb.count()? < args.docs as u64 {
         if start.elapsed() > Duration::from_secs(300) {
-            bail!("the fresh replicator did not sync in 300 s ({} documents)", rb.count()?);
+            bail!(
+                "the fresh replicator did not sync in 300 s ({} documents)",
+                rb.count()?
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let sync_s = start.elapsed().as_secs_f64();
-    eprintln!("fresh replicator synced {} documents in {sync_s:.2} s", args.docs);
+    eprintln!(
+        "fresh replicator synced {} documents in {sync_s:.2} s",
+        args.docs
+    );
 
     // 6. Two replicas that differ in 100 entries: 50 written on each side while apart.
     drop(rb);
     b.close().await;
     drop(b);
     let extra: Vec<Doc> = (0..50).map(|i| doc(1_000_000 + i, 1024)).collect();
-    ra.put_many(extra.iter().enumerate().map(|(i, d)| (DocId::Int(2_000_000 + i as i64), d)))?;
+    ra.put_many(
+        extra
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (DocId::Int(2_000_000 + i as i64), d)),
+    )?;
     let b = peer(Some(&b_dir), Vec::new()).await?;
     let rb = open(&b, Role::Replicator)?;
-    rb.put_many(extra.iter().enumerate().map(|(i, d)| (DocId::Int(3_000_000 + i as i64), d)))?;
+    rb.put_many(
+        extra
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (DocId::Int(3_000_000 + i as i64), d)),
+    )?;
     let before = ra.stats().reconcile_bytes + rb.stats().reconcile_bytes;
     let start = Instant::now();
     b.connect(a.local_addr()).await?;
@@ -419,10 +489,8 @@ pub(crate) async fn run(args: DocsArgs) -> Result<()> {
     a.close().await;
     b.close().await;
 
-    println!(
-        "{{\"put_per_s_1k\":{put_per_s:.0},\"raw_fjall_per_s_1k\":{raw_per_s:.0},\"put_over_raw\":{:.3},\"replicated_per_s_1k\":{replicated_per_s:.0},\"fanout_mb_s_64k\":{fanout_mb_s:.1},\"query_p99_ms_eq\":{eq_p99:.3},\"query_p99_ms_range_sort_limit10\":{range_p99:.3},\"sync_s_100k\":{sync_s:.2},\"reconcile_bytes_100_of_100k\":{reconcile_bytes},\"naive_reconcile_bytes\":{naive_bytes},\"docs\":{}}}",
-        put_per_s / raw_per_s,
+    Ok(format!(
+        "\"query_p99_ms_eq\":{eq_p99:.3},\"query_p99_ms_range_sort_limit10\":{range_p99:.3},\"sync_s_100k\":{sync_s:.2},\"reconcile_bytes_100_of_100k\":{reconcile_bytes},\"naive_reconcile_bytes\":{naive_bytes},\"docs\":{}",
         args.docs
-    );
-    Ok(())
+    ))
 }

@@ -687,7 +687,14 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     && sort.field == scan.field
                     && self.index.is_single_valued(&sort.field)
                 {
-                    return self.ordered_scan(query, &prefix, &from, to.as_deref(), sort.descending, limit);
+                    return self.ordered_scan(
+                        query,
+                        &prefix,
+                        &from,
+                        to.as_deref(),
+                        sort.descending,
+                        limit,
+                    );
                 }
                 // A document with several values in the range (an array) has several rows.
                 let mut seen = std::collections::HashSet::new();

@@ -436,7 +436,11 @@ where
     /// queue dropped them, or the replicator was down), sent again to one replicator: any
     /// holder is enough, replicators reconcile the rest.
     fn resend_unheld(&mut self) {
-        let mut acks = self.shared.acks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut acks = self
+            .shared
+            .acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let hashes = acks.unheld_since_last_round();
         drop(acks);
         if hashes.is_empty() {
