@@ -323,6 +323,38 @@ proptest! {
 }
 
 #[test]
+fn bounds_that_exclude_each_other_select_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs = open(dir.path());
+    docs.put(
+        1,
+        &Post {
+            title: "a".into(),
+            likes: 3,
+            score: None,
+            flag: false,
+        },
+    )
+    .unwrap();
+    let q = Query {
+        filter: Filter::And(vec![
+            Filter::Gt("likes".into(), IndexValue::Int(5)),
+            Filter::Lt("likes".into(), IndexValue::Int(1)),
+        ]),
+        ..Query::default()
+    };
+    assert!(docs.query(&q).unwrap().is_empty());
+    let q = Query {
+        filter: Filter::And(vec![
+            Filter::Ge("likes".into(), IndexValue::Int(3)),
+            Filter::Le("likes".into(), IndexValue::Int(3)),
+        ]),
+        ..Query::default()
+    };
+    assert_eq!(docs.query(&q).unwrap().len(), 1);
+}
+
+#[test]
 fn pages_hand_out_the_answer_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut docs = open(dir.path());

@@ -5,13 +5,14 @@
 //! document's group ([`DocId::group`]), `next` = the document's previous version (its chain),
 //! meta = op ‖ id key, payload = the codec's bytes (empty for a delete). The document row (key:
 //! program ‖ id key) holds the current version: its entry hash, its clock and whether it is
-//! live or deleted; index rows (program ‖ field no ‖ value key ‖ id key) are derived from the
+//! live or deleted; index rows (program ‖ field name key ‖ value key ‖ id key → the head's
+//! hash, so a scan reads documents without their document rows) are derived from the
 //! live version. Document logs keep their heads in document rows, not in the log's heads
 //! (with 100,000 documents those would be 100,000).
 //!
-//! This is the local half (issue 14 in progress): replicated puts, concurrent-write resolution
-//! by (clock, writer, hash), queries beyond equality, change events and rebuilding indexes
-//! from the log come next.
+//! Replicated entries are verified and applied here too ([`Documents::apply_many_at`]);
+//! concurrent versions resolve by (clock, writer, hash) on every peer. Moving entries between
+//! peers is [`super::replica`]'s.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -40,7 +41,7 @@ const DELETED: u8 = 0;
 /// Document row value: head hash, clock key, state.
 const ROW_LEN: usize = 32 + 44 + 1;
 /// The layout of document and index rows; a store written by another rebuilds on open.
-const INDEX_FORMAT: u8 = 2;
+const INDEX_FORMAT: u8 = 3;
 /// The key suffix (after the program) of the format row: below every id key's tag.
 const FORMAT_ROW: u8 = 0x00;
 
@@ -170,6 +171,14 @@ type Values = Vec<(String, IndexValue)>;
 
 /// One change to sign: the document, the operation, the payload, the indexed values.
 type Change = (DocId, u8, Bytes, Option<Values>);
+
+/// The version an index row indexes (its value).
+fn index_row_head(v: &[u8]) -> Result<EntryHash, DocumentError> {
+    let head: [u8; 32] = v
+        .try_into()
+        .map_err(|_| DocumentError::Corrupt(format!("index row value of {} bytes", v.len())))?;
+    Ok(EntryHash(head))
+}
 
 /// The first key past every key that starts with `prefix` (`None`: there is none).
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
@@ -347,7 +356,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 if current.live {
                     let doc = self.load(&current.head)?;
                     for k in self.index_keys(&id, &self.index.values(&doc)) {
-                        batch.put(Table::Index, &k, Bytes::new());
+                        batch.put(Table::Index, &k, Bytes::copy_from_slice(&current.head.0));
                     }
                     live += 1;
                 }
@@ -681,6 +690,10 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     Some(t) => Some([&prefix[..], t].concat()),
                     None => prefix_end(&prefix),
                 };
+                if to.as_ref().is_some_and(|t| *t <= from) {
+                    // Bounds that exclude each other (`a > 5 and a < 1`).
+                    return Ok(Vec::new());
+                }
                 // Sorted by the scanned (single-valued) field with a limit: read the index in
                 // the sort's order and stop at the limit.
                 if let (Some(limit), [sort]) = (query.limit, &query.sort[..])
@@ -702,15 +715,14 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     .store
                     .rows_between(Table::Index, &from, to.as_deref(), false)
                 {
-                    let (k, _) = row?;
+                    let (k, v) = row?;
                     let (_, rest) = keys::decode(&k[prefix.len()..])?;
                     let (id, _) = DocId::decode_key(rest)?;
                     if !seen.insert(id.clone()) {
                         continue;
                     }
-                    if let Some(c) = self.current(&id)?.filter(|c| c.live) {
-                        found.push((id, c.head, self.load(&c.head)?));
-                    }
+                    let head = index_row_head(&v)?;
+                    found.push((id, head, self.load(&head)?));
                 }
             }
             None => {
@@ -740,21 +752,19 @@ impl<T, C: Codec<T>> Documents<T, C> {
         limit: usize,
     ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
         let mut out = Vec::new();
-        let mut group: Vec<DocId> = Vec::new();
+        let mut group: Vec<(DocId, EntryHash)> = Vec::new();
         let mut group_value: Option<Vec<u8>> = None;
-        let take = |ids: &mut Vec<DocId>, out: &mut Vec<(DocId, EntryHash, T)>| {
+        let take = |ids: &mut Vec<(DocId, EntryHash)>, out: &mut Vec<(DocId, EntryHash, T)>| {
             if descending {
                 ids.reverse();
             }
-            for id in ids.drain(..) {
+            for (id, head) in ids.drain(..) {
                 if out.len() >= limit {
                     break;
                 }
-                if let Some(c) = self.current(&id)?.filter(|c| c.live) {
-                    let doc = self.load(&c.head)?;
-                    if matches(&query.filter, &|f: &str| self.index.values_of(&doc, f)) {
-                        out.push((id, c.head, doc));
-                    }
+                let doc = self.load(&head)?;
+                if matches(&query.filter, &|f: &str| self.index.values_of(&doc, f)) {
+                    out.push((id, head, doc));
                 }
             }
             Ok::<(), DocumentError>(())
@@ -763,7 +773,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
             if out.len() >= limit {
                 break;
             }
-            let (k, _) = row?;
+            let (k, v) = row?;
             let (_, rest) = keys::decode(&k[prefix.len()..])?;
             let value_key = &k[prefix.len()..k.len() - rest.len()];
             let (id, _) = DocId::decode_key(rest)?;
@@ -771,7 +781,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 take(&mut group, &mut out)?;
                 group_value = Some(value_key.to_vec());
             }
-            group.push(id);
+            group.push((id, index_row_head(&v)?));
         }
         take(&mut group, &mut out)?;
         Ok(out)
@@ -1039,8 +1049,11 @@ impl<T, C: Codec<T>> Documents<T, C> {
             }
         }
         if let Some(new) = values {
+            // The row names the version it indexes: a scan reads the document without first
+            // reading its document row.
+            let head = Bytes::copy_from_slice(&entry.hash().0);
             for k in self.index_keys(id, new) {
-                batch.put(Table::Index, &k, Bytes::new());
+                batch.put(Table::Index, &k, head.clone());
             }
         }
         let row = Current {

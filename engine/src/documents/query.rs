@@ -209,7 +209,29 @@ pub fn plan(
     nulls_indexed: bool,
 ) -> Option<IndexScan> {
     match filter {
-        Filter::And(fs) => fs.iter().find_map(|f| plan(f, indexed, nulls_indexed)),
+        // The conjuncts' scans of one field narrow each other (`a >= 1 and a < 5`): the
+        // first field with a scan, its ranges intersected.
+        Filter::And(fs) => {
+            let scans: Vec<IndexScan> = fs
+                .iter()
+                .filter_map(|f| plan(f, indexed, nulls_indexed))
+                .collect();
+            let first = scans.first()?.clone();
+            let field = first.field.clone();
+            Some(
+                scans
+                    .into_iter()
+                    .filter(|s| s.field == field)
+                    .fold(first, |acc, s| IndexScan {
+                        field: acc.field,
+                        from: acc.from.max(s.from),
+                        to: match (acc.to, s.to) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        },
+                    }),
+            )
+        }
         Filter::IsNull(_) if !nulls_indexed => None,
         _ => scan_for(filter).filter(|s| indexed(&s.field)),
     }
