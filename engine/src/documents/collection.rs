@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -202,6 +203,9 @@ pub struct DocumentChange {
     pub removed: Vec<(DocId, EntryHash)>,
 }
 
+/// [`Documents::count`] has not counted yet.
+const UNCOUNTED: u64 = u64::MAX;
+
 /// Batch roots a store remembers as verified.
 const VERIFIED_ROOTS: usize = 4096;
 
@@ -249,6 +253,8 @@ pub struct Documents<T, C = Postcard> {
     /// Bumped by every commit: a reconciliation snapshot of [`Documents::items`] is current
     /// while this has not moved.
     generation: u64,
+    /// Live documents, once counted ([`UNCOUNTED`] before).
+    live: AtomicU64,
     clock: HybridClock,
     next_seq: u64,
     codec: C,
@@ -290,6 +296,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
             signer,
             verifier: EntryVerifier::new(VERIFIED_ROOTS),
             generation: 0,
+            live: AtomicU64::new(UNCOUNTED),
             clock,
             next_seq: session::first_seq(session::session_at(now)),
             codec,
@@ -367,6 +374,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let mut batch = self.store.batch();
         batch.put(Table::Documents, &self.format_key(), self.format());
         batch.commit()?;
+        self.live.store(live, Ordering::Relaxed);
         Ok(live)
     }
 
@@ -540,13 +548,27 @@ impl<T, C: Codec<T>> Documents<T, C> {
     }
 
     /// Live documents.
+    /// (Counted once, then kept up to date by every commit.)
     pub fn count(&self) -> Result<u64, DocumentError> {
+        let known = self.live.load(Ordering::Relaxed);
+        if known != UNCOUNTED {
+            return Ok(known);
+        }
         let mut n = 0;
         for row in self.doc_rows() {
             let (_, v) = row?;
             n += u64::from(Current::decode(&v)?.live);
         }
+        self.live.store(n, Ordering::Relaxed);
         Ok(n)
+    }
+
+    fn count_changed(&self, delta: i64) {
+        let known = self.live.load(Ordering::Relaxed);
+        if known != UNCOUNTED {
+            self.live
+                .store(known.saturating_add_signed(delta), Ordering::Relaxed);
+        }
     }
 
     /// Ids of live documents whose `field` equals `value`, in id order (an index scan).
@@ -969,6 +991,9 @@ impl<T, C: Codec<T>> Documents<T, C> {
         }
         batch.commit()?;
         self.generation += 1;
+        let was: i64 = before.values().map(|c| i64::from(c.is_some_and(|c| c.live))).sum();
+        let is: i64 = after.values().map(|(c, _)| i64::from(c.live)).sum();
+        self.count_changed(is - was);
         // (No listener is not an error.)
         let _ = self.changes.send(report);
         Ok(entries)
@@ -1005,6 +1030,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
         batch.commit()?;
         self.generation += 1;
         if becomes_current {
+            let was = i64::from(current.is_some_and(|c| c.live));
+            self.count_changed(i64::from(op == OP_PUT) - was);
             let mut report = DocumentChange::default();
             report.note(id, entry.hash(), op);
             let _ = self.changes.send(report);
