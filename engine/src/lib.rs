@@ -2,9 +2,11 @@
 //!
 //! What an application programs against, built on `starling-net` and `starling-store`.
 //!
-//! - [`Peer`]: the one handle an application holds — endpoint, overlay, store, streams.
+//! - [`Peer`]: the one handle an application holds — endpoint, overlay, store, streams,
+//!   programs.
 //! - [`stream`]: live streams — publish frames into a signed log, subscribe by address.
-//! - [`documents`]: the document store (in progress: index keys).
+//! - [`documents`]: document stores — opened by address, queried by fields, replicated
+//!   between peers (replicators reconcile; observers read remotely); JSON stores.
 //! - [`program`]: program definitions and the addresses they hash to.
 //! - [`router`]: direct messages by protocol tag, one inbox per program.
 //! - [`reconcile`]: range-based set reconciliation over a log's entries (sans-IO).

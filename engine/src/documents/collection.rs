@@ -991,7 +991,10 @@ impl<T, C: Codec<T>> Documents<T, C> {
         }
         batch.commit()?;
         self.generation += 1;
-        let was: i64 = before.values().map(|c| i64::from(c.is_some_and(|c| c.live))).sum();
+        let was: i64 = before
+            .values()
+            .map(|c| i64::from(c.is_some_and(|c| c.live)))
+            .sum();
         let is: i64 = after.values().map(|(c, _)| i64::from(c.live)).sum();
         self.count_changed(is - was);
         // (No listener is not an error.)

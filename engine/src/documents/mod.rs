@@ -1,18 +1,67 @@
-//! The document store (issue 14, in progress).
+//! Document stores: programs of kind [`DOCUMENTS_KIND`], opened by address on any peer,
+//! queried by fields, replicated between peers.
 //!
-//! - [`keys`]: index keys — field values encoded so that byte order is value order, which lets
-//!   the store's ordered scans answer equality, range, prefix and sort queries.
-//! - [`codec`]: the [`Codec`] seam (serde + postcard by default) and [`DocId`]s with their keys
-//!   and group ids.
+//! - [`Documents`]: a program's documents in this peer's store — put/put_many/get/delete/
+//!   count/query, each change signed and committed with its document row and index rows in one
+//!   store batch; replicated entries verified and resolved (clock, writer, hash).
+//! - [`Replica`] ([`replica`]): the same documents kept in step with other peers — replicators
+//!   hold everything and reconcile, observers write through them and read remotely.
+//! - [`IndexSpec`] (named fields, projections), [`AccessRule`] (who may write),
+//!   [`DocumentsParams`] (what the definition says), [`query`] (filters, sort, limit, the
+//!   planner), [`keys`] (values as ordered bytes), [`codec`] (the serde seam, [`DocId`]),
+//!   [`json`] (JSON stores and the `--where` language).
 //!
-//! - [`IndexSpec`] (which fields are indexed) and [`AccessRule`] (who may write).
-//! - [`Documents`]: a program's documents on this peer — put/get/delete/count, each change one
-//!   signed entry committed with its document row and index rows in one store batch.
+//! Peerbit's first example, posts anyone can modify, between two peers:
 //!
-//! - [`query`]: filters, sort and limit, and the planner that picks an index scan.
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use serde::{Deserialize, Serialize};
+//! use starling_engine::documents::keys::IndexValue;
+//! use starling_engine::documents::{
+//!     DocumentsParams, Filter, IndexSpec, Postcard, Query, ReplicaOptions, Role,
+//! };
+//! use starling_engine::{Peer, PeerConfig};
+//! use starling_net::{KeyType, Keypair};
 //!
-//! Next: concurrent-write resolution for replicated entries, change
-//! events, rebuilding indexes from the log, replication.
+//! #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+//! struct Post {
+//!     title: String,
+//!     likes: i64,
+//! }
+//! let index = || IndexSpec::new().field("likes", |p: &Post| IndexValue::Int(p.likes));
+//! let wait = Duration::from_secs(10);
+//!
+//! // Alice defines the store (anyone may write) and replicates it.
+//! let alice = Peer::start(Keypair::generate(KeyType::Ed25519), PeerConfig::default()).await?;
+//! let address = alice.define(DocumentsParams::default().definition("posts")?);
+//! let (at_alice, _) = alice
+//!     .open_documents_at(address, Postcard, index(), ReplicaOptions::default(), wait)
+//!     .await?;
+//!
+//! // Bob knows only the address; he fetches the definition and writes as an observer.
+//! let bob = Peer::start(
+//!     Keypair::generate(KeyType::Ed25519),
+//!     PeerConfig { bootstrap: vec![alice.local_addr()], ..PeerConfig::default() },
+//! )
+//! .await?;
+//! let observer = ReplicaOptions { role: Role::Observer, ..ReplicaOptions::default() };
+//! let (at_bob, _) = bob.open_documents_at(address, Postcard, index(), observer, wait).await?;
+//! at_bob.wait_for_replicators(1, wait).await;
+//! let hello = at_bob.put("hello", &Post { title: "Hello".into(), likes: 0 })?;
+//! assert!(at_bob.wait_for_replicas(&[hello], 1, wait).await);
+//!
+//! // Anyone can modify: Alice edits Bob's post; Bob's query asks the replicator.
+//! at_alice.put("hello", &Post { title: "Hello, edited".into(), likes: 1 })?;
+//! let liked = Query { filter: Filter::Ge("likes".into(), IndexValue::Int(1)), ..Query::default() };
+//! let found = at_bob.query_remote(&liked, wait).await?;
+//! assert_eq!(found[0].1.title, "Hello, edited");
+//! # bob.close().await;
+//! # alice.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod access;
 pub mod codec;
