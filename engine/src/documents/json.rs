@@ -201,8 +201,10 @@ impl Parser<'_> {
     fn keyword(&mut self, word: &str) -> bool {
         self.skip_ws();
         let rest = self.rest();
-        let ok = rest.len() >= word.len()
-            && rest[..word.len()].eq_ignore_ascii_case(word)
+        // (`get`: the text may have a multi-byte character where the word would end.)
+        let ok = rest
+            .get(..word.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(word))
             && !rest[word.len()..].starts_with(|c: char| is_field_char(c));
         if ok {
             self.pos += word.len();
@@ -428,6 +430,8 @@ mod tests {
             ("a ^= 1", 5),
             ("a is maybe", 5),
             ("a = \"open", 4),
+            ("a = 1 x\u{e9}", 6),
+            ("n\u{e9}", 3),
         ] {
             match parse_filter(expr) {
                 Err(JsonError::Query { at: got, .. }) => assert_eq!(got, at, "{expr:?}"),
