@@ -1,5 +1,6 @@
 //! A process killed with SIGKILL in the middle of appends loses nothing it acknowledged (with
-//! the default per-write sync) and never leaves a corrupt or half-written entry; killed in the
+//! the default per-write sync, and with OS-buffered writes — fjall's journal buffer is flushed
+//! to the OS by every batch) and never leaves a corrupt or half-written entry; killed in the
 //! middle of document puts, it leaves index rows exactly as the documents derive them (with
 //! the put split into two batches, this fails two runs in three).
 
@@ -15,6 +16,18 @@ use starling_store::{Store, StoreConfig};
 
 const LOG: LogId = LogId([5; 32]);
 const ENV: &str = "STARLING_CRASH_DIR";
+/// `buffered` makes the child write with `Durability::Buffered`.
+const DURABILITY_ENV: &str = "STARLING_CRASH_DURABILITY";
+
+fn config_from_env() -> StoreConfig {
+    match std::env::var(DURABILITY_ENV).as_deref() {
+        Ok("buffered") => StoreConfig {
+            durability: starling_store::Durability::Buffered,
+            ..StoreConfig::default()
+        },
+        _ => StoreConfig::default(),
+    }
+}
 
 fn key() -> Keypair {
     Keypair::from_secret_bytes(KeyType::Ed25519, &[3; 32]).unwrap()
@@ -25,7 +38,7 @@ fn key() -> Keypair {
 #[test]
 fn crash_child() {
     let Ok(dir) = std::env::var(ENV) else { return };
-    let store = Store::open(dir.as_ref(), StoreConfig::default()).unwrap();
+    let store = Store::open(dir.as_ref(), config_from_env()).unwrap();
     let mut log = Log::open(store, LOG, key(), LogConfig::default()).unwrap();
     let mut n = log.len();
     loop {
@@ -38,12 +51,24 @@ fn crash_child() {
 
 #[test]
 fn sigkill_mid_append_loses_no_acknowledged_entry() {
+    kill_mid_appends("sync");
+}
+
+/// Without the flush of fjall's journal buffer on every batch this loses the last writes
+/// (found killing a replicator process).
+#[test]
+fn sigkill_mid_buffered_appends_loses_no_acknowledged_entry() {
+    kill_mid_appends("buffered");
+}
+
+fn kill_mid_appends(durability: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut acked = 0u64;
     for round in 1..=3u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
             .env(ENV, dir.path())
+            .env(DURABILITY_ENV, durability)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

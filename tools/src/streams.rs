@@ -241,6 +241,10 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
         let _ = writeln!(out, "{}", publisher.address());
         let _ = out.flush();
     }
+    eprintln!(
+        "stream program address {}",
+        publisher.address().definition().address()
+    );
     let mut source = match (&args.file, &args.synthetic) {
         (_, Some(rate)) => {
             if args.fps <= 0.0 {
@@ -349,8 +353,9 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub(crate) struct SubscribeArgs {
-    /// The stream's address, as `starling publish` prints it.
-    address: StreamAddress,
+    /// The stream's address, `live/<PeerId>/<name>` or its program address `bafkr4…`, as
+    /// `starling publish` prints them.
+    address: String,
     #[command(flatten)]
     peer: PeerArgs,
     /// Write the frames' bytes here (stdout with `-`; nothing when absent).
@@ -390,15 +395,29 @@ impl Second {
 
 pub(crate) async fn subscribe(args: SubscribeArgs) -> Result<()> {
     let peer = start_peer(&args.peer).await?;
+    // `live/<PeerId>/<name>`, or the stream's program address (its definition is fetched).
+    let address = match args
+        .address
+        .parse::<starling_engine::program::ProgramAddress>()
+    {
+        Ok(program) => {
+            let definition = peer
+                .fetch_definition(program, Duration::from_secs(10))
+                .await
+                .with_context(|| format!("cannot find the stream {program}"))?;
+            StreamAddress::from_definition(&definition)?
+        }
+        Err(_) => StreamAddress::parse(&args.address)?,
+    };
     let mut sub = peer.subscribe(
-        &args.address,
+        &address,
         SubscribeOptions {
             owner_addr: args.owner_addr,
             persist: args.persist,
             ..SubscribeOptions::default()
         },
     )?;
-    eprintln!("subscribed to {} as {}", args.address, peer.peer_id());
+    eprintln!("subscribed to {} as {}", address, peer.peer_id());
     let mut out: Option<Box<dyn Write + Send>> = match &args.output {
         Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
         Some(p) => Some(Box::new(std::io::BufWriter::new(

@@ -256,3 +256,42 @@ fn three_processes_replicate_a_store_and_an_offline_one_catches_up() {
     assert!(ok(&out).contains("while r2 was down"));
     drop(r1);
 }
+
+/// `docs watch` is a replicator too: a write made through another node reaches it, and it
+/// prints the change as a JSON line.
+#[test]
+fn watch_prints_a_change_written_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r1_dir = tmp.path().join("r1");
+    let address = ok(&docs(&r1_dir, &["create", "watched"], ""))
+        .trim()
+        .to_string();
+    let (_r1, r1_addr) = replicator(&r1_dir, &address, None);
+    let mut watch = Proc(
+        starling()
+            .args([
+                "docs",
+                "watch",
+                &address,
+                "--bootstrap",
+                &r1_addr,
+                "--data-dir",
+            ])
+            .arg(tmp.path().join("watcher"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Both replicators hold it once the put returns.
+    let put = docs(
+        &tmp.path().join("writer"),
+        &["put", &address, "--bootstrap", &r1_addr, "--replicas", "2"],
+        "{\"id\":\"w1\",\"t\":\"seen\"}\n",
+    );
+    assert_eq!(ok(&put), "\"w1\"\n");
+    let line = first_line(&mut watch.0);
+    let change: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(change["added"], "w1");
+    assert_eq!(change["doc"]["t"], "seen");
+}

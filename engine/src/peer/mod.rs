@@ -264,6 +264,8 @@ impl Peer {
         options: PublishOptions,
     ) -> Result<Publisher, PeerError> {
         let address = self.stream_address(name)?;
+        // The stream is a program too: anyone can open it by its program address.
+        self.define(address.definition());
         let store = self.store()?;
         let log = Log::open(
             store,

@@ -144,4 +144,17 @@ impl Peer {
             self.open_documents(address, Json, json_index(), params.options()?, replica)?;
         Ok((replica, params))
     }
+
+    /// Opens a live stream by its program address (the stream's definition names its owner
+    /// and name; fetched and checked like any program's): ours to publish, or someone's to
+    /// watch.
+    pub async fn open_stream_at(
+        &self,
+        program: ProgramAddress,
+        timeout: Duration,
+    ) -> Result<crate::peer::LiveStream, PeerError> {
+        let definition = self.fetch_definition(program, timeout).await?;
+        let address = crate::stream::StreamAddress::from_definition(&definition)?;
+        self.open_stream(&address.to_string())
+    }
 }

@@ -15,6 +15,7 @@ use starling_net::{PeerId, PublicKey};
 
 use super::StreamError;
 use crate::log::{Log, LogId};
+use crate::program::ProgramDefinition;
 
 /// The text every live-stream address starts with.
 pub const ADDRESS_PREFIX: &str = "live/";
@@ -54,7 +55,36 @@ fn check_name(text: &str, name: &str) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// The program kind of a live stream.
+pub const STREAM_KIND: &str = "live/v1";
+
 impl StreamAddress {
+    /// The stream as a program: kind [`STREAM_KIND`], its name, the owner's key (libp2p
+    /// protobuf) as parameters. Its program address names the stream as `live/<PeerId>/<name>`
+    /// does (which stays as the readable alias).
+    pub fn definition(&self) -> ProgramDefinition {
+        ProgramDefinition::new(
+            STREAM_KIND,
+            &self.name,
+            bytes::Bytes::from(self.owner_key.encode_protobuf()),
+        )
+        .expect("a checked name and a key fit a definition")
+    }
+
+    /// The stream a definition describes.
+    pub fn from_definition(definition: &ProgramDefinition) -> Result<StreamAddress, StreamError> {
+        let bad = |reason| StreamError::BadAddress {
+            text: definition.address().to_string(),
+            reason,
+        };
+        if definition.kind() != STREAM_KIND {
+            return Err(bad("not a live stream's program"));
+        }
+        let owner = PublicKey::decode_protobuf(definition.params())
+            .map_err(|_| bad("the owner's key does not decode"))?;
+        StreamAddress::new(&owner, definition.name())
+    }
+
     /// The address of stream `name` owned by `owner`.
     pub fn new(owner: &PublicKey, name: &str) -> Result<StreamAddress, StreamError> {
         check_name(name, name)?;
@@ -192,5 +222,20 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_stream_is_a_program_whose_definition_gives_its_address_back() {
+        let owner = Keypair::generate(KeyType::Ed25519);
+        let address = StreamAddress::new(owner.public(), "cam").unwrap();
+        let def = address.definition();
+        assert_eq!(def.kind(), STREAM_KIND);
+        assert_eq!(StreamAddress::from_definition(&def).unwrap(), address);
+        assert_eq!(def.address(), address.definition().address(), "stable");
+        let other = ProgramDefinition::new("documents/v1", "cam", bytes::Bytes::new()).unwrap();
+        assert!(StreamAddress::from_definition(&other).is_err());
+        let junk =
+            ProgramDefinition::new(STREAM_KIND, "cam", bytes::Bytes::from_static(b"x")).unwrap();
+        assert!(StreamAddress::from_definition(&junk).is_err());
     }
 }
