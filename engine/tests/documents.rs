@@ -251,7 +251,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     /// Two writers change the same documents concurrently, then exchange their entries in
-    /// different orders: both end with the same documents, count and index answers — each
+    /// different orders (one by one, and all in one batch): both end with the same documents, count and index answers — each
     /// document the version greatest by (clock, writer, hash) of all they saw.
     #[test]
     fn concurrent_writers_converge_whatever_the_order(
@@ -278,11 +278,18 @@ proptest! {
         for e in from_b.iter().rev() {
             a.apply(e.clone()).unwrap();
         }
+        // ... and to B all at once (one store batch, several versions of one document in it,
+        // and one entry twice).
         let mut to_b = from_a.clone();
         let n = to_b.len();
         to_b.rotate_left(rotate % n.max(1));
-        for e in to_b {
-            b.apply(e).unwrap();
+        if let Some(first) = to_b.first().cloned() {
+            to_b.push(first);
+        }
+        let results = b.apply_many_at(to_b, starling_net::entry::unix_time_us());
+        prop_assert!(results.iter().all(|r| r.is_ok()), "{:?}", results);
+        if n > 0 {
+            prop_assert!(matches!(results.last(), Some(Ok(Applied::Duplicate))));
         }
         // A second delivery changes nothing.
         if let Some(again) = from_b.pop() {

@@ -106,6 +106,9 @@ pub enum DocumentError {
     /// The replica or its peer stopped.
     #[error("the replica stopped")]
     Closed,
+    /// The store batch this entry was staged in did not commit.
+    #[error("the batch failed to commit: {0}")]
+    BatchFailed(String),
 }
 
 /// What [`Documents::apply`] did with an entry.
@@ -201,6 +204,17 @@ pub struct DocumentChange {
     pub added: Vec<(DocId, EntryHash)>,
     /// Documents deleted, with the entry that did it.
     pub removed: Vec<(DocId, EntryHash)>,
+}
+
+/// Replicated entries being staged into one store batch.
+struct Applying {
+    batch: starling_store::WriteBatch,
+    /// Documents this batch changed: their version now and its indexed values.
+    latest: HashMap<DocId, (Current, Option<Values>)>,
+    /// Entries staged (a second copy in one message is a duplicate).
+    staged: std::collections::HashSet<EntryHash>,
+    live_delta: i64,
+    report: DocumentChange,
 }
 
 /// [`Documents::count`] has not counted yet.
@@ -617,24 +631,50 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let ours: Vec<&Entry> = entries.iter().filter(|e| e.log_id() == log).collect();
         let mut signers = self.verifier.verify_many(ours).into_iter();
         let mut out = Vec::with_capacity(entries.len());
+        // Every entry that passes is staged into one store batch (all or none stored).
+        let mut applying = Applying {
+            batch: self.store.batch(),
+            latest: HashMap::new(),
+            staged: std::collections::HashSet::new(),
+            live_delta: 0,
+            report: DocumentChange::default(),
+        };
         for entry in entries {
             if entry.log_id() != log {
                 out.push(Err(DocumentError::WrongLog));
                 continue;
             }
             let applied = match signers.next() {
-                Some(Ok(writer)) => self.apply_verified(entry, &writer, now_us),
+                Some(Ok(writer)) => self.apply_into(&mut applying, entry, &writer, now_us),
                 Some(Err(e)) => Err(e.into()),
                 None => Err(DocumentError::WrongLog),
             };
             out.push(applied);
         }
+        if applying.staged.is_empty() {
+            return out;
+        }
+        if let Err(e) = applying.batch.commit() {
+            let why = e.to_string();
+            for r in &mut out {
+                if matches!(r, Ok(Applied::Current | Applied::Older)) {
+                    *r = Err(DocumentError::BatchFailed(why.clone()));
+                }
+            }
+            return out;
+        }
+        self.generation += 1;
+        self.count_changed(applying.live_delta);
+        if !(applying.report.added.is_empty() && applying.report.removed.is_empty()) {
+            let _ = self.changes.send(applying.report);
+        }
         out
     }
 
-    /// Applies an entry whose signature `writer` made.
-    fn apply_verified(
+    /// Checks an entry whose signature `writer` made and stages it into `applying`.
+    fn apply_into(
         &mut self,
+        applying: &mut Applying,
         entry: Entry,
         writer: &starling_net::PublicKey,
         now_us: u64,
@@ -662,19 +702,48 @@ impl<T, C: Codec<T>> Documents<T, C> {
         } else {
             None
         };
-        if self.store.contains(&entry.hash().0)? {
+        let hash = entry.hash();
+        if applying.staged.contains(&hash) || self.store.contains(&hash.0)? {
             return Ok(Applied::Duplicate);
         }
         self.clock.observe(entry.clock(), now_us)?;
-        let current = self.current(&id)?;
+        // The current version: as this batch leaves it, else as stored.
+        let (current, current_values) = match applying.latest.get(&id) {
+            Some((c, v)) => (Some(*c), Some(v.clone())),
+            None => (self.current(&id)?, None),
+        };
         let clock = entry.clock().to_key();
-        let newer = current.is_none_or(|c| (clock, entry.hash()) > (c.clock, c.head));
-        self.commit(id, current, &entry, op, values, newer)?;
-        Ok(if newer {
-            Applied::Current
-        } else {
-            Applied::Older
-        })
+        let newer = current.is_none_or(|c| (clock, hash) > (c.clock, c.head));
+        let old_values = match current {
+            Some(c) if c.live && newer => match current_values {
+                Some(v) => v,
+                None => Some(self.index.values(&self.load(&c.head)?)),
+            },
+            _ => None,
+        };
+        self.stage(
+            &mut applying.batch,
+            &id,
+            &entry,
+            op,
+            old_values.as_deref(),
+            values.as_deref(),
+            newer,
+        );
+        applying.staged.insert(hash);
+        if !newer {
+            return Ok(Applied::Older);
+        }
+        let was = i64::from(current.is_some_and(|c| c.live));
+        applying.live_delta += i64::from(op == OP_PUT) - was;
+        let version = Current {
+            head: hash,
+            clock,
+            live: op == OP_PUT,
+        };
+        applying.report.note(id.clone(), hash, op);
+        applying.latest.insert(id, (version, values));
+        Ok(Applied::Current)
     }
 
     fn check_access(&self, id: &DocId, op: Operation) -> Result<(), DocumentError> {
@@ -1000,46 +1069,6 @@ impl<T, C: Codec<T>> Documents<T, C> {
         // (No listener is not an error.)
         let _ = self.changes.send(report);
         Ok(entries)
-    }
-
-    /// Stores `entry` (a version of `id` by `op`) and, when it becomes current, the document
-    /// row and index rows in place of `old_values`'s — all in one batch; then tells listeners.
-    fn commit(
-        &mut self,
-        id: DocId,
-        current: Option<Current>,
-        entry: &Entry,
-        op: u8,
-        values: Option<Values>,
-        becomes_current: bool,
-    ) -> Result<(), DocumentError> {
-        let old_values = match current {
-            Some(c) if c.live && becomes_current => {
-                let old = self.load(&c.head)?;
-                Some(self.index.values(&old))
-            }
-            _ => None,
-        };
-        let mut batch = self.store.batch();
-        self.stage(
-            &mut batch,
-            &id,
-            entry,
-            op,
-            old_values.as_deref(),
-            values.as_deref(),
-            becomes_current,
-        );
-        batch.commit()?;
-        self.generation += 1;
-        if becomes_current {
-            let was = i64::from(current.is_some_and(|c| c.live));
-            self.count_changed(i64::from(op == OP_PUT) - was);
-            let mut report = DocumentChange::default();
-            report.note(id, entry.hash(), op);
-            let _ = self.changes.send(report);
-        }
-        Ok(())
     }
 
     /// Adds `entry` to `batch`, and when it `becomes_current` its document row and index rows
