@@ -382,3 +382,23 @@ async fn a_json_store_opens_by_address_anywhere_and_after_a_restart() {
     a.close().await;
     b.close().await;
 }
+
+/// A writer that met the store before a replicator joined still learns of it (the replicator
+/// it knows announces newcomers), and its later writes reach both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_learns_of_a_replicator_that_joined_after_it() {
+    let a = peer(&[]).await;
+    let writer = peer(&[&a]).await;
+    let _ra = open(&a, Role::Replicator);
+    let rw = open(&writer, Role::Observer);
+    assert!(rw.wait_for_replicators(1, Duration::from_secs(10)).await);
+    let b = peer(&[&a]).await;
+    let rb = open(&b, Role::Replicator);
+    assert!(rw.wait_for_replicators(2, Duration::from_secs(10)).await);
+    let h = rw.put("late", &post(1)).unwrap();
+    assert!(rw.wait_for_replicas(&[h], 2, Duration::from_secs(10)).await);
+    assert_eq!(rb.get("late").unwrap(), Some(post(1)));
+    for p in [&a, &b, &writer] {
+        p.close().await;
+    }
+}

@@ -68,6 +68,7 @@ where
         query_budget: TokenBucket::new(QUERIES_PER_S, QUERIES_PER_S),
         start: Instant::now(),
         next_resend: Instant::now() + RESEND_EVERY,
+        announce: false,
     };
     Stop(tokio::spawn(driver.run(inbox, cmds)))
 }
@@ -110,6 +111,8 @@ struct Driver<T, C> {
     start: Instant,
     /// When an observer next sends unacknowledged writes again.
     next_resend: Instant,
+    /// A replicator was learned of since the last tick: tell every remote.
+    announce: bool,
 }
 
 impl<T, C> Driver<T, C>
@@ -231,6 +234,18 @@ where
         for peer in named {
             self.greet(peer, true);
         }
+        if std::mem::take(&mut self.announce) {
+            let hello = self.hello(false);
+            let greeted: Vec<PeerId> = self
+                .remotes
+                .iter()
+                .filter(|(_, r)| r.greeted)
+                .map(|(p, _)| *p)
+                .collect();
+            for peer in greeted {
+                self.send(peer, &hello);
+            }
+        }
         let now = Instant::now();
         if self.is_replicator() {
             let due: Vec<PeerId> = self
@@ -303,6 +318,8 @@ where
         if !list.contains(&peer) {
             list.push(peer);
             Counters::add(&self.shared.counters.replicators, 1);
+            // Everyone we know hears of it (a writer met before it must learn of it too).
+            self.announce = true;
         }
         drop(list);
         self.shared.news.notify_waiters();
