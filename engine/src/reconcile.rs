@@ -32,6 +32,7 @@ use std::collections::HashSet;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use starling_net::entry::CLOCK_KEY_LEN;
+use starling_net::wire::put_varint;
 
 /// Bytes of an item: clock key, then entry hash.
 pub const ITEM_LEN: usize = CLOCK_KEY_LEN + 32;
@@ -394,14 +395,6 @@ impl Message {
         }
         Ok(Message { salt, ranges })
     }
-}
-
-fn put_varint(out: &mut BytesMut, mut n: u64) {
-    while n >= 0x80 {
-        out.put_u8((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.put_u8(n as u8);
 }
 
 fn take_u8(buf: &mut &[u8]) -> Result<u8, ReconcileError> {

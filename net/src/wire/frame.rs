@@ -94,7 +94,8 @@ pub fn varint_len(n: u64) -> usize {
     (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-pub(crate) fn put_varint(out: &mut BytesMut, mut n: u64) {
+/// Appends `n` as LEB128 (what every Starling length prefix is).
+pub fn put_varint(out: &mut BytesMut, mut n: u64) {
     while n >= 0x80 {
         out.put_u8((n as u8) | 0x80);
         n >>= 7;

@@ -12,9 +12,9 @@ mod tests;
 
 pub use decoder::FrameDecoder;
 pub use error::WireError;
-pub(crate) use frame::put_varint;
 pub use frame::{
-    Frame, FrameKind, Lane, PROTOCOL_NAME, StreamHeader, app_parts, encode_frame, varint_len,
+    Frame, FrameKind, Lane, PROTOCOL_NAME, StreamHeader, app_parts, encode_frame, put_varint,
+    varint_len,
 };
 
 /// Bytes of a topic id.

@@ -146,6 +146,18 @@ where
         self.start.elapsed().as_micros() as u64
     }
 
+    /// The remotes that said they replicate, in id order (the first is the one asked).
+    fn replicator_peers(&self) -> Vec<PeerId> {
+        let mut out: Vec<PeerId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.role == Some(Role::Replicator))
+            .map(|(p, _)| *p)
+            .collect();
+        out.sort();
+        out
+    }
+
     fn is_replicator(&self) -> bool {
         self.shared.role == Role::Replicator
     }
@@ -463,14 +475,7 @@ where
         if hashes.is_empty() {
             return;
         }
-        let mut replicators: Vec<PeerId> = self
-            .remotes
-            .iter()
-            .filter(|(_, r)| r.role == Some(Role::Replicator))
-            .map(|(p, _)| *p)
-            .collect();
-        replicators.sort();
-        if let Some(peer) = replicators.first().copied()
+        if let Some(peer) = self.replicator_peers().first().copied()
             && let Some(out) = self.outbox(peer)
         {
             out.serve(hashes);
@@ -629,12 +634,7 @@ where
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Push(entries) => {
-                let replicators: Vec<PeerId> = self
-                    .remotes
-                    .iter()
-                    .filter(|(_, r)| r.role == Some(Role::Replicator))
-                    .map(|(p, _)| *p)
-                    .collect();
+                let replicators = self.replicator_peers();
                 let c = &self.shared.counters;
                 Counters::add(&c.pushed, entries.len() as u64);
                 for peer in replicators {
@@ -653,14 +653,7 @@ where
                 }
             }
             Cmd::Ask { wire, answer } => {
-                let mut replicators: Vec<PeerId> = self
-                    .remotes
-                    .iter()
-                    .filter(|(_, r)| r.role == Some(Role::Replicator))
-                    .map(|(p, _)| *p)
-                    .collect();
-                replicators.sort();
-                let Some(peer) = replicators.first().copied() else {
+                let Some(peer) = self.replicator_peers().first().copied() else {
                     let _ = answer.send(Err(DocumentError::NoReplicator));
                     return;
                 };

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::{BufMut, Bytes, BytesMut};
 use starling_net::PeerId;
 use starling_net::entry::{Entry, EntryHash};
+use starling_net::wire::put_varint;
 
 use crate::documents::codec::DocId;
 use crate::documents::keys::{self, IndexValue};
@@ -289,14 +290,6 @@ impl Wire {
         }
         Ok(wire)
     }
-}
-
-fn put_varint(out: &mut BytesMut, mut n: u64) {
-    while n >= 0x80 {
-        out.put_u8((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.put_u8(n as u8);
 }
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) {
