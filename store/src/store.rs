@@ -349,6 +349,11 @@ impl Store {
         Ok(out)
     }
 
+    /// An entry's stored payload alone (one read: for a caller that knows how it is stored).
+    pub fn payload(&self, hash: &Hash) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.inner.payloads.get(hash)?.map(Into::into))
+    }
+
     /// Whether an entry is stored.
     pub fn contains(&self, hash: &Hash) -> Result<bool, StoreError> {
         Ok(self.inner.entries.contains_key(hash)?)

@@ -42,7 +42,7 @@ const DELETED: u8 = 0;
 /// Document row value: head hash, clock key, state.
 const ROW_LEN: usize = 32 + 44 + 1;
 /// The layout of document and index rows; a store written by another rebuilds on open.
-const INDEX_FORMAT: u8 = 3;
+const INDEX_FORMAT: u8 = 4;
 /// The key suffix (after the program) of the format row: below every id key's tag.
 const FORMAT_ROW: u8 = 0x00;
 
@@ -176,12 +176,20 @@ type Values = Vec<(String, IndexValue)>;
 /// One change to sign: the document, the operation, the payload, the indexed values.
 type Change = (DocId, u8, Bytes, Option<Values>);
 
-/// The version an index row indexes (its value).
-fn index_row_head(v: &[u8]) -> Result<EntryHash, DocumentError> {
-    let head: [u8; 32] = v
-        .try_into()
-        .map_err(|_| DocumentError::Corrupt(format!("index row value of {} bytes", v.len())))?;
-    Ok(EntryHash(head))
+/// An index row's value: the head's hash, then 1 when its stored payload is the codec's bytes
+/// as they are (neither compressed nor encrypted), so a scan reads the document in one read.
+fn index_row_value(entry: &Entry) -> Bytes {
+    let mut v = Vec::with_capacity(33);
+    v.extend_from_slice(&entry.hash().0);
+    v.push(u8::from(!entry.is_compressed() && !entry.is_encrypted()));
+    Bytes::from(v)
+}
+
+/// The version an index row indexes, and whether its payload is stored as it is.
+fn index_row_head(v: &[u8]) -> Result<(EntryHash, bool), DocumentError> {
+    let bad = || DocumentError::Corrupt(format!("index row value of {} bytes", v.len()));
+    let head: [u8; 32] = v.get(..32).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+    Ok((EntryHash(head), v.get(32) == Some(&1)))
 }
 
 /// The first key past every key that starts with `prefix` (`None`: there is none).
@@ -376,8 +384,12 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 let (id, _) = DocId::decode_key(id_key)?;
                 if current.live {
                     let doc = self.load(&current.head)?;
+                    let value = match self.entry(&current.head)? {
+                        Some(e) => index_row_value(&e),
+                        None => Bytes::copy_from_slice(&current.head.0),
+                    };
                     for k in self.index_keys(&id, &self.index.values(&doc)) {
-                        batch.put(Table::Index, &k, Bytes::copy_from_slice(&current.head.0));
+                        batch.put(Table::Index, &k, value.clone());
                     }
                     live += 1;
                 }
@@ -812,8 +824,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     if !seen.insert(id.clone()) {
                         continue;
                     }
-                    let head = index_row_head(&v)?;
-                    found.push((id, head, self.load(&head)?));
+                    let (head, raw) = index_row_head(&v)?;
+                    found.push((id, head, self.load_indexed(&head, raw)?));
                 }
             }
             None => {
@@ -843,17 +855,18 @@ impl<T, C: Codec<T>> Documents<T, C> {
         limit: usize,
     ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
         let mut out = Vec::new();
-        let mut group: Vec<(DocId, EntryHash)> = Vec::new();
+        let mut group: Vec<(DocId, EntryHash, bool)> = Vec::new();
         let mut group_value: Option<Vec<u8>> = None;
-        let take = |ids: &mut Vec<(DocId, EntryHash)>, out: &mut Vec<(DocId, EntryHash, T)>| {
+        let take = |ids: &mut Vec<(DocId, EntryHash, bool)>,
+                    out: &mut Vec<(DocId, EntryHash, T)>| {
             if descending {
                 ids.reverse();
             }
-            for (id, head) in ids.drain(..) {
+            for (id, head, raw) in ids.drain(..) {
                 if out.len() >= limit {
                     break;
                 }
-                let doc = self.load(&head)?;
+                let doc = self.load_indexed(&head, raw)?;
                 if matches(&query.filter, &|f: &str| self.index.values_of(&doc, f)) {
                     out.push((id, head, doc));
                 }
@@ -872,7 +885,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 take(&mut group, &mut out)?;
                 group_value = Some(value_key.to_vec());
             }
-            group.push((id, index_row_head(&v)?));
+            let (head, raw) = index_row_head(&v)?;
+            group.push((id, head, raw));
         }
         take(&mut group, &mut out)?;
         Ok(out)
@@ -973,6 +987,17 @@ impl<T, C: Codec<T>> Documents<T, C> {
             .row(Table::Documents, &self.doc_key(id))?
             .map(|v| Current::decode(&v))
             .transpose()
+    }
+
+    /// The document an index row names: its payload alone when stored as it is (one read).
+    fn load_indexed(&self, head: &EntryHash, raw: bool) -> Result<T, DocumentError> {
+        if !raw {
+            return self.load(head);
+        }
+        let payload = self.store.payload(&head.0)?.ok_or_else(|| {
+            DocumentError::Corrupt(format!("index row names missing entry {head}"))
+        })?;
+        Ok(self.codec.decode(&payload)?)
     }
 
     fn load(&self, head: &EntryHash) -> Result<T, DocumentError> {
@@ -1110,7 +1135,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if let Some(new) = values {
             // The row names the version it indexes: a scan reads the document without first
             // reading its document row.
-            let head = Bytes::copy_from_slice(&entry.hash().0);
+            let head = index_row_value(entry);
             for k in self.index_keys(id, new) {
                 batch.put(Table::Index, &k, head.clone());
             }
