@@ -3,18 +3,21 @@
 //!
 //! How entries move (every replicator holds everything; sharding comes later):
 //! - **Discovery**: a replica greets every connected peer with [`Wire::Hello`] (its role and
-//!   up to 16 replicators it knows, with addresses); a peer that has the program open greets
-//!   back. So a writer that reaches one replicator learns the others and links to them.
+//!   up to 16 replicators it knows, with addresses); every greeting is answered (a restarted
+//!   peer is met again), and a replicator that learns of another tells everyone it knows. So a
+//!   writer that reaches one replicator learns the others, now and later, and links to them.
 //! - **Writes**: a put is signed and committed locally, then pushed straight to every known
 //!   replicator over its app link (reliable, flow-controlled; many entries per message). Not
 //!   through a tree: a store has many writers and, once sharded, each entry goes to the few
 //!   replicas of its ring point — direct pushes are that shape already. Replicators check the
 //!   signature and the access rule before storing, and acknowledge what they hold
-//!   ([`Replica::wait_for_replicas`]).
+//!   ([`Replica::wait_for_replicas`]). An observer sends again what no replicator acknowledged
+//!   (every 2 s), and a replicator it meets gets the writes it has not acknowledged.
 //! - **Reconciliation**: replicators run [`crate::reconcile`] with each other replicator on
 //!   meeting it and every [`ReplicaOptions::reconcile_every`], over the program's entry hashes:
 //!   a replicator that was offline or joins late gets exactly what it lacks, and pushes what
-//!   the other lacks. Pushes that could not be queued (a slow link) are left to it.
+//!   the other lacks (the lower id of the two starts). Pushes that could not be queued (a slow
+//!   link) are left to it. A message's entries are stored in one batch.
 //! - **Observers** hold what they write and read from replicators ([`Replica::query_remote`],
 //!   [`Replica::get_remote`]): every answer is verified (signature, program, access rule) and
 //!   the query is run again over it, so a replicator can withhold documents but not forge or
