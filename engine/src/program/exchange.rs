@@ -4,7 +4,7 @@
 //! one here is waiting for changes nothing), and answers draw on a node-wide byte budget (a
 //! 36-byte question can buy a 64 KiB answer).
 //!
-//! Wire (after the protocol tag): version 1, kind (1 get, 2 found), address [32], and for
+//! Wire (after the protocol tag): version 1, kind (1 get, 2 found), address (32 bytes), and for
 //! `found` the definition's encoding.
 
 use std::collections::HashMap;

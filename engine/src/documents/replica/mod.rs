@@ -2,7 +2,7 @@
 //! peers that have it open.
 //!
 //! How entries move (every replicator holds everything; sharding comes later):
-//! - **Discovery**: a replica greets every connected peer with [`Wire::Hello`] (its role and
+//! - **Discovery**: a replica greets every connected peer with [`wire::Wire::Hello`] (its role and
 //!   up to 16 replicators it knows, with addresses); every greeting is answered (a restarted
 //!   peer is met again), and a replicator that learns of another tells everyone it knows. So a
 //!   writer that reaches one replicator learns the others, now and later, and links to them.
