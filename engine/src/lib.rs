@@ -10,6 +10,7 @@
 //! - [`program`]: program definitions and the addresses they hash to.
 //! - [`router`]: direct messages by protocol tag, one inbox per program.
 //! - [`reconcile`]: range-based set reconciliation over a log's entries (sans-IO).
+//! - [`shard`]: sharded replication's placement core (in progress: the ring).
 //! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
 //!   BLAKE3 hashes that print as CIDs; append, join, heads, iteration, trimming.
 //!
@@ -51,6 +52,7 @@ mod peer;
 pub mod program;
 pub mod reconcile;
 pub mod router;
+pub mod shard;
 pub mod stream;
 
 pub use log::{Clock, Entry, EntryHash, Log, LogConfig, LogError, Retention};
