@@ -232,6 +232,30 @@ fn query() -> impl Strategy<Value = Query> {
     })
 }
 
+/// Stores `posts` (ids 0, 1, …) and checks every query's answer against the naive model.
+fn answers_as_the_naive_model(posts: Vec<Post>, queries: Vec<Query>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs = open(dir.path());
+    let mut model = BTreeMap::new();
+    for (i, p) in posts.into_iter().enumerate() {
+        docs.put(i as i64, &p).unwrap();
+        model.insert(i as i64, p);
+    }
+    for q in queries {
+        let got: Vec<i64> = docs
+            .query(&q)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| match id {
+                DocId::Int(i) => i,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        prop_assert_eq!(got, naive_query(&model, &q), "{:?}", q);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -240,25 +264,7 @@ proptest! {
         posts in proptest::collection::vec(post(), 0..25),
         queries in proptest::collection::vec(query(), 1..8),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut docs = open(dir.path());
-        let mut model = BTreeMap::new();
-        for (i, p) in posts.into_iter().enumerate() {
-            docs.put(i as i64, &p).unwrap();
-            model.insert(i as i64, p);
-        }
-        for q in queries {
-            let got: Vec<i64> = docs
-                .query(&q)
-                .unwrap()
-                .into_iter()
-                .map(|(id, _)| match id {
-                    DocId::Int(i) => i,
-                    other => panic!("{other:?}"),
-                })
-                .collect();
-            prop_assert_eq!(got, naive_query(&model, &q), "{:?}", q);
-        }
+        answers_as_the_naive_model(posts, queries)?;
     }
 }
 
@@ -300,25 +306,7 @@ proptest! {
         posts in proptest::collection::vec(post(), 0..30),
         queries in proptest::collection::vec(sorted_scan(), 1..8),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut docs = open(dir.path());
-        let mut model = BTreeMap::new();
-        for (i, p) in posts.into_iter().enumerate() {
-            docs.put(i as i64, &p).unwrap();
-            model.insert(i as i64, p);
-        }
-        for q in queries {
-            let got: Vec<i64> = docs
-                .query(&q)
-                .unwrap()
-                .into_iter()
-                .map(|(id, _)| match id {
-                    DocId::Int(i) => i,
-                    other => panic!("{other:?}"),
-                })
-                .collect();
-            prop_assert_eq!(got, naive_query(&model, &q), "{:?}", q);
-        }
+        answers_as_the_naive_model(posts, queries)?;
     }
 }
 

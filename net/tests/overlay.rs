@@ -14,8 +14,8 @@ use starling_net::entry::{EntryFields, EntrySigner, LogId};
 use starling_net::identity::{KeyType, Keypair, PeerId};
 use starling_net::overlay::control::{self, Control};
 use starling_net::overlay::{
-    Candidate, Delivery, DirectMessage, MAX_KNOWN_ADDRESSES, Message, OverlayConfig, OverlayNode,
-    PublishRefused, Topic,
+    Candidate, Delivery, DirectMessage, Inboxes, MAX_KNOWN_ADDRESSES, Message, OverlayConfig,
+    OverlayNode, PublishRefused, Topic,
 };
 use starling_net::transport::{Endpoint, TransportConfig};
 use starling_net::wire::Lane;
@@ -28,6 +28,12 @@ const TOPIC: Topic = Topic(LOG.0);
 static SIGNERS: Mutex<Option<HashMap<PeerId, (EntrySigner, u64)>>> = Mutex::new(None);
 
 fn node(config: &OverlayConfig) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
+    let (node, inboxes) = node_with_inboxes(config);
+    (node, inboxes.direct)
+}
+
+/// A node on 127.0.0.1 whose key is registered in [`SIGNERS`], with both its inboxes.
+fn node_with_inboxes(config: &OverlayConfig) -> (OverlayNode, Inboxes) {
     let key = Keypair::generate(KeyType::Ed25519);
     SIGNERS
         .lock()
@@ -40,8 +46,7 @@ fn node(config: &OverlayConfig) -> (OverlayNode, mpsc::Receiver<DirectMessage>) 
         TransportConfig::default(),
     )
     .unwrap();
-    let (node, inboxes) = OverlayNode::start(endpoint, config.clone());
-    (node, inboxes.direct)
+    OverlayNode::start(endpoint, config.clone())
 }
 
 /// Signs `payload` as `root`'s next entry on `TOPIC` and publishes it.
@@ -122,14 +127,7 @@ async fn direct_messages_cross_a_line_of_five() {
 }
 
 fn node_with_apps(config: &OverlayConfig) -> (OverlayNode, mpsc::Receiver<DirectMessage>) {
-    let key = Keypair::generate(KeyType::Ed25519);
-    let endpoint = Endpoint::bind(
-        key,
-        "127.0.0.1:0".parse().unwrap(),
-        TransportConfig::default(),
-    )
-    .unwrap();
-    let (node, inboxes) = OverlayNode::start(endpoint, config.clone());
+    let (node, inboxes) = node_with_inboxes(config);
     (node, inboxes.app)
 }
 
