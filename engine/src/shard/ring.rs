@@ -79,6 +79,18 @@ impl<P: Clone + Ord> Ring<P> {
         self.ranges.is_empty()
     }
 
+    /// Every range's start and end: where some point's holder can change.
+    pub fn boundaries(&self) -> impl Iterator<Item = Point> + '_ {
+        self.ranges
+            .iter()
+            .flat_map(|(r, _)| [r.offset, r.offset.wrapping_add(r.width)])
+    }
+
+    /// The declared ranges with their peers, in offset order.
+    pub fn ranges(&self) -> &[(Range, P)] {
+        &self.ranges
+    }
+
     /// The index of the range starting nearest at or before `p` (cyclically).
     fn before(&self, p: Point) -> usize {
         let n = self.ranges.len();

@@ -1,0 +1,257 @@
+//! What one replicator does where, from the two placements ([`Views`]): the rules of
+//! rebalancing and pruning, sans-IO, shared by the node's driver and the simulator.
+//!
+//! On each span of the ring a replicator is one of:
+//! - [`Role::Hold`]: a target holder — it must get every entry there (from the other keepers,
+//!   by reconciliation; a newcomer counts as settled only once it has them, see
+//!   [`Readiness`]);
+//! - [`Role::Keep`]: a settled holder that is no longer a target holder — a newcomer is taking
+//!   the span over; it keeps serving and holding until the newcomer is ready;
+//! - [`Role::Prune`]: neither — what it holds there may be deleted, each entry once every
+//!   target holder has confirmed holding it ([`prunable`]), never on a guess.
+
+use std::collections::BTreeMap;
+
+use super::membership::Views;
+use super::placement::{Span, merge};
+use super::ring::Point;
+
+/// A replicator's part on a span (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A target holder.
+    Hold,
+    /// A settled holder only.
+    Keep,
+    /// Neither: prune once confirmed elsewhere.
+    Prune,
+}
+
+/// One span where the holders in both placements do not change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Duty<P> {
+    /// Where.
+    pub span: Span,
+    /// This replicator's part there.
+    pub role: Role,
+    /// Target holders, in replica order.
+    pub target: Vec<P>,
+    /// Settled holders, in replica order.
+    pub settled: Vec<P>,
+}
+
+impl<P: PartialEq> Duty<P> {
+    /// Whether `peer` keeps entries here (a holder in either placement).
+    pub fn keeps(&self, peer: &P) -> bool {
+        self.target.contains(peer) || self.settled.contains(peer)
+    }
+}
+
+/// `me`'s duties over the whole ring, in ring order.
+pub fn duties<P: Clone + Ord>(views: &Views<P>, me: &P) -> Vec<Duty<P>> {
+    let mut cuts: Vec<Point> = views
+        .target
+        .segments()
+        .chain(views.settled.segments())
+        .map(|(s, _)| s.start)
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out: Vec<Duty<P>> = Vec::with_capacity(cuts.len());
+    for (i, &start) in cuts.iter().enumerate() {
+        let span = Span {
+            start,
+            end: cuts.get(i + 1).copied(),
+        };
+        let target = views.target.holders(start).to_vec();
+        let settled = views.settled.holders(start).to_vec();
+        let role = if target.contains(me) {
+            Role::Hold
+        } else if settled.contains(me) {
+            Role::Keep
+        } else {
+            Role::Prune
+        };
+        match out.last_mut() {
+            Some(d) if d.role == role && d.target == target && d.settled == settled => {
+                d.span.end = span.end;
+            }
+            _ => out.push(Duty {
+                span,
+                role,
+                target,
+                settled,
+            }),
+        }
+    }
+    out
+}
+
+/// For each other keeper, the spans it and `me` both keep: what the two reconcile.
+pub fn partners<P: Clone + Ord>(duties: &[Duty<P>], me: &P) -> BTreeMap<P, Vec<Span>> {
+    let mut out: BTreeMap<P, Vec<Span>> = BTreeMap::new();
+    for d in duties.iter().filter(|d| d.role != Role::Prune) {
+        for peer in d.target.iter().chain(&d.settled) {
+            if peer == me {
+                continue;
+            }
+            let spans = out.entry(peer.clone()).or_default();
+            if spans.last() != Some(&d.span) {
+                spans.push(d.span);
+            }
+        }
+    }
+    for spans in out.values_mut() {
+        *spans = merge(spans.drain(..));
+    }
+    out
+}
+
+/// Spans where `me`'s entries may go once every listed target holder confirms holding them.
+pub fn prunable<P: Clone>(duties: &[Duty<P>]) -> Vec<(Span, Vec<P>)> {
+    duties
+        .iter()
+        .filter(|d| d.role == Role::Prune && !d.target.is_empty())
+        .map(|d| (d.span, d.target.clone()))
+        .collect()
+}
+
+/// A joining replicator's progress: spans where it found it holds what a settled holder
+/// holds (their digests matched). It is ready when no span of its own is left to fetch.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    matched: Vec<Span>,
+}
+
+impl Readiness {
+    /// Spans `me` holds (target) that settled holders other than `me` hold, not matched yet,
+    /// each with the settled holders to compare with. Empty: `me` is ready.
+    pub fn pending<P: Clone + Ord>(&self, duties: &[Duty<P>], me: &P) -> Vec<(Span, Vec<P>)> {
+        let mut out: Vec<(Span, Vec<P>)> = Vec::new();
+        for d in duties {
+            if d.role != Role::Hold || d.settled.contains(me) {
+                continue;
+            }
+            let others: Vec<P> = d.settled.iter().filter(|p| *p != me).cloned().collect();
+            if others.is_empty() || self.is_matched(&d.span) {
+                continue;
+            }
+            match out.last_mut() {
+                Some((s, o)) if s.end == Some(d.span.start) && *o == others => s.end = d.span.end,
+                _ => out.push((d.span, others)),
+            }
+        }
+        out
+    }
+
+    /// A digest over `span` matched a settled holder's.
+    pub fn matched(&mut self, span: Span) {
+        let mut all = std::mem::take(&mut self.matched);
+        all.push(span);
+        all.sort();
+        self.matched = merge(all);
+    }
+
+    fn is_matched(&self, span: &Span) -> bool {
+        self.matched.iter().any(|m| {
+            m.start <= span.start
+                && match (m.end, span.end) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(a), Some(b)) => b <= a,
+                }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::membership::{Announcement, Membership};
+    use super::super::ring::Range;
+    use super::*;
+
+    const Q: u64 = 1 << 62;
+
+    fn ann(offset: u64, width: u64, ready: bool) -> Announcement {
+        Announcement {
+            ranges: vec![Range { offset, width }],
+            ready,
+        }
+    }
+
+    /// Peers 1 and 2 hold halves with one replica; peer 3 joins taking 2's second quarter.
+    fn joining() -> Membership<u8> {
+        let mut m = Membership::new(3u8, ann(3 * Q, Q, false), 1, 1_000, 8);
+        m.announce(1, ann(0, 2 * Q, true), 0).unwrap();
+        m.announce(2, ann(2 * Q, 2 * Q, true), 0).unwrap();
+        m
+    }
+
+    #[test]
+    fn a_newcomer_fetches_from_the_settled_holder_which_keeps_until_it_is_ready() {
+        let mut m = joining();
+        let views = m.views();
+        let mine = duties(&views, &3);
+        let last = Span {
+            start: 3 * Q,
+            end: None,
+        };
+        assert!(mine.contains(&Duty {
+            span: last,
+            role: Role::Hold,
+            target: vec![3],
+            settled: vec![2],
+        }));
+        assert_eq!(partners(&mine, &3).get(&2), Some(&vec![last]));
+        assert!(
+            !partners(&mine, &3).contains_key(&1),
+            "shares nothing with 1"
+        );
+        let two = duties(&views, &2);
+        assert!(two.iter().any(|d| d.span == last && d.role == Role::Keep));
+        assert!(
+            prunable(&two)
+                .iter()
+                .all(|(s, _)| s.end.is_some_and(|e| e <= 2 * Q)),
+            "keeps the last quarter until the newcomer is ready"
+        );
+        let mut ready = Readiness::default();
+        assert_eq!(ready.pending(&mine, &3), [(last, vec![2])]);
+        ready.matched(last);
+        assert!(ready.pending(&mine, &3).is_empty());
+        // Ready announced: 2 may now prune that quarter, once 3 confirms.
+        m.set_mine(ann(3 * Q, Q, true));
+        let mut two_view = Membership::new(2u8, ann(2 * Q, 2 * Q, true), 1, 1_000, 8);
+        two_view.announce(1, ann(0, 2 * Q, true), 0).unwrap();
+        two_view.announce(3, ann(3 * Q, Q, true), 0).unwrap();
+        let two = duties(&two_view.views(), &2);
+        assert!(prunable(&two).contains(&(last, vec![3])));
+    }
+
+    #[test]
+    fn a_fresh_store_has_nothing_to_fetch() {
+        let mut m = Membership::new(0u8, ann(0, 2 * Q, false), 2, 1_000, 8);
+        m.announce(1, ann(2 * Q, 2 * Q, false), 0).unwrap();
+        let mine = duties(&m.views(), &0);
+        assert!(Readiness::default().pending(&mine, &0).is_empty());
+        assert!(mine.iter().all(|d| d.role == Role::Hold), "{mine:?}");
+        assert_eq!(partners(&mine, &0).get(&1), Some(&vec![Span::ALL]));
+    }
+
+    #[test]
+    fn matching_part_of_a_span_leaves_it_pending() {
+        let m = &mut joining();
+        let mine = duties(&m.views(), &3);
+        let mut ready = Readiness::default();
+        ready.matched(Span {
+            start: 3 * Q,
+            end: Some(3 * Q + 10),
+        });
+        assert_eq!(ready.pending(&mine, &3).len(), 1);
+        ready.matched(Span {
+            start: 3 * Q + 10,
+            end: None,
+        });
+        assert!(ready.pending(&mine, &3).is_empty());
+    }
+}
