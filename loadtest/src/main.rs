@@ -4,6 +4,7 @@
 mod docs;
 mod fanout;
 mod link;
+mod replsim;
 mod sig;
 mod sim;
 mod store;
@@ -36,6 +37,9 @@ enum Command {
     /// The document store: local puts against raw fjall, replication across processes,
     /// fan-out, queries, a fresh replicator's sync, reconciliation bytes.
     Docs(docs::DocsArgs),
+    /// Sharded replication in virtual time: the placement core with 1,000 replicators, a
+    /// million documents and churn, against a naive baseline.
+    ReplSim(replsim::ReplSimArgs),
     /// (internal) One replicator process of `docs`.
     #[command(hide = true)]
     DocsReplica(docs::ReplicaArgs),
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         Command::Sim(args) => sim::run(args),
         Command::Fanout(args) => runtime()?.block_on(fanout::run(args)),
         Command::FanoutWorker(args) => runtime()?.block_on(fanout::worker(args)),
+        Command::ReplSim(args) => replsim::run(args),
         Command::Docs(args) => runtime()?.block_on(docs::run(args)),
         Command::DocsReplica(args) => runtime()?.block_on(docs::replica(args)),
     }

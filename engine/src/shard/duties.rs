@@ -47,8 +47,9 @@ impl<P: PartialEq> Duty<P> {
     }
 }
 
-/// `me`'s duties over the whole ring, in ring order.
-pub fn duties<P: Clone + Ord>(views: &Views<P>, me: &P) -> Vec<Duty<P>> {
+/// The spans where both placements' holders stay the same, in ring order, with the target
+/// and settled holders of each.
+fn segments<P: Clone + Ord>(views: &Views<P>) -> impl Iterator<Item = (Span, &[P], &[P])> {
     let mut cuts: Vec<Point> = views
         .target
         .segments()
@@ -57,14 +58,38 @@ pub fn duties<P: Clone + Ord>(views: &Views<P>, me: &P) -> Vec<Duty<P>> {
         .collect();
     cuts.sort_unstable();
     cuts.dedup();
-    let mut out: Vec<Duty<P>> = Vec::with_capacity(cuts.len());
-    for (i, &start) in cuts.iter().enumerate() {
+    (0..cuts.len()).map(move |i| {
         let span = Span {
-            start,
+            start: cuts[i],
             end: cuts.get(i + 1).copied(),
         };
-        let target = views.target.holders(start).to_vec();
-        let settled = views.settled.holders(start).to_vec();
+        (
+            span,
+            views.target.holders(span.start),
+            views.settled.holders(span.start),
+        )
+    })
+}
+
+/// Appends a duty, joined to the last one when it continues it.
+fn push_duty<P: PartialEq>(out: &mut Vec<Duty<P>>, duty: Duty<P>) {
+    match out.last_mut() {
+        Some(d)
+            if d.span.end == Some(duty.span.start)
+                && d.role == duty.role
+                && d.target == duty.target
+                && d.settled == duty.settled =>
+        {
+            d.span.end = duty.span.end;
+        }
+        _ => out.push(duty),
+    }
+}
+
+/// `me`'s duties over the whole ring, in ring order.
+pub fn duties<P: Clone + Ord>(views: &Views<P>, me: &P) -> Vec<Duty<P>> {
+    let mut out: Vec<Duty<P>> = Vec::new();
+    for (span, target, settled) in segments(views) {
         let role = if target.contains(me) {
             Role::Hold
         } else if settled.contains(me) {
@@ -72,16 +97,44 @@ pub fn duties<P: Clone + Ord>(views: &Views<P>, me: &P) -> Vec<Duty<P>> {
         } else {
             Role::Prune
         };
-        match out.last_mut() {
-            Some(d) if d.role == role && d.target == target && d.settled == settled => {
-                d.span.end = span.end;
-            }
-            _ => out.push(Duty {
+        push_duty(
+            &mut out,
+            Duty {
                 span,
                 role,
-                target,
-                settled,
-            }),
+                target: target.to_vec(),
+                settled: settled.to_vec(),
+            },
+        );
+    }
+    out
+}
+
+/// Every keeper's duties where it keeps (no [`Role::Prune`] spans), in one sweep of the ring:
+/// what [`duties`] gives each peer, for a simulator holding thousands of them.
+pub fn keeping_duties<P: Clone + Ord>(views: &Views<P>) -> BTreeMap<P, Vec<Duty<P>>> {
+    let mut out: BTreeMap<P, Vec<Duty<P>>> = BTreeMap::new();
+    for (span, target, settled) in segments(views) {
+        for peer in target.iter().chain(settled) {
+            let role = if target.contains(peer) {
+                Role::Hold
+            } else {
+                Role::Keep
+            };
+            let list = out.entry(peer.clone()).or_default();
+            // A peer in both lists is visited twice: once is enough.
+            if list.last().is_some_and(|d| d.span == span) {
+                continue;
+            }
+            push_duty(
+                list,
+                Duty {
+                    span,
+                    role,
+                    target: target.to_vec(),
+                    settled: settled.to_vec(),
+                },
+            );
         }
     }
     out
@@ -112,6 +165,16 @@ pub fn prunable<P: Clone>(duties: &[Duty<P>]) -> Vec<(Span, Vec<P>)> {
     duties
         .iter()
         .filter(|d| d.role == Role::Prune && !d.target.is_empty())
+        .map(|d| (d.span, d.target.clone()))
+        .collect()
+}
+
+/// What a leaving replicator hands off: every span with target holders, each entry it holds
+/// there to be deleted once all of them confirm holding it (it goes when nothing is left).
+pub fn handoff<P: Clone>(duties: &[Duty<P>]) -> Vec<(Span, Vec<P>)> {
+    duties
+        .iter()
+        .filter(|d| !d.target.is_empty())
         .map(|d| (d.span, d.target.clone()))
         .collect()
 }
@@ -176,6 +239,7 @@ mod tests {
         Announcement {
             ranges: vec![Range { offset, width }],
             ready,
+            leaving: false,
         }
     }
 
@@ -226,6 +290,20 @@ mod tests {
         two_view.announce(3, ann(3 * Q, Q, true), 0).unwrap();
         let two = duties(&two_view.views(), &2);
         assert!(prunable(&two).contains(&(last, vec![3])));
+    }
+
+    #[test]
+    fn one_sweep_gives_every_keeper_what_duties_gives_it() {
+        let mut m = joining();
+        let views = m.views();
+        let all = keeping_duties(&views);
+        for peer in [1u8, 2, 3] {
+            let keeping: Vec<Duty<u8>> = duties(&views, &peer)
+                .into_iter()
+                .filter(|d| d.role != Role::Prune)
+                .collect();
+            assert_eq!(all.get(&peer), Some(&keeping), "peer {peer}");
+        }
     }
 
     #[test]

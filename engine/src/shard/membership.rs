@@ -8,8 +8,9 @@
 //!
 //! An entry's keepers are its holders in both. Writers push to the keepers, queries ask the
 //! settled holders, and nobody prunes an entry it keeps. A replicator that leaves on purpose
-//! announces no ranges (it is in neither placement) and stays until the entries it holds are
-//! confirmed elsewhere; one that dies is dropped after `dead_after` without being heard.
+//! announces `leaving` (out of the target, still settled: the new holders fetch from it) and
+//! goes once every entry it holds is confirmed at its target holders; one that dies is dropped
+//! after `dead_after` without being heard.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,9 @@ pub struct Announcement {
     pub ranges: Vec<Range>,
     /// It holds the data of its ranges.
     pub ready: bool,
+    /// It is leaving: out of the target placement, still a settled holder of what it holds
+    /// until that is confirmed at the target holders (then it goes).
+    pub leaving: bool,
 }
 
 /// The placements made from one state of the membership (see the module docs).
@@ -52,7 +56,7 @@ impl<P: Clone + Ord> Views<P> {
                 members
                     .clone()
                     .into_iter()
-                    .filter(move |(_, a)| a.ready || !ready_only)
+                    .filter(move |(_, a)| if ready_only { a.ready } else { !a.leaving })
                     .flat_map(|(p, a)| {
                         a.ranges
                             .iter()
@@ -265,6 +269,7 @@ mod tests {
         Announcement {
             ranges: vec![Range { offset, width }],
             ready,
+            leaving: false,
         }
     }
 
@@ -310,9 +315,18 @@ mod tests {
     }
 
     #[test]
-    fn a_leaver_holds_nothing_and_ranges_are_capped() {
+    fn a_leaver_stays_settled_until_it_goes_and_ranges_are_capped() {
         let mut m = Membership::new(0u8, ann(0, Q, true), 1, 1_000, 8);
         m.announce(1, ann(Q, 3 * Q, true), 0).unwrap();
+        let mut leaving = ann(Q, 3 * Q, true);
+        leaving.leaving = true;
+        m.announce(1, leaving, 1).unwrap();
+        assert_eq!(m.views().target.holders(2 * Q), [0]);
+        assert_eq!(
+            m.views().keepers(2 * Q),
+            [0, 1],
+            "the new holder fetches from it"
+        );
         m.announce(1, Announcement::default(), 1).unwrap();
         assert_eq!(m.views().keepers(2 * Q), [0]);
         let many = Announcement {
@@ -323,6 +337,7 @@ mod tests {
                 })
                 .collect(),
             ready: true,
+            leaving: false,
         };
         m.announce(2, many, 2).unwrap();
         let (_, a) = m.members().find(|(p, _)| **p == 2).unwrap();

@@ -91,6 +91,52 @@ impl<P: Clone + Ord> Ring<P> {
         &self.ranges
     }
 
+    /// `count` ranges for a replicator joining this ring: each the second half of the widest
+    /// stretch between two neighbouring range starts (the whole ring when it is empty), the
+    /// ranges chosen so far included. So joins split the largest shares, and the shares a
+    /// departure merged into its neighbours' are the next joiner's. Several ranges per
+    /// replicator average its share over several stretches (the balance of
+    /// `starling-loadtest repl-sim` rests on it).
+    pub fn join_ranges(&self, count: usize) -> Vec<Range> {
+        let mut starts: Vec<Point> = self.ranges.iter().map(|(r, _)| r.offset).collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let n = starts.len();
+            if n == 0 {
+                out.push(Range::FULL);
+                starts.push(0);
+                continue;
+            }
+            let gap = |i: usize| -> u128 {
+                if n == 1 {
+                    1u128 << 64
+                } else {
+                    u128::from(starts[(i + 1) % n].wrapping_sub(starts[i]))
+                }
+            };
+            let widest = (0..n)
+                .max_by_key(|&i| (gap(i), std::cmp::Reverse(i)))
+                .unwrap_or(0);
+            let g = gap(widest);
+            let half = g / 2;
+            let offset = starts[widest].wrapping_add(half as u64);
+            out.push(Range {
+                offset,
+                width: u64::try_from(g - half).unwrap_or(u64::MAX),
+            });
+            let at = starts.partition_point(|s| *s < offset);
+            starts.insert(at, offset);
+        }
+        out
+    }
+
+    /// One range for a replicator joining this ring ([`Ring::join_ranges`] with one).
+    pub fn join_range(&self) -> Range {
+        self.join_ranges(1)[0]
+    }
+
     /// The index of the range starting nearest at or before `p` (cyclically).
     fn before(&self, p: Point) -> usize {
         let n = self.ranges.len();
@@ -283,6 +329,59 @@ mod tests {
         assert_eq!(ring.holders(160, 2), ["b", "a"]);
         assert_eq!(ring.holders(160, 5).len(), 2, "only two peers");
         assert!(Ring::<u8>::new([]).holders(1, 2).is_empty());
+    }
+
+    #[test]
+    fn a_joiner_takes_the_second_half_of_the_widest_share() {
+        assert_eq!(Ring::<u8>::new([]).join_range(), Range::FULL);
+        let one = Ring::new([(1u8, Range::FULL)]);
+        assert_eq!(
+            one.join_range(),
+            Range {
+                offset: 1 << 63,
+                width: 1 << 63
+            }
+        );
+        let q = 1u64 << 62;
+        let three = Ring::new([
+            (
+                1u8,
+                Range {
+                    offset: 0,
+                    width: q,
+                },
+            ),
+            (
+                2,
+                Range {
+                    offset: q,
+                    width: 2 * q,
+                },
+            ),
+            (
+                3,
+                Range {
+                    offset: 3 * q,
+                    width: q,
+                },
+            ),
+        ]);
+        assert_eq!(
+            three.join_range(),
+            Range {
+                offset: 2 * q,
+                width: q
+            }
+        );
+        let two = three.join_ranges(2);
+        assert_eq!(
+            two[1],
+            Range {
+                offset: q / 2,
+                width: q / 2
+            },
+            "{two:?}"
+        );
     }
 
     proptest! {
