@@ -508,3 +508,84 @@ fn the_index_is_rebuilt_from_the_log() {
     let rows = s.rows(Table::Index, &program.0, false).count();
     assert_eq!(rows, 19, "one row per live document and field, none stale");
 }
+
+/// A sharded store's point rows: every version of every document by ring point, split by span
+/// exactly; pruning a span's entries removes their documents, index rows and point rows in one
+/// go (count and queries follow) and leaves the rest; rebuilding from the log gives the same
+/// rows; turning points on for a store rebuilds them.
+#[test]
+fn a_sharded_store_holds_entries_by_point_and_prunes_them_whole() {
+    use starling_engine::documents::Filter;
+    use starling_engine::documents::Query;
+    use starling_engine::documents::held::item_hash;
+    use starling_engine::shard::{Span, point_of};
+    let dir = tempfile::tempdir().unwrap();
+    let sharded = DocumentsOptions {
+        points: true,
+        ..DocumentsOptions::default()
+    };
+    let mut docs = posts(store(dir.path()), sharded.clone());
+    for i in 0..200 {
+        docs.put(format!("p{i}"), &post("t", i)).unwrap();
+    }
+    for i in 0..50 {
+        docs.put(format!("p{i}"), &post("again", i)).unwrap();
+    }
+    let all = docs.held_items(Span::ALL, 10_000).unwrap();
+    assert_eq!(all.len(), 250, "every version");
+    assert!(matches!(
+        docs.held_items(Span::ALL, 100),
+        Err(DocumentError::TooManyHeld { limit: 100 })
+    ));
+    let half = 1u64 << 63;
+    let (lo, hi) = (
+        Span {
+            start: 0,
+            end: Some(half),
+        },
+        Span {
+            start: half,
+            end: None,
+        },
+    );
+    let (low, high) = (
+        docs.held_items(lo, 10_000).unwrap(),
+        docs.held_items(hi, 10_000).unwrap(),
+    );
+    assert_eq!(low.len() + high.len(), 250);
+    let hashes: Vec<_> = low.iter().map(item_hash).collect();
+    assert!(docs.holds(&hashes).unwrap().iter().all(|h| *h));
+    let in_low = |i: i64| lo.contains(point_of(&DocId::from(format!("p{i}").as_str()).group()));
+    let low_docs = (0..200).filter(|i| in_low(*i)).count() as u64;
+    assert!(low_docs > 50 && low_docs < 150, "{low_docs}");
+
+    assert_eq!(docs.prune(&hashes).unwrap(), low.len());
+    assert!(docs.holds(&hashes).unwrap().iter().all(|h| !*h));
+    assert_eq!(docs.count().unwrap(), 200 - low_docs);
+    assert!(docs.held_items(lo, 10_000).unwrap().is_empty());
+    assert_eq!(docs.held_items(hi, 10_000).unwrap(), high);
+    for i in 0..200 {
+        assert_eq!(
+            docs.get(format!("p{i}")).unwrap().is_some(),
+            !in_low(i),
+            "p{i}"
+        );
+    }
+    let liked = Query {
+        filter: Filter::Ge("likes".into(), IndexValue::Int(0)),
+        ..Query::default()
+    };
+    assert_eq!(docs.query(&liked).unwrap().len() as u64, 200 - low_docs);
+    assert_eq!(docs.rebuild_index().unwrap(), 200 - low_docs);
+    assert_eq!(docs.held_items(Span::ALL, 10_000).unwrap(), high);
+    drop(docs);
+
+    // A store without point rows gets them when it opens sharded.
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain = posts(store(dir.path()), DocumentsOptions::default());
+    plain.put("x", &post("x", 1)).unwrap();
+    assert!(plain.held_items(Span::ALL, 10).unwrap().is_empty());
+    drop(plain);
+    let again = posts(store(dir.path()), sharded);
+    assert_eq!(again.held_items(Span::ALL, 10).unwrap().len(), 1);
+}

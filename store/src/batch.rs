@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::StoreError;
-use crate::store::{Hash, Inner, NewEntry, clock_row_key, key2, link_key};
+use crate::store::{ClockKey, Hash, Inner, NewEntry, clock_row_key, key2, link_key};
 
 /// A table of rows derived from logs. Keys are the caller's (ordered byte strings: a program's
 /// address, then its own key layout); the store keeps them in byte order.
@@ -20,6 +20,9 @@ pub enum Table {
     Index,
     /// Program definitions by address (kept so a program opens again without asking peers).
     Programs,
+    /// Sharded stores' entries by ring point (program, point, entry hash): what a replicator
+    /// holds in a span of the ring, for reconciliation and pruning.
+    Points,
 }
 
 /// A batch being built (see the module docs). Nothing is written until [`WriteBatch::commit`];
@@ -67,6 +70,30 @@ impl WriteBatch {
                 self.batch.insert(&s.heads, key2(log, &e.hash), Vec::new());
             }
         }
+    }
+
+    /// Removes a stored entry of `log` with its own rows (header, payload, clock row, head row,
+    /// the links it and its children made): pruning an entry held elsewhere. The derived rows
+    /// are the caller's to remove in the same batch.
+    pub fn remove_entry(
+        &mut self,
+        log: &[u8; 32],
+        clock: &ClockKey,
+        hash: &Hash,
+        next: &[Hash],
+    ) -> Result<(), StoreError> {
+        let s = &*self.inner;
+        self.batch.remove(&s.entries, hash.to_vec());
+        self.batch.remove(&s.payloads, hash.to_vec());
+        self.batch.remove(&s.clock, clock_row_key(log, clock, hash));
+        self.batch.remove(&s.heads, key2(log, hash));
+        for parent in next {
+            self.batch.remove(&s.links, link_key(log, parent, hash));
+        }
+        for child in s.links.prefix(key2(log, hash)) {
+            self.batch.remove(&s.links, child.key()?.to_vec());
+        }
+        Ok(())
     }
 
     /// Sets the row at `key` in `table`.

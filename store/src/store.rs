@@ -68,6 +68,7 @@ pub(crate) struct Inner {
     pub(crate) documents: Keyspace,
     pub(crate) index: Keyspace,
     pub(crate) programs: Keyspace,
+    pub(crate) points: Keyspace,
     pub(crate) persist: Option<PersistMode>,
     syncer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     /// Holds the directory's lock while the store is open.
@@ -100,6 +101,7 @@ impl Inner {
             Table::Documents => &self.documents,
             Table::Index => &self.index,
             Table::Programs => &self.programs,
+            Table::Points => &self.points,
         }
     }
 }
@@ -202,6 +204,7 @@ impl Store {
         let documents = db.keyspace("documents", small)?;
         let index = db.keyspace("index", small)?;
         let programs = db.keyspace("programs", small)?;
+        let points = db.keyspace("points", small)?;
         let (persist, syncer) = match config.durability {
             Durability::SyncEachWrite => (Some(PersistMode::SyncData), None),
             // fjall keeps its journal in a userspace buffer until told to flush: each batch
@@ -243,6 +246,7 @@ impl Store {
                 documents,
                 index,
                 programs,
+                points,
                 persist,
                 syncer,
                 _lock: lock,

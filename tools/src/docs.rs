@@ -286,6 +286,7 @@ async fn create(args: CreateArgs) -> Result<()> {
         immutable: args.immutable,
         writers,
         json_id_field: Some(args.id_field),
+        replicas: None,
     };
     let definition = params.definition(&args.name)?;
     let peer = start_peer(&args.replica.data_dir, key, &args.replica.bootstrap).await?;

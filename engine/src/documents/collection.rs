@@ -100,6 +100,18 @@ pub enum DocumentError {
     /// Too many requests waiting for answers.
     #[error("too many requests waiting for answers")]
     TooManyRequests,
+    /// A span of the ring holds more entries than a caller reads at once.
+    #[error("more than {limit} entries held in one span")]
+    TooManyHeld {
+        /// What the caller reads at once.
+        limit: usize,
+    },
+    /// Parts of the ring did not answer a search in time (the fraction of the ring missing).
+    #[error("{missing:.4} of the ring did not answer in time")]
+    Incomplete {
+        /// The fraction of the ring whose holders did not answer.
+        missing: f64,
+    },
     /// An answer larger than `replica::MAX_ANSWER_BYTES`.
     #[error("the answer is larger than this replica collects")]
     AnswerTooLarge,
@@ -135,6 +147,9 @@ pub struct DocumentsOptions {
     pub immutable: bool,
     /// Who may write.
     pub access: AccessRule,
+    /// Keep a row per entry by its ring point (a sharded store: what a replicator holds in a
+    /// span is a range scan — `super::held`).
+    pub points: bool,
 }
 
 /// The current version of a document, as its row holds it.
@@ -342,7 +357,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         const CHUNK: usize = 1024;
         // Forget every derived row, the format row first.
         let mut stale: Vec<(Table, Vec<u8>)> = vec![(Table::Documents, self.format_key())];
-        for table in [Table::Documents, Table::Index] {
+        for table in [Table::Documents, Table::Index, Table::Points] {
             for row in self.store.rows(table, &self.program.0, false) {
                 stale.push((table, row?.0.to_vec()));
             }
@@ -356,6 +371,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
         }
         // The greatest version of each document.
         let mut winners: std::collections::BTreeMap<Vec<u8>, (Current, u8)> = Default::default();
+        let mut points = self.store.batch();
+        let mut pending_points = 0;
         for row in self.store.clock_rows(&self.log_id().0, None, false) {
             let row = row?;
             let head = EntryHash(row.hash);
@@ -363,6 +380,14 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 DocumentError::Corrupt(format!("clock row names missing entry {head}"))
             })?;
             let entry = Entry::decode_stored(head, header, payload)?;
+            if self.options.points {
+                points.put(Table::Points, &self.point_key(&entry), Bytes::new());
+                pending_points += 1;
+                if pending_points >= CHUNK * 4 {
+                    std::mem::replace(&mut points, self.store.batch()).commit()?;
+                    pending_points = 0;
+                }
+            }
             let Some((&op, id_key)) = entry.meta().split_first() else {
                 continue;
             };
@@ -376,6 +401,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 winners.insert(id_key.to_vec(), (version, op));
             }
         }
+        points.commit()?;
         let mut live = 0;
         let winners: Vec<_> = winners.into_iter().collect();
         for chunk in winners.chunks(CHUNK) {
@@ -415,6 +441,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
     fn format(&self) -> Bytes {
         let mut v = vec![INDEX_FORMAT];
         v.extend_from_slice(&self.index.digest());
+        v.push(u8::from(self.options.points));
         Bytes::from(v)
     }
 
@@ -953,6 +980,41 @@ impl<T, C: Codec<T>> Documents<T, C> {
         })
     }
 
+    /// The store the documents live in.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `id`'s current version: its entry and whether it is live.
+    pub(super) fn current_version(
+        &self,
+        id: &DocId,
+    ) -> Result<Option<(EntryHash, bool)>, DocumentError> {
+        Ok(self.current(id)?.map(|c| (c.head, c.live)))
+    }
+
+    /// The document a stored put holds.
+    pub(super) fn load_version(&self, head: &EntryHash) -> Result<T, DocumentError> {
+        self.load(head)
+    }
+
+    /// The index rows of `doc` under `id`.
+    pub(super) fn index_rows(&self, id: &DocId, doc: &T) -> Vec<Vec<u8>> {
+        self.index_keys(id, &self.index.values(doc))
+    }
+
+    /// The key of `id`'s document row.
+    pub(super) fn document_row(&self, id: &DocId) -> Vec<u8> {
+        self.doc_key(id)
+    }
+
+    /// A batch written outside the put and apply paths committed: live documents changed by
+    /// `live_delta`.
+    pub(super) fn committed(&mut self, live_delta: i64) {
+        self.generation += 1;
+        self.count_changed(live_delta);
+    }
+
     fn doc_key(&self, id: &DocId) -> Vec<u8> {
         let mut k = self.program.0.to_vec();
         id.encode_key(&mut k);
@@ -1124,6 +1186,9 @@ impl<T, C: Codec<T>> Documents<T, C> {
             }],
             &[],
         );
+        if self.options.points {
+            batch.put(Table::Points, &self.point_key(entry), Bytes::new());
+        }
         if !becomes_current {
             return;
         }

@@ -23,6 +23,17 @@ pub enum Writers {
     Keys(Vec<Vec<u8>>),
 }
 
+/// How many replicators keep each document of a sharded store. Placement uses `min`
+/// ([`crate::shard`]); `max` bounds what a writer may ask for (not used yet: every entry is
+/// kept by `min`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicas {
+    /// Replicas every document keeps through churn.
+    pub min: u8,
+    /// At most this many.
+    pub max: u8,
+}
+
 /// A document store's parameters: what its definition holds besides kind and name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentsParams {
@@ -33,6 +44,9 @@ pub struct DocumentsParams {
     /// A JSON store: the field that holds each document's id (`None`: a typed store whose
     /// application gives ids).
     pub json_id_field: Option<String>,
+    /// Sharded: each document kept by `replicas.min` replicators chosen by the ring (`None`:
+    /// every replicator keeps everything).
+    pub replicas: Option<Replicas>,
 }
 
 impl DocumentsParams {
@@ -71,6 +85,7 @@ impl DocumentsParams {
         Ok(DocumentsOptions {
             immutable: self.immutable,
             access,
+            points: self.replicas.is_some(),
         })
     }
 }
@@ -87,6 +102,7 @@ mod tests {
             immutable: true,
             writers: Writers::Keys(vec![key.public().encode_protobuf()]),
             json_id_field: Some("id".into()),
+            replicas: Some(Replicas { min: 2, max: 3 }),
         };
         let def = params.definition("posts").unwrap();
         assert_eq!(DocumentsParams::of(&def).unwrap(), params);
@@ -99,7 +115,7 @@ mod tests {
                 .address()
         );
         let options = params.options().unwrap();
-        assert!(options.immutable);
+        assert!(options.immutable && options.points);
         assert!(matches!(options.access, AccessRule::Writers(k) if k == vec![*key.public()]));
         let other = ProgramDefinition::new("trust/v1", "x", Bytes::new()).unwrap();
         assert!(matches!(

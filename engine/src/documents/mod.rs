@@ -67,6 +67,7 @@ mod access;
 pub mod codec;
 mod collection;
 mod definition;
+pub mod held;
 mod index;
 pub mod json;
 pub mod keys;
@@ -78,7 +79,7 @@ pub use codec::{Codec, CodecError, DocId, Postcard};
 pub use collection::{
     Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, Pages,
 };
-pub use definition::{DOCUMENTS_KIND, DocumentsParams, Writers};
+pub use definition::{DOCUMENTS_KIND, DocumentsParams, Replicas, Writers};
 pub use index::IndexSpec;
 pub use query::{Filter, Query, Sort};
 pub use replica::{Replica, ReplicaOptions, ReplicaStats, Role};
