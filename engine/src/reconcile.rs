@@ -179,6 +179,50 @@ pub fn initiate(salt: u64, items: &[Item]) -> Message {
     Message { salt, ranges }
 }
 
+/// The first message of an exchange over the keys in `[from, to)` only (one span of a
+/// sharded store's ring): `items` are the local items there; the rest of the key space is
+/// skipped.
+pub fn initiate_within(salt: u64, items: &[Item], from: &[u8], to: Bound) -> Message {
+    let mut ranges = Vec::new();
+    if !from.is_empty() {
+        ranges.push(Range {
+            upper: Bound::Key(from.to_vec()),
+            mode: Mode::Skip,
+        });
+    }
+    describe(salt, items, to.clone(), &mut ranges);
+    if to != Bound::Infinity {
+        ranges.push(Range {
+            upper: Bound::Infinity,
+            mode: Mode::Skip,
+        });
+    }
+    Message { salt, ranges }
+}
+
+impl Message {
+    /// The keys the message says something about: from the lower bound of its first range
+    /// that is not a skip to the upper bound of its last (`None`: all skips) — what a
+    /// responder must read to answer it.
+    pub fn extent(&self) -> Option<(Vec<u8>, Bound)> {
+        let mut lower: Vec<u8> = Vec::new();
+        let mut first: Option<Vec<u8>> = None;
+        let mut last: Option<Bound> = None;
+        for r in &self.ranges {
+            if r.mode != Mode::Skip {
+                if first.is_none() {
+                    first = Some(lower.clone());
+                }
+                last = Some(r.upper.clone());
+            }
+            if let Bound::Key(k) = &r.upper {
+                lower = k.clone();
+            }
+        }
+        Some((first?, last?))
+    }
+}
+
 /// Answers `message` with the local `items` (sorted ascending, no duplicates).
 pub fn respond(items: &[Item], message: &Message) -> Result<Outcome, ReconcileError> {
     let mut out = Outcome::default();
@@ -489,6 +533,71 @@ mod tests {
             assert!(rounds < 64, "no end");
         }
         (sa, sb, bytes, rounds)
+    }
+
+    /// An exchange over one span of keys: each side reads only its items inside the message's
+    /// extent, both end with the union there, and nothing outside moves.
+    #[test]
+    fn an_exchange_within_a_span_moves_only_that_span() {
+        let mut rng = SplitMix64::new(11);
+        let all = items(&mut rng, 4_000);
+        let a: BTreeSet<Item> = all.iter().step_by(2).copied().collect();
+        let b: BTreeSet<Item> = all.iter().skip(1).step_by(3).copied().collect();
+        let (from, to) = (all[1000][..6].to_vec(), all[3000][..6].to_vec());
+        let inside = |it: &Item| it[..] >= from[..] && it[..] < to[..];
+        let (mut sa, mut sb) = (a.clone(), b.clone());
+        let within = |set: &BTreeSet<Item>, m: &Message| -> Vec<Item> {
+            let (lo, hi) = m.extent().unwrap();
+            set.iter()
+                .filter(|it| it[..] >= lo[..] && hi.position(&[**it]) == 1)
+                .copied()
+                .collect()
+        };
+        let mine: Vec<Item> = sa.iter().filter(|it| inside(it)).copied().collect();
+        let mut msg = initiate_within(5, &mine, &from, Bound::Key(to.clone()));
+        assert_eq!(
+            msg.extent().unwrap(),
+            (from.clone(), Bound::Key(to.clone()))
+        );
+        let mut turn_b = true;
+        for _ in 0..64 {
+            let (me, other) = if turn_b {
+                (&mut sb, &mut sa)
+            } else {
+                (&mut sa, &mut sb)
+            };
+            let out = respond(&within(me, &msg), &msg).unwrap();
+            other.extend(out.they_lack);
+            let wanted: HashSet<Id> = out.we_lack.iter().copied().collect();
+            let fetched: Vec<Item> = other
+                .iter()
+                .filter(|it| wanted.contains(&id_of(it)))
+                .copied()
+                .collect();
+            me.extend(fetched);
+            match out.reply {
+                None => break,
+                Some(r) => msg = r,
+            }
+            turn_b = !turn_b;
+        }
+        let union: BTreeSet<Item> = a.union(&b).filter(|it| inside(it)).copied().collect();
+        assert_eq!(
+            sa.iter()
+                .filter(|it| inside(it))
+                .copied()
+                .collect::<BTreeSet<_>>(),
+            union
+        );
+        assert_eq!(
+            sb.iter()
+                .filter(|it| inside(it))
+                .copied()
+                .collect::<BTreeSet<_>>(),
+            union
+        );
+        let outside = |s: &BTreeSet<Item>| s.iter().filter(|it| !inside(it)).count();
+        assert_eq!((outside(&sa), outside(&sb)), (outside(&a), outside(&b)));
     }
 
     #[test]

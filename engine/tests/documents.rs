@@ -521,7 +521,7 @@ fn a_sharded_store_holds_entries_by_point_and_prunes_them_whole() {
     use starling_engine::shard::{Span, point_of};
     let dir = tempfile::tempdir().unwrap();
     let sharded = DocumentsOptions {
-        points: true,
+        replicas: Some(2),
         ..DocumentsOptions::default()
     };
     let mut docs = posts(store(dir.path()), sharded.clone());

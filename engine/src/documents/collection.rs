@@ -100,6 +100,9 @@ pub enum DocumentError {
     /// Too many requests waiting for answers.
     #[error("too many requests waiting for answers")]
     TooManyRequests,
+    /// A shard answered with a document outside the part of the ring it was asked for.
+    #[error("a shard answered with a document outside its part of the ring")]
+    OutsideSpans,
     /// A span of the ring holds more entries than a caller reads at once.
     #[error("more than {limit} entries held in one span")]
     TooManyHeld {
@@ -147,9 +150,11 @@ pub struct DocumentsOptions {
     pub immutable: bool,
     /// Who may write.
     pub access: AccessRule,
-    /// Keep a row per entry by its ring point (a sharded store: what a replicator holds in a
-    /// span is a range scan — `super::held`).
-    pub points: bool,
+    /// Sharded: each document kept by this many replicators chosen by the ring
+    /// ([`crate::shard`]; `None`: every replicator keeps everything). A sharded store keeps a
+    /// row per entry by its ring point, so what a replicator holds in a span is a range scan
+    /// (`super::held`).
+    pub replicas: Option<u8>,
 }
 
 /// The current version of a document, as its row holds it.
@@ -380,7 +385,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 DocumentError::Corrupt(format!("clock row names missing entry {head}"))
             })?;
             let entry = Entry::decode_stored(head, header, payload)?;
-            if self.options.points {
+            if self.options.replicas.is_some() {
                 points.put(Table::Points, &self.point_key(&entry), Bytes::new());
                 pending_points += 1;
                 if pending_points >= CHUNK * 4 {
@@ -441,7 +446,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
     fn format(&self) -> Bytes {
         let mut v = vec![INDEX_FORMAT];
         v.extend_from_slice(&self.index.digest());
-        v.push(u8::from(self.options.points));
+        v.push(u8::from(self.options.replicas.is_some()));
         Bytes::from(v)
     }
 
@@ -464,6 +469,11 @@ impl<T, C: Codec<T>> Documents<T, C> {
     /// The program's log id: its address.
     pub fn log_id(&self) -> LogId {
         LogId(self.program.0)
+    }
+
+    /// Replicas per document when sharded (see [`DocumentsOptions::replicas`]).
+    pub fn sharded(&self) -> Option<u8> {
+        self.options.replicas
     }
 
     /// The program's address.
@@ -1186,7 +1196,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
             }],
             &[],
         );
-        if self.options.points {
+        if self.options.replicas.is_some() {
             batch.put(Table::Points, &self.point_key(entry), Bytes::new());
         }
         if !becomes_current {

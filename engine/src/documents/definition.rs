@@ -85,7 +85,7 @@ impl DocumentsParams {
         Ok(DocumentsOptions {
             immutable: self.immutable,
             access,
-            points: self.replicas.is_some(),
+            replicas: self.replicas.map(|r| r.min.max(1)),
         })
     }
 }
@@ -115,7 +115,7 @@ mod tests {
                 .address()
         );
         let options = params.options().unwrap();
-        assert!(options.immutable && options.points);
+        assert!(options.immutable && options.replicas == Some(2));
         assert!(matches!(options.access, AccessRule::Writers(k) if k == vec![*key.public()]));
         let other = ProgramDefinition::new("trust/v1", "x", Bytes::new()).unwrap();
         assert!(matches!(

@@ -82,4 +82,4 @@ pub use collection::{
 pub use definition::{DOCUMENTS_KIND, DocumentsParams, Replicas, Writers};
 pub use index::IndexSpec;
 pub use query::{Filter, Query, Sort};
-pub use replica::{Replica, ReplicaOptions, ReplicaStats, Role};
+pub use replica::{Replica, ReplicaOptions, ReplicaStats, Role, SearchAnswer, ShardStatus};

@@ -16,6 +16,6 @@ pub mod placement;
 pub mod ring;
 
 pub use duties::{Duty, Readiness, Role, duties, handoff, keeping_duties, partners, prunable};
-pub use membership::{Announcement, Membership, MembershipError, Views};
+pub use membership::{Announcement, MAX_RANGES_PER_PEER, Membership, MembershipError, Views};
 pub use placement::{Placement, Span};
 pub use ring::{Point, Range, Ring, point_of, replica_points};

@@ -32,6 +32,16 @@ impl Span {
         p >= self.start && self.end.is_none_or(|e| p < e)
     }
 
+    /// The points in both spans, if any.
+    pub fn intersect(&self, other: &Span) -> Option<Span> {
+        let start = self.start.max(other.start);
+        let end = match (self.end, other.end) {
+            (None, e) | (e, None) => e,
+            (Some(a), Some(b)) => Some(a.min(b)),
+        };
+        end.is_none_or(|e| e > start).then_some(Span { start, end })
+    }
+
     /// Its width as a fraction of the ring.
     pub fn fraction(&self) -> f64 {
         let end = self.end.map_or(1u128 << 64, u128::from);
@@ -171,6 +181,10 @@ mod tests {
             )
         );
         assert!(Placement::<u8>::new(&Ring::new([]), 3).is_empty());
+        let s = |start, end| Span { start, end };
+        assert_eq!(s(0, Some(10)).intersect(&s(5, None)), Some(s(5, Some(10))));
+        assert_eq!(s(0, Some(10)).intersect(&s(10, None)), None);
+        assert_eq!(Span::ALL.intersect(&s(3, None)), Some(s(3, None)));
     }
 
     proptest! {

@@ -47,6 +47,7 @@ use super::collection::{DocumentChange, DocumentError, Documents};
 use super::query::Query;
 use crate::program::ProgramAddress;
 use crate::router::Routed;
+use crate::shard::{Span, point_of};
 pub use wire::Role;
 
 /// Peers a replica keeps state for (replicators first: an observer is forgotten to make room).
@@ -57,6 +58,8 @@ pub const MAX_BACKLOG: usize = 1 << 20;
 pub const RECONCILE_PER_S: u64 = 64;
 /// Bytes of one answer a replica collects before giving up on it.
 pub const MAX_ANSWER_BYTES: usize = 256 << 20;
+/// Rounds of a search across shards (a part not answered is asked of another holder).
+const SEARCH_ROUNDS: usize = 3;
 /// Own entries whose acknowledgements a replica remembers (the most recent).
 pub const ACK_MEMORY: usize = 1 << 16;
 
@@ -70,6 +73,10 @@ pub struct ReplicaOptions {
     /// Entries queued per remote before pushes to it are dropped (and left to
     /// reconciliation). Default 16,384 (16 MiB of 1 KiB documents).
     pub push_queue: usize,
+    /// A sharded store's ranges for this replicator (at most
+    /// [`crate::shard::MAX_RANGES_PER_PEER`]). Default `None`: it listens for the others for
+    /// two seconds, then takes the second half of the widest stretch of the ring.
+    pub ranges: Option<Vec<crate::shard::Range>>,
 }
 
 impl Default for ReplicaOptions {
@@ -78,6 +85,7 @@ impl Default for ReplicaOptions {
             role: Role::Replicator,
             reconcile_every: Duration::from_secs(2),
             push_queue: 16_384,
+            ranges: None,
         }
     }
 }
@@ -106,6 +114,39 @@ pub struct ReplicaStats {
     pub reconcile_bytes: u64,
     /// Reconciliation exchanges started.
     pub reconciliations: u64,
+    /// Bytes of the entries counted in `served`.
+    pub served_bytes: u64,
+    /// Entries deleted because their holders confirmed holding them (sharded stores).
+    pub pruned: u64,
+}
+
+/// What a search across a sharded store's replicators found.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SearchAnswer<T> {
+    /// The documents, in the query's order, at most its limit.
+    pub documents: Vec<(DocId, T)>,
+    /// Spans of the ring that did not answer in time, or that no replicator holds.
+    pub unanswered: Vec<Span>,
+    /// The fraction of the ring they make.
+    pub missing: f64,
+}
+
+/// Where a sharded store's replica stands.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ShardStatus {
+    /// It holds the data of its ranges (a newcomer is not ready until it does).
+    pub ready: bool,
+    /// It is handing its entries off before it goes.
+    pub leaving: bool,
+    /// Its ranges (none until chosen).
+    pub ranges: Vec<crate::shard::Range>,
+    /// Other replicators known.
+    pub members: usize,
+    /// The fraction of the ring whose entries have `min` ready holders, as this replica
+    /// knows the membership.
+    pub coverage: f64,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +161,8 @@ struct Counters {
     served: AtomicU64,
     reconcile_bytes: AtomicU64,
     reconciliations: AtomicU64,
+    served_bytes: AtomicU64,
+    pruned: AtomicU64,
 }
 
 impl Counters {
@@ -140,6 +183,8 @@ impl Counters {
             served: g(&self.served),
             reconcile_bytes: g(&self.reconcile_bytes),
             reconciliations: g(&self.reconciliations),
+            served_bytes: g(&self.served_bytes),
+            pruned: g(&self.pruned),
         }
     }
 }
@@ -216,22 +261,36 @@ impl AckBook {
 enum Cmd {
     /// Own entries to push to every replicator.
     Push(Vec<Entry>),
-    /// Ask a replicator; the entries answering it come back.
+    /// Ask a replicator (`to`, else the first known); the entries answering it come back.
     Ask {
         wire: AskKind,
+        to: Option<PeerId>,
         answer: oneshot::Sender<Result<Vec<Entry>, DocumentError>>,
     },
+    /// Which replicators (not in `exclude`) to ask for which spans to cover `within` of a
+    /// sharded store's ring, and the spans nobody left holds.
+    Cover {
+        within: Vec<Span>,
+        exclude: Vec<PeerId>,
+        answer: oneshot::Sender<Cover>,
+    },
+    /// The settled holders of a ring point (else its target holders).
+    Holders(crate::shard::Point, oneshot::Sender<Vec<PeerId>>),
 }
+
+type Cover = (Vec<(PeerId, Vec<Span>)>, Vec<Span>);
 
 #[derive(Debug)]
 enum AskKind {
-    Query(Query),
+    Query(Query, Vec<Span>),
     Get(DocId),
 }
 
 /// What the handle and the driver share.
 struct Shared<T, C> {
     docs: Mutex<Documents<T, C>>,
+    me: PeerId,
+    sharded: bool,
     program: ProgramAddress,
     role: Role,
     counters: Counters,
@@ -240,6 +299,8 @@ struct Shared<T, C> {
     news: Notify,
     /// Replicators known now.
     replicators: Mutex<Vec<PeerId>>,
+    /// A sharded store's standing, as of the driver's last tick.
+    shard: Mutex<Option<ShardStatus>>,
 }
 
 impl<T, C> Shared<T, C> {
@@ -288,7 +349,10 @@ where
         options: ReplicaOptions,
     ) -> Replica<T, C> {
         let program = docs.program();
+        let sharded = docs.sharded().is_some();
         let shared = Arc::new(Shared {
+            me: node.peer_id(),
+            sharded,
             docs: Mutex::new(docs),
             program,
             role: options.role,
@@ -296,6 +360,7 @@ where
             acks: Mutex::default(),
             news: Notify::new(),
             replicators: Mutex::default(),
+            shard: Mutex::default(),
         });
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let stop = driver::spawn(shared.clone(), node, inbox, cmd_rx, options);
@@ -363,6 +428,151 @@ where
         }
         drop(acks);
         let _ = self.cmds.send(Cmd::Push(entries));
+    }
+
+    /// Whether the store is sharded (each document kept by some replicators).
+    pub fn is_sharded(&self) -> bool {
+        self.shared.sharded
+    }
+
+    /// A sharded store's standing here (`None`: not sharded, or not started yet).
+    pub fn shard_status(&self) -> Option<ShardStatus> {
+        self.shared
+            .shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until this replica of a sharded store is ready (holds the data of its ranges).
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.shard_status().is_some_and(|s| s.ready) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every point of a sharded store's ring has `min` ready holders, as this
+    /// replica knows them.
+    pub async fn wait_for_coverage(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self
+                .shard_status()
+                .is_some_and(|s| s.coverage >= 1.0 - 1e-9)
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The replicators that keep `id` in a sharded store (settled holders first).
+    async fn keepers_of(&self, id: &DocId) -> Result<Vec<PeerId>, DocumentError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Holders(point_of(&id.group()), tx))
+            .map_err(|_| DocumentError::Closed)?;
+        rx.await.map_err(|_| DocumentError::Closed)
+    }
+
+    /// Searches a sharded store: asks a set of replicators that together cover the ring (this
+    /// one first when it holds a part), each for its part; verifies every entry (signature,
+    /// program, access rule, that it lies in the part asked), merges, sorts and limits — exact
+    /// across shards, since each part's answer is sorted and limited the same way. Parts that
+    /// did not answer within `timeout`, or that nobody holds, are reported, not hidden.
+    pub async fn search(
+        &self,
+        query: &Query,
+        timeout: Duration,
+    ) -> Result<SearchAnswer<T>, DocumentError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut found = Vec::new();
+        let mut todo = vec![Span::ALL];
+        let mut exclude: Vec<PeerId> = Vec::new();
+        let mut unanswered = Vec::new();
+        // A part whose holder does not answer (it died and is not known dead yet) is asked of
+        // another holder: three rounds, each with a share of the time left.
+        for round in 0..SEARCH_ROUNDS {
+            let (tx, rx) = oneshot::channel();
+            self.cmds
+                .send(Cmd::Cover {
+                    within: std::mem::take(&mut todo),
+                    exclude: exclude.clone(),
+                    answer: tx,
+                })
+                .map_err(|_| DocumentError::Closed)?;
+            let (parts, nobody) = rx.await.map_err(|_| DocumentError::Closed)?;
+            unanswered.extend(nobody);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let round_deadline =
+                tokio::time::Instant::now() + left / (SEARCH_ROUNDS - round) as u32;
+            let mut asks = tokio::task::JoinSet::new();
+            for (peer, spans) in parts {
+                if peer == self.shared.me {
+                    found.extend(self.shared.docs().query_in(query, &spans)?);
+                    continue;
+                }
+                let (this, query) = (self.clone(), query.clone());
+                asks.spawn(async move {
+                    let left =
+                        round_deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let answer = this
+                        .ask(AskKind::Query(query, spans.clone()), Some(peer), left)
+                        .await;
+                    (peer, spans, answer)
+                });
+            }
+            while let Some(done) = asks.join_next().await {
+                let Ok((peer, spans, answer)) = done else {
+                    continue;
+                };
+                let entries = match answer {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        tracing::debug!(%peer, "documents: a shard did not answer: {e}");
+                        exclude.push(peer);
+                        todo.extend(spans);
+                        continue;
+                    }
+                };
+                let mut docs = self.shared.docs();
+                for e in &entries {
+                    let (id, doc) = docs.check_answer(e)?;
+                    if !spans.iter().any(|s| s.contains(point_of(&id.group()))) {
+                        return Err(DocumentError::OutsideSpans);
+                    }
+                    found.push((id, e.hash(), doc));
+                }
+            }
+            if todo.is_empty() {
+                break;
+            }
+            todo.sort();
+        }
+        unanswered.extend(todo);
+        let docs = self.shared.docs();
+        let documents = docs
+            .select(query, found)
+            .into_iter()
+            .map(|(id, _, doc)| (id, doc))
+            .collect();
+        unanswered.sort();
+        let missing = unanswered.iter().map(Span::fraction).sum();
+        Ok(SearchAnswer {
+            documents,
+            unanswered,
+            missing,
+        })
     }
 
     /// The local version of `id`, if live.
@@ -456,10 +666,15 @@ where
         }
     }
 
-    /// Asks a replicator (waiting for one to be known, within `timeout`).
-    async fn ask(&self, kind: AskKind, timeout: Duration) -> Result<Vec<Entry>, DocumentError> {
+    /// Asks a replicator (`to`, else the first known, waiting for one within `timeout`).
+    async fn ask(
+        &self,
+        kind: AskKind,
+        to: Option<PeerId>,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>, DocumentError> {
         let start = tokio::time::Instant::now();
-        if !self.wait_for_replicators(1, timeout).await {
+        if to.is_none() && !self.wait_for_replicators(1, timeout).await {
             return Err(DocumentError::NoReplicator);
         }
         let timeout = timeout.saturating_sub(start.elapsed());
@@ -467,6 +682,7 @@ where
         self.cmds
             .send(Cmd::Ask {
                 wire: kind,
+                to,
                 answer: tx,
             })
             .map_err(|_| DocumentError::Closed)?;
@@ -484,7 +700,18 @@ where
         query: &Query,
         timeout: Duration,
     ) -> Result<Vec<(DocId, T)>, DocumentError> {
-        let entries = self.ask(AskKind::Query(query.clone()), timeout).await?;
+        if self.is_sharded() {
+            let answer = self.search(query, timeout).await?;
+            if answer.missing > 0.0 {
+                return Err(DocumentError::Incomplete {
+                    missing: answer.missing,
+                });
+            }
+            return Ok(answer.documents);
+        }
+        let entries = self
+            .ask(AskKind::Query(query.clone(), Vec::new()), None, timeout)
+            .await?;
         let mut docs = self.shared.docs();
         let mut found = Vec::with_capacity(entries.len());
         for e in &entries {
@@ -505,7 +732,18 @@ where
         timeout: Duration,
     ) -> Result<Option<T>, DocumentError> {
         let id = id.into();
-        let entries = self.ask(AskKind::Get(id.clone()), timeout).await?;
+        let to = if self.is_sharded() {
+            match self.keepers_of(&id).await?.first() {
+                Some(p) => Some(*p),
+                None => return Err(DocumentError::NoReplicator),
+            }
+        } else {
+            None
+        };
+        if to == Some(self.shared.me) {
+            return self.get(id);
+        }
+        let entries = self.ask(AskKind::Get(id.clone()), to, timeout).await?;
         let mut docs = self.shared.docs();
         for e in &entries {
             let (got, doc) = docs.check_answer(e)?;

@@ -155,6 +155,10 @@ where
             }
             if !served.is_empty() {
                 Counters::add(&self.shared.counters.served, served.len() as u64);
+                Counters::add(
+                    &self.shared.counters.served_bytes,
+                    served.iter().map(|e| e.size() as u64).sum(),
+                );
                 messages.push(
                     Wire::Entries {
                         ack: true,

@@ -15,6 +15,7 @@ use crate::documents::query::{Filter, Query, Sort};
 use crate::program::ProgramAddress;
 use crate::reconcile::{self, ID_LEN, Id};
 use crate::router::Protocol;
+use crate::shard::{Announcement, MAX_RANGES_PER_PEER, Range, Span};
 
 /// Filters nest at most this deep in a query from the network.
 pub const MAX_FILTER_DEPTH: usize = 16;
@@ -22,6 +23,10 @@ pub const MAX_FILTER_DEPTH: usize = 16;
 pub const MAX_FILTER_NODES: usize = 256;
 /// Replicators a hello names, at most.
 pub const MAX_HELLO_PEERS: usize = 16;
+/// Spans one query names, at most.
+pub const MAX_QUERY_SPANS: usize = 256;
+/// Hashes one [`Wire::Holds`] asks about, at most.
+pub const MAX_HOLDS: usize = 4096;
 /// Bytes of entries one message carries before the sender starts another.
 pub const ENTRIES_BYTES: usize = 1 << 20;
 
@@ -65,6 +70,9 @@ pub enum Wire {
         request: u64,
         /// The query.
         query: Query,
+        /// Only documents whose ring points lie in these spans (none: all) — one shard's part
+        /// of a search; sort and limit apply to that part.
+        spans: Vec<Span>,
     },
     /// Answer with a document's current entry.
     Get {
@@ -81,6 +89,39 @@ pub enum Wire {
         done: bool,
         /// The entries.
         entries: Vec<Entry>,
+    },
+    /// A sharded store's replicator says what ranges it holds (sent on change and as a
+    /// heartbeat: one not heard for a while is taken for dead).
+    Announce(Announcement),
+    /// What do you hold in this span? (A newcomer checking it has fetched it all.)
+    Digest {
+        /// Names the answer.
+        request: u64,
+        /// The span.
+        span: Span,
+    },
+    /// The answer to [`Wire::Digest`]: the count and fingerprint of the entries held there.
+    DigestIs {
+        /// The request answered.
+        request: u64,
+        /// Entries held in the span.
+        count: u64,
+        /// Their fingerprint (`reconcile::fingerprint` with salt 0).
+        fingerprint: [u8; reconcile::FINGERPRINT_LEN],
+    },
+    /// Which of these entries do you hold? (A replicator about to prune them.)
+    Holds {
+        /// Names the answer.
+        request: u64,
+        /// At most [`MAX_HOLDS`].
+        hashes: Vec<EntryHash>,
+    },
+    /// The answer to [`Wire::Holds`], one flag per hash asked about, in order.
+    Held {
+        /// The request answered.
+        request: u64,
+        /// Whether each is held.
+        held: Vec<bool>,
     },
 }
 
@@ -113,6 +154,11 @@ const WANT: u8 = 5;
 const QUERY: u8 = 6;
 const GET: u8 = 7;
 const ANSWER: u8 = 8;
+const ANNOUNCE: u8 = 9;
+const DIGEST: u8 = 10;
+const DIGEST_IS: u8 = 11;
+const HOLDS: u8 = 12;
+const HELD: u8 = 13;
 
 impl Wire {
     /// The whole direct message: protocol tag, program, kind, fields.
@@ -161,10 +207,19 @@ impl Wire {
                     out.put_slice(id);
                 }
             }
-            Wire::Query { request, query } => {
+            Wire::Query {
+                request,
+                query,
+                spans,
+            } => {
                 out.put_u8(QUERY);
                 out.put_u64(*request);
                 put_query(&mut out, query);
+                let n = spans.len().min(MAX_QUERY_SPANS);
+                put_varint(&mut out, n as u64);
+                for s in &spans[..n] {
+                    put_span(&mut out, s);
+                }
             }
             Wire::Get { request, id } => {
                 out.put_u8(GET);
@@ -182,6 +237,53 @@ impl Wire {
                 out.put_u64(*request);
                 out.put_u8(u8::from(*done));
                 put_entries(&mut out, entries);
+            }
+            Wire::Announce(a) => {
+                out.put_u8(ANNOUNCE);
+                out.put_u8(u8::from(a.ready) | (u8::from(a.leaving) << 1));
+                let n = a.ranges.len().min(MAX_RANGES_PER_PEER);
+                out.put_u8(n as u8);
+                for r in &a.ranges[..n] {
+                    out.put_u64(r.offset);
+                    out.put_u64(r.width);
+                }
+            }
+            Wire::Digest { request, span } => {
+                out.put_u8(DIGEST);
+                out.put_u64(*request);
+                put_span(&mut out, span);
+            }
+            Wire::DigestIs {
+                request,
+                count,
+                fingerprint,
+            } => {
+                out.put_u8(DIGEST_IS);
+                out.put_u64(*request);
+                out.put_u64(*count);
+                out.put_slice(fingerprint);
+            }
+            Wire::Holds { request, hashes } => {
+                out.put_u8(HOLDS);
+                out.put_u64(*request);
+                let n = hashes.len().min(MAX_HOLDS);
+                put_varint(&mut out, n as u64);
+                for h in &hashes[..n] {
+                    out.put_slice(&h.0);
+                }
+            }
+            Wire::Held { request, held } => {
+                out.put_u8(HELD);
+                out.put_u64(*request);
+                let n = held.len().min(MAX_HOLDS);
+                put_varint(&mut out, n as u64);
+                for chunk in held[..n].chunks(8) {
+                    let byte = chunk
+                        .iter()
+                        .enumerate()
+                        .fold(0u8, |b, (i, h)| b | (u8::from(*h) << i));
+                    out.put_u8(byte);
+                }
             }
         }
         out.freeze()
@@ -263,7 +365,19 @@ impl Wire {
             QUERY => {
                 let request = r.u64()?;
                 let query = r.query()?;
-                Wire::Query { request, query }
+                let n = r.count(9)?;
+                if n > MAX_QUERY_SPANS {
+                    return Err(WireError::TooLarge("query spans"));
+                }
+                let mut spans = Vec::with_capacity(n);
+                for _ in 0..n {
+                    spans.push(r.span()?);
+                }
+                Wire::Query {
+                    request,
+                    query,
+                    spans,
+                }
             }
             GET => {
                 let request = r.u64()?;
@@ -283,12 +397,86 @@ impl Wire {
                     entries: r.entries()?,
                 }
             }
+            ANNOUNCE => {
+                let flags = r.u8()?;
+                if flags > 3 {
+                    return Err(WireError::Tag("announce flags", flags));
+                }
+                let n = usize::from(r.u8()?);
+                if n > MAX_RANGES_PER_PEER {
+                    return Err(WireError::TooLarge("announced ranges"));
+                }
+                let mut ranges = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ranges.push(Range {
+                        offset: r.u64()?,
+                        width: r.u64()?,
+                    });
+                }
+                Wire::Announce(Announcement {
+                    ranges,
+                    ready: flags & 1 != 0,
+                    leaving: flags & 2 != 0,
+                })
+            }
+            DIGEST => Wire::Digest {
+                request: r.u64()?,
+                span: r.span()?,
+            },
+            DIGEST_IS => {
+                let request = r.u64()?;
+                let count = r.u64()?;
+                let mut fingerprint = [0; reconcile::FINGERPRINT_LEN];
+                fingerprint.copy_from_slice(r.take(reconcile::FINGERPRINT_LEN)?);
+                Wire::DigestIs {
+                    request,
+                    count,
+                    fingerprint,
+                }
+            }
+            HOLDS => {
+                let request = r.u64()?;
+                let n = r.count(32)?;
+                if n > MAX_HOLDS {
+                    return Err(WireError::TooLarge("holds"));
+                }
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut h = [0; 32];
+                    h.copy_from_slice(r.take(32)?);
+                    hashes.push(EntryHash(h));
+                }
+                Wire::Holds { request, hashes }
+            }
+            HELD => {
+                let request = r.u64()?;
+                let n = r.varint()?;
+                if n > MAX_HOLDS as u64 {
+                    return Err(WireError::TooLarge("held"));
+                }
+                let n = n as usize;
+                let bytes = r.take(n.div_ceil(8))?;
+                let held = (0..n).map(|i| bytes[i / 8] & (1 << (i % 8)) != 0).collect();
+                Wire::Held { request, held }
+            }
             other => return Err(WireError::Tag("message", other)),
         };
         if r.pos != r.buf.len() {
             return Err(WireError::Trailing);
         }
         Ok(wire)
+    }
+}
+
+/// A span: its start, then 1 and its end, or 0 (the end of the ring).
+fn put_span(out: &mut BytesMut, s: &Span) {
+    out.put_u64(s.start);
+    match s.end {
+        Some(e) => {
+            out.put_u8(1);
+            out.put_u64(e);
+        }
+        None => out.put_u8(0),
     }
 }
 
@@ -421,6 +609,19 @@ impl Reader {
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)
+    }
+
+    fn span(&mut self) -> Result<Span, WireError> {
+        let start = self.u64()?;
+        let end = match self.u8()? {
+            0 => None,
+            1 => Some(self.u64()?),
+            other => return Err(WireError::Tag("span end", other)),
+        };
+        if end.is_some_and(|e| e <= start) {
+            return Err(WireError::Bad("span"));
+        }
+        Ok(Span { start, end })
     }
 
     fn u8(&mut self) -> Result<u8, WireError> {
@@ -656,6 +857,41 @@ mod tests {
             Wire::Query {
                 request: 9,
                 query: query.clone(),
+                spans: vec![
+                    Span {
+                        start: 1,
+                        end: Some(5),
+                    },
+                    Span::ALL,
+                ],
+            },
+            Wire::Announce(Announcement {
+                ranges: vec![Range {
+                    offset: 3,
+                    width: u64::MAX,
+                }],
+                ready: true,
+                leaving: true,
+            }),
+            Wire::Digest {
+                request: 4,
+                span: Span {
+                    start: 9,
+                    end: None,
+                },
+            },
+            Wire::DigestIs {
+                request: 4,
+                count: 12,
+                fingerprint: [7; 8],
+            },
+            Wire::Holds {
+                request: 5,
+                hashes: vec![EntryHash([1; 32]), EntryHash([2; 32])],
+            },
+            Wire::Held {
+                request: 5,
+                held: vec![true, false, true, true, false, false, false, false, true],
             },
             Wire::Get {
                 request: 1,
@@ -691,6 +927,23 @@ mod tests {
         assert_eq!(
             Wire::decode(Bytes::from_static(&[ACK, 0xff, 0xff, 0xff, 0x0f])),
             Err(WireError::Truncated)
+        );
+        // A span that ends before it starts; more holds than allowed.
+        let mut bad_span = vec![DIGEST];
+        bad_span.extend_from_slice(&[0; 8]);
+        bad_span.extend_from_slice(&9u64.to_be_bytes());
+        bad_span.push(1);
+        bad_span.extend_from_slice(&3u64.to_be_bytes());
+        assert_eq!(
+            Wire::decode(Bytes::from(bad_span)),
+            Err(WireError::Bad("span"))
+        );
+        let mut many = vec![HELD];
+        many.extend_from_slice(&[0; 8]);
+        many.extend_from_slice(&[0xff, 0xff, 0x03]);
+        assert_eq!(
+            Wire::decode(Bytes::from(many)),
+            Err(WireError::TooLarge("held"))
         );
         // A filter nested deeper than allowed.
         let mut deep = vec![QUERY];

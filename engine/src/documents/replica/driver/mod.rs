@@ -12,6 +12,8 @@ use starling_net::overlay::{OverlayNode, TokenBucket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+mod sharded;
+
 use super::outbox::Outbox;
 use super::wire::{ENTRIES_BYTES, MAX_HELLO_PEERS, Role, Wire};
 use super::{
@@ -69,7 +71,18 @@ where
         start: Instant::now(),
         next_resend: Instant::now() + RESEND_EVERY,
         announce: false,
+        sharding: None,
     };
+    let mut driver = driver;
+    let replicas = driver.shared.docs().sharded();
+    driver.sharding = replicas.map(|r| {
+        sharded::Sharding::new(
+            driver.me,
+            driver.shared.role,
+            r,
+            driver.options.ranges.clone(),
+        )
+    });
     Stop(tokio::spawn(driver.run(inbox, cmds)))
 }
 
@@ -113,6 +126,8 @@ struct Driver<T, C> {
     next_resend: Instant,
     /// A replicator was learned of since the last tick: tell every remote.
     announce: bool,
+    /// A sharded store's state (`None`: every replicator holds everything).
+    sharding: Option<sharded::Sharding>,
 }
 
 impl<T, C> Driver<T, C>
@@ -259,7 +274,9 @@ where
             }
         }
         let now = Instant::now();
-        if self.is_replicator() {
+        if self.sharding.is_some() {
+            self.shard_tick();
+        } else if self.is_replicator() {
             let due: Vec<PeerId> = self
                 .remotes
                 .iter()
@@ -347,6 +364,7 @@ where
             }
         };
         let from = msg.origin;
+        self.shard_heard(&from);
         match wire {
             Wire::Hello {
                 role,
@@ -382,8 +400,21 @@ where
                     out.serve(hashes);
                 }
             }
-            Wire::Query { request, query } => self.on_query(from, request, Some(query), None),
+            Wire::Query {
+                request,
+                query,
+                spans,
+            } => self.on_query(from, request, Some((query, spans)), None),
             Wire::Get { request, id } => self.on_query(from, request, None, Some(id)),
+            Wire::Announce(a) => self.on_announce(from, a),
+            Wire::Digest { request, span } => self.on_digest(from, request, span),
+            Wire::DigestIs {
+                request,
+                count,
+                fingerprint,
+            } => self.on_digest_is(request, count, fingerprint),
+            Wire::Holds { request, hashes } => self.on_holds(from, request, hashes),
+            Wire::Held { request, held } => self.on_held(from, request, held),
             Wire::Answer {
                 request,
                 done,
@@ -475,6 +506,10 @@ where
         if hashes.is_empty() {
             return;
         }
+        if self.sharding.is_some() {
+            self.shard_serve_to_keepers(hashes);
+            return;
+        }
         if let Some(peer) = self.replicator_peers().first().copied()
             && let Some(out) = self.outbox(peer)
         {
@@ -522,7 +557,11 @@ where
         let outcome = reconcile::Message::decode(body)
             .map_err(|e| e.to_string())
             .and_then(|m| {
-                let items = self.items().map_err(|e| e.to_string())?;
+                let items = if self.sharding.is_some() {
+                    Arc::new(self.shard_items(&m)?)
+                } else {
+                    self.items().map_err(|e| e.to_string())?
+                };
                 reconcile::respond(&items, &m).map_err(|e| e.to_string())
             });
         let outcome = match outcome {
@@ -558,7 +597,7 @@ where
         &mut self,
         from: PeerId,
         request: u64,
-        query: Option<Query>,
+        query: Option<(Query, Vec<crate::shard::Span>)>,
         id: Option<crate::documents::DocId>,
     ) {
         if !self.is_replicator() || !self.query_budget.try_take(1, self.now_us()) {
@@ -566,9 +605,9 @@ where
         }
         let answer = (|| -> Result<Vec<Entry>, DocumentError> {
             let docs = self.shared.docs();
-            if let Some(q) = query {
+            if let Some((q, spans)) = query {
                 let mut out = Vec::new();
-                for (_, head, _) in docs.query_heads(&q)? {
+                for (_, head, _) in docs.query_in(&q, &spans)? {
                     out.extend(docs.entry(&head)?);
                 }
                 return Ok(out);
@@ -633,6 +672,20 @@ where
 
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
+            Cmd::Push(entries) if self.sharding.is_some() => {
+                Counters::add(&self.shared.counters.pushed, entries.len() as u64);
+                self.shard_push(entries);
+            }
+            Cmd::Cover {
+                within,
+                exclude,
+                answer,
+            } => {
+                let _ = answer.send(self.shard_cover(&within, &exclude));
+            }
+            Cmd::Holders(point, answer) => {
+                let _ = answer.send(self.shard_holders(point));
+            }
             Cmd::Push(entries) => {
                 let replicators = self.replicator_peers();
                 let c = &self.shared.counters;
@@ -652,8 +705,8 @@ where
                     }
                 }
             }
-            Cmd::Ask { wire, answer } => {
-                let Some(peer) = self.replicator_peers().first().copied() else {
+            Cmd::Ask { wire, to, answer } => {
+                let Some(peer) = to.or_else(|| self.replicator_peers().first().copied()) else {
                     let _ = answer.send(Err(DocumentError::NoReplicator));
                     return;
                 };
@@ -664,7 +717,11 @@ where
                 let request = self.next_request;
                 self.next_request += 1;
                 let message = match wire {
-                    AskKind::Query(query) => Wire::Query { request, query },
+                    AskKind::Query(query, spans) => Wire::Query {
+                        request,
+                        query,
+                        spans,
+                    },
                     AskKind::Get(id) => Wire::Get { request, id },
                 };
                 self.requests.insert(

@@ -1,0 +1,682 @@
+//! The driver's part for a sharded store: it runs the sans-IO core of [`crate::shard`] —
+//! membership from announcements and heartbeats, the two placements, this replicator's
+//! duties — and does what they say over the app links: announces its ranges, routes writes to
+//! the keepers of each entry's ring point, reconciles each span with the peers that keep it
+//! too, fetches a newcomer's spans until their digests match a settled holder's, and prunes
+//! what it no longer keeps once every target holder confirmed holding it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use starling_net::PeerId;
+use starling_net::entry::{Entry, EntryHash};
+use tokio::time::Instant;
+
+use super::Driver;
+use crate::documents::Codec;
+use crate::documents::held::{digest, item_hash, point_of_key};
+use crate::documents::replica::wire::{MAX_HOLDS, Wire};
+use crate::documents::replica::{Counters, Role, ShardStatus};
+use crate::reconcile::{self, Bound};
+use crate::shard::{
+    Announcement, Duty, Membership, Point, Range, Readiness, Ring, Span, Views, duties, handoff,
+    partners, point_of, prunable,
+};
+
+/// How often a replicator announces itself (a heartbeat).
+pub(super) const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// A replicator not heard for this long is taken for dead.
+pub(super) const DEAD_AFTER: Duration = Duration::from_secs(4);
+/// How long a replicator choosing its own ranges listens for the others first.
+const JOIN_WAIT: Duration = Duration::from_secs(2);
+/// How often a newcomer compares its spans with settled holders'.
+const DIGEST_EVERY: Duration = Duration::from_secs(1);
+/// How often a replicator looks for entries to prune.
+const PRUNE_EVERY: Duration = Duration::from_secs(2);
+/// Entries read from one span at once (a larger span is an error for now: see the notes).
+pub(super) const SPAN_ITEMS: usize = 1 << 21;
+/// Requests (digests, holds) waiting for an answer before they are forgotten.
+const ASK_TTL: Duration = Duration::from_secs(10);
+
+/// A sharded store's state in the driver.
+pub(super) struct Sharding {
+    membership: Membership<PeerId>,
+    views: Arc<Views<PeerId>>,
+    duties: Vec<Duty<PeerId>>,
+    readiness: Readiness,
+    /// Ranges chosen (given by the options, or picked after [`JOIN_WAIT`]).
+    chosen: bool,
+    /// The options gave the ranges.
+    fixed: bool,
+    started: Instant,
+    next_announce: Instant,
+    next_digest: Instant,
+    next_prune: Instant,
+    next_reconcile: HashMap<PeerId, Instant>,
+    /// Digest requests out: the span asked about.
+    digests: HashMap<u64, (Span, Instant)>,
+    prune: Option<PruneRound>,
+}
+
+/// Entries this replicator no longer keeps, waiting for their target holders' confirmations.
+struct PruneRound {
+    hashes: Vec<EntryHash>,
+    /// Confirmations per entry.
+    confirmed: Vec<u8>,
+    /// Confirmations each entry needs (its target holders).
+    needed: Vec<u8>,
+    /// Requests out, with the entry indexes each asked about.
+    waiting: HashMap<u64, (PeerId, Vec<usize>)>,
+    asked: Instant,
+}
+
+impl Sharding {
+    pub(super) fn new(me: PeerId, role: Role, replicas: u8, ranges: Option<Vec<Range>>) -> Self {
+        let now = Instant::now();
+        let fixed = ranges.is_some();
+        let mine = Announcement {
+            ranges: if role == Role::Replicator {
+                ranges.unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            ready: false,
+            leaving: false,
+        };
+        let mut membership = Membership::new(
+            me,
+            mine,
+            usize::from(replicas),
+            DEAD_AFTER.as_micros() as u64,
+            super::MAX_REMOTES,
+        );
+        let views = membership.views();
+        Sharding {
+            membership,
+            views,
+            duties: Vec::new(),
+            readiness: Readiness::default(),
+            chosen: fixed || role == Role::Observer,
+            fixed,
+            started: now,
+            next_announce: now,
+            next_digest: now,
+            next_prune: now + PRUNE_EVERY,
+            next_reconcile: HashMap::new(),
+            digests: HashMap::new(),
+            prune: None,
+        }
+    }
+
+    fn status(&mut self) -> ShardStatus {
+        let replicas = self.membership.replicas();
+        let coverage = self
+            .membership
+            .views()
+            .settled
+            .segments()
+            .filter(|(_, holders)| holders.len() >= replicas)
+            .map(|(span, _)| span.fraction())
+            .sum();
+        let mine = self.membership.mine();
+        ShardStatus {
+            ready: mine.ready,
+            leaving: mine.leaving,
+            ranges: mine.ranges.clone(),
+            members: self.membership.len(),
+            coverage,
+        }
+    }
+}
+
+impl<T, C> Driver<T, C>
+where
+    T: Send + 'static,
+    C: Codec<T> + Send + 'static,
+{
+    fn sharding(&mut self) -> Option<&mut Sharding> {
+        self.sharding.as_mut()
+    }
+
+    fn clock_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// Any message from `peer` says it is alive.
+    pub(super) fn shard_heard(&mut self, peer: &PeerId) {
+        let now = self.clock_us();
+        if let Some(s) = self.sharding() {
+            s.membership.heard(peer, now);
+        }
+    }
+
+    pub(super) fn on_announce(&mut self, from: PeerId, announced: Announcement) {
+        let now = self.clock_us();
+        let replicator = !announced.ranges.is_empty();
+        let Some(s) = self.sharding() else {
+            return;
+        };
+        if announced.ranges.is_empty() {
+            // Nothing to hold (gone, or never chose): not a member.
+            s.membership.remove(&from);
+        } else if let Err(e) = s.membership.announce(from, announced, now) {
+            tracing::debug!(%from, "documents: announcement not taken: {e}");
+        }
+        if replicator {
+            self.set_replicator(from);
+        }
+    }
+
+    /// The sharded part of a tick.
+    pub(super) fn shard_tick(&mut self) {
+        let now = Instant::now();
+        let clock = self.clock_us();
+        let me = self.me;
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        s.membership.expire(clock);
+        if !s.chosen && now.duration_since(s.started) >= JOIN_WAIT {
+            let ring = Ring::new(
+                s.membership
+                    .members()
+                    .filter(|(_, a)| !a.leaving)
+                    .flat_map(|(p, a)| a.ranges.iter().map(move |r| (*p, *r))),
+            );
+            let mut mine = s.membership.mine().clone();
+            mine.ranges = ring.join_ranges(1);
+            s.membership.set_mine(mine);
+            s.chosen = true;
+            s.next_announce = now;
+        }
+        // Two newcomers that picked the same stretch at once: the higher id picks again.
+        if s.chosen && !s.fixed && !s.membership.mine().ready {
+            let clash = s.membership.members().any(|(p, a)| {
+                *p < me
+                    && a.ranges.iter().any(|r| {
+                        s.membership
+                            .mine()
+                            .ranges
+                            .iter()
+                            .any(|m| m.offset == r.offset)
+                    })
+            });
+            if clash {
+                s.chosen = false;
+                s.started = now;
+                let mut mine = s.membership.mine().clone();
+                mine.ranges.clear();
+                s.membership.set_mine(mine);
+            }
+        }
+        let views = s.membership.views();
+        if !Arc::ptr_eq(&views, &s.views) {
+            s.views = views.clone();
+            s.duties = duties(&views, &me);
+            // New duties: reconcile with every partner now.
+            s.next_reconcile.clear();
+        }
+        if self.shared.role != Role::Replicator || !s.chosen {
+            self.publish_status();
+            return;
+        }
+        if now >= s.next_announce {
+            s.next_announce = now + ANNOUNCE_EVERY;
+            let announce = Wire::Announce(s.membership.mine().clone());
+            let greeted: Vec<PeerId> = self
+                .remotes
+                .iter()
+                .filter(|(_, r)| r.greeted)
+                .map(|(p, _)| *p)
+                .collect();
+            for peer in greeted {
+                self.send(peer, &announce);
+            }
+        }
+        self.shard_readiness(now);
+        self.shard_reconcile(now);
+        self.shard_prune(now);
+        self.publish_status();
+    }
+
+    fn publish_status(&mut self) {
+        if let Some(s) = self.sharding.as_mut() {
+            let status = s.status();
+            *self
+                .shared
+                .shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+        }
+    }
+
+    /// A newcomer asks a settled holder of each span it must fetch for its digest; equal to
+    /// its own, the span is fetched. All fetched: it is ready, and says so.
+    fn shard_readiness(&mut self, now: Instant) {
+        let me = self.me;
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        if s.membership.mine().ready || now < s.next_digest {
+            return;
+        }
+        s.next_digest = now + DIGEST_EVERY;
+        s.digests
+            .retain(|_, (_, at)| now.duration_since(*at) < ASK_TTL);
+        let pending = s.readiness.pending(&s.duties, &me);
+        if pending.is_empty() {
+            let mut mine = s.membership.mine().clone();
+            mine.ready = true;
+            s.membership.set_mine(mine);
+            s.next_announce = now;
+            tracing::debug!(%me, "documents: shard ready");
+            return;
+        }
+        let mut asks = Vec::new();
+        for (span, settled) in pending {
+            if s.digests.values().any(|(sp, _)| *sp == span) {
+                continue;
+            }
+            // The first settled holder still a member.
+            if let Some(holder) = settled.iter().find(|p| s.membership.contains(p)) {
+                asks.push((*holder, span));
+            }
+        }
+        for (holder, span) in asks {
+            let request = self.next_request;
+            self.next_request += 1;
+            if let Some(s) = self.sharding.as_mut() {
+                s.digests.insert(request, (span, now));
+            }
+            self.send(holder, &Wire::Digest { request, span });
+        }
+    }
+
+    pub(super) fn on_digest(&mut self, from: PeerId, request: u64, span: Span) {
+        if !self.query_budget.try_take(1, self.now_us()) {
+            return;
+        }
+        let items = match self.shared.docs().held_items(span, SPAN_ITEMS) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!("documents: digest of a span: {e}");
+                return;
+            }
+        };
+        let (count, fingerprint) = digest(&items);
+        self.send(
+            from,
+            &Wire::DigestIs {
+                request,
+                count,
+                fingerprint,
+            },
+        );
+    }
+
+    pub(super) fn on_digest_is(&mut self, request: u64, count: u64, fingerprint: [u8; 8]) {
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        let Some((span, _)) = s.digests.remove(&request) else {
+            return;
+        };
+        let mine = match self.shared.docs().held_items(span, SPAN_ITEMS) {
+            Ok(items) => digest(&items),
+            Err(e) => {
+                tracing::warn!("documents: digest of a span: {e}");
+                return;
+            }
+        };
+        if mine == (count, fingerprint)
+            && let Some(s) = self.sharding.as_mut()
+        {
+            s.readiness.matched(span);
+            s.next_digest = Instant::now();
+        }
+    }
+
+    /// Starts an exchange over each shared span with every partner that is due (of two
+    /// partners, the lower id starts; a newcomer starts at once).
+    fn shard_reconcile(&mut self, now: Instant) {
+        let me = self.me;
+        let every = self.options.reconcile_every;
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        let ready = s.membership.mine().ready;
+        let mut due: Vec<(PeerId, Vec<Span>)> = Vec::new();
+        for (peer, spans) in partners(&s.duties, &me) {
+            if !s.membership.contains(&peer) || (me > peer && ready) {
+                continue;
+            }
+            let next = s.next_reconcile.entry(peer).or_insert(now);
+            if *next <= now {
+                *next = now + every;
+                due.push((peer, spans));
+            }
+        }
+        for (peer, spans) in due {
+            for span in spans {
+                self.reconcile_span(peer, span);
+            }
+        }
+    }
+
+    fn reconcile_span(&mut self, peer: PeerId, span: Span) {
+        let items = match self.shared.docs().held_items(span, SPAN_ITEMS) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!("documents: reading a span to reconcile: {e}");
+                return;
+            }
+        };
+        let from = if span.start == 0 {
+            Vec::new()
+        } else {
+            span.start.to_be_bytes().to_vec()
+        };
+        let to = match span.end {
+            Some(e) => Bound::Key(e.to_be_bytes().to_vec()),
+            None => Bound::Infinity,
+        };
+        let first = reconcile::initiate_within(rand::random(), &items, &from, to).encode();
+        let c = &self.shared.counters;
+        Counters::add(&c.reconciliations, 1);
+        Counters::add(&c.reconcile_bytes, first.len() as u64);
+        self.send(peer, &Wire::Reconcile(first));
+    }
+
+    /// The items a reconciliation message needs from this replicator: its held entries in
+    /// the message's extent.
+    pub(super) fn shard_items(
+        &self,
+        message: &reconcile::Message,
+    ) -> Result<Vec<reconcile::Item>, String> {
+        let Some((lower, upper)) = message.extent() else {
+            return Ok(Vec::new());
+        };
+        let span = Span {
+            start: point_of_key(&lower),
+            end: match upper {
+                Bound::Key(k) => point_of_key(&k).checked_add(1),
+                Bound::Infinity => None,
+            },
+        };
+        self.shared
+            .docs()
+            .held_items(span, SPAN_ITEMS)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Own writes go to the keepers of each entry's point.
+    pub(super) fn shard_push(&mut self, entries: Vec<Entry>) {
+        let me = self.me;
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        let views = s.membership.views();
+        let mut by_peer: HashMap<PeerId, Vec<Entry>> = HashMap::new();
+        for e in entries {
+            for k in views.keepers(point_of(&e.group())) {
+                if k != me {
+                    by_peer.entry(k).or_default().push(e.clone());
+                }
+            }
+        }
+        for (peer, entries) in by_peer {
+            let Some(out) = self.outbox(peer) else {
+                continue;
+            };
+            let dropped = entries.into_iter().filter(|e| !out.push(e.clone())).count();
+            if dropped > 0 {
+                Counters::add(&self.shared.counters.push_dropped, dropped as u64);
+            }
+        }
+    }
+
+    /// Own unacknowledged writes sent again, each to its keepers (an observer's resend).
+    pub(super) fn shard_serve_to_keepers(&mut self, hashes: Vec<EntryHash>) {
+        let me = self.me;
+        let mut by_peer: HashMap<PeerId, Vec<EntryHash>> = HashMap::new();
+        {
+            let Some(s) = self.sharding.as_mut() else {
+                return;
+            };
+            let views = s.membership.views();
+            let docs = self.shared.docs();
+            for h in hashes {
+                let Ok(Some(e)) = docs.entry(&h) else {
+                    continue;
+                };
+                for k in views.keepers(point_of(&e.group())) {
+                    if k != me {
+                        by_peer.entry(k).or_default().push(h);
+                    }
+                }
+            }
+        }
+        for (peer, hashes) in by_peer {
+            if let Some(out) = self.outbox(peer) {
+                out.serve(hashes);
+            }
+        }
+    }
+
+    /// What this replicator no longer keeps (a leaver: everything) goes once all its target
+    /// holders confirm holding it; what they lack is sent to them first.
+    fn shard_prune(&mut self, now: Instant) {
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        if let Some(round) = &s.prune {
+            if now.duration_since(round.asked) < ASK_TTL && !round.waiting.is_empty() {
+                return;
+            }
+            s.prune = None;
+        }
+        if now < s.next_prune || !s.membership.mine().ready {
+            return;
+        }
+        s.next_prune = now + PRUNE_EVERY;
+        let spans = if s.membership.mine().leaving {
+            handoff(&s.duties)
+        } else {
+            prunable(&s.duties)
+        };
+        // Up to MAX_HOLDS entries, from the first spans that hold any.
+        let mut hashes: Vec<(EntryHash, Vec<PeerId>)> = Vec::new();
+        for (span, holders) in spans {
+            let room = MAX_HOLDS - hashes.len();
+            if room == 0 {
+                break;
+            }
+            let items = match self.shared.docs().held_items(span, SPAN_ITEMS) {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!("documents: reading a span to prune: {e}");
+                    continue;
+                }
+            };
+            for it in items.iter().take(room) {
+                hashes.push((item_hash(it), holders.clone()));
+            }
+        }
+        if hashes.is_empty() {
+            return;
+        }
+        let mut by_peer: HashMap<PeerId, Vec<usize>> = HashMap::new();
+        for (i, (_, holders)) in hashes.iter().enumerate() {
+            for h in holders {
+                by_peer.entry(*h).or_default().push(i);
+            }
+        }
+        let mut round = PruneRound {
+            confirmed: vec![0; hashes.len()],
+            needed: hashes.iter().map(|(_, h)| h.len() as u8).collect(),
+            hashes: hashes.into_iter().map(|(h, _)| h).collect(),
+            waiting: HashMap::new(),
+            asked: now,
+        };
+        let mut asks = Vec::new();
+        for (peer, idx) in by_peer {
+            let request = self.next_request;
+            self.next_request += 1;
+            let hashes: Vec<EntryHash> = idx.iter().map(|&i| round.hashes[i]).collect();
+            round.waiting.insert(request, (peer, idx));
+            asks.push((peer, Wire::Holds { request, hashes }));
+        }
+        if let Some(s) = self.sharding.as_mut() {
+            s.prune = Some(round);
+        }
+        for (peer, wire) in asks {
+            self.send(peer, &wire);
+        }
+    }
+
+    pub(super) fn on_holds(&mut self, from: PeerId, request: u64, hashes: Vec<EntryHash>) {
+        if !self.query_budget.try_take(1, self.now_us()) {
+            return;
+        }
+        let held = self.shared.docs().holds(&hashes);
+        match held {
+            Ok(held) => self.send(from, &Wire::Held { request, held }),
+            Err(e) => tracing::warn!("documents: answering holds: {e}"),
+        }
+    }
+
+    pub(super) fn on_held(&mut self, from: PeerId, request: u64, held: Vec<bool>) {
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        let Some(round) = s.prune.as_mut() else {
+            return;
+        };
+        match round.waiting.get(&request) {
+            Some((peer, _)) if *peer == from => {}
+            _ => return,
+        }
+        let Some((_, idx)) = round.waiting.remove(&request) else {
+            return;
+        };
+        let mut lacking = Vec::new();
+        for (k, &i) in idx.iter().enumerate() {
+            if held.get(k).copied().unwrap_or(false) {
+                round.confirmed[i] += 1;
+            } else {
+                lacking.push(round.hashes[i]);
+            }
+        }
+        let finished = round.waiting.is_empty();
+        // What a holder lacks it gets now; it is confirmed next round.
+        if !lacking.is_empty()
+            && let Some(out) = self.outbox(from)
+        {
+            out.serve(lacking);
+        }
+        if !finished {
+            return;
+        }
+        let Some(round) = self.sharding.as_mut().and_then(|s| s.prune.take()) else {
+            return;
+        };
+        let gone: Vec<EntryHash> = round
+            .hashes
+            .iter()
+            .zip(round.confirmed.iter().zip(&round.needed))
+            .filter(|(_, (c, n))| **n > 0 && c >= n)
+            .map(|(h, _)| *h)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        match self.shared.docs().prune(&gone) {
+            Ok(n) => {
+                Counters::add(&self.shared.counters.pruned, n as u64);
+                // More may be waiting: look again soon.
+                if let Some(s) = self.sharding.as_mut() {
+                    s.next_prune = Instant::now();
+                }
+            }
+            Err(e) => tracing::warn!("documents: pruning: {e}"),
+        }
+    }
+
+    /// The settled holders of `point` that are members (else its target holders): whom to
+    /// ask for one document.
+    pub(super) fn shard_holders(&mut self, point: Point) -> Vec<PeerId> {
+        let Some(s) = self.sharding.as_mut() else {
+            return Vec::new();
+        };
+        let views = s.membership.views();
+        let settled = views.settled.holders(point);
+        if settled.is_empty() {
+            views.target.holders(point).to_vec()
+        } else {
+            settled.to_vec()
+        }
+    }
+
+    /// Which peers to ask, each for which spans, so that together they cover the ring:
+    /// settled holders (they have the data; a newcomer is asked once it is ready), this
+    /// replicator first for what it holds, then whoever covers most of what is left. Spans
+    /// nobody holds are returned apart.
+    pub(super) fn shard_cover(
+        &mut self,
+        within: &[Span],
+        exclude: &[PeerId],
+    ) -> (Vec<(PeerId, Vec<Span>)>, Vec<Span>) {
+        let me = self.me;
+        let i_replicate = self.shared.role == Role::Replicator;
+        let Some(s) = self.sharding.as_mut() else {
+            return (Vec::new(), vec![Span::ALL]);
+        };
+        let views = s.membership.views();
+        let mut left: Vec<(Span, Vec<PeerId>)> = Vec::new();
+        for (segment, holders) in views.settled.segments() {
+            let holders: Vec<PeerId> = holders
+                .iter()
+                .filter(|p| !exclude.contains(p))
+                .copied()
+                .collect();
+            for w in within {
+                if let Some(part) = segment.intersect(w) {
+                    left.push((part, holders.clone()));
+                }
+            }
+        }
+        left.sort_by_key(|(s, _)| *s);
+        let mut out: Vec<(PeerId, Vec<Span>)> = Vec::new();
+        let mut take = |peer: PeerId, left: &mut Vec<(Span, Vec<PeerId>)>| {
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                left.drain(..).partition(|(_, h)| h.contains(&peer));
+            *left = rest;
+            if !mine.is_empty() {
+                out.push((
+                    peer,
+                    crate::shard::placement::merge(mine.into_iter().map(|(s, _)| s)),
+                ));
+            }
+        };
+        if i_replicate && s.membership.mine().ready && !exclude.contains(&me) {
+            take(me, &mut left);
+        }
+        loop {
+            let mut weight: HashMap<PeerId, f64> = HashMap::new();
+            for (span, holders) in &left {
+                for h in holders {
+                    *weight.entry(*h).or_default() += span.fraction();
+                }
+            }
+            let Some((best, _)) = weight
+                .into_iter()
+                .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+            else {
+                break;
+            };
+            take(best, &mut left);
+        }
+        (out, left.into_iter().map(|(s, _)| s).collect())
+    }
+}
