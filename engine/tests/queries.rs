@@ -310,6 +310,41 @@ proptest! {
     }
 }
 
+/// Any filter with one sort on a named field and a limit (often past the matches): a filter
+/// the planner cannot use is answered by reading the sort field's index in order — values,
+/// then missing ones — checking the filter per document and stopping at the limit.
+fn sorted_page() -> impl Strategy<Value = Query> {
+    (
+        prop_oneof![
+            leaf(),
+            (leaf(), leaf()).prop_map(|(a, b)| Filter::Or(vec![a, b]))
+        ],
+        prop_oneof![Just("title"), Just("likes"), Just("score"), Just("flag")],
+        any::<bool>(),
+        0usize..40,
+    )
+        .prop_map(|(filter, field, descending, limit)| Query {
+            filter,
+            sort: vec![Sort {
+                field: field.into(),
+                descending,
+            }],
+            limit: Some(limit),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn sorted_pages_answer_as_the_naive_model(
+        posts in proptest::collection::vec(post(), 0..30),
+        queries in proptest::collection::vec(sorted_page(), 1..8),
+    ) {
+        answers_as_the_naive_model(posts, queries)?;
+    }
+}
+
 #[test]
 fn bounds_that_exclude_each_other_select_nothing() {
     let dir = tempfile::tempdir().unwrap();

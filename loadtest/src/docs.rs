@@ -59,7 +59,7 @@ pub(crate) struct Doc {
     body: String,
 }
 
-fn doc(i: u64, size: usize) -> Doc {
+pub(crate) fn doc(i: u64, size: usize) -> Doc {
     let mut rng = SplitMix64::new(i);
     // Hex text: incompressible enough, and one byte per character in postcard.
     let mut body = String::with_capacity(size);
@@ -74,7 +74,7 @@ fn doc(i: u64, size: usize) -> Doc {
     }
 }
 
-fn index() -> IndexSpec<Doc> {
+pub(crate) fn index() -> IndexSpec<Doc> {
     IndexSpec::new()
         .field("category", |d: &Doc| IndexValue::Int(d.category))
         .field("score", |d: &Doc| IndexValue::Int(d.score))
@@ -89,7 +89,7 @@ fn program() -> ProgramAddress {
 
 const BATCH: usize = 256;
 
-fn store_config() -> StoreConfig {
+pub(crate) fn store_config() -> StoreConfig {
     StoreConfig {
         durability: Durability::Buffered,
         ..StoreConfig::default()

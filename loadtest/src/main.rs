@@ -5,6 +5,7 @@ mod docs;
 mod fanout;
 mod link;
 mod replsim;
+mod shard;
 mod sig;
 mod sim;
 mod store;
@@ -37,6 +38,9 @@ enum Command {
     /// The document store: local puts against raw fjall, replication across processes,
     /// fan-out, queries, a fresh replicator's sync, reconciliation bytes.
     Docs(docs::DocsArgs),
+    /// A sharded document store over QUIC: 8 replicators, 100,000 documents, 2 killed, 2
+    /// joining; searches against a full-replica reference.
+    Shard(shard::ShardArgs),
     /// Sharded replication in virtual time: the placement core with 1,000 replicators, a
     /// million documents and churn, against a naive baseline.
     ReplSim(replsim::ReplSimArgs),
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
         Command::Fanout(args) => runtime()?.block_on(fanout::run(args)),
         Command::FanoutWorker(args) => runtime()?.block_on(fanout::worker(args)),
         Command::ReplSim(args) => replsim::run(args),
+        Command::Shard(args) => runtime()?.block_on(shard::run(args)),
         Command::Docs(args) => runtime()?.block_on(docs::run(args)),
         Command::DocsReplica(args) => runtime()?.block_on(docs::replica(args)),
     }

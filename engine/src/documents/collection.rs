@@ -820,6 +820,16 @@ impl<T, C: Codec<T>> Documents<T, C> {
         &self,
         query: &Query,
     ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
+        self.query_heads_where(query, &|_| true)
+    }
+
+    /// [`Documents::query_heads`] over the documents `keep` accepts only (checked before a
+    /// document is read, and before the limit counts it).
+    pub(crate) fn query_heads_where(
+        &self,
+        query: &Query,
+        keep: &dyn Fn(&DocId) -> bool,
+    ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
         let indexed = |f: &str| self.index.is_indexed(f);
         let mut found = Vec::new();
         match plan(&query.filter, &indexed, self.index.nulls_indexed()) {
@@ -845,8 +855,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
                         &prefix,
                         &from,
                         to.as_deref(),
-                        sort.descending,
-                        limit,
+                        (sort.descending, limit),
+                        keep,
                     );
                 }
                 // A document with several values in the range (an array) has several rows.
@@ -858,12 +868,39 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     let (k, v) = row?;
                     let (_, rest) = keys::decode(&k[prefix.len()..])?;
                     let (id, _) = DocId::decode_key(rest)?;
-                    if !seen.insert(id.clone()) {
+                    if !keep(&id) || !seen.insert(id.clone()) {
                         continue;
                     }
                     let (head, raw) = index_row_head(&v)?;
                     found.push((id, head, self.load_indexed(&head, raw)?));
                 }
+            }
+            None if self.sorted_page(query).is_some() => {
+                // A page sorted by a named field: its index read in order, filter checked per
+                // document, stopping at the limit (values first, then missing ones).
+                let (field, descending, limit) = self.sorted_page(query).unwrap_or_default();
+                let prefix = self.index_prefix(&field);
+                let nulls = [&prefix[..], &[0xFF]].concat();
+                let mut out = self.ordered_scan(
+                    query,
+                    &prefix,
+                    &prefix,
+                    Some(&nulls),
+                    (descending, limit),
+                    keep,
+                )?;
+                if out.len() < limit {
+                    let end = prefix_end(&prefix);
+                    out.extend(self.ordered_scan(
+                        query,
+                        &prefix,
+                        &nulls,
+                        end.as_deref(),
+                        (false, limit - out.len()),
+                        keep,
+                    )?);
+                }
+                return Ok(out);
             }
             None => {
                 for row in self.doc_rows() {
@@ -871,12 +908,25 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     let c = Current::decode(&v)?;
                     if c.live {
                         let (id, _) = DocId::decode_key(&k[self.program.0.len()..])?;
-                        found.push((id, c.head, self.load(&c.head)?));
+                        if keep(&id) {
+                            found.push((id, c.head, self.load(&c.head)?));
+                        }
                     }
                 }
             }
         }
         Ok(self.select(query, found))
+    }
+
+    /// A query that is one page sorted by a named (single-valued) field: the field, the
+    /// direction, the limit.
+    fn sorted_page(&self, query: &Query) -> Option<(String, bool, usize)> {
+        match (query.limit, &query.sort[..]) {
+            (Some(limit), [sort]) if self.index.is_single_valued(&sort.field) => {
+                Some((sort.field.clone(), sort.descending, limit))
+            }
+            _ => None,
+        }
     }
 
     /// The first `limit` documents matching `query` among the index rows `from..to` of one
@@ -888,8 +938,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
         prefix: &[u8],
         from: &[u8],
         to: Option<&[u8]>,
-        descending: bool,
-        limit: usize,
+        (descending, limit): (bool, usize),
+        keep: &dyn Fn(&DocId) -> bool,
     ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
         let mut out = Vec::new();
         let mut group: Vec<(DocId, EntryHash, bool)> = Vec::new();
@@ -918,6 +968,9 @@ impl<T, C: Codec<T>> Documents<T, C> {
             let (_, rest) = keys::decode(&k[prefix.len()..])?;
             let value_key = &k[prefix.len()..k.len() - rest.len()];
             let (id, _) = DocId::decode_key(rest)?;
+            if !keep(&id) {
+                continue;
+            }
             if group_value.as_deref() != Some(value_key) {
                 take(&mut group, &mut out)?;
                 group_value = Some(value_key.to_vec());

@@ -151,15 +151,10 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if spans.is_empty() || spans == [Span::ALL] {
             return self.query_heads(query);
         }
-        let unlimited = Query {
-            limit: None,
-            ..query.clone()
-        };
-        let mut found = self.query_heads(&unlimited)?;
-        found.retain(|(id, _, _)| {
+        let found = self.query_heads_where(query, &|id| {
             let p = point_of(&id.group());
             spans.iter().any(|s| s.contains(p))
-        });
+        })?;
         Ok(self.select(query, found))
     }
 }

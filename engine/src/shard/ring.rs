@@ -91,12 +91,13 @@ impl<P: Clone + Ord> Ring<P> {
         &self.ranges
     }
 
-    /// `count` ranges for a replicator joining this ring: each the second half of the widest
-    /// stretch between two neighbouring range starts (the whole ring when it is empty), the
-    /// ranges chosen so far included. So joins split the largest shares, and the shares a
-    /// departure merged into its neighbours' are the next joiner's. Several ranges per
-    /// replicator average its share over several stretches (the balance of
-    /// `starling-loadtest repl-sim` rests on it).
+    /// `count` ranges for a replicator joining this ring, each cut from the end of the widest
+    /// stretch between two neighbouring range starts (the ranges chosen so far included): a
+    /// fair share of the ring once it has joined (2^64 / (ranges + 1)), or half the stretch if
+    /// that is less; the whole ring when it is empty. So joins split the largest shares — the
+    /// share a departure merged into its neighbour's is the next joiner's — and a stretch two
+    /// departures left is split into fair shares, not halves. Several ranges per replicator
+    /// average its share over several stretches.
     pub fn join_ranges(&self, count: usize) -> Vec<Range> {
         let mut starts: Vec<Point> = self.ranges.iter().map(|(r, _)| r.offset).collect();
         starts.sort_unstable();
@@ -120,11 +121,12 @@ impl<P: Clone + Ord> Ring<P> {
                 .max_by_key(|&i| (gap(i), std::cmp::Reverse(i)))
                 .unwrap_or(0);
             let g = gap(widest);
-            let half = g / 2;
-            let offset = starts[widest].wrapping_add(half as u64);
+            let fair = (1u128 << 64) / (n as u128 + 1);
+            let width = fair.min(g / 2).max(1);
+            let offset = starts[widest].wrapping_add((g - width) as u64);
             out.push(Range {
                 offset,
-                width: u64::try_from(g - half).unwrap_or(u64::MAX),
+                width: u64::try_from(width).unwrap_or(u64::MAX),
             });
             let at = starts.partition_point(|s| *s < offset);
             starts.insert(at, offset);
@@ -329,6 +331,33 @@ mod tests {
         assert_eq!(ring.holders(160, 2), ["b", "a"]);
         assert_eq!(ring.holders(160, 5).len(), 2, "only two peers");
         assert!(Ring::<u8>::new([]).holders(1, 2).is_empty());
+    }
+
+    #[test]
+    fn joiners_split_what_two_departures_left_into_fair_shares() {
+        // Eight even ranges, two neighbours gone: two joiners restore shares within 1.15×.
+        let e = u64::MAX / 8;
+        let six = Ring::new([0u64, 1, 4, 5, 6, 7].into_iter().map(|i| {
+            (
+                i,
+                Range {
+                    offset: i * e,
+                    width: e,
+                },
+            )
+        }));
+        let first = six.join_range();
+        let mut seven: Vec<(u64, Range)> = six.ranges().iter().map(|(r, p)| (*p, *r)).collect();
+        seven.push((8, first));
+        let second = Ring::new(seven.clone()).join_range();
+        seven.push((9, second));
+        let mut offsets: Vec<u64> = seven.iter().map(|(_, r)| r.offset).collect();
+        offsets.sort_unstable();
+        let shares: Vec<u64> = (0..8)
+            .map(|i| offsets[(i + 1) % 8].wrapping_sub(offsets[i]))
+            .collect();
+        let max = *shares.iter().max().unwrap() as f64;
+        assert!(max / (u64::MAX as f64 / 8.0) < 1.15, "{shares:?}");
     }
 
     #[test]

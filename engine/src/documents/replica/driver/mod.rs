@@ -465,7 +465,8 @@ where
         if is_replicator {
             self.set_replicator(from);
             // (A replicator's own writes reach others by reconciliation.)
-            if fresh && !i_replicate {
+            // (A sharded store's observer resends each write to its keepers instead.)
+            if fresh && !i_replicate && self.sharding.is_none() {
                 self.send_unacknowledged(from);
             }
         }
