@@ -225,6 +225,11 @@ impl<P: Clone + Ord> Membership<P> {
         was
     }
 
+    /// What `peer` announced, if it is a member.
+    pub fn announced(&self, peer: &P) -> Option<&Announcement> {
+        self.members.get(peer).map(|m| &m.announced)
+    }
+
     /// Whether `peer` is a member (other than this peer).
     pub fn contains(&self, peer: &P) -> bool {
         self.members.contains_key(peer)

@@ -3,7 +3,7 @@
 //! (reconciliation, requests; all acknowledged) — packing entries [`ENTRIES_BYTES`] to a message
 //! and waiting on the link's flow control, so a slow peer slows only its own outbox.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,9 +24,16 @@ const CONTROL_QUEUE: usize = 256;
 pub(super) struct Outbox {
     control: mpsc::Sender<Bytes>,
     live: mpsc::Sender<Entry>,
-    backlog: Arc<Mutex<VecDeque<EntryHash>>>,
+    backlog: Arc<Mutex<Backlog>>,
     wake: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Entries waiting to be read from the store and sent, each once.
+#[derive(Debug, Default)]
+struct Backlog {
+    queue: VecDeque<EntryHash>,
+    queued: HashSet<EntryHash>,
 }
 
 impl Drop for Outbox {
@@ -48,7 +55,7 @@ impl Outbox {
     {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (live, live_rx) = mpsc::channel(push_queue.max(1));
-        let backlog: Arc<Mutex<VecDeque<EntryHash>>> = Arc::default();
+        let backlog: Arc<Mutex<Backlog>> = Arc::default();
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(
             Sender {
@@ -82,17 +89,29 @@ impl Outbox {
         self.live.try_send(entry).is_ok()
     }
 
-    /// Queues stored entries to send; how many fit under [`MAX_BACKLOG`].
+    /// Entries queued to be served.
+    pub(super) fn backlog(&self) -> usize {
+        self.backlog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .queue
+            .len()
+    }
+
+    /// Queues stored entries to send (once: one already queued is not queued again, as
+    /// overlapping reconciliations and requests would); how many fit under [`MAX_BACKLOG`].
     pub(super) fn serve(&self, hashes: impl IntoIterator<Item = EntryHash>) -> usize {
         let mut backlog = self.backlog.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = backlog.len();
+        let before = backlog.queue.len();
         for h in hashes {
-            if backlog.len() >= MAX_BACKLOG {
+            if backlog.queue.len() >= MAX_BACKLOG {
                 break;
             }
-            backlog.push_back(h);
+            if backlog.queued.insert(h) {
+                backlog.queue.push_back(h);
+            }
         }
-        let added = backlog.len() - before;
+        let added = backlog.queue.len() - before;
         drop(backlog);
         self.wake.notify_one();
         added
@@ -105,7 +124,7 @@ struct Sender<T, C> {
     shared: Arc<Shared<T, C>>,
     control_rx: mpsc::Receiver<Bytes>,
     live_rx: mpsc::Receiver<Entry>,
-    backlog: Arc<Mutex<VecDeque<EntryHash>>>,
+    backlog: Arc<Mutex<Backlog>>,
     wake: Arc<Notify>,
     link: Option<AppLink>,
 }
@@ -178,6 +197,7 @@ where
                 .backlog
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .queue
                 .is_empty()
             {
                 self.wake.notify_one();
@@ -190,11 +210,14 @@ where
         let mut out = Vec::new();
         let mut bytes = 0;
         while bytes < ENTRIES_BYTES {
-            let next = self
-                .backlog
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop_front();
+            let next = {
+                let mut backlog = self.backlog.lock().unwrap_or_else(PoisonError::into_inner);
+                let next = backlog.queue.pop_front();
+                if let Some(h) = &next {
+                    backlog.queued.remove(h);
+                }
+                next
+            };
             let Some(hash) = next else { break };
             match self.shared.docs().entry(&hash) {
                 Ok(Some(e)) => {

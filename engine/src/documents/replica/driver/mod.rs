@@ -98,6 +98,9 @@ struct Remote {
     outbox: Option<Outbox>,
     /// When to reconcile with it next (replicators).
     next_reconcile: Option<Instant>,
+    /// When it last sent entries (a sharded replica does not reconcile with a peer whose
+    /// entries are still arriving: the exchange would ask for them again).
+    entries_at: Option<Instant>,
 }
 
 struct Request {
@@ -522,6 +525,9 @@ where
         if !self.is_replicator() {
             Counters::add(&self.shared.counters.rejected, entries.len() as u64);
             return;
+        }
+        if let Some(r) = self.remotes.get_mut(&from) {
+            r.entries_at = Some(Instant::now());
         }
         let results = self
             .shared

@@ -27,7 +27,7 @@ use crate::shard::{
 /// How often a replicator announces itself (a heartbeat).
 pub(super) const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// A replicator not heard for this long is taken for dead.
-pub(super) const DEAD_AFTER: Duration = Duration::from_secs(4);
+pub(super) const DEAD_AFTER: Duration = Duration::from_secs(3);
 /// How long a replicator choosing its own ranges listens for the others first.
 const JOIN_WAIT: Duration = Duration::from_secs(2);
 /// How often a newcomer compares its spans with settled holders'.
@@ -36,6 +36,8 @@ const DIGEST_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(2);
 /// Entries read from one span at once (a larger span is an error for now: see the notes).
 pub(super) const SPAN_ITEMS: usize = 1 << 21;
+/// A partner that sent entries this recently is not reconciled with yet.
+const BUSY: Duration = Duration::from_millis(500);
 /// Requests (digests, holds) waiting for an answer before they are forgotten.
 const ASK_TTL: Duration = Duration::from_secs(10);
 
@@ -337,8 +339,9 @@ where
         }
     }
 
-    /// Starts an exchange over each shared span with every partner that is due (of two
-    /// partners, the lower id starts; a newcomer starts at once).
+    /// Starts an exchange over each shared span with every partner that is due: one side of
+    /// each pair starts (a newcomer; else, of two ready replicators, the lower id), so a span
+    /// is not moved twice.
     fn shard_reconcile(&mut self, now: Instant) {
         let me = self.me;
         let every = self.options.reconcile_every;
@@ -346,9 +349,31 @@ where
             return;
         };
         let ready = s.membership.mine().ready;
+        // A newcomer fetches each span from one settled holder (the one its digest will be
+        // compared with), not from every keeper at once; once ready it reconciles as all do.
+        let pairs: Vec<(PeerId, Vec<Span>)> = if ready {
+            partners(&s.duties, &me).into_iter().collect()
+        } else {
+            let mut by: std::collections::BTreeMap<PeerId, Vec<Span>> = Default::default();
+            for (span, settled) in s.readiness.pending(&s.duties, &me) {
+                if let Some(p) = settled.iter().find(|p| s.membership.contains(p)) {
+                    by.entry(*p).or_default().push(span);
+                }
+            }
+            by.into_iter().collect()
+        };
         let mut due: Vec<(PeerId, Vec<Span>)> = Vec::new();
-        for (peer, spans) in partners(&s.duties, &me) {
-            if !s.membership.contains(&peer) || (me > peer && ready) {
+        for (peer, spans) in pairs {
+            let Some(theirs) = s.membership.announced(&peer) else {
+                continue;
+            };
+            let i_start = !ready || (theirs.ready && me < peer);
+            // Entries still flowing either way: the next exchange waits for them.
+            let busy = self.remotes.get(&peer).is_some_and(|r| {
+                r.entries_at.is_some_and(|t| now.duration_since(t) < BUSY)
+                    || r.outbox.as_ref().is_some_and(|o| o.backlog() > 0)
+            });
+            if !i_start || busy {
                 continue;
             }
             let next = s.next_reconcile.entry(peer).or_insert(now);
