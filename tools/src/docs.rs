@@ -13,7 +13,7 @@ use starling_engine::documents::json::{
     Json, id_from_text, id_to_json, json_id, parse_document, parse_filter, parse_sort,
 };
 use starling_engine::documents::{
-    DocId, DocumentsParams, Filter, Query, Replica, ReplicaOptions, Role, Writers,
+    DocId, DocumentsParams, Filter, Query, Replica, ReplicaOptions, Replicas, Role, Writers,
 };
 use starling_engine::program::ProgramAddress;
 use starling_engine::{Peer, PeerConfig};
@@ -85,6 +85,10 @@ struct CreateArgs {
     /// Who may write.
     #[arg(long, value_enum, default_value = "anyone")]
     writers: WritersArg,
+    /// Shard the store: each document kept by this many replicators, placed on a ring
+    /// (default: every replicator keeps everything).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    min_replicas: Option<u8>,
     #[command(flatten)]
     replica: ReplicaArgs,
 }
@@ -286,7 +290,7 @@ async fn create(args: CreateArgs) -> Result<()> {
         immutable: args.immutable,
         writers,
         json_id_field: Some(args.id_field),
-        replicas: None,
+        replicas: args.min_replicas.map(|min| Replicas { min, max: min }),
     };
     let definition = params.definition(&args.name)?;
     let peer = start_peer(&args.replica.data_dir, key, &args.replica.bootstrap).await?;
@@ -323,11 +327,15 @@ async fn put(args: PutArgs) -> Result<()> {
     let result = async {
         let docs = read_documents(&args, &store.id_field)?;
         if !args.replica.bootstrap.is_empty() {
-            // Know the replicators first, so the writes go straight to them.
+            // Know the replicators first, so the writes go straight to them (a sharded
+            // store's: every range, so each write goes to its keepers).
             store
                 .replica
                 .wait_for_replicators(args.replica.replicas, timeout(&args.replica))
                 .await;
+            if store.replica.is_sharded() {
+                store.replica.wait_reachable(timeout(&args.replica)).await;
+            }
         }
         let hashes = store
             .replica

@@ -295,3 +295,60 @@ fn watch_prints_a_change_written_elsewhere() {
     assert_eq!(change["added"], "w1");
     assert_eq!(change["doc"]["t"], "seen");
 }
+
+/// A sharded store (`--min-replicas 2`) across three `starling run --replicate` processes: a
+/// writer's documents are found by a search across shards; one replicator is killed and the
+/// others bring every document back to two copies — shown by killing a second one: the last
+/// holds them all.
+#[test]
+fn a_sharded_store_survives_killed_replicators_across_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name);
+    let address = ok(&docs(
+        &dir("r1"),
+        &["create", "sharded", "--min-replicas", "2"],
+        "",
+    ))
+    .trim()
+    .to_string();
+    let (r1, r1_addr) = replicator(&dir("r1"), &address, None);
+    // Each picks its range after hearing the others (two seconds): start them in turn.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (r2, _) = replicator(&dir("r2"), &address, Some(&r1_addr));
+    std::thread::sleep(Duration::from_millis(2500));
+    let (r3, _) = replicator(&dir("r3"), &address, Some(&r1_addr));
+    std::thread::sleep(Duration::from_millis(2500));
+    let lines: String = (0..30)
+        .map(|i| format!("{{\"id\":{i},\"n\":{i}}}\n"))
+        .collect();
+    let put = docs(
+        &dir("writer"),
+        &["put", &address, "--bootstrap", &r1_addr, "--replicas", "2"],
+        &lines,
+    );
+    assert_eq!(ok(&put).lines().count(), 30);
+    let count = |reader: &str| {
+        let out = docs(
+            &dir(reader),
+            &[
+                "query",
+                &address,
+                "--bootstrap",
+                &r1_addr,
+                "--remote",
+                "--count",
+            ],
+            "",
+        );
+        ok(&out).trim().to_string()
+    };
+    assert_eq!(count("reader1"), "30", "a search across the shards");
+    drop(r3);
+    // Detected in 3 s, then re-replicated.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(count("reader2"), "30");
+    drop(r2);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(count("reader3"), "30", "r1 alone holds every document");
+    drop(r1);
+}

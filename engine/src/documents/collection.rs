@@ -100,6 +100,10 @@ pub enum DocumentError {
     /// Too many requests waiting for answers.
     #[error("too many requests waiting for answers")]
     TooManyRequests,
+    /// The replicator asked does not hold that part of the ring (its view of the ring
+    /// differs: ask another).
+    #[error("the replicator asked does not hold that part of the ring")]
+    NotHeld,
     /// A shard answered with a document outside the part of the ring it was asked for.
     #[error("a shard answered with a document outside its part of the ring")]
     OutsideSpans,

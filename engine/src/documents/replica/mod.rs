@@ -147,6 +147,11 @@ pub struct ShardStatus {
     /// The fraction of the ring whose entries have `min` ready holders, as this replica
     /// knows the membership.
     pub coverage: f64,
+    /// The fraction of the ring with at least one ready holder (what a search can reach).
+    pub reachable: f64,
+    /// Replicators heard of that have not announced their ranges yet (until they do, the
+    /// placements may be missing them).
+    pub unannounced: usize,
 }
 
 #[derive(Debug, Default)]
@@ -461,18 +466,28 @@ where
     /// Waits until every point of a sharded store's ring has `min` ready holders, as this
     /// replica knows them.
     pub async fn wait_for_coverage(&self, timeout: Duration) -> bool {
+        self.wait_status(|s| s.coverage >= 1.0 - 1e-9, timeout)
+            .await
+    }
+
+    /// Waits until every point of a sharded store's ring has a ready holder this replica
+    /// knows of, and every replicator it heard of has announced (writes and searches reach
+    /// the whole ring).
+    pub async fn wait_reachable(&self, timeout: Duration) -> bool {
+        self.wait_status(|s| s.reachable >= 1.0 - 1e-9 && s.unannounced == 0, timeout)
+            .await
+    }
+
+    async fn wait_status(&self, done: impl Fn(&ShardStatus) -> bool, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self
-                .shard_status()
-                .is_some_and(|s| s.coverage >= 1.0 - 1e-9)
-            {
+            if self.shard_status().is_some_and(|s| done(&s)) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -496,6 +511,9 @@ where
         timeout: Duration,
     ) -> Result<SearchAnswer<T>, DocumentError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Just opened: hear from the replicators first (a part nobody is known to hold would
+        // be reported missing), for at most half the time.
+        self.wait_reachable(timeout / 2).await;
         let mut found = Vec::new();
         let mut todo = vec![Span::ALL];
         let mut exclude: Vec<PeerId> = Vec::new();

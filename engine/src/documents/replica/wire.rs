@@ -109,6 +109,12 @@ pub enum Wire {
         /// Their fingerprint (`reconcile::fingerprint` with salt 0).
         fingerprint: [u8; reconcile::FINGERPRINT_LEN],
     },
+    /// A query or get refused: the sender does not hold (all of) what it was asked about,
+    /// as its own view of the ring says — ask another holder.
+    NotHeld {
+        /// The request refused.
+        request: u64,
+    },
     /// Which of these entries do you hold? (A replicator about to prune them.)
     Holds {
         /// Names the answer.
@@ -159,6 +165,7 @@ const DIGEST: u8 = 10;
 const DIGEST_IS: u8 = 11;
 const HOLDS: u8 = 12;
 const HELD: u8 = 13;
+const NOT_HELD: u8 = 14;
 
 impl Wire {
     /// The whole direct message: protocol tag, program, kind, fields.
@@ -262,6 +269,10 @@ impl Wire {
                 out.put_u64(*request);
                 out.put_u64(*count);
                 out.put_slice(fingerprint);
+            }
+            Wire::NotHeld { request } => {
+                out.put_u8(NOT_HELD);
+                out.put_u64(*request);
             }
             Wire::Holds { request, hashes } => {
                 out.put_u8(HOLDS);
@@ -434,6 +445,7 @@ impl Wire {
                     fingerprint,
                 }
             }
+            NOT_HELD => Wire::NotHeld { request: r.u64()? },
             HOLDS => {
                 let request = r.u64()?;
                 let n = r.count(32)?;
@@ -889,6 +901,7 @@ mod tests {
                 request: 5,
                 hashes: vec![EntryHash([1; 32]), EntryHash([2; 32])],
             },
+            Wire::NotHeld { request: 6 },
             Wire::Held {
                 request: 5,
                 held: vec![true, false, true, true, false, false, false, false, true],

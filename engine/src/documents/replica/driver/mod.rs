@@ -246,6 +246,11 @@ where
         if let Some(r) = self.remote(peer, false) {
             r.greeted = true;
             self.send(peer, &hello);
+            // A sharded store's replicator says what it holds at once (not at the next
+            // heartbeat): a writer or searcher that just came needs it first.
+            if let Some(announce) = self.shard_announcement() {
+                self.send(peer, &announce);
+            }
         }
     }
 
@@ -417,6 +422,13 @@ where
                 fingerprint,
             } => self.on_digest_is(request, count, fingerprint),
             Wire::Holds { request, hashes } => self.on_holds(from, request, hashes),
+            Wire::NotHeld { request } => {
+                if self.requests.get(&request).is_some_and(|r| r.peer == from)
+                    && let Some(req) = self.requests.remove(&request)
+                {
+                    let _ = req.answer.send(Err(DocumentError::NotHeld));
+                }
+            }
             Wire::Held { request, held } => self.on_held(from, request, held),
             Wire::Answer {
                 request,
@@ -608,6 +620,13 @@ where
         id: Option<crate::documents::DocId>,
     ) {
         if !self.is_replicator() || !self.query_budget.try_take(1, self.now_us()) {
+            return;
+        }
+        // A sharded store's part of a search: answered only by a settled holder of it all.
+        if let Some((_, spans)) = &query
+            && !self.shard_holds_settled(spans)
+        {
+            self.send(from, &Wire::NotHeld { request });
             return;
         }
         let answer = (|| -> Result<Vec<Entry>, DocumentError> {

@@ -111,7 +111,7 @@ impl Sharding {
         }
     }
 
-    fn status(&mut self) -> ShardStatus {
+    fn status(&mut self, pending: usize) -> ShardStatus {
         let replicas = self.membership.replicas();
         let coverage = self
             .membership
@@ -121,6 +121,14 @@ impl Sharding {
             .filter(|(_, holders)| holders.len() >= replicas)
             .map(|(span, _)| span.fraction())
             .sum();
+        let reachable = self
+            .membership
+            .views()
+            .settled
+            .segments()
+            .filter(|(_, holders)| !holders.is_empty())
+            .map(|(span, _)| span.fraction())
+            .sum();
         let mine = self.membership.mine();
         ShardStatus {
             ready: mine.ready,
@@ -128,6 +136,8 @@ impl Sharding {
             ranges: mine.ranges.clone(),
             members: self.membership.len(),
             coverage,
+            reachable,
+            unannounced: pending,
         }
     }
 }
@@ -170,6 +180,40 @@ where
         }
     }
 
+    /// Whether this replicator is a settled holder of every point of `spans` (it has their
+    /// data, as its own view of the ring says); a store that is not sharded: yes. Empty
+    /// spans ask for everything it holds: yes.
+    pub(super) fn shard_holds_settled(&self, spans: &[Span]) -> bool {
+        let Some(s) = self.sharding.as_ref() else {
+            return true;
+        };
+        if spans.is_empty() {
+            return true;
+        }
+        let mine: Vec<Span> = crate::shard::placement::merge(
+            s.duties
+                .iter()
+                .filter(|d| d.settled.contains(&self.me))
+                .map(|d| d.span),
+        );
+        spans.iter().all(|asked| {
+            // Covered when the parts of `mine` inside it add up to all of it.
+            let inside: f64 = mine
+                .iter()
+                .filter_map(|m| m.intersect(asked))
+                .map(|p| p.fraction())
+                .sum();
+            (inside - asked.fraction()).abs() < 1e-12
+        })
+    }
+
+    /// This replicator's announcement, once it has chosen its ranges.
+    pub(super) fn shard_announcement(&self) -> Option<Wire> {
+        let s = self.sharding.as_ref()?;
+        (self.shared.role == Role::Replicator && s.chosen)
+            .then(|| Wire::Announce(s.membership.mine().clone()))
+    }
+
     /// The sharded part of a tick.
     pub(super) fn shard_tick(&mut self) {
         let now = Instant::now();
@@ -192,8 +236,9 @@ where
             s.chosen = true;
             s.next_announce = now;
         }
-        // Two newcomers that picked the same stretch at once: the higher id picks again.
-        if s.chosen && !s.fixed && !s.membership.mine().ready {
+        // Two replicators that picked the same stretch at once (each before hearing of the
+        // other): the higher id picks again.
+        if s.chosen && !s.fixed {
             let clash = s.membership.members().any(|(p, a)| {
                 *p < me
                     && a.ranges.iter().any(|r| {
@@ -207,8 +252,10 @@ where
             if clash {
                 s.chosen = false;
                 s.started = now;
+                s.readiness = Readiness::default();
                 let mut mine = s.membership.mine().clone();
                 mine.ranges.clear();
+                mine.ready = false;
                 s.membership.set_mine(mine);
             }
         }
@@ -243,8 +290,20 @@ where
     }
 
     fn publish_status(&mut self) {
+        // Replicators heard of (a hello said so, or named them) that have not announced.
+        let pending = self
+            .remotes
+            .iter()
+            .filter(|(p, r)| {
+                (r.role == Some(Role::Replicator) || (r.role.is_none() && r.addr.is_some()))
+                    && self
+                        .sharding
+                        .as_ref()
+                        .is_some_and(|s| !s.membership.contains(p))
+            })
+            .count();
         if let Some(s) = self.sharding.as_mut() {
-            let status = s.status();
+            let status = s.status(pending);
             *self
                 .shared
                 .shard
