@@ -226,3 +226,61 @@ async fn a_sharded_store_keeps_two_copies_through_a_crash_and_a_join() {
         p.close().await;
     }
 }
+
+/// A replicator leaving on purpose hands its documents off before it goes: the others fetch
+/// from it while it still counts as a holder, it deletes each document only once the new
+/// holders confirmed it, it ends holding nothing, and searches never miss a document meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_replicator_hands_off_before_it_goes() {
+    let wait = Duration::from_secs(20);
+    let a = peer(&[]).await;
+    let b = peer(&[&a]).await;
+    let c = peer(&[&a]).await;
+    let w = peer(&[&a]).await;
+    let (ra, rb, rc) = (
+        open(&a, Role::Replicator, Some(even(0, 3))),
+        open(&b, Role::Replicator, Some(even(1, 3))),
+        open(&c, Role::Replicator, Some(even(2, 3))),
+    );
+    let writer = open(&w, Role::Observer, None);
+    for r in [&ra, &rb, &rc] {
+        assert!(r.wait_ready(wait).await);
+    }
+    assert!(writer.wait_for_coverage(wait).await);
+    let n = 150i64;
+    let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+    let docs: Vec<(DocId, Post)> = (0..n)
+        .map(|i| (DocId::from(format!("p{i}").as_str()), post(i)))
+        .collect();
+    let hashes = writer
+        .put_many(docs.iter().map(|(id, p)| (id.clone(), p)))
+        .unwrap();
+    assert!(writer.wait_for_replicas(&hashes, 2, wait).await);
+    assert!(rc.count().unwrap() > 0);
+
+    let everything = Query {
+        filter: Filter::All,
+        ..Query::default()
+    };
+    let leaving = {
+        let rc = rc.clone();
+        tokio::spawn(async move { rc.leave(Duration::from_secs(40)).await })
+    };
+    // Searches while C hands off find every document.
+    for _ in 0..5 {
+        let found = writer.search(&everything, wait).await.unwrap();
+        assert!(found.unanswered.is_empty(), "{:?}", found.unanswered);
+        assert_eq!(found.documents.len(), n as usize);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(leaving.await.unwrap().unwrap(), "C handed everything off");
+    assert_eq!(rc.count().unwrap(), 0);
+    assert!(rc.stats().pruned > 0);
+    let held = holders(&[&ra, &rb], &ids);
+    assert!(held.values().all(|&h| h == 2), "{held:?}");
+    let found = writer.search(&everything, wait).await.unwrap();
+    assert_eq!(found.documents.len(), n as usize);
+    for p in [&a, &b, &c, &w] {
+        p.close().await;
+    }
+}

@@ -279,6 +279,8 @@ enum Cmd {
         exclude: Vec<PeerId>,
         answer: oneshot::Sender<Cover>,
     },
+    /// Leave a sharded store: hand every entry off, then hold nothing.
+    Leave,
     /// The settled holders of a ring point (else its target holders).
     Holders(crate::shard::Point, oneshot::Sender<Vec<PeerId>>),
 }
@@ -488,6 +490,34 @@ where
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Leaves a sharded store on purpose: this replicator announces it is leaving (it stops
+    /// being a target holder, so writes and new holders go elsewhere, but stays a settled
+    /// holder the others fetch from), and deletes each entry once all its target holders
+    /// confirmed holding it. True once it holds nothing (then it can stop); false at
+    /// `timeout`, still holding some.
+    pub async fn leave(&self, timeout: Duration) -> Result<bool, DocumentError> {
+        self.cmds
+            .send(Cmd::Leave)
+            .map_err(|_| DocumentError::Closed)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let held = self.shared.docs().held_items(Span::ALL, 1).map_or_else(
+                |e| match e {
+                    DocumentError::TooManyHeld { .. } => Ok(1),
+                    other => Err(other),
+                },
+                |v| Ok(v.len()),
+            )?;
+            if held == 0 {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -709,6 +709,7 @@ where
             } => {
                 let _ = answer.send(self.shard_cover(&within, &exclude));
             }
+            Cmd::Leave => self.shard_leave(),
             Cmd::Holders(point, answer) => {
                 let _ = answer.send(self.shard_holders(point));
             }

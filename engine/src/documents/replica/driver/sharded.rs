@@ -190,6 +190,10 @@ where
         if spans.is_empty() {
             return true;
         }
+        // A leaver is deleting what it handed off: ask the others.
+        if s.membership.mine().leaving {
+            return false;
+        }
         let mine: Vec<Span> = crate::shard::placement::merge(
             s.duties
                 .iter()
@@ -205,6 +209,19 @@ where
                 .sum();
             (inside - asked.fraction()).abs() < 1e-12
         })
+    }
+
+    /// Starts leaving (see `Replica::leave`): announced at once, pruning looked at now.
+    pub(super) fn shard_leave(&mut self) {
+        let Some(s) = self.sharding.as_mut() else {
+            return;
+        };
+        let mut mine = s.membership.mine().clone();
+        mine.leaving = true;
+        s.membership.set_mine(mine);
+        let now = Instant::now();
+        s.next_announce = now;
+        s.next_prune = now;
     }
 
     /// This replicator's announcement, once it has chosen its ranges.
@@ -588,6 +605,19 @@ where
             }
         }
         if hashes.is_empty() {
+            // A leaver that handed everything off is gone: it says so (no ranges).
+            if let Some(s) = self.sharding.as_mut()
+                && s.membership.mine().leaving
+                && !s.membership.mine().ranges.is_empty()
+            {
+                let held = self.shared.docs().held_items(Span::ALL, 1);
+                if matches!(held, Ok(v) if v.is_empty()) {
+                    let mut mine = s.membership.mine().clone();
+                    mine.ranges.clear();
+                    s.membership.set_mine(mine);
+                    s.next_announce = now;
+                }
+            }
             return;
         }
         let mut by_peer: HashMap<PeerId, Vec<usize>> = HashMap::new();
@@ -719,11 +749,16 @@ where
         let views = s.membership.views();
         let mut left: Vec<(Span, Vec<PeerId>)> = Vec::new();
         for (segment, holders) in views.settled.segments() {
-            let holders: Vec<PeerId> = holders
+            let mut holders: Vec<PeerId> = holders
                 .iter()
                 .filter(|p| !exclude.contains(p))
                 .copied()
                 .collect();
+            // Leavers are asked last: they delete what they handed off.
+            let leaving = |p: &PeerId| s.membership.announced(p).is_some_and(|a| a.leaving);
+            if holders.iter().any(|p| !leaving(p)) {
+                holders.retain(|p| !leaving(p));
+            }
             for w in within {
                 if let Some(part) = segment.intersect(w) {
                     left.push((part, holders.clone()));
