@@ -306,6 +306,49 @@ mod tests {
         }
     }
 
+    /// Two newcomers take parts of one holder's span at once: the old holder keeps every
+    /// part until the newcomer taking it is ready, then that part alone becomes prunable —
+    /// each newcomer fetches only its own part, from the old holder.
+    #[test]
+    fn overlapping_moves_release_each_part_only_when_its_newcomer_is_ready() {
+        let mut m = Membership::new(1u8, ann(0, u64::MAX, true), 1, 1_000, 8);
+        m.announce(2, ann(Q, Q, false), 0).unwrap();
+        m.announce(3, ann(3 * Q, Q, false), 0).unwrap();
+        let views = m.views();
+        let old = duties(&views, &1);
+        assert!(prunable(&old).is_empty(), "1 keeps both parts: {old:?}");
+        let keep: Vec<Span> = old
+            .iter()
+            .filter(|d| d.role == Role::Keep)
+            .map(|d| d.span)
+            .collect();
+        assert_eq!(keep.len(), 2);
+        for (me, part) in [(2u8, Q), (3, 3 * Q)] {
+            let mine = duties(&views, &me);
+            let pending = Readiness::default().pending(&mine, &me);
+            assert_eq!(pending.len(), 1, "{me}: {pending:?}");
+            assert_eq!(pending[0].1, vec![1], "fetched from the old holder");
+            assert_eq!(pending[0].0.start, part);
+        }
+        // Newcomer 2 is ready, 3 is not: only 2's part is released.
+        m.announce(2, ann(Q, Q, true), 1).unwrap();
+        let old = duties(&m.views(), &1);
+        let released: Vec<(Span, Vec<u8>)> = prunable(&old);
+        assert_eq!(released.len(), 1, "{released:?}");
+        assert_eq!((released[0].0.start, &released[0].1), (Q, &vec![2]));
+        assert!(
+            old.iter()
+                .any(|d| d.role == Role::Keep && d.span.start == 3 * Q)
+        );
+        // A newcomer that dies before it is ready leaves the old holder holding its part.
+        m.remove(&3);
+        let old = duties(&m.views(), &1);
+        assert!(
+            old.iter()
+                .any(|d| d.role == Role::Hold && d.span.contains(3 * Q))
+        );
+    }
+
     #[test]
     fn a_fresh_store_has_nothing_to_fetch() {
         let mut m = Membership::new(0u8, ann(0, 2 * Q, false), 2, 1_000, 8);
