@@ -12,6 +12,7 @@ use starling_net::overlay::{OverlayNode, TokenBucket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+mod prune;
 mod sharded;
 
 use super::outbox::Outbox;
@@ -101,6 +102,9 @@ struct Remote {
     /// When it last sent entries (a sharded replica does not reconcile with a peer whose
     /// entries are still arriving: the exchange would ask for them again).
     entries_at: Option<Instant>,
+    /// When it was last heard from, or named by another (a sharded store's searcher waits
+    /// for the replicators it heard of recently to announce; not for long-gone ones).
+    seen_at: Option<Instant>,
 }
 
 struct Request {
@@ -373,6 +377,9 @@ where
         };
         let from = msg.origin;
         self.shard_heard(&from);
+        if let Some(r) = self.remotes.get_mut(&from) {
+            r.seen_at = Some(Instant::now());
+        }
         match wire {
             Wire::Hello {
                 role,
@@ -475,6 +482,7 @@ where
             self.node.heard(peer, addr);
             if let Some(r) = self.remote(peer, false) {
                 r.addr = Some(addr);
+                r.seen_at = Some(Instant::now());
             }
         }
         if is_replicator {

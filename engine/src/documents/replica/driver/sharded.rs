@@ -15,13 +15,13 @@ use tokio::time::Instant;
 
 use super::Driver;
 use crate::documents::Codec;
-use crate::documents::held::{digest, item_hash, point_of_key};
-use crate::documents::replica::wire::{MAX_HOLDS, Wire};
+use crate::documents::held::{digest, point_of_key};
+use crate::documents::replica::wire::Wire;
 use crate::documents::replica::{Counters, Role, ShardStatus};
 use crate::reconcile::{self, Bound};
 use crate::shard::{
-    Announcement, Duty, Membership, Point, Range, Readiness, Ring, Span, Views, duties, handoff,
-    partners, point_of, prunable,
+    Announcement, Duty, Membership, Point, Range, Readiness, Ring, Span, Views, duties, partners,
+    point_of,
 };
 
 /// How often a replicator announces itself (a heartbeat).
@@ -33,44 +33,34 @@ const JOIN_WAIT: Duration = Duration::from_secs(2);
 /// How often a newcomer compares its spans with settled holders'.
 const DIGEST_EVERY: Duration = Duration::from_secs(1);
 /// How often a replicator looks for entries to prune.
-const PRUNE_EVERY: Duration = Duration::from_secs(2);
+pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(2);
 /// Entries read from one span at once (a larger span is an error for now: see the notes).
 pub(super) const SPAN_ITEMS: usize = 1 << 21;
 /// A partner that sent entries this recently is not reconciled with yet.
 const BUSY: Duration = Duration::from_millis(500);
 /// Requests (digests, holds) waiting for an answer before they are forgotten.
-const ASK_TTL: Duration = Duration::from_secs(10);
+pub(super) const ASK_TTL: Duration = Duration::from_secs(10);
 
 /// A sharded store's state in the driver.
 pub(super) struct Sharding {
-    membership: Membership<PeerId>,
-    views: Arc<Views<PeerId>>,
-    duties: Vec<Duty<PeerId>>,
-    readiness: Readiness,
+    pub(super) membership: Membership<PeerId>,
+    pub(super) views: Arc<Views<PeerId>>,
+    pub(super) duties: Vec<Duty<PeerId>>,
+    pub(super) readiness: Readiness,
     /// Ranges chosen (given by the options, or picked after [`JOIN_WAIT`]).
-    chosen: bool,
+    pub(super) chosen: bool,
     /// The options gave the ranges.
-    fixed: bool,
-    started: Instant,
-    next_announce: Instant,
-    next_digest: Instant,
-    next_prune: Instant,
-    next_reconcile: HashMap<PeerId, Instant>,
+    pub(super) fixed: bool,
+    pub(super) started: Instant,
+    pub(super) next_announce: Instant,
+    pub(super) next_digest: Instant,
+    pub(super) next_prune: Instant,
+    pub(super) next_reconcile: HashMap<PeerId, Instant>,
     /// Digest requests out: the span asked about.
-    digests: HashMap<u64, (Span, Instant)>,
-    prune: Option<PruneRound>,
-}
-
-/// Entries this replicator no longer keeps, waiting for their target holders' confirmations.
-struct PruneRound {
-    hashes: Vec<EntryHash>,
-    /// Confirmations per entry.
-    confirmed: Vec<u8>,
-    /// Confirmations each entry needs (its target holders).
-    needed: Vec<u8>,
-    /// Requests out, with the entry indexes each asked about.
-    waiting: HashMap<u64, (PeerId, Vec<usize>)>,
-    asked: Instant,
+    pub(super) digests: HashMap<u64, (Span, Instant)>,
+    pub(super) prune: Option<super::prune::PruneRound>,
+    /// Replicators that announced no ranges (left, or never chose): not waited for.
+    pub(super) without_ranges: std::collections::HashSet<PeerId>,
 }
 
 impl Sharding {
@@ -108,6 +98,7 @@ impl Sharding {
             next_reconcile: HashMap::new(),
             digests: HashMap::new(),
             prune: None,
+            without_ranges: Default::default(),
         }
     }
 
@@ -172,8 +163,14 @@ where
         if announced.ranges.is_empty() {
             // Nothing to hold (gone, or never chose): not a member.
             s.membership.remove(&from);
-        } else if let Err(e) = s.membership.announce(from, announced, now) {
-            tracing::debug!(%from, "documents: announcement not taken: {e}");
+            if s.without_ranges.len() < super::MAX_REMOTES {
+                s.without_ranges.insert(from);
+            }
+        } else {
+            s.without_ranges.remove(&from);
+            if let Err(e) = s.membership.announce(from, announced, now) {
+                tracing::debug!(%from, "documents: announcement not taken: {e}");
+            }
         }
         if replicator {
             self.set_replicator(from);
@@ -209,19 +206,6 @@ where
                 .sum();
             (inside - asked.fraction()).abs() < 1e-12
         })
-    }
-
-    /// Starts leaving (see `Replica::leave`): announced at once, pruning looked at now.
-    pub(super) fn shard_leave(&mut self) {
-        let Some(s) = self.sharding.as_mut() else {
-            return;
-        };
-        let mut mine = s.membership.mine().clone();
-        mine.leaving = true;
-        s.membership.set_mine(mine);
-        let now = Instant::now();
-        s.next_announce = now;
-        s.next_prune = now;
     }
 
     /// This replicator's announcement, once it has chosen its ranges.
@@ -562,158 +546,6 @@ where
             if let Some(out) = self.outbox(peer) {
                 out.serve(hashes);
             }
-        }
-    }
-
-    /// What this replicator no longer keeps (a leaver: everything) goes once all its target
-    /// holders confirm holding it; what they lack is sent to them first.
-    fn shard_prune(&mut self, now: Instant) {
-        let Some(s) = self.sharding.as_mut() else {
-            return;
-        };
-        if let Some(round) = &s.prune {
-            if now.duration_since(round.asked) < ASK_TTL && !round.waiting.is_empty() {
-                return;
-            }
-            s.prune = None;
-        }
-        if now < s.next_prune || !s.membership.mine().ready {
-            return;
-        }
-        s.next_prune = now + PRUNE_EVERY;
-        let spans = if s.membership.mine().leaving {
-            handoff(&s.duties)
-        } else {
-            prunable(&s.duties)
-        };
-        // Up to MAX_HOLDS entries, from the first spans that hold any.
-        let mut hashes: Vec<(EntryHash, Vec<PeerId>)> = Vec::new();
-        for (span, holders) in spans {
-            let room = MAX_HOLDS - hashes.len();
-            if room == 0 {
-                break;
-            }
-            let items = match self.shared.docs().held_items(span, SPAN_ITEMS) {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::warn!("documents: reading a span to prune: {e}");
-                    continue;
-                }
-            };
-            for it in items.iter().take(room) {
-                hashes.push((item_hash(it), holders.clone()));
-            }
-        }
-        if hashes.is_empty() {
-            // A leaver that handed everything off is gone: it says so (no ranges).
-            if let Some(s) = self.sharding.as_mut()
-                && s.membership.mine().leaving
-                && !s.membership.mine().ranges.is_empty()
-            {
-                let held = self.shared.docs().held_items(Span::ALL, 1);
-                if matches!(held, Ok(v) if v.is_empty()) {
-                    let mut mine = s.membership.mine().clone();
-                    mine.ranges.clear();
-                    s.membership.set_mine(mine);
-                    s.next_announce = now;
-                }
-            }
-            return;
-        }
-        let mut by_peer: HashMap<PeerId, Vec<usize>> = HashMap::new();
-        for (i, (_, holders)) in hashes.iter().enumerate() {
-            for h in holders {
-                by_peer.entry(*h).or_default().push(i);
-            }
-        }
-        let mut round = PruneRound {
-            confirmed: vec![0; hashes.len()],
-            needed: hashes.iter().map(|(_, h)| h.len() as u8).collect(),
-            hashes: hashes.into_iter().map(|(h, _)| h).collect(),
-            waiting: HashMap::new(),
-            asked: now,
-        };
-        let mut asks = Vec::new();
-        for (peer, idx) in by_peer {
-            let request = self.next_request;
-            self.next_request += 1;
-            let hashes: Vec<EntryHash> = idx.iter().map(|&i| round.hashes[i]).collect();
-            round.waiting.insert(request, (peer, idx));
-            asks.push((peer, Wire::Holds { request, hashes }));
-        }
-        if let Some(s) = self.sharding.as_mut() {
-            s.prune = Some(round);
-        }
-        for (peer, wire) in asks {
-            self.send(peer, &wire);
-        }
-    }
-
-    pub(super) fn on_holds(&mut self, from: PeerId, request: u64, hashes: Vec<EntryHash>) {
-        if !self.query_budget.try_take(1, self.now_us()) {
-            return;
-        }
-        let held = self.shared.docs().holds(&hashes);
-        match held {
-            Ok(held) => self.send(from, &Wire::Held { request, held }),
-            Err(e) => tracing::warn!("documents: answering holds: {e}"),
-        }
-    }
-
-    pub(super) fn on_held(&mut self, from: PeerId, request: u64, held: Vec<bool>) {
-        let Some(s) = self.sharding.as_mut() else {
-            return;
-        };
-        let Some(round) = s.prune.as_mut() else {
-            return;
-        };
-        match round.waiting.get(&request) {
-            Some((peer, _)) if *peer == from => {}
-            _ => return,
-        }
-        let Some((_, idx)) = round.waiting.remove(&request) else {
-            return;
-        };
-        let mut lacking = Vec::new();
-        for (k, &i) in idx.iter().enumerate() {
-            if held.get(k).copied().unwrap_or(false) {
-                round.confirmed[i] += 1;
-            } else {
-                lacking.push(round.hashes[i]);
-            }
-        }
-        let finished = round.waiting.is_empty();
-        // What a holder lacks it gets now; it is confirmed next round.
-        if !lacking.is_empty()
-            && let Some(out) = self.outbox(from)
-        {
-            out.serve(lacking);
-        }
-        if !finished {
-            return;
-        }
-        let Some(round) = self.sharding.as_mut().and_then(|s| s.prune.take()) else {
-            return;
-        };
-        let gone: Vec<EntryHash> = round
-            .hashes
-            .iter()
-            .zip(round.confirmed.iter().zip(&round.needed))
-            .filter(|(_, (c, n))| **n > 0 && c >= n)
-            .map(|(h, _)| *h)
-            .collect();
-        if gone.is_empty() {
-            return;
-        }
-        match self.shared.docs().prune(&gone) {
-            Ok(n) => {
-                Counters::add(&self.shared.counters.pruned, n as u64);
-                // More may be waiting: look again soon.
-                if let Some(s) = self.sharding.as_mut() {
-                    s.next_prune = Instant::now();
-                }
-            }
-            Err(e) => tracing::warn!("documents: pruning: {e}"),
         }
     }
 
