@@ -154,21 +154,47 @@ pub fn id_of(item: &Item) -> Id {
 
 /// The fingerprint of some items: their count and the sum (mod 2^128) of their hashes'
 /// first 16 bytes, hashed. A sum, so that a cached tree of range sums can replace the scan
-/// later without changing the wire.
+/// later without changing the wire, and so that items can be summed as they stream by
+/// ([`FingerprintSum`]).
 pub fn fingerprint(salt: u64, items: &[Item]) -> [u8; FINGERPRINT_LEN] {
-    let mut sum: u128 = 0;
+    let mut sum = FingerprintSum::default();
     for it in items {
-        let mut h = [0u8; 16];
-        h.copy_from_slice(&it[CLOCK_KEY_LEN..CLOCK_KEY_LEN + 16]);
-        sum = sum.wrapping_add(u128::from_le_bytes(h));
+        sum.add(it);
     }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&salt.to_le_bytes());
-    hasher.update(&sum.to_le_bytes());
-    hasher.update(&(items.len() as u64).to_le_bytes());
-    let mut out = [0; FINGERPRINT_LEN];
-    out.copy_from_slice(&hasher.finalize().as_bytes()[..FINGERPRINT_LEN]);
-    out
+    sum.finish(salt)
+}
+
+/// A [`fingerprint`] being summed item by item (no list held).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FingerprintSum {
+    sum: u128,
+    count: u64,
+}
+
+impl FingerprintSum {
+    /// Adds one item.
+    pub fn add(&mut self, item: &Item) {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&item[CLOCK_KEY_LEN..CLOCK_KEY_LEN + 16]);
+        self.sum = self.sum.wrapping_add(u128::from_le_bytes(h));
+        self.count += 1;
+    }
+
+    /// Items added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The fingerprint of the items added, salted.
+    pub fn finish(&self, salt: u64) -> [u8; FINGERPRINT_LEN] {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&salt.to_le_bytes());
+        hasher.update(&self.sum.to_le_bytes());
+        hasher.update(&self.count.to_le_bytes());
+        let mut out = [0; FINGERPRINT_LEN];
+        out.copy_from_slice(&hasher.finalize().as_bytes()[..FINGERPRINT_LEN]);
+        out
+    }
 }
 
 /// The first message: fingerprints of the whole key space's parts (or the ids, when there

@@ -553,6 +553,21 @@ fn a_sharded_store_holds_entries_by_point_and_prunes_them_whole() {
         docs.held_items(hi, 10_000).unwrap(),
     );
     assert_eq!(low.len() + high.len(), 250);
+    // Parts of at most 40 entries that add up to the span; digests summed as rows stream by.
+    let parts = docs.held_chunks(Span::ALL, 40).unwrap();
+    assert!(parts.len() >= 6, "{}", parts.len());
+    let mut joined = Vec::new();
+    for p in &parts {
+        let items = docs.held_items(*p, 10_000).unwrap();
+        assert!(!items.is_empty() && items.len() <= 41, "{}", items.len());
+        joined.extend(items);
+    }
+    assert_eq!(joined, all);
+    assert_eq!(
+        docs.held_digest(lo).unwrap(),
+        starling_engine::documents::held::digest(&low)
+    );
+    assert_eq!(docs.held_first(Span::ALL, 3).unwrap(), all[..3]);
     let hashes: Vec<_> = low.iter().map(item_hash).collect();
     assert!(docs.holds(&hashes).unwrap().iter().all(|h| *h));
     let in_low = |i: i64| lo.contains(point_of(&DocId::from(format!("p{i}").as_str()).group()));

@@ -39,7 +39,7 @@ pub fn point_of_key(key: &[u8]) -> Point {
     u64::from_be_bytes(b)
 }
 
-/// A span's digest: the count and salted fingerprint of the entries held in it.
+/// A span's digest: the count and fingerprint (salt 0) of the entries held in it.
 pub fn digest(items: &[Item]) -> (u64, [u8; reconcile::FINGERPRINT_LEN]) {
     (items.len() as u64, reconcile::fingerprint(0, items))
 }
@@ -58,9 +58,9 @@ impl<T, C: Codec<T>> Documents<T, C> {
         k
     }
 
-    /// The entries held in `span`, as reconciliation items in ring order — at most `limit`
-    /// (an error past it: a caller splits the span instead of holding an unbounded list).
-    pub fn held_items(&self, span: Span, limit: usize) -> Result<Vec<Item>, DocumentError> {
+    /// The point rows in `span`, as reconciliation items in ring order, read as they are
+    /// needed.
+    fn held_rows(&self, span: Span) -> impl Iterator<Item = Result<Item, DocumentError>> + '_ {
         let program = self.program().0;
         let from = [&program[..], &span.start.to_be_bytes()].concat();
         let to = match span.end {
@@ -71,11 +71,10 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 t
             }
         };
-        let mut out = Vec::new();
-        for row in self
+        let rows = self
             .store()
-            .rows_between(Table::Points, &from, Some(&to), false)
-        {
+            .rows_between(Table::Points, &from, Some(&to), false);
+        rows.map(move |row| {
             let (k, _) = row?;
             let rest = &k[program.len()..];
             if rest.len() != 40 {
@@ -83,14 +82,69 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     "point row of the wrong length".into(),
                 ));
             }
-            if out.len() >= limit {
-                return Err(DocumentError::TooManyHeld { limit });
-            }
             let mut item = [0u8; ITEM_LEN];
             item[..8].copy_from_slice(&rest[..8]);
             item[CLOCK_KEY_LEN..].copy_from_slice(&rest[8..]);
-            out.push(item);
+            Ok(item)
+        })
+    }
+
+    /// The entries held in `span`, as reconciliation items in ring order — at most `limit`
+    /// (an error past it: a caller splits the span instead of holding an unbounded list).
+    pub fn held_items(&self, span: Span, limit: usize) -> Result<Vec<Item>, DocumentError> {
+        let mut out = Vec::new();
+        for item in self.held_rows(span) {
+            if out.len() >= limit {
+                return Err(DocumentError::TooManyHeld { limit });
+            }
+            out.push(item?);
         }
+        Ok(out)
+    }
+
+    /// The first `n` entries held in `span`.
+    pub fn held_first(&self, span: Span, n: usize) -> Result<Vec<Item>, DocumentError> {
+        self.held_rows(span).take(n).collect()
+    }
+
+    /// The digest of what is held in `span` ([`digest`]), summed as the rows stream by: any
+    /// number of entries in bounded memory.
+    pub fn held_digest(
+        &self,
+        span: Span,
+    ) -> Result<(u64, [u8; reconcile::FINGERPRINT_LEN]), DocumentError> {
+        let mut sum = reconcile::FingerprintSum::default();
+        for item in self.held_rows(span) {
+            sum.add(&item?);
+        }
+        Ok((sum.count(), sum.finish(0)))
+    }
+
+    /// `span` cut into parts of at most about `max` held entries each (cut between points, so
+    /// a document's versions stay together): what one reconciliation exchange reads.
+    pub fn held_chunks(&self, span: Span, max: usize) -> Result<Vec<Span>, DocumentError> {
+        let max = max.max(1);
+        let mut out = Vec::new();
+        let mut start = span.start;
+        let mut in_part = 0usize;
+        let mut last: Option<Point> = None;
+        for item in self.held_rows(span) {
+            let p = point_of_key(&item?);
+            if in_part >= max && last.is_some_and(|l| p > l) {
+                out.push(Span {
+                    start,
+                    end: Some(p),
+                });
+                start = p;
+                in_part = 0;
+            }
+            in_part += 1;
+            last = Some(p);
+        }
+        out.push(Span {
+            start,
+            end: span.end,
+        });
         Ok(out)
     }
 

@@ -85,14 +85,8 @@ where
             .map_err(|_| DocumentError::Closed)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let held = self.shared.docs().held_items(Span::ALL, 1).map_or_else(
-                |e| match e {
-                    DocumentError::TooManyHeld { .. } => Ok(1),
-                    other => Err(other),
-                },
-                |v| Ok(v.len()),
-            )?;
-            if held == 0 {
+            let held = self.shared.docs().held_first(Span::ALL, 1)?;
+            if held.is_empty() {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {

@@ -9,7 +9,7 @@ use starling_net::entry::EntryHash;
 use tokio::time::Instant;
 
 use super::Driver;
-use super::sharded::{ASK_TTL, PRUNE_EVERY, SPAN_ITEMS};
+use super::sharded::{ASK_TTL, PRUNE_EVERY};
 use crate::documents::Codec;
 use crate::documents::held::item_hash;
 use crate::documents::replica::Counters;
@@ -74,7 +74,7 @@ where
             if room == 0 {
                 break;
             }
-            let items = match self.shared.docs().held_items(span, SPAN_ITEMS) {
+            let items = match self.shared.docs().held_first(span, room) {
                 Ok(items) => items,
                 Err(e) => {
                     tracing::warn!("documents: reading a span to prune: {e}");
@@ -91,7 +91,7 @@ where
                 && s.membership.mine().leaving
                 && !s.membership.mine().ranges.is_empty()
             {
-                let held = self.shared.docs().held_items(Span::ALL, 1);
+                let held = self.shared.docs().held_first(Span::ALL, 1);
                 if matches!(held, Ok(v) if v.is_empty()) {
                     let mut mine = s.membership.mine().clone();
                     mine.ranges.clear();

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::Driver;
 use crate::documents::Codec;
-use crate::documents::held::{digest, point_of_key};
+use crate::documents::held::point_of_key;
 use crate::documents::replica::wire::Wire;
 use crate::documents::replica::{Counters, Role, ShardStatus};
 use crate::reconcile::{self, Bound};
@@ -34,8 +34,11 @@ const JOIN_WAIT: Duration = Duration::from_secs(2);
 const DIGEST_EVERY: Duration = Duration::from_secs(1);
 /// How often a replicator looks for entries to prune.
 pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(2);
-/// Entries read from one span at once (a larger span is an error for now: see the notes).
-pub(super) const SPAN_ITEMS: usize = 1 << 21;
+/// Entries a replicator reads from one span to answer a reconciliation turn, at most (76
+/// bytes each: 40 MiB); a turn over more is refused.
+pub(super) const SPAN_ITEMS: usize = 1 << 19;
+/// Entries one reconciliation exchange covers: a longer span is cut into parts this size.
+const CHUNK_ITEMS: usize = 1 << 16;
 /// A partner that sent entries this recently is not reconciled with yet.
 const BUSY: Duration = Duration::from_millis(500);
 /// Requests (digests, holds) waiting for an answer before they are forgotten.
@@ -291,18 +294,24 @@ where
     }
 
     fn publish_status(&mut self) {
-        // Replicators heard of (a hello said so, or named them) that have not announced.
-        let pending = self
-            .remotes
-            .iter()
-            .filter(|(p, r)| {
-                (r.role == Some(Role::Replicator) || (r.role.is_none() && r.addr.is_some()))
-                    && self
-                        .sharding
-                        .as_ref()
-                        .is_some_and(|s| !s.membership.contains(p))
-            })
-            .count();
+        // Replicators heard of lately (a hello said so, or named them) that have not
+        // announced, and did not announce that they hold nothing.
+        let now = Instant::now();
+        let pending =
+            self.remotes
+                .iter()
+                .filter(|(p, r)| {
+                    let replicator =
+                        r.role == Some(Role::Replicator) || (r.role.is_none() && r.addr.is_some());
+                    let lately = r
+                        .seen_at
+                        .is_some_and(|t| now.duration_since(t) < DEAD_AFTER);
+                    let unknown = self.sharding.as_ref().is_some_and(|s| {
+                        !s.membership.contains(p) && !s.without_ranges.contains(p)
+                    });
+                    replicator && lately && unknown
+                })
+                .count();
         if let Some(s) = self.sharding.as_mut() {
             let status = s.status(pending);
             *self
@@ -359,14 +368,14 @@ where
         if !self.query_budget.try_take(1, self.now_us()) {
             return;
         }
-        let items = match self.shared.docs().held_items(span, SPAN_ITEMS) {
-            Ok(items) => items,
+        let digest = self.shared.docs().held_digest(span);
+        let (count, fingerprint) = match digest {
+            Ok(d) => d,
             Err(e) => {
                 tracing::warn!("documents: digest of a span: {e}");
                 return;
             }
         };
-        let (count, fingerprint) = digest(&items);
         self.send(
             from,
             &Wire::DigestIs {
@@ -384,8 +393,8 @@ where
         let Some((span, _)) = s.digests.remove(&request) else {
             return;
         };
-        let mine = match self.shared.docs().held_items(span, SPAN_ITEMS) {
-            Ok(items) => digest(&items),
+        let mine = match self.shared.docs().held_digest(span) {
+            Ok(d) => d,
             Err(e) => {
                 tracing::warn!("documents: digest of a span: {e}");
                 return;
@@ -449,28 +458,41 @@ where
         }
     }
 
+    /// Exchanges over `span` with `peer`, one per part of at most [`CHUNK_ITEMS`] held
+    /// entries (so neither side reads more than a part at once).
     fn reconcile_span(&mut self, peer: PeerId, span: Span) {
-        let items = match self.shared.docs().held_items(span, SPAN_ITEMS) {
-            Ok(items) => items,
+        let chunks = self.shared.docs().held_chunks(span, CHUNK_ITEMS);
+        let chunks = match chunks {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!("documents: reading a span to reconcile: {e}");
                 return;
             }
         };
-        let from = if span.start == 0 {
-            Vec::new()
-        } else {
-            span.start.to_be_bytes().to_vec()
-        };
-        let to = match span.end {
-            Some(e) => Bound::Key(e.to_be_bytes().to_vec()),
-            None => Bound::Infinity,
-        };
-        let first = reconcile::initiate_within(rand::random(), &items, &from, to).encode();
-        let c = &self.shared.counters;
-        Counters::add(&c.reconciliations, 1);
-        Counters::add(&c.reconcile_bytes, first.len() as u64);
-        self.send(peer, &Wire::Reconcile(first));
+        for part in chunks {
+            let items = self.shared.docs().held_items(part, SPAN_ITEMS);
+            let items = match items {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!("documents: reading a span to reconcile: {e}");
+                    return;
+                }
+            };
+            let from = if part.start == 0 {
+                Vec::new()
+            } else {
+                part.start.to_be_bytes().to_vec()
+            };
+            let to = match part.end {
+                Some(e) => Bound::Key(e.to_be_bytes().to_vec()),
+                None => Bound::Infinity,
+            };
+            let first = reconcile::initiate_within(rand::random(), &items, &from, to).encode();
+            let c = &self.shared.counters;
+            Counters::add(&c.reconciliations, 1);
+            Counters::add(&c.reconcile_bytes, first.len() as u64);
+            self.send(peer, &Wire::Reconcile(first));
+        }
     }
 
     /// The items a reconciliation message needs from this replicator: its held entries in
