@@ -153,7 +153,13 @@ async fn a_sharded_store_keeps_two_copies_through_a_crash_and_a_join() {
     );
     let all = [&ra, &rb, &rc, &rd];
     let held = holders(&all, &ids);
-    assert!(held.values().all(|&h| h == 2), "two copies each: {held:?}");
+    assert!(held.values().all(|&h| h >= 2), "two copies each: {held:?}");
+    // A write made while the writer still took a replicator for not ready went to its
+    // keepers in both placements: the extra copy is pruned once confirmed.
+    until("exactly two copies each", 30, || {
+        holders(&all, &ids).values().all(|&h| h == 2)
+    })
+    .await;
     for r in all {
         let count = r.count().unwrap();
         assert!((120..=280).contains(&count), "about half each: {count}");
@@ -246,7 +252,12 @@ async fn a_leaving_replicator_hands_off_before_it_goes() {
     for r in [&ra, &rb, &rc] {
         assert!(r.wait_ready(wait).await);
     }
-    assert!(writer.wait_for_coverage(wait).await);
+    until("the writer to know every range", 20, || {
+        writer
+            .shard_status()
+            .is_some_and(|s| s.members >= 3 && s.coverage > 0.999)
+    })
+    .await;
     let n = 150i64;
     let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
     let docs: Vec<(DocId, Post)> = (0..n)
@@ -256,7 +267,8 @@ async fn a_leaving_replicator_hands_off_before_it_goes() {
         .put_many(docs.iter().map(|(id, p)| (id.clone(), p)))
         .unwrap();
     assert!(writer.wait_for_replicas(&hashes, 2, wait).await);
-    assert!(rc.count().unwrap() > 0);
+    // Two acknowledgements came first; the third keeper's copy may still be on its way.
+    until("C to hold its share", 20, || rc.count().unwrap() > 0).await;
 
     let everything = Query {
         filter: Filter::All,

@@ -26,7 +26,7 @@ use starling_net::{KeyType, Keypair};
 use starling_store::Store;
 
 use crate::docs::{Doc, doc, index, store_config};
-use crate::util::peak_rss_mb;
+use crate::util::{peak_rss_mb, rss_mb};
 
 /// Arguments of `shard`.
 #[derive(Debug, Args)]
@@ -43,6 +43,11 @@ pub(crate) struct ShardArgs {
     /// Searches timed.
     #[arg(long, default_value_t = 200)]
     queries: usize,
+    /// Instead: the memory of one replicator holding this many entries (100-byte documents,
+    /// written locally) while a newcomer takes a thousandth of the ring from it — digests,
+    /// reconciliation parts, confirmations and pruning over a large store.
+    #[arg(long)]
+    memory: Option<usize>,
 }
 
 const MIN: u8 = 2;
@@ -52,13 +57,6 @@ fn program() -> ProgramAddress {
     ProgramDefinition::new("documents/v1", "shard loadtest", Bytes::new())
         .expect("a valid definition")
         .address()
-}
-
-fn sharded() -> DocumentsOptions {
-    DocumentsOptions {
-        replicas: Some(MIN),
-        ..DocumentsOptions::default()
-    }
 }
 
 struct Node {
@@ -71,6 +69,15 @@ async fn node(
     bootstrap: Vec<std::net::SocketAddr>,
     role: Role,
     ranges: Option<Vec<Range>>,
+) -> Result<Node> {
+    node_with(bootstrap, role, ranges, MIN).await
+}
+
+async fn node_with(
+    bootstrap: Vec<std::net::SocketAddr>,
+    role: Role,
+    ranges: Option<Vec<Range>>,
+    replicas: u8,
 ) -> Result<Node> {
     let dir = tempfile::tempdir()?;
     let peer = Peer::start(
@@ -87,7 +94,10 @@ async fn node(
         program(),
         Postcard,
         index(),
-        sharded(),
+        DocumentsOptions {
+            replicas: Some(replicas),
+            ..DocumentsOptions::default()
+        },
         ReplicaOptions {
             role,
             ranges,
@@ -169,6 +179,9 @@ fn queries() -> Vec<Query> {
 }
 
 pub(crate) async fn run(args: ShardArgs) -> Result<()> {
+    if let Some(n) = args.memory {
+        return memory(n).await;
+    }
     anyhow::ensure!(
         args.replicators > args.churn + 1,
         "more replicators than --churn + 1"
@@ -392,5 +405,90 @@ pub(crate) async fn run(args: ShardArgs) -> Result<()> {
         r.peer.close().await;
     }
     writer.peer.close().await;
+    Ok(())
+}
+
+/// `shard --memory N` (see [`ShardArgs::memory`]).
+async fn memory(n: usize) -> Result<()> {
+    println!(
+        "shard --memory: one replicator with {n} entries; a newcomer takes 1/1000 of the ring"
+    );
+    // One replica per document: the newcomer takes its thousandth from the holder.
+    let holder = node_with(Vec::new(), Role::Replicator, Some(vec![Range::FULL]), 1).await?;
+    let start = Instant::now();
+    let pool: Vec<Doc> = (0..256u64).map(|i| doc(i, 100)).collect();
+    let mut rss_at = Vec::new();
+    let step = (n / 10).max(1);
+    let mut i = 0usize;
+    while i < n {
+        let k = 256.min(n - i);
+        let batch: Vec<(DocId, &Doc)> = (i..i + k)
+            .map(|j| (DocId::Int(j as i64), &pool[j % 256]))
+            .collect();
+        holder.replica.put_many(batch)?;
+        i += k;
+        if i % step < k {
+            rss_at.push((i, rss_mb()));
+            println!(
+                "  {i} entries written ({:.0}/s) · RSS {:.0} MB",
+                i as f64 / start.elapsed().as_secs_f64(),
+                rss_mb()
+            );
+        }
+    }
+    let loaded_rss = rss_mb();
+    let width = u64::MAX / 1000;
+    let newcomer = node_with(
+        vec![holder.peer.local_addr()],
+        Role::Replicator,
+        Some(vec![Range {
+            offset: width * 500,
+            width,
+        }]),
+        1,
+    )
+    .await?;
+    let t = Instant::now();
+    let mut peak_during = loaded_rss;
+    let ready = loop {
+        peak_during = peak_during.max(rss_mb());
+        if newcomer.replica.shard_status().is_some_and(|s| s.ready) {
+            break true;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ready_s = t.elapsed().as_secs_f64();
+    // The holder prunes what the newcomer confirmed.
+    let moved = newcomer.replica.count()?;
+    let pruned = loop {
+        peak_during = peak_during.max(rss_mb());
+        let pruned = holder.replica.stats().pruned;
+        if pruned >= moved || t.elapsed() > Duration::from_secs(600) {
+            break pruned;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let peak = peak_rss_mb();
+    println!(
+        "  newcomer ready: {ready} after {ready_s:.1} s with {moved} entries · holder pruned \
+         {pruned} · RSS loaded {loaded_rss:.0} MB, peak during the move {peak_during:.0} MB, \
+         peak overall {peak:.0} MB (two peers, one process)"
+    );
+    let growth: Vec<String> = rss_at
+        .iter()
+        .map(|(k, r)| format!("[{k},{r:.0}]"))
+        .collect();
+    println!(
+        "{{\"scenario\":\"shard-memory\",\"entries\":{n},\"rss_mb_loaded\":{loaded_rss:.0},\
+         \"rss_mb_peak_during_move\":{peak_during:.0},\"peak_rss_mb\":{peak:.0},\
+         \"moved\":{moved},\"pruned\":{pruned},\"ready_s\":{ready_s:.1},\
+         \"rss_mb_by_entries\":[{}]}}",
+        growth.join(",")
+    );
+    newcomer.peer.close().await;
+    holder.peer.close().await;
     Ok(())
 }

@@ -181,6 +181,10 @@ where
                 break;
             }
             todo.sort();
+            // Views of the ring converge within a heartbeat: give them a moment.
+            let pause = Duration::from_millis(200)
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()) / 4);
+            tokio::time::sleep(pause).await;
         }
         unanswered.extend(todo);
         let docs = self.shared.docs();

@@ -183,8 +183,9 @@ where
     /// Whether this replicator is a settled holder of every point of `spans` (it has their
     /// data, as its own view of the ring says); a store that is not sharded: yes. Empty
     /// spans ask for everything it holds: yes.
-    pub(super) fn shard_holds_settled(&self, spans: &[Span]) -> bool {
-        let Some(s) = self.sharding.as_ref() else {
+    pub(super) fn shard_holds_settled(&mut self, spans: &[Span]) -> bool {
+        let me = self.me;
+        let Some(s) = self.sharding.as_mut() else {
             return true;
         };
         if spans.is_empty() {
@@ -194,11 +195,14 @@ where
         if s.membership.mine().leaving {
             return false;
         }
+        // The membership as it is now (the tick's duties may be a tick old).
+        let views = s.membership.views();
         let mine: Vec<Span> = crate::shard::placement::merge(
-            s.duties
-                .iter()
-                .filter(|d| d.settled.contains(&self.me))
-                .map(|d| d.span),
+            views
+                .settled
+                .segments()
+                .filter(|(_, holders)| holders.contains(&me))
+                .map(|(span, _)| span),
         );
         spans.iter().all(|asked| {
             // Covered when the parts of `mine` inside it add up to all of it.
@@ -336,7 +340,9 @@ where
         s.digests
             .retain(|_, (_, at)| now.duration_since(*at) < ASK_TTL);
         let pending = s.readiness.pending(&s.duties, &me);
-        if pending.is_empty() {
+        // Nothing to fetch counts only once it has listened for the others (a replicator that
+        // has not heard of any holder yet would find nothing pending).
+        if pending.is_empty() && now.duration_since(s.started) >= JOIN_WAIT {
             let mut mine = s.membership.mine().clone();
             mine.ready = true;
             s.membership.set_mine(mine);
@@ -418,6 +424,11 @@ where
             return;
         };
         let ready = s.membership.mine().ready;
+        // A leaver hands off by its prune rounds; it fetches nothing, and nobody sends it
+        // what it already handed off.
+        if s.membership.mine().leaving {
+            return;
+        }
         // A newcomer fetches each span from one settled holder (the one its digest will be
         // compared with), not from every keeper at once; once ready it reconciles as all do.
         let pairs: Vec<(PeerId, Vec<Span>)> = if ready {
@@ -436,6 +447,9 @@ where
             let Some(theirs) = s.membership.announced(&peer) else {
                 continue;
             };
+            if theirs.leaving {
+                continue;
+            }
             let i_start = !ready || (theirs.ready && me < peer);
             // Entries still flowing either way: the next exchange waits for them.
             let busy = self.remotes.get(&peer).is_some_and(|r| {
