@@ -217,6 +217,19 @@ where
         )
     }
 
+    /// Sends `wire` to every remote this replica has greeted.
+    fn send_to_greeted(&mut self, wire: &Wire) {
+        let greeted: Vec<PeerId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.greeted)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in greeted {
+            self.send(peer, wire);
+        }
+    }
+
     fn send(&mut self, peer: PeerId, wire: &Wire) {
         let bytes = wire.encode(&self.shared.program);
         if let Some(out) = self.outbox(peer) {
@@ -275,15 +288,7 @@ where
         }
         if std::mem::take(&mut self.announce) {
             let hello = self.hello(false);
-            let greeted: Vec<PeerId> = self
-                .remotes
-                .iter()
-                .filter(|(_, r)| r.greeted)
-                .map(|(p, _)| *p)
-                .collect();
-            for peer in greeted {
-                self.send(peer, &hello);
-            }
+            self.send_to_greeted(&hello);
         }
         let now = Instant::now();
         if self.sharding.is_some() {

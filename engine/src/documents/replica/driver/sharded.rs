@@ -281,15 +281,7 @@ where
         if now >= s.next_announce {
             s.next_announce = now + ANNOUNCE_EVERY;
             let announce = Wire::Announce(s.membership.mine().clone());
-            let greeted: Vec<PeerId> = self
-                .remotes
-                .iter()
-                .filter(|(_, r)| r.greeted)
-                .map(|(p, _)| *p)
-                .collect();
-            for peer in greeted {
-                self.send(peer, &announce);
-            }
+            self.send_to_greeted(&announce);
         }
         self.shard_readiness(now);
         self.shard_reconcile(now);
