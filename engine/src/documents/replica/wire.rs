@@ -345,16 +345,7 @@ impl Wire {
                     entries: r.entries()?,
                 }
             }
-            ACK => {
-                let n = r.count(32)?;
-                let mut hashes = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let mut h = [0; 32];
-                    h.copy_from_slice(r.take(32)?);
-                    hashes.push(EntryHash(h));
-                }
-                Wire::Ack(hashes)
-            }
+            ACK => Wire::Ack(r.hashes(usize::MAX, "acks")?),
             RECONCILE => {
                 let body = r.buf.slice(r.pos..);
                 r.pos = r.buf.len();
@@ -448,16 +439,7 @@ impl Wire {
             NOT_HELD => Wire::NotHeld { request: r.u64()? },
             HOLDS => {
                 let request = r.u64()?;
-                let n = r.count(32)?;
-                if n > MAX_HOLDS {
-                    return Err(WireError::TooLarge("holds"));
-                }
-                let mut hashes = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let mut h = [0; 32];
-                    h.copy_from_slice(r.take(32)?);
-                    hashes.push(EntryHash(h));
-                }
+                let hashes = r.hashes(MAX_HOLDS, "holds")?;
                 Wire::Holds { request, hashes }
             }
             HELD => {
@@ -621,6 +603,21 @@ impl Reader {
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)
+    }
+
+    /// A count, then that many entry hashes (at most `max`).
+    fn hashes(&mut self, max: usize, what: &'static str) -> Result<Vec<EntryHash>, WireError> {
+        let n = self.count(32)?;
+        if n > max {
+            return Err(WireError::TooLarge(what));
+        }
+        let mut hashes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut h = [0; 32];
+            h.copy_from_slice(self.take(32)?);
+            hashes.push(EntryHash(h));
+        }
+        Ok(hashes)
     }
 
     fn span(&mut self) -> Result<Span, WireError> {
@@ -825,6 +822,12 @@ mod tests {
             .unwrap()
     }
 
+    fn put_varint_vec(out: &mut Vec<u8>, v: u64) {
+        let mut b = BytesMut::new();
+        put_varint(&mut b, v);
+        out.extend_from_slice(&b);
+    }
+
     fn round_trip(w: &Wire) -> Wire {
         let program = ProgramAddress([7; 32]);
         let bytes = w.encode(&program);
@@ -957,6 +960,14 @@ mod tests {
         assert_eq!(
             Wire::decode(Bytes::from(many)),
             Err(WireError::TooLarge("held"))
+        );
+        let mut holds = vec![HOLDS];
+        holds.extend_from_slice(&[0; 8]);
+        put_varint_vec(&mut holds, MAX_HOLDS as u64 + 1);
+        holds.extend(std::iter::repeat_n(0u8, (MAX_HOLDS + 1) * 32));
+        assert_eq!(
+            Wire::decode(Bytes::from(holds)),
+            Err(WireError::TooLarge("holds"))
         );
         // A filter nested deeper than allowed.
         let mut deep = vec![QUERY];
