@@ -111,10 +111,7 @@ fn append(
     let mut n = 0u64;
     while start.elapsed() < budget {
         let drafts: Vec<Draft<'_>> = (0..per_batch)
-            .map(|i| Draft {
-                payload: payloads[(n as usize + i) % 64].clone(),
-                meta: &[],
-            })
+            .map(|i| Draft::new(payloads[(n as usize + i) % 64].clone()))
             .collect();
         log.append_batch(&drafts)?;
         n += per_batch as u64;
@@ -136,10 +133,7 @@ fn join(dir: &std::path::Path, size: usize, count: u64, per_batch: usize) -> Res
     let mut entries: Vec<Entry> = Vec::with_capacity(count as usize);
     while (entries.len() as u64) < count {
         let drafts: Vec<Draft<'_>> = (0..per_batch)
-            .map(|i| Draft {
-                payload: payloads[(entries.len() + i) % 64].clone(),
-                meta: &[],
-            })
+            .map(|i| Draft::new(payloads[(entries.len() + i) % 64].clone()))
             .collect();
         entries.extend(writer.append_batch(&drafts)?);
     }

@@ -2,6 +2,8 @@
 //!
 //! Who a peer is and how bytes move between peers.
 //!
+//! - [`crypto`]: end-to-end envelopes for chosen receivers (X25519 / secp256k1 agreement,
+//!   XChaCha20-Poly1305).
 //! - [`entry`]: the signed envelope (format v2, batch signatures with Merkle proofs, verifier
 //!   with a bounded cache of verified roots) that every layer moves.
 //! - [`identity`]: Ed25519 and secp256k1 key pairs, signatures (with batch verification),
@@ -12,6 +14,7 @@
 //!   builds without the `quic` feature.
 //! - [`wire`]: the frame codec (length-prefixed, versioned fixed layouts, zero-copy on `Bytes`).
 
+pub mod crypto;
 pub mod entry;
 pub mod identity;
 pub mod overlay;

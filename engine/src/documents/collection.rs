@@ -20,11 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use starling_net::crypto::{CryptoError, Opener, Receivers, Sealer};
+use starling_net::entry::FLAG_ENCRYPTED;
 use starling_net::entry::{
     Clock, Entry, EntryError, EntryFields, EntryHash, EntrySigner, EntryVerifier, LogId, MAX_BATCH,
     MAX_META, session, unix_time_us,
 };
-use starling_net::identity::Keypair;
+use starling_net::identity::{Keypair, PublicKey};
 use starling_store::{NewEntry, Store, StoreError, Table};
 
 use super::access::{AccessRule, Operation};
@@ -128,6 +130,18 @@ pub enum DocumentError {
     /// The store batch this entry was staged in did not commit.
     #[error("the batch failed to commit: {0}")]
     BatchFailed(String),
+    /// An encrypted document this key cannot read: not a receiver, or its envelope does not
+    /// open (tampered or malformed; the entry is validly signed, so it is kept all the same).
+    #[error("document version {hash} is encrypted and not readable here: {why}")]
+    Unreadable {
+        /// The entry holding it.
+        hash: EntryHash,
+        /// Why it does not open.
+        why: CryptoError,
+    },
+    /// Sealing a document for its receivers failed (too many receivers).
+    #[error("encryption: {0}")]
+    Crypto(CryptoError),
 }
 
 /// What [`Documents::apply`] did with an entry.
@@ -197,8 +211,19 @@ impl Current {
 /// A document's indexed values: (field, value) pairs.
 type Values = Vec<(String, IndexValue)>;
 
-/// One change to sign: the document, the operation, the payload, the indexed values.
-type Change = (DocId, u8, Bytes, Option<Values>);
+/// One change to sign.
+struct Change {
+    id: DocId,
+    op: u8,
+    /// As stored: the codec's bytes, or an envelope around them.
+    payload: Bytes,
+    /// The codec's bytes' length.
+    raw_len: u32,
+    /// Entry flags (`FLAG_ENCRYPTED` for a sealed payload).
+    flags: u8,
+    /// The indexed values (none for a delete).
+    values: Option<Values>,
+}
 
 /// An index row's value: the head's hash, then 1 when its stored payload is the codec's bytes
 /// as they are (neither compressed nor encrypted), so a scan reads the document in one read.
@@ -307,6 +332,10 @@ pub struct Documents<T, C = Postcard> {
     index: IndexSpec<T>,
     options: DocumentsOptions,
     changes: tokio::sync::broadcast::Sender<DocumentChange>,
+    /// Opens documents encrypted to this store's key.
+    opener: Opener,
+    /// Seals documents put encrypted (one wrapped key per receiver set, reused).
+    sealer: Sealer,
     _doc: PhantomData<fn() -> T>,
 }
 
@@ -333,6 +362,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if index.fields.len() > usize::from(u8::MAX) {
             return Err(DocumentError::TooManyFields);
         }
+        let opener = Opener::new(&key);
         let signer = EntrySigner::new(key);
         let clock = HybridClock::new(signer.writer_id(), Duration::from_secs(60));
         let now = unix_time_us();
@@ -349,6 +379,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
             index,
             options,
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
+            opener,
+            sealer: Sealer::default(),
             _doc: PhantomData,
         };
         if docs.store.row(Table::Documents, &docs.format_key())? != Some(docs.format()) {
@@ -418,12 +450,12 @@ impl<T, C: Codec<T>> Documents<T, C> {
             for (id_key, (current, _)) in chunk {
                 let (id, _) = DocId::decode_key(id_key)?;
                 if current.live {
-                    let doc = self.load(&current.head)?;
+                    let values = self.indexed_values(&current.head)?;
                     let value = match self.entry(&current.head)? {
                         Some(e) => index_row_value(&e),
                         None => Bytes::copy_from_slice(&current.head.0),
                     };
-                    for k in self.index_keys(&id, &self.index.values(&doc)) {
+                    for k in self.index_keys(&id, &values) {
                         batch.put(Table::Index, &k, value.clone());
                     }
                     live += 1;
@@ -549,7 +581,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
 
     /// [`Documents::put`] at Unix time `now_us`.
     pub fn put_at(&mut self, id: DocId, doc: &T, now_us: u64) -> Result<EntryHash, DocumentError> {
-        let entries = self.put_entries(std::iter::once((id, doc)), now_us)?;
+        let entries = self.put_entries(std::iter::once((id, doc)), now_us, None)?;
         Ok(entries[0].hash())
     }
 
@@ -563,15 +595,38 @@ impl<T, C: Codec<T>> Documents<T, C> {
     where
         T: 'a,
     {
-        let entries = self.put_entries(docs, unix_time_us())?;
+        let entries = self.put_entries(docs, unix_time_us(), None)?;
         Ok(entries.iter().map(Entry::hash).collect())
     }
 
-    /// [`Documents::put_many`], returning the signed entries (for replication).
+    /// Puts `doc` under `id` encrypted to `receivers` and this store's own key: only they
+    /// can read it or index it. Everyone else stores, replicates and serves the entry; what
+    /// they see is its id, group, clock, links, writer, size and the receivers' keys.
+    pub fn put_encrypted(
+        &mut self,
+        id: impl Into<DocId>,
+        doc: &T,
+        receivers: &[PublicKey],
+    ) -> Result<EntryHash, DocumentError> {
+        let to = self.receivers(receivers)?;
+        let entries =
+            self.put_entries(std::iter::once((id.into(), doc)), unix_time_us(), Some(&to))?;
+        Ok(entries[0].hash())
+    }
+
+    /// This store's key and `others` as one receiver set.
+    pub(crate) fn receivers(&self, others: &[PublicKey]) -> Result<Receivers, DocumentError> {
+        Receivers::new(self.signer.keypair().public(), others.iter().copied())
+            .map_err(DocumentError::Crypto)
+    }
+
+    /// [`Documents::put_many`], returning the signed entries (for replication); sealed for
+    /// `to` when given.
     pub(crate) fn put_entries<'a>(
         &mut self,
         docs: impl IntoIterator<Item = (DocId, &'a T)>,
         now_us: u64,
+        to: Option<&Receivers>,
     ) -> Result<Vec<Entry>, DocumentError>
     where
         T: 'a,
@@ -579,9 +634,25 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let mut changes = Vec::new();
         for (id, doc) in docs {
             self.check_access(&id, Operation::Put)?;
-            let payload = self.codec.encode(doc)?;
-            let values = self.index.values(doc);
-            changes.push((id, OP_PUT, payload, Some(values)));
+            let plain = self.codec.encode(doc)?;
+            let raw_len = plain.len() as u32;
+            let (payload, flags) = match to {
+                Some(to) => (
+                    self.sealer
+                        .seal(to, &plain)
+                        .map_err(DocumentError::Crypto)?,
+                    FLAG_ENCRYPTED,
+                ),
+                None => (plain, 0),
+            };
+            changes.push(Change {
+                id,
+                op: OP_PUT,
+                payload,
+                raw_len,
+                flags,
+                values: Some(self.index.values(doc)),
+            });
         }
         self.write(changes, now_us)
     }
@@ -601,7 +672,15 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if !self.current(&id)?.is_some_and(|c| c.live) {
             return Ok(None);
         }
-        let mut e = self.write(vec![(id, OP_DELETE, Bytes::new(), None)], now_us)?;
+        let change = Change {
+            id,
+            op: OP_DELETE,
+            payload: Bytes::new(),
+            raw_len: 0,
+            flags: 0,
+            values: None,
+        };
+        let mut e = self.write(vec![change], now_us)?;
         Ok(e.pop())
     }
 
@@ -729,7 +808,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         &mut self,
         applying: &mut Applying,
         entry: Entry,
-        writer: &starling_net::PublicKey,
+        writer: &PublicKey,
         now_us: u64,
     ) -> Result<Applied, DocumentError> {
         let (&op, id_key) = entry.meta().split_first().ok_or(DocumentError::BadMeta)?;
@@ -749,11 +828,15 @@ impl<T, C: Codec<T>> Documents<T, C> {
             return Err(DocumentError::WrongGroup);
         }
         self.clock.check(entry.clock(), now_us)?;
-        let values = if op == OP_PUT {
-            let doc = self.codec.decode(&entry.payload()?)?;
-            Some(self.index.values(&doc))
-        } else {
-            None
+        let values = match op {
+            // Encrypted: indexed by its receivers only (others keep it unindexed).
+            OP_PUT if entry.is_encrypted() => Some(
+                self.read(&entry)?
+                    .map(|doc| self.index.values(&doc))
+                    .unwrap_or_default(),
+            ),
+            OP_PUT => Some(self.index.values(&self.codec.decode(&entry.payload()?)?)),
+            _ => None,
         };
         let hash = entry.hash();
         if applying.staged.contains(&hash) || self.store.contains(&hash.0)? {
@@ -770,7 +853,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let old_values = match current {
             Some(c) if c.live && newer => match current_values {
                 Some(v) => v,
-                None => Some(self.index.values(&self.load(&c.head)?)),
+                None => Some(self.indexed_values(&c.head)?),
             },
             _ => None,
         };
@@ -912,8 +995,11 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     let c = Current::decode(&v)?;
                     if c.live {
                         let (id, _) = DocId::decode_key(&k[self.program.0.len()..])?;
-                        if keep(&id) {
-                            found.push((id, c.head, self.load(&c.head)?));
+                        // Encrypted documents this key cannot read are not answers here.
+                        if keep(&id)
+                            && let Some(doc) = self.read_version(&c.head)?
+                        {
+                            found.push((id, c.head, doc));
                         }
                     }
                 }
@@ -1036,7 +1122,10 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 op: Operation::Put,
             });
         }
-        let doc = self.codec.decode(&entry.payload()?)?;
+        let doc = self.read(entry)?.ok_or_else(|| DocumentError::Unreadable {
+            hash: entry.hash(),
+            why: CryptoError::NotAReceiver,
+        })?;
         Ok((id, doc))
     }
 
@@ -1130,12 +1219,68 @@ impl<T, C: Codec<T>> Documents<T, C> {
     }
 
     fn load(&self, head: &EntryHash) -> Result<T, DocumentError> {
+        let entry = self.stored(head)?;
+        if entry.is_encrypted() {
+            let opened = entry.open_payload(&self.opener).map_err(|e| match e {
+                EntryError::Crypto(why) => DocumentError::Unreadable { hash: *head, why },
+                other => other.into(),
+            })?;
+            return Ok(self.codec.decode(&opened)?);
+        }
+        Ok(self.codec.decode(&entry.payload()?)?)
+    }
+
+    fn stored(&self, head: &EntryHash) -> Result<Entry, DocumentError> {
         let (header, payload) = self
             .store
             .entry(&head.0)?
             .ok_or_else(|| DocumentError::Corrupt(format!("row names missing entry {head}")))?;
-        let entry = Entry::decode_stored(*head, header, payload)?;
-        Ok(self.codec.decode(&entry.payload()?)?)
+        Ok(Entry::decode_stored(*head, header, payload)?)
+    }
+
+    /// The document in a put entry, or `None` when it is encrypted and does not open with
+    /// this key, or opens to bytes the codec does not read: peers that can and peers that
+    /// cannot read it must keep the same entries, so a signed entry is never refused for it.
+    fn read(&self, entry: &Entry) -> Result<Option<T>, DocumentError> {
+        if !entry.is_encrypted() {
+            return Ok(Some(self.codec.decode(&entry.payload()?)?));
+        }
+        match entry.open_payload(&self.opener) {
+            Ok(plain) => Ok(self.codec.decode(&plain).ok()),
+            Err(EntryError::Crypto(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`Documents::read`] of a stored version.
+    fn read_version(&self, head: &EntryHash) -> Result<Option<T>, DocumentError> {
+        self.read(&self.stored(head)?)
+    }
+
+    /// The index values of a stored version (none when it is not readable here).
+    fn indexed_values(&self, head: &EntryHash) -> Result<Values, DocumentError> {
+        Ok(self
+            .read_version(head)?
+            .map(|doc| self.index.values(&doc))
+            .unwrap_or_default())
+    }
+
+    /// Live documents this key cannot read (encrypted to others). Reads every document row
+    /// and the header of each encrypted one: no decryption.
+    pub fn unreadable(&self) -> Result<u64, DocumentError> {
+        let mut n = 0;
+        for row in self.doc_rows() {
+            let (_, v) = row?;
+            let c = Current::decode(&v)?;
+            if !c.live {
+                continue;
+            }
+            let entry = self.stored(&c.head)?;
+            if entry.is_encrypted() && self.read(&entry)?.is_none() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Signs the changes (one signature per [`MAX_BATCH`]) and commits them in one store
@@ -1145,7 +1290,15 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let mut before: HashMap<DocId, Option<Current>> = HashMap::new();
         let mut after: HashMap<DocId, (Current, Option<Values>)> = HashMap::new();
         let mut sealed = Vec::with_capacity(changes.len());
-        for (id, op, payload, values) in &changes {
+        for Change {
+            id,
+            op,
+            payload,
+            raw_len,
+            flags,
+            values,
+        } in &changes
+        {
             let mut meta = vec![*op];
             id.encode_key(&mut meta);
             if meta.len() > MAX_META {
@@ -1171,6 +1324,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 group: id.group(),
                 meta: &meta,
                 next: &next,
+                raw_len: *raw_len,
+                flags: *flags,
                 ..EntryFields::new(self.log_id(), seq, clock.wall_us, payload.clone())
             })?;
             let version = Current {
@@ -1192,11 +1347,11 @@ impl<T, C: Codec<T>> Documents<T, C> {
         let mut batch = self.store.batch();
         let mut live: HashMap<DocId, Option<Values>> = HashMap::new();
         let mut report = DocumentChange::default();
-        for ((id, op, _, values), entry) in changes.into_iter().zip(&entries) {
+        for (Change { id, op, values, .. }, entry) in changes.into_iter().zip(&entries) {
             let old_values = match live.remove(&id) {
                 Some(v) => v,
                 None => match before.get(&id).copied().flatten() {
-                    Some(c) if c.live => Some(self.index.values(&self.load(&c.head)?)),
+                    Some(c) if c.live => Some(self.indexed_values(&c.head)?),
                     _ => None,
                 },
             };

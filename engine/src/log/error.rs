@@ -13,6 +13,9 @@ pub enum LogError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Sealing a payload for its receivers failed.
+    #[error("encryption: {0}")]
+    Crypto(#[from] starling_net::crypto::CryptoError),
     /// An entry of another log was offered to this one.
     #[error("entry belongs to another log")]
     WrongLog,

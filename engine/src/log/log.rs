@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use starling_net::crypto::{Receivers, Sealer};
 use starling_net::entry::{
-    EntryFields, EntrySigner, EntryVerifier, FLAG_LZ4, MAX_BATCH, MAX_PAYLOAD_LEN, next_hashes,
+    EntryFields, EntrySigner, EntryVerifier, FLAG_ENCRYPTED, FLAG_LZ4, MAX_BATCH, MAX_PAYLOAD_LEN,
+    next_hashes,
 };
 use starling_net::entry::{session, unix_time_us};
 use starling_net::identity::Keypair;
@@ -26,6 +28,21 @@ pub struct Draft<'a> {
     pub payload: Bytes,
     /// Program fields signed with the entry (a stream's keyframe flag and media time).
     pub meta: &'a [u8],
+    /// With encryption on ([`Log::encrypt_to`]): wrap the content key for every receiver in
+    /// this entry, so a reader can start here (a stream's keyframes). Otherwise only an
+    /// entry under a new key carries it and the rest name it.
+    pub wrap_key: bool,
+}
+
+impl Draft<'_> {
+    /// A payload with no meta, readable on its own when encrypted.
+    pub fn new(payload: Bytes) -> Draft<'static> {
+        Draft {
+            payload,
+            meta: &[],
+            wrap_key: true,
+        }
+    }
 }
 
 /// What a log keeps. Trimming removes the oldest entries (clock order) with all their index rows.
@@ -116,6 +133,8 @@ pub struct Log {
     len: u64,
     bytes: u64,
     verifier: EntryVerifier,
+    /// Receivers and the sealer of an encrypted log ([`Log::encrypt_to`]).
+    encryption: Option<(Receivers, Sealer)>,
     /// Clock of the newest trimmed entry: trimming scans from here, not from the start, so it
     /// does not walk the tombstones of everything trimmed before (which made it O(n) per append).
     trim_floor: Option<ClockKey>,
@@ -196,6 +215,7 @@ impl Log {
             bytes,
             verifier: EntryVerifier::default(),
             trim_floor: None,
+            encryption: None,
         })
     }
 
@@ -203,6 +223,13 @@ impl Log {
     pub fn with_access(mut self, check: AccessCheck) -> Self {
         self.access = Some(check);
         self
+    }
+
+    /// Seals every payload appended from now on for `receivers` (`None`: plain again).
+    /// The content key is reused for one set (see `Sealer`); a different set starts a new
+    /// key, so a receiver left out cannot read what follows. The writer's key must be one.
+    pub fn encrypt_to(&mut self, receivers: Option<Receivers>) {
+        self.encryption = receivers.map(|r| (r, Sealer::default()));
     }
 
     /// This log's id.
@@ -242,7 +269,7 @@ impl Log {
 
     /// [`Log::append`] with the time given (µs since the epoch).
     pub fn append_at(&mut self, payload: Bytes, now_us: u64) -> Result<Entry, LogError> {
-        let mut out = self.append_batch_at(&[Draft { payload, meta: &[] }], now_us)?;
+        let mut out = self.append_batch_at(&[Draft::new(payload)], now_us)?;
         out.pop().ok_or(LogError::EmptyBatch)
     }
 
@@ -289,10 +316,16 @@ impl Log {
         let mut clocks = Vec::with_capacity(drafts.len());
         for (i, d) in drafts.iter().enumerate() {
             let raw_len = d.payload.len() as u32;
-            let (stored, lz4) = match &self.config.compression {
+            // Compression first: ciphertext does not compress.
+            let (mut stored, lz4) = match &self.config.compression {
                 Some(c) => c.apply(&d.payload),
                 None => (d.payload.clone(), false),
             };
+            let mut flags = if lz4 { FLAG_LZ4 } else { 0 };
+            if let Some((receivers, sealer)) = &mut self.encryption {
+                stored = sealer.seal_as(receivers, &stored, d.wrap_key)?;
+                flags |= FLAG_ENCRYPTED;
+            }
             let clock = self.clock.tick(now_us);
             let u = self.signer.seal(&EntryFields {
                 log_id: self.id,
@@ -305,7 +338,7 @@ impl Log {
                 next: &next,
                 payload: stored,
                 raw_len,
-                flags: if lz4 { FLAG_LZ4 } else { 0 },
+                flags,
             })?;
             next = vec![u.hash()];
             clocks.push(clock);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use starling_net::crypto::Opener;
 use starling_net::overlay::{OverlayConfig, OverlayNode};
 use starling_net::transport::{Endpoint, Multiaddr, TransportConfig, quic_multiaddr};
 use starling_net::{Keypair, PeerId};
@@ -89,6 +90,8 @@ pub struct Peer {
 #[derive(Debug)]
 struct Inner {
     key: Keypair,
+    /// Opens what is encrypted to this peer's key (streams; document stores have their own).
+    opener: Arc<Opener>,
     node: OverlayNode,
     config: PeerConfig,
     /// Opened on first use: a subscriber that does not persist never starts a store.
@@ -145,6 +148,7 @@ impl Peer {
         ];
         let peer = Peer {
             inner: Arc::new(Inner {
+                opener: Arc::new(Opener::new(&key)),
                 key,
                 node,
                 config,
@@ -324,6 +328,7 @@ impl Peer {
             routes: self.inner.routes.clone(),
             log,
             options,
+            opener: self.inner.opener.clone(),
         }))
     }
 

@@ -234,7 +234,7 @@ mod tests {
         Item {
             seq,
             published_us: seq,
-            record: Record::from_entry(entry, &LogId([0; 32])).unwrap(),
+            record: Record::from_entry(entry, &LogId([0; 32]), None).unwrap(),
         }
     }
 

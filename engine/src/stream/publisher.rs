@@ -77,6 +77,8 @@ pub(crate) type Windows = Arc<Mutex<HashMap<LogId, Arc<Mutex<Window>>>>>;
 /// A frame handed to the signing thread, with its reserved place in the node's queue.
 struct Pending {
     data: bytes::Bytes,
+    /// Encrypted streams: wrap the group key for every receiver in this frame.
+    wrap_key: bool,
     meta: [u8; super::record::META_LEN],
     permit: OwnedPublishPermit,
 }
@@ -103,6 +105,10 @@ pub struct PublisherStats {
     pub store_error: Option<String>,
 }
 
+/// Encrypted streams wrap their group key at least every this many frames, so a subscriber
+/// of a stream without keyframes reads within this many frames of joining.
+pub const WRAP_EVERY: u32 = 32;
+
 /// How often a publisher whose store failed tries it again.
 pub const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -120,6 +126,8 @@ pub struct Publisher {
     options: PublishOptions,
     next_seq: u64,
     last_keyframe: Option<u64>,
+    /// Frames since one carried the wrapped group key (encrypted streams).
+    since_wrapped: u32,
     queue: Option<std_mpsc::Sender<Pending>>,
     progress: Shared,
     pushed: u64,
@@ -168,11 +176,21 @@ impl Publisher {
             options,
             next_seq,
             last_keyframe: None,
+            since_wrapped: 0,
             queue: thread.is_some().then_some(queue),
             progress,
             pushed: 0,
             thread,
         }
+    }
+
+    /// Encrypts the frames pushed from now on for `receivers` (the owner's key must be one;
+    /// `None`: plain again). A group key encrypts the frames; keyframes (and at least every
+    /// [`WRAP_EVERY`]th frame) carry it wrapped for each receiver, so a subscriber that
+    /// starts at a keyframe reads from there, and relays forward without reading. A new set
+    /// starts a new key: a receiver left out cannot read any frame after the change.
+    pub fn encrypt_to(&self, receivers: Option<starling_net::crypto::Receivers>) {
+        self.log().encrypt_to(receivers);
     }
 
     /// The address subscribers open.
@@ -254,10 +272,13 @@ impl Publisher {
                 .last_keyframe
                 .unwrap_or(session::first_seq(session::session_of(seq))),
         };
+        let wrap_key = frame.keyframe || self.since_wrapped + 1 >= WRAP_EVERY;
+        self.since_wrapped = if wrap_key { 0 } else { self.since_wrapped + 1 };
         let queue = self.queue.as_ref().ok_or(StreamError::Closed)?;
         queue
             .send(Pending {
                 data: frame.data,
+                wrap_key,
                 meta: meta.encode(),
                 permit,
             })
@@ -305,6 +326,7 @@ fn sign_loop(
             .map(|p| Draft {
                 payload: p.data.clone(),
                 meta: &p.meta,
+                wrap_key: p.wrap_key,
             })
             .collect();
         let now = unix_time_us();

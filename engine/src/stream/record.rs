@@ -21,6 +21,7 @@
 //! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use starling_net::crypto::Opener;
 
 use super::StreamError;
 use crate::log::{Entry, LogId};
@@ -127,19 +128,32 @@ pub struct Record {
 }
 
 impl Record {
-    /// Reads the stream fields of `entry`, checked to belong to `log`.
-    pub fn from_entry(entry: Entry, log: &LogId) -> Result<Record, StreamError> {
+    /// Reads the stream fields of `entry`, checked to belong to `log`; an encrypted frame is
+    /// opened with `opener` (no opener, or not a receiver: [`StreamError::Entry`] with
+    /// `EntryError::Encrypted` or `EntryError::Crypto`).
+    pub fn from_entry(
+        entry: Entry,
+        log: &LogId,
+        opener: Option<&Opener>,
+    ) -> Result<Record, StreamError> {
         if entry.log_id() != *log {
             return Err(StreamError::WrongLog);
         }
         let meta = RecordMeta::decode(entry.meta())?;
-        let data = entry.payload()?;
+        let data = match opener {
+            Some(o) => entry.open_payload(o)?,
+            None => entry.payload()?,
+        };
         Ok(Record { meta, data, entry })
     }
 
     /// Decodes entry bytes (`header ‖ payload`, as catch-up carries them).
-    pub fn parse(bytes: &Bytes, log: &LogId) -> Result<Record, StreamError> {
-        Record::from_entry(Entry::from_bytes(bytes.clone())?, log)
+    pub fn parse(
+        bytes: &Bytes,
+        log: &LogId,
+        opener: Option<&Opener>,
+    ) -> Result<Record, StreamError> {
+        Record::from_entry(Entry::from_bytes(bytes.clone())?, log, opener)
     }
 
     /// The signed log entry.
@@ -302,7 +316,7 @@ mod tests {
     #[test]
     fn record_parse_checks_the_entry_and_its_meta() {
         assert!(matches!(
-            Record::parse(&Bytes::from_static(&[1, 0]), &LogId([0; 32])),
+            Record::parse(&Bytes::from_static(&[1, 0]), &LogId([0; 32]), None),
             Err(StreamError::Entry(_))
         ));
         let meta = RecordMeta {
@@ -390,7 +404,7 @@ mod tests {
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let b = Bytes::from(bytes);
             let _ = CatchUp::decode(&b);
-            let _ = Record::parse(&b, &LogId([0; 32]));
+            let _ = Record::parse(&b, &LogId([0; 32]), None);
         }
 
         #[test]

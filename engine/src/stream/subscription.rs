@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use starling_net::crypto::Opener;
+use starling_net::entry::EntryError;
 use starling_net::overlay::{Delivery, OverlayNode};
 use tokio::sync::mpsc;
 
@@ -85,6 +87,9 @@ pub struct SubscriptionStats {
     pub skipped: u64,
     /// Records that failed to parse or verify (dropped).
     pub invalid: u64,
+    /// Encrypted frames this peer could not open (dropped): not a receiver, or the group
+    /// key was not seen yet (a joiner reads from the next frame that wraps it).
+    pub unreadable: u64,
     /// Catch-up requests sent.
     pub catch_ups: u64,
 }
@@ -95,6 +100,7 @@ struct Counters {
     delivered: AtomicU64,
     skipped: AtomicU64,
     invalid: AtomicU64,
+    unreadable: AtomicU64,
     catch_ups: AtomicU64,
 }
 
@@ -151,6 +157,8 @@ pub(crate) struct SubscriptionParts {
     pub(crate) routes: Arc<CatchUpRoutes>,
     pub(crate) log: Option<Log>,
     pub(crate) options: SubscribeOptions,
+    /// Opens encrypted frames sent to this peer.
+    pub(crate) opener: Arc<Opener>,
 }
 
 impl Subscription {
@@ -161,6 +169,7 @@ impl Subscription {
             routes,
             log,
             options,
+            opener,
         } = parts;
         let topic = address.log_id();
         let (catch_tx, catch_rx) = mpsc::channel(16);
@@ -178,6 +187,7 @@ impl Subscription {
             owner: address.owner(),
             topic,
             log,
+            opener,
             app: app_tx,
             counters: counters.clone(),
             start: Instant::now(),
@@ -226,6 +236,7 @@ impl Subscription {
             delivered: c.delivered.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),
+            unreadable: c.unreadable.load(Ordering::Relaxed),
             catch_ups: c.catch_ups.load(Ordering::Relaxed),
         }
     }
@@ -246,6 +257,7 @@ struct Task {
     owner: starling_net::PeerId,
     topic: LogId,
     log: Option<Log>,
+    opener: Arc<Opener>,
     app: mpsc::Sender<StreamFrame>,
     counters: Arc<Counters>,
     start: Instant,
@@ -271,7 +283,7 @@ impl Task {
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
                     let seq = d.seq;
                     let published_us = d.frame.wall_us();
-                    let record = Record::from_entry(d.frame, &self.topic);
+                    let record = Record::from_entry(d.frame, &self.topic, Some(&self.opener));
                     if let Some(item) = self.item(seq, published_us, record) {
                         let now = self.now();
                         self.playout.live(item, now, &mut out);
@@ -281,7 +293,7 @@ impl Task {
                     let items = records
                         .into_iter()
                         .filter_map(|r| {
-                            let record = catch_up_record(&r, &self.topic);
+                            let record = catch_up_record(&r, &self.topic, &self.opener);
                             self.item(r.seq, r.published_us, record)
                         })
                         .collect();
@@ -310,6 +322,11 @@ impl Task {
                 published_us,
                 record,
             }),
+            Err(StreamError::Entry(EntryError::Crypto(e))) => {
+                tracing::debug!(seq, "encrypted frame not readable here: {e}");
+                self.counters.unreadable.fetch_add(1, Ordering::Relaxed);
+                None
+            }
             Err(e) => {
                 tracing::debug!(seq, "bad stream record: {e}");
                 self.counters.invalid.fetch_add(1, Ordering::Relaxed);
@@ -368,8 +385,8 @@ impl Task {
 }
 
 /// A catch-up entry, checked to belong to the stream and to carry the seq it is filed under.
-fn catch_up_record(r: &Sequenced, topic: &LogId) -> Result<Record, StreamError> {
-    let record = Record::parse(&r.record, topic)?;
+fn catch_up_record(r: &Sequenced, topic: &LogId, opener: &Opener) -> Result<Record, StreamError> {
+    let record = Record::parse(&r.record, topic, Some(opener))?;
     match record.entry().seq() {
         seq if seq == r.seq => Ok(record),
         actual => Err(StreamError::CatchUpSeqMismatch {
@@ -391,6 +408,10 @@ fn persist(log: &mut Log, entry: &Entry) -> Result<(), StreamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn opener() -> Opener {
+        Opener::new(&Keypair::generate(KeyType::Ed25519))
+    }
     use starling_net::{KeyType, Keypair};
 
     #[test]
@@ -417,16 +438,16 @@ mod tests {
             published_us: 0,
             record: entry.to_bytes(),
         };
-        assert!(catch_up_record(&filed(7), &LogId([5; 32])).is_ok());
+        assert!(catch_up_record(&filed(7), &LogId([5; 32]), &opener()).is_ok());
         assert!(matches!(
-            catch_up_record(&filed(8), &LogId([5; 32])),
+            catch_up_record(&filed(8), &LogId([5; 32]), &opener()),
             Err(StreamError::CatchUpSeqMismatch {
                 expected: 8,
                 actual: 7
             })
         ));
         assert!(matches!(
-            catch_up_record(&filed(7), &LogId([6; 32])),
+            catch_up_record(&filed(7), &LogId([6; 32]), &opener()),
             Err(StreamError::WrongLog)
         ));
     }

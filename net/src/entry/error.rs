@@ -74,6 +74,12 @@ pub enum EntryError {
     /// claimed with another signature or signer.
     #[error("batch proof or signature does not verify")]
     BadBatchProof,
+    /// The payload is encrypted: only a receiver can read it ([`super::Entry::open_payload`]).
+    #[error("the payload is encrypted")]
+    Encrypted,
+    /// Opening an encrypted payload failed (not a receiver, tampered, malformed envelope).
+    #[error("encrypted payload: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
     /// A bad key or signature.
     #[error("entry signature: {0}")]
     Signature(#[from] IdentityError),

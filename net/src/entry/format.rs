@@ -144,7 +144,8 @@ impl Layout {
                 raw_len.max(stored_len),
             )));
         }
-        if h[1] & FLAG_LZ4 == 0 && raw_len != stored_len {
+        // An encrypted payload is an envelope around the (perhaps compressed) raw bytes.
+        if h[1] & (FLAG_LZ4 | FLAG_ENCRYPTED) == 0 && raw_len != stored_len {
             return Err(EntryError::PayloadLength {
                 expected: raw_len,
                 actual: stored_len as usize,
@@ -483,12 +484,39 @@ impl Entry {
         &self.payload
     }
 
-    /// The application's payload: the stored `Bytes` themselves unless compressed.
+    /// The application's payload: the stored `Bytes` themselves unless compressed. An
+    /// encrypted payload is [`EntryError::Encrypted`]: read it with [`Entry::open_payload`].
     pub fn payload(&self) -> Result<Bytes, EntryError> {
+        if self.is_encrypted() {
+            return Err(EntryError::Encrypted);
+        }
         if !self.is_compressed() {
             return Ok(self.payload.clone());
         }
-        let raw = lz4_flex::block::decompress(&self.payload, self.layout.raw_len as usize)
+        self.decompress(&self.payload)
+    }
+
+    /// An encrypted entry's payload, opened with a receiver's key (then decompressed when the
+    /// writer compressed before sealing); a plain entry's payload as [`Entry::payload`].
+    pub fn open_payload(&self, opener: &crate::crypto::Opener) -> Result<Bytes, EntryError> {
+        if !self.is_encrypted() {
+            return self.payload();
+        }
+        let plain = opener.open(&self.payload)?;
+        if self.is_compressed() {
+            return self.decompress(&plain);
+        }
+        if plain.len() != self.layout.raw_len as usize {
+            return Err(EntryError::PayloadLength {
+                expected: self.layout.raw_len,
+                actual: plain.len(),
+            });
+        }
+        Ok(Bytes::from(plain))
+    }
+
+    fn decompress(&self, stored: &[u8]) -> Result<Bytes, EntryError> {
+        let raw = lz4_flex::block::decompress(stored, self.layout.raw_len as usize)
             .map_err(|e| EntryError::Decompress(e.to_string()))?;
         if raw.len() != self.layout.raw_len as usize {
             return Err(EntryError::Decompress(

@@ -222,6 +222,12 @@ fn check_protobuf_key_type(bytes: &[u8]) -> Result<(), IdentityError> {
     }
 }
 
+/// A borrowed secret key, for the crate's own key agreement.
+pub(crate) enum SecretKeyRef<'a> {
+    Ed25519(&'a ed25519_dalek::SigningKey),
+    Secp256k1(&'a k256::ecdsa::SigningKey),
+}
+
 #[derive(Clone)]
 enum Secret {
     Ed25519(ed25519_dalek::SigningKey),
@@ -282,6 +288,14 @@ impl Keypair {
             ),
         };
         Ok(Self::from_secret(secret))
+    }
+
+    /// The secret key itself (for key agreement, `crate::crypto`).
+    pub(crate) fn secret_key(&self) -> SecretKeyRef<'_> {
+        match &self.secret {
+            Secret::Ed25519(k) => SecretKeyRef::Ed25519(k),
+            Secret::Secp256k1(k) => SecretKeyRef::Secp256k1(k),
+        }
     }
 
     /// The raw 32-byte secret.

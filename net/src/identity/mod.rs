@@ -7,7 +7,7 @@
 mod error;
 mod key_cache;
 mod keyfile;
-mod keys;
+pub(crate) mod keys;
 mod peer_id;
 mod signature;
 #[cfg(test)]

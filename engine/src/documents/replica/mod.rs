@@ -403,13 +403,35 @@ where
     where
         T: 'a,
     {
-        let entries = self
-            .shared
-            .docs()
-            .put_entries(docs, starling_net::entry::unix_time_us())?;
+        let entries =
+            self.shared
+                .docs()
+                .put_entries(docs, starling_net::entry::unix_time_us(), None)?;
         let hashes = entries.iter().map(Entry::hash).collect();
         self.push(entries);
         Ok(hashes)
+    }
+
+    /// Puts `doc` encrypted to `receivers` and this peer (see [`Documents::put_encrypted`])
+    /// and pushes it: replicators that are not receivers store and serve it unread.
+    pub fn put_encrypted(
+        &self,
+        id: impl Into<DocId>,
+        doc: &T,
+        receivers: &[starling_net::PublicKey],
+    ) -> Result<EntryHash, DocumentError> {
+        let entries = {
+            let mut docs = self.shared.docs();
+            let to = docs.receivers(receivers)?;
+            docs.put_entries(
+                [(id.into(), doc)],
+                starling_net::entry::unix_time_us(),
+                Some(&to),
+            )?
+        };
+        let hash = entries[0].hash();
+        self.push(entries);
+        Ok(hash)
     }
 
     /// Deletes `id` (a signed entry, pushed like a put); whether it was there.
@@ -578,8 +600,12 @@ where
         let mut docs = self.shared.docs();
         let mut found = Vec::with_capacity(entries.len());
         for e in &entries {
-            let (id, doc) = docs.check_answer(e)?;
-            found.push((id, e.hash(), doc));
+            // Encrypted to others: not an answer this key can use.
+            match docs.check_answer(e) {
+                Ok((id, doc)) => found.push((id, e.hash(), doc)),
+                Err(DocumentError::Unreadable { .. }) => continue,
+                Err(e) => return Err(e),
+            }
         }
         Ok(docs
             .select(query, found)
