@@ -13,7 +13,8 @@ use starling_engine::documents::json::{
     Json, id_from_text, id_to_json, json_id, parse_document, parse_filter, parse_sort,
 };
 use starling_engine::documents::{
-    DocId, DocumentsParams, Filter, Query, Replica, ReplicaOptions, Replicas, Role, Writers,
+    DocId, DocumentError, DocumentsParams, Filter, Query, Replica, ReplicaOptions, Replicas, Role,
+    Writers,
 };
 use starling_engine::program::ProgramAddress;
 use starling_engine::{Peer, PeerConfig};
@@ -100,6 +101,10 @@ struct PutArgs {
     /// One document (else JSON lines on stdin).
     #[arg(long)]
     json: Option<String>,
+    /// Encrypt each document to these PeerIds (and always to this key): only they read or
+    /// index it; replicators store and serve it unread.
+    #[arg(long, num_args = 1.., value_name = "PEERID")]
+    encrypt_to: Vec<String>,
     #[command(flatten)]
     replica: ReplicaArgs,
 }
@@ -245,6 +250,16 @@ struct Store {
     id_field: String,
 }
 
+/// A document encrypted to other keys, said plainly.
+fn unreadable(e: DocumentError) -> anyhow::Error {
+    match e {
+        DocumentError::Unreadable { why, .. } => {
+            anyhow::anyhow!("the document is encrypted and this key cannot read it ({why})")
+        }
+        other => other.into(),
+    }
+}
+
 /// Prints a line to stdout; a closed pipe (`| head`) is not an error.
 fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -337,9 +352,13 @@ async fn put(args: PutArgs) -> Result<()> {
                 store.replica.wait_reachable(timeout(&args.replica)).await;
             }
         }
-        let hashes = store
-            .replica
-            .put_many(docs.iter().map(|(id, d)| (id.clone(), d)))?;
+        let pairs = docs.iter().map(|(id, d)| (id.clone(), d));
+        let hashes = if args.encrypt_to.is_empty() {
+            store.replica.put_many(pairs)?
+        } else {
+            let to = crate::keys::receiver_keys(&args.encrypt_to)?;
+            store.replica.put_many_encrypted(pairs, &to)?
+        };
         for (id, _) in &docs {
             print_line(&id_to_json(id).to_string());
         }
@@ -367,11 +386,11 @@ async fn get(args: GetArgs, delete: bool) -> Result<()> {
             return Ok(());
         }
         let doc = if args.remote {
-            store.replica.get_remote(id, timeout(&args.replica)).await?
+            store.replica.get_remote(id, timeout(&args.replica)).await
         } else {
-            store.replica.get(id)?
+            store.replica.get(id)
         };
-        match doc {
+        match doc.map_err(unreadable)? {
             Some(doc) => {
                 print_line(&doc.to_string());
                 Ok(())
@@ -424,6 +443,14 @@ async fn query(args: QueryArgs) -> Result<()> {
                 print_line(&doc.to_string());
             }
         }
+        if !args.remote {
+            let hidden = store.replica.with_documents(|d| d.unreadable())?;
+            if hidden > 0 {
+                eprintln!(
+                    "{hidden} document(s) here are encrypted to other keys: not read, not queried"
+                );
+            }
+        }
         Ok(())
     }
     .await;
@@ -441,8 +468,13 @@ async fn watch(args: WatchArgs) -> Result<()> {
             change = changes.recv() => match change {
                 Ok(change) => {
                     for (id, _) in change.added {
-                        let doc = store.replica.get(id.clone())?;
-                        let line = serde_json::json!({"added": id_to_json(&id), "doc": doc});
+                        let line = match store.replica.get(id.clone()) {
+                            Ok(doc) => serde_json::json!({"added": id_to_json(&id), "doc": doc}),
+                            Err(DocumentError::Unreadable { .. }) => {
+                                serde_json::json!({"added": id_to_json(&id), "encrypted": true})
+                            }
+                            Err(e) => return Err(e.into()),
+                        };
                         print_line(&line.to_string());
                     }
                     for (id, _) in change.removed {

@@ -58,3 +58,17 @@ pub(crate) fn id(args: IdArgs) -> Result<()> {
     println!("{}", key.peer_id());
     Ok(())
 }
+
+/// The public keys of `--encrypt-to` PeerIds (identity-multihash ids carry their key: every
+/// Ed25519 and secp256k1 id does).
+pub(crate) fn receiver_keys(peer_ids: &[String]) -> Result<Vec<starling_net::PublicKey>> {
+    peer_ids
+        .iter()
+        .map(|text| {
+            let id = starling_net::parse_peer_id(text)
+                .map_err(|e| anyhow::anyhow!("--encrypt-to {text}: {e}"))?;
+            starling_net::PublicKey::from_peer_id(&id)
+                .map_err(|e| anyhow::anyhow!("--encrypt-to {text}: no public key in this id: {e}"))
+        })
+        .collect()
+}

@@ -173,6 +173,9 @@ pub(crate) struct PublishArgs {
     /// Keep serving this long after the last frame (catch-ups, slow relays).
     #[arg(long, default_value_t = 1.0)]
     linger: f64,
+    /// Encrypt the frames to these PeerIds (and this key): relays forward them unread.
+    #[arg(long, num_args = 1.., value_name = "PEERID")]
+    encrypt_to: Vec<String>,
 }
 
 /// Where a publisher's frames come from.
@@ -234,6 +237,12 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
             ..PublishOptions::default()
         },
     )?;
+    if !args.encrypt_to.is_empty() {
+        let others = crate::keys::receiver_keys(&args.encrypt_to)?;
+        let to = starling_net::crypto::Receivers::new(&peer.public_key(), others)?;
+        eprintln!("frames encrypted to {} key(s)", to.len());
+        publisher.encrypt_to(Some(to));
+    }
     {
         // Scripts read these two lines; a reader that closed the pipe afterwards is no error.
         let mut out = std::io::stdout().lock();
@@ -473,8 +482,9 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> Result<()> {
     if let Some(mut w) = out {
         w.flush().context("writing output")?;
     }
+    let unreadable = sub.stats().unreadable;
     eprintln!(
-        "received {} frames, {:.2} MB, skipped {}; latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        "received {} frames, {:.2} MB, skipped {}; not readable with this key {unreadable}; latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
         total.frames,
         total.bytes as f64 / 1e6,
         total.skipped,

@@ -352,3 +352,76 @@ fn a_sharded_store_survives_killed_replicators_across_processes() {
     assert_eq!(count("reader3"), "30", "r1 alone holds every document");
     drop(r1);
 }
+
+/// `put --encrypt-to`: a replicator that is not a receiver stores and serves the document;
+/// the receiver reads it remotely, anyone else gets a clear error, and a local query says how
+/// many documents it could not read.
+#[test]
+fn an_encrypted_document_is_read_by_its_receivers_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name);
+    std::fs::create_dir_all(dir("bob")).unwrap();
+    let keygen = starling()
+        .args(["keygen", "--out"])
+        .arg(dir("bob").join("key"))
+        .output()
+        .unwrap();
+    let bob = ok(&keygen).trim().to_string();
+    let address = ok(&docs(&dir("r"), &["create", "private"], ""))
+        .trim()
+        .to_string();
+    let (r, r_addr) = replicator(&dir("r"), &address, None);
+    let put = docs(
+        &dir("writer"),
+        &[
+            "put",
+            &address,
+            "--bootstrap",
+            &r_addr,
+            "--encrypt-to",
+            &bob,
+        ],
+        "{\"id\":\"s\",\"t\":\"secret\"}\n",
+    );
+    assert_eq!(ok(&put), "\"s\"\n");
+    ok(&docs(
+        &dir("writer"),
+        &[
+            "put",
+            &address,
+            "--bootstrap",
+            &r_addr,
+            "--json",
+            r#"{"id":"p","t":"public"}"#,
+        ],
+        "",
+    ));
+    let remote_get = |who: &str| {
+        docs(
+            &dir(who),
+            &["get", &address, "s", "--remote", "--bootstrap", &r_addr],
+            "",
+        )
+    };
+    assert!(ok(&remote_get("bob")).contains("secret"));
+    let err = failed(&remote_get("carol"));
+    assert!(
+        err.contains("encrypted and this key cannot read it"),
+        "{err}"
+    );
+    // The writer is always a receiver.
+    assert!(ok(&docs(&dir("writer"), &["get", &address, "s"], "")).contains("secret"));
+    drop(r);
+    // The replicator's own copy: one readable document, one it could not read.
+    let out = docs(&dir("r"), &["query", &address], "");
+    assert_eq!(ok(&out).lines().count(), 1);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("1 document(s) here are encrypted"), "{err}");
+    let bad = docs(
+        &dir("writer"),
+        &["put", &address, "--encrypt-to", "not-a-peer-id"],
+        "{\"id\":\"x\"}\n",
+    );
+    let err = failed(&bad);
+    assert!(err.contains("--encrypt-to not-a-peer-id"), "{err}");
+}

@@ -146,3 +146,103 @@ fn starling_net_key_peer() -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+fn keygen(path: &std::path::Path) -> String {
+    let out = starling()
+        .args(["keygen", "--out"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn stderr_of(child: &mut Proc) -> String {
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut s).unwrap();
+    s
+}
+
+/// `publish --encrypt-to`: the receiver gets the file byte for byte through a relay that
+/// cannot read it; a subscriber that is not a receiver reads no frame and says so.
+#[test]
+fn an_encrypted_stream_reaches_its_receiver_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner_key, reader_key) = (dir.path().join("owner.key"), dir.path().join("reader.key"));
+    let owner = keygen(&owner_key);
+    let reader = keygen(&reader_key);
+    let address = format!("live/{owner}/secret");
+    let mut relay = Proc(
+        starling()
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let relay_addr = first_line(&mut relay.0);
+    let input: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let input_path = dir.path().join("input.bin");
+    std::fs::write(&input_path, &input).unwrap();
+    let output_path = dir.path().join("output.bin");
+    let frames = input.len().div_ceil(4096);
+    let subscribe = |key: Option<&std::path::Path>, output: Option<&std::path::Path>| {
+        let mut c = starling();
+        c.args(["subscribe", &address, "--bootstrap", &relay_addr]);
+        if let Some(k) = key {
+            c.arg("--key").arg(k);
+        }
+        match output {
+            Some(o) => c.args(["--frames", &frames.to_string(), "--output"]).arg(o),
+            None => c.args(["--seconds", "12"]),
+        };
+        Proc(
+            c.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut receiver = subscribe(Some(&reader_key), Some(&output_path));
+    let mut outsider = subscribe(None, None);
+    let mut publisher = Proc(
+        starling()
+            .args(["publish", "secret", "--bootstrap", &relay_addr, "--key"])
+            .arg(&owner_key)
+            .args(["--encrypt-to", &reader, "--file"])
+            .arg(&input_path)
+            .args([
+                "--frame-bytes",
+                "4096",
+                "--fps",
+                "100",
+                "--start-after",
+                "3",
+            ])
+            .args(["--keyframe-every", "4"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait(&mut publisher, Duration::from_secs(60));
+    let publisher_err = stderr_of(&mut publisher);
+    assert!(status.success(), "{publisher_err}");
+    assert!(
+        publisher_err.contains("encrypted to 2 key(s)"),
+        "{publisher_err}"
+    );
+    assert!(wait(&mut receiver, Duration::from_secs(30)).success());
+    let err = stderr_of(&mut receiver);
+    assert!(err.contains(&format!("received {frames} frames")), "{err}");
+    assert_eq!(std::fs::read(&output_path).unwrap(), input);
+    assert!(wait(&mut outsider, Duration::from_secs(30)).success());
+    let err = stderr_of(&mut outsider);
+    assert!(err.contains("received 0 frames"), "{err}");
+    assert!(
+        err.contains(&format!("not readable with this key {frames};")),
+        "{err}"
+    );
+}

@@ -420,18 +420,27 @@ where
         doc: &T,
         receivers: &[starling_net::PublicKey],
     ) -> Result<EntryHash, DocumentError> {
+        let hashes = self.put_many_encrypted([(id.into(), doc)], receivers)?;
+        Ok(hashes[0])
+    }
+
+    /// [`Replica::put_many`], each document encrypted to `receivers` and this peer.
+    pub fn put_many_encrypted<'a>(
+        &self,
+        docs: impl IntoIterator<Item = (DocId, &'a T)>,
+        receivers: &[starling_net::PublicKey],
+    ) -> Result<Vec<EntryHash>, DocumentError>
+    where
+        T: 'a,
+    {
         let entries = {
-            let mut docs = self.shared.docs();
-            let to = docs.receivers(receivers)?;
-            docs.put_entries(
-                [(id.into(), doc)],
-                starling_net::entry::unix_time_us(),
-                Some(&to),
-            )?
+            let mut store = self.shared.docs();
+            let to = store.receivers(receivers)?;
+            store.put_entries(docs, starling_net::entry::unix_time_us(), Some(&to))?
         };
-        let hash = entries[0].hash();
+        let hashes = entries.iter().map(Entry::hash).collect();
         self.push(entries);
-        Ok(hash)
+        Ok(hashes)
     }
 
     /// Deletes `id` (a signed entry, pushed like a put); whether it was there.
