@@ -1,6 +1,7 @@
 //! `starling-loadtest`: measured scenarios that print a table and, as the last line, one JSON
 //! object, with a baseline measured in the same run wherever one exists.
 
+mod crypto;
 mod docs;
 mod fanout;
 mod link;
@@ -24,6 +25,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// End-to-end encryption: encrypted against plain appends of 64 KiB, raw
+    /// XChaCha20-Poly1305, and wrapping a content key for 1, 10 and 100 receivers.
+    Crypto(crypto::CryptoArgs),
     /// Signature throughput: sign, verify one by one, and batch-verify (Ed25519 and secp256k1).
     Sig(sig::SigArgs),
     /// One loopback link: raw quinn (the ceiling) against Starling's signed-frame pipeline.
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Sig(args) => sig::run(args),
+        Command::Crypto(args) => crypto::run(args),
         Command::Link(args) => runtime()?.block_on(link::run(args)),
         Command::Store(args) => store::run(args),
         Command::Sim(args) => sim::run(args),

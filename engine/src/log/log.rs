@@ -232,6 +232,11 @@ impl Log {
         self.encryption = receivers.map(|r| (r, Sealer::default()));
     }
 
+    /// [`Log::encrypt_to`] with a sealer of one's own (another suite or key lifetime).
+    pub fn encrypt_with(&mut self, receivers: Receivers, sealer: Sealer) {
+        self.encryption = Some((receivers, sealer));
+    }
+
     /// This log's id.
     pub fn id(&self) -> &LogId {
         &self.id
@@ -314,18 +319,9 @@ impl Log {
         let mut sealed = Vec::with_capacity(drafts.len());
         let mut next: Vec<EntryHash> = self.heads.iter().copied().collect();
         let mut clocks = Vec::with_capacity(drafts.len());
-        for (i, d) in drafts.iter().enumerate() {
+        let prepared = self.prepare_payloads(drafts)?;
+        for (i, (d, (stored, flags))) in drafts.iter().zip(prepared).enumerate() {
             let raw_len = d.payload.len() as u32;
-            // Compression first: ciphertext does not compress.
-            let (mut stored, lz4) = match &self.config.compression {
-                Some(c) => c.apply(&d.payload),
-                None => (d.payload.clone(), false),
-            };
-            let mut flags = if lz4 { FLAG_LZ4 } else { 0 };
-            if let Some((receivers, sealer)) = &mut self.encryption {
-                stored = sealer.seal_as(receivers, &stored, d.wrap_key)?;
-                flags |= FLAG_ENCRYPTED;
-            }
             let clock = self.clock.tick(now_us);
             let u = self.signer.seal(&EntryFields {
                 log_id: self.id,
@@ -359,6 +355,30 @@ impl Log {
             clocks,
             prior,
         })
+    }
+
+    /// Each draft's payload as stored, with its flags: compressed (when it pays), then sealed
+    /// when the log is encrypted — ciphertext does not compress. (Sealing a batch on two
+    /// threads was tried: no faster on this 2-core machine, see the README's `crypto`.)
+    fn prepare_payloads(&mut self, drafts: &[Draft<'_>]) -> Result<Vec<(Bytes, u8)>, LogError> {
+        let compression = self.config.compression.as_ref();
+        drafts
+            .iter()
+            .map(|d| {
+                let (stored, lz4) = match compression {
+                    Some(c) => c.apply(&d.payload),
+                    None => (d.payload.clone(), false),
+                };
+                let flags = if lz4 { FLAG_LZ4 } else { 0 };
+                match &mut self.encryption {
+                    Some((receivers, sealer)) => Ok((
+                        sealer.seal_as(receivers, &stored, d.wrap_key)?,
+                        flags | FLAG_ENCRYPTED,
+                    )),
+                    None => Ok((stored, flags)),
+                }
+            })
+            .collect()
     }
 
     /// Stores a batch [`Log::sign_batch_at`] made, with its index rows, in one write batch,

@@ -3,18 +3,19 @@
 //! ```text
 //! 0    version = 1
 //! 1    kind: 1 wrapped (the content key is wrapped for each receiver), 2 keyed (named only)
-//! 2    key id [16]: BLAKE3 derive_key("starling envelope v1 key id", content key)[..16]
+//! 2    suite: 1 XChaCha20-Poly1305, 2 AES-256-GCM (see `aead.rs`)
+//! 3    key id [16]: BLAKE3 derive_key("starling envelope v1 key id", content key)[..16]
 //! wrapped only:
-//! 18   ephemerals u8: bit 0 an X25519 key [32] follows (for Ed25519 receivers), bit 1 a
+//! 19   ephemerals u8: bit 0 an X25519 key [32] follows (for Ed25519 receivers), bit 1 a
 //!      secp256k1 key [33, SEC1 compressed] (for secp256k1 receivers); at least one
 //!      receivers u16 BE (1..=MAX_RECEIVERS), then per receiver in ascending byte order:
 //!      key type u8 (1 Ed25519, 2 secp256k1) | key [32 / 33] | wrapped content key [48]
 //! both:
-//!      nonce [24] | ciphertext | tag [16]
+//!      nonce [24 XChaCha20 / 12 AES-GCM] | ciphertext | tag [16]
 //! ```
 //!
-//! The content is XChaCha20-Poly1305 under the content key with everything before the nonce
-//! as associated data, so the receiver list and key id cannot be altered without the tag
+//! The content is sealed under the content key with everything before the nonce as
+//! associated data, so the receiver list and key id cannot be altered without the tag
 //! failing. A wrapped key is ChaCha20-Poly1305 under [`super::agreement::kek`] with a zero
 //! nonce (each key-encryption key is used once: the ephemeral key is fresh per content key)
 //! and the key id as associated data.
@@ -23,13 +24,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
 use super::CryptoError;
+use super::aead::{self, Suite, TAG_LEN};
 use super::agreement::{AgreementSecret, kek};
 use crate::identity::{KeyType, Keypair, PublicKey};
 
@@ -41,10 +41,10 @@ const KIND_KEYED: u8 = 2;
 pub const KEY_ID_LEN: usize = 16;
 /// Most receivers one envelope lists (a wrapped header of ~83 KiB).
 pub const MAX_RECEIVERS: usize = 1024;
+/// Bytes before the kind-specific part: version, kind, suite, key id.
+const FIXED: usize = 3 + KEY_ID_LEN;
 /// Largest payload sealed (the AEAD allows far more; entries carry less).
 const MAX_PLAINTEXT: usize = 1 << 30;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
 const WRAPPED_LEN: usize = 32 + TAG_LEN;
 const EPH_X25519: u8 = 1;
 const EPH_SECP256K1: u8 = 2;
@@ -170,15 +170,18 @@ impl Receivers {
 /// The header of a wrapped envelope for `receivers` (everything before the nonce): a fresh
 /// ephemeral key per key type present, and `key` wrapped for each receiver. Costs one key
 /// agreement per receiver; reuse it for many payloads with [`seal_under`].
-pub fn wrapped_header(key: &ContentKey, receivers: &Receivers) -> Result<Vec<u8>, CryptoError> {
+pub fn wrapped_header(
+    key: &ContentKey,
+    receivers: &Receivers,
+    suite: Suite,
+) -> Result<Vec<u8>, CryptoError> {
     let has = |kt: KeyType| receivers.keys.iter().any(|k| k.key_type() == kt);
     let x = has(KeyType::Ed25519).then(|| AgreementSecret::ephemeral(KeyType::Ed25519));
     let s = has(KeyType::Secp256k1).then(|| AgreementSecret::ephemeral(KeyType::Secp256k1));
     let x_pub = x.as_ref().map(AgreementSecret::public_bytes);
     let s_pub = s.as_ref().map(AgreementSecret::public_bytes);
-    let mut out =
-        Vec::with_capacity(2 + KEY_ID_LEN + 1 + 65 + 2 + receivers.len() * (34 + WRAPPED_LEN));
-    out.extend_from_slice(&[VERSION, KIND_WRAPPED]);
+    let mut out = Vec::with_capacity(FIXED + 1 + 65 + 2 + receivers.len() * (34 + WRAPPED_LEN));
+    out.extend_from_slice(&[VERSION, KIND_WRAPPED, suite.code()]);
     out.extend_from_slice(&key.id);
     out.push(
         if x.is_some() { EPH_X25519 } else { 0 } | if s.is_some() { EPH_SECP256K1 } else { 0 },
@@ -196,21 +199,19 @@ pub fn wrapped_header(key: &ContentKey, receivers: &Receivers) -> Result<Vec<u8>
         };
         let shared = eph.agree_with_identity(k)?;
         let kek = kek(&shared, eph_pub, l);
-        let mut wrapped = key.key.to_vec();
-        let tag = ChaCha20Poly1305::new((&*kek).into())
-            .encrypt_in_place_detached(&Default::default(), &key.id, &mut wrapped)
-            .map_err(|_| CryptoError::TooLarge(32))?;
+        let mut wrapped = Zeroizing::new(*key.key);
+        let tag = aead::wrap(&kek, &key.id, &mut wrapped)?;
         out.extend_from_slice(l);
-        out.extend_from_slice(&wrapped);
+        out.extend_from_slice(&wrapped[..]);
         out.extend_from_slice(&tag);
     }
     Ok(out)
 }
 
 /// The header of a keyed envelope: it names `key` and wraps nothing.
-fn keyed_header(key: &ContentKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + KEY_ID_LEN);
-    out.extend_from_slice(&[VERSION, KIND_KEYED]);
+fn keyed_header(key: &ContentKey, suite: Suite) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FIXED);
+    out.extend_from_slice(&[VERSION, KIND_KEYED, suite.code()]);
     out.extend_from_slice(&key.id);
     out
 }
@@ -221,31 +222,38 @@ pub fn seal_under(header: &[u8], key: &ContentKey, plaintext: &[u8]) -> Result<B
     if plaintext.len() > MAX_PLAINTEXT {
         return Err(CryptoError::TooLarge(plaintext.len()));
     }
-    let mut nonce = XNonce::default();
-    rand::thread_rng().fill_bytes(&mut nonce);
-    let mut out = BytesMut::with_capacity(header.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
+    let suite = Suite::of(*header.get(2).ok_or(CryptoError::Truncated {
+        need: FIXED,
+        have: header.len(),
+    })?)?;
+    let mut nonce = [0u8; 24];
+    let nonce = &mut nonce[..suite.nonce_len()];
+    rand::thread_rng().fill_bytes(nonce);
+    let mut out = BytesMut::with_capacity(header.len() + nonce.len() + plaintext.len() + TAG_LEN);
     out.put_slice(header);
-    out.put_slice(&nonce);
+    out.put_slice(nonce);
     let body_at = out.len();
     out.put_slice(plaintext);
-    let tag = XChaCha20Poly1305::new((&*key.key).into())
-        .encrypt_in_place_detached(&nonce, header, &mut out[body_at..])
-        .map_err(|_| CryptoError::TooLarge(plaintext.len()))?;
+    let tag = suite.seal(&key.key, nonce, header, &mut out[body_at..])?;
     out.put_slice(&tag);
     Ok(out.freeze())
 }
 
-/// Seals `plaintext` for `receivers` under a fresh content key (one key agreement per
-/// receiver; a [`Sealer`] reuses the wrapped key for the same set).
+/// Seals `plaintext` for `receivers` under a fresh content key with the preferred suite (one
+/// key agreement per receiver; a [`Sealer`] reuses the wrapped key for the same set).
 pub fn seal(receivers: &Receivers, plaintext: &[u8]) -> Result<Bytes, CryptoError> {
     let key = ContentKey::generate();
-    seal_under(&wrapped_header(&key, receivers)?, &key, plaintext)
+    seal_under(
+        &wrapped_header(&key, receivers, Suite::preferred())?,
+        &key,
+        plaintext,
+    )
 }
 
-/// Seals `plaintext` under `key`, naming it only: readers must have learnt `key` from a
-/// wrapped envelope before ([`Opener::open`] remembers the keys it unwraps).
-pub fn seal_keyed(key: &ContentKey, plaintext: &[u8]) -> Result<Bytes, CryptoError> {
-    seal_under(&keyed_header(key), key, plaintext)
+/// Seals `plaintext` under `key` with `suite`, naming the key only: readers must have learnt
+/// it from a wrapped envelope before ([`Opener::open`] remembers the keys it unwraps).
+pub fn seal_keyed(key: &ContentKey, suite: Suite, plaintext: &[u8]) -> Result<Bytes, CryptoError> {
+    seal_under(&keyed_header(key, suite), key, plaintext)
 }
 
 /// Seals payloads for receiver sets, reusing one content key and its wrapped header per set
@@ -257,6 +265,7 @@ pub struct Sealer {
     current: Option<Current>,
     uses: u32,
     max_uses: u32,
+    suite: Suite,
 }
 
 /// A sealer's current key: the set it is for, and both headers naming it.
@@ -275,12 +284,19 @@ impl Default for Sealer {
 }
 
 impl Sealer {
-    /// A sealer that changes key at least every `max_uses` payloads (default 4,096).
+    /// A sealer that changes key at least every `max_uses` payloads (default 4,096), with
+    /// [`Suite::preferred`].
     pub fn new(max_uses: u32) -> Sealer {
+        Sealer::with_suite(Suite::preferred(), max_uses)
+    }
+
+    /// A sealer of `suite`.
+    pub fn with_suite(suite: Suite, max_uses: u32) -> Sealer {
         Sealer {
             current: None,
             uses: 0,
             max_uses: max_uses.max(1),
+            suite,
         }
     }
 
@@ -304,8 +320,8 @@ impl Sealer {
         };
         if fresh {
             let key = ContentKey::generate();
-            let wrapped = wrapped_header(&key, receivers)?;
-            let keyed = keyed_header(&key);
+            let wrapped = wrapped_header(&key, receivers, self.suite)?;
+            let keyed = keyed_header(&key, self.suite);
             self.current = Some(Current {
                 key,
                 set: receivers.digest,
@@ -338,6 +354,7 @@ impl Sealer {
 #[derive(Clone, Copy, Debug)]
 pub struct Envelope<'a> {
     bytes: &'a [u8],
+    suite: Suite,
     key_id: [u8; KEY_ID_LEN],
     wrapped: Option<Wrapped<'a>>,
     /// Where the nonce starts (the end of the associated data).
@@ -366,13 +383,14 @@ impl<'a> Envelope<'a> {
                 Ok(())
             }
         };
-        need(2 + KEY_ID_LEN)?;
+        need(FIXED)?;
         if bytes[0] != VERSION {
             return Err(CryptoError::UnsupportedVersion(bytes[0]));
         }
+        let suite = Suite::of(bytes[2])?;
         let mut key_id = [0u8; KEY_ID_LEN];
-        key_id.copy_from_slice(&bytes[2..2 + KEY_ID_LEN]);
-        let mut at = 2 + KEY_ID_LEN;
+        key_id.copy_from_slice(&bytes[3..FIXED]);
+        let mut at = FIXED;
         let wrapped = match bytes[1] {
             KIND_KEYED => None,
             KIND_WRAPPED => {
@@ -426,9 +444,10 @@ impl<'a> Envelope<'a> {
             }
             other => return Err(CryptoError::UnknownKind(other)),
         };
-        need(at + NONCE_LEN + TAG_LEN)?;
+        need(at + suite.nonce_len() + TAG_LEN)?;
         Ok(Envelope {
             bytes,
+            suite,
             key_id,
             wrapped,
             nonce_at: at,
@@ -447,7 +466,12 @@ impl<'a> Envelope<'a> {
 
     /// Bytes of the plaintext inside.
     pub fn plaintext_len(&self) -> usize {
-        self.bytes.len() - self.nonce_at - NONCE_LEN - TAG_LEN
+        self.bytes.len() - self.nonce_at - self.suite.nonce_len() - TAG_LEN
+    }
+
+    /// The content's cipher.
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// The receivers listed (none for a keyed envelope), each decoded.
@@ -532,12 +556,11 @@ impl Opener {
             }
         };
         let (aad, rest) = envelope.split_at(env.nonce_at);
-        let (nonce, rest) = rest.split_at(NONCE_LEN);
+        let (nonce, rest) = rest.split_at(env.suite.nonce_len());
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
         let mut plain = ciphertext.to_vec();
-        XChaCha20Poly1305::new((&*key.key).into())
-            .decrypt_in_place_detached(&array(nonce)?.into(), aad, &mut plain, &array(tag)?.into())
-            .map_err(|_| CryptoError::Tampered)?;
+        env.suite
+            .open(&key.key, nonce, aad, &mut plain, &array(tag)?)?;
         Ok(plain)
     }
 
@@ -555,16 +578,8 @@ impl Opener {
         let shared = self.secret.agree_with_ephemeral(eph)?;
         let kek = kek(&shared, eph, &self.me);
         let (sealed, tag) = wrapped.split_at(32);
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(sealed);
-        ChaCha20Poly1305::new((&*kek).into())
-            .decrypt_in_place_detached(
-                &Default::default(),
-                &env.key_id,
-                &mut key[..],
-                &array(tag)?.into(),
-            )
-            .map_err(|_| CryptoError::Tampered)?;
+        let mut key = Zeroizing::new(array::<32>(sealed)?);
+        aead::unwrap(&kek, &env.key_id, &mut key, &array(tag)?)?;
         let key = ContentKey::from_bytes(key);
         if key.id != env.key_id {
             return Err(CryptoError::WrongKeyId);

@@ -15,6 +15,9 @@ pub enum CryptoError {
     /// An envelope version this build does not read.
     #[error("unsupported envelope version {0}")]
     UnsupportedVersion(u8),
+    /// A content cipher this build does not know.
+    #[error("unknown cipher suite {0}")]
+    UnknownSuite(u8),
     /// Neither a wrapped nor a keyed envelope.
     #[error("unknown envelope kind {0}")]
     UnknownKind(u8),

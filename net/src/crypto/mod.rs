@@ -1,6 +1,7 @@
 //! End-to-end envelopes: a payload only chosen receivers can read.
 //!
-//! A random [`ContentKey`] encrypts the payload with XChaCha20-Poly1305 (a random 24-byte
+//! A random [`ContentKey`] encrypts the payload with XChaCha20-Poly1305 (`aead.rs`: ring's
+//! ChaCha20-Poly1305 under an HChaCha20 subkey; a random 24-byte
 //! nonce per envelope, so one key may seal many payloads); the key is *wrapped* for each
 //! receiver with a key agreed between a fresh ephemeral key and the receiver's identity key
 //! ([`agreement`]: X25519 for Ed25519 identities, converted as libsodium does; ECDH on
@@ -16,10 +17,12 @@
 //! Everything a reader parses is length-checked before use and every failure is a typed
 //! [`CryptoError`]; `fuzz/fuzz_targets/envelope_decoder.rs` feeds it arbitrary bytes.
 
+mod aead;
 pub mod agreement;
 pub mod envelope;
 mod error;
 
+pub use aead::Suite;
 pub use agreement::AgreementSecret;
 pub use envelope::{
     ContentKey, Envelope, KEY_ID_LEN, MAX_RECEIVERS, Opener, Receivers, Sealer, seal, seal_keyed,

@@ -2,6 +2,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+const SUITES: [Suite; 2] = [Suite::XChaCha20Poly1305, Suite::Aes256Gcm];
+
 fn keys(n: usize, kt: KeyType) -> Vec<Keypair> {
     (0..n).map(|_| Keypair::generate(kt)).collect()
 }
@@ -60,18 +62,22 @@ fn receivers_of_one_envelope_cannot_read_another() {
 fn every_flipped_bit_is_refused_without_panicking() {
     let writer = Keypair::generate(KeyType::Ed25519);
     let other = Keypair::generate(KeyType::Secp256k1);
-    let env = seal(
-        &set(&writer, std::slice::from_ref(&other)),
-        b"sixteen bytes!!!",
-    )
-    .unwrap();
-    for i in 0..env.len() {
-        for bit in [0x01u8, 0x80] {
-            let mut bad = env.to_vec();
-            bad[i] ^= bit;
-            // A fresh opener each time: no key learnt from the untampered envelope.
-            let r = Opener::new(&writer).open(&bad);
-            assert!(r.is_err(), "byte {i} bit {bit:#x} opened: {r:?}");
+    for suite in SUITES {
+        let env = Sealer::with_suite(suite, 10)
+            .seal(
+                &set(&writer, std::slice::from_ref(&other)),
+                b"sixteen bytes!!!",
+            )
+            .unwrap();
+        assert_eq!(Envelope::parse(&env).unwrap().suite(), suite);
+        for i in 0..env.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut bad = env.to_vec();
+                bad[i] ^= bit;
+                // A fresh opener each time: no key learnt from the untampered envelope.
+                let r = Opener::new(&writer).open(&bad);
+                assert!(r.is_err(), "{suite:?} byte {i} bit {bit:#x} opened: {r:?}");
+            }
         }
     }
 }
@@ -92,9 +98,13 @@ fn a_tampered_ciphertext_or_a_wrong_key_is_a_typed_error() {
     let key = ContentKey::generate();
     let o = Opener::new(&writer);
     o.learn(key.clone());
-    let mut forged = seal_keyed(&ContentKey::generate(), b"x").unwrap().to_vec();
-    forged[2..2 + KEY_ID_LEN].copy_from_slice(&key.id());
-    assert_eq!(o.open(&forged).unwrap_err(), CryptoError::Tampered);
+    for suite in SUITES {
+        let mut forged = seal_keyed(&ContentKey::generate(), suite, b"x")
+            .unwrap()
+            .to_vec();
+        forged[3..3 + KEY_ID_LEN].copy_from_slice(&key.id());
+        assert_eq!(o.open(&forged).unwrap_err(), CryptoError::Tampered);
+    }
 }
 
 #[test]
@@ -107,7 +117,7 @@ fn every_truncation_is_a_typed_error() {
     }
     assert!(matches!(
         Envelope::parse(&env[..10]).unwrap_err(),
-        CryptoError::Truncated { need: 18, have: 10 }
+        CryptoError::Truncated { need: 19, have: 10 }
     ));
 }
 
@@ -117,8 +127,8 @@ fn keyed_envelopes_need_the_key_learnt_first() {
     let reader = Keypair::generate(KeyType::Ed25519);
     let receivers = set(&writer, std::slice::from_ref(&reader));
     let key = ContentKey::generate();
-    let header = wrapped_header(&key, &receivers).unwrap();
-    let keyed = seal_keyed(&key, b"frame 2").unwrap();
+    let header = wrapped_header(&key, &receivers, Suite::XChaCha20Poly1305).unwrap();
+    let keyed = seal_keyed(&key, Suite::XChaCha20Poly1305, b"frame 2").unwrap();
     let o = Opener::new(&reader);
     assert!(matches!(
         o.open(&keyed).unwrap_err(),
@@ -178,7 +188,7 @@ fn receiver_sets_are_canonical_and_bounded() {
     );
     // Two receivers listed out of order.
     let env = seal(&dup, b"x").unwrap().to_vec();
-    let list_at = 2 + KEY_ID_LEN + 1 + 32 + 2;
+    let list_at = 3 + KEY_ID_LEN + 1 + 32 + 2;
     let entry = 1 + 32 + WRAPPED_LEN;
     let mut swapped = env.clone();
     swapped[list_at..list_at + entry].copy_from_slice(&env[list_at + entry..list_at + 2 * entry]);
@@ -200,16 +210,21 @@ fn bad_headers_name_what_is_wrong() {
     };
     assert_eq!(with(0, 9), CryptoError::UnsupportedVersion(9));
     assert_eq!(with(1, 7), CryptoError::UnknownKind(7));
-    assert_eq!(with(18, 0), CryptoError::BadEphemerals(0));
-    assert_eq!(with(52, 0), CryptoError::ReceiverCount(0));
-    assert_eq!(with(53, 9), CryptoError::UnknownKeyType(9));
+    assert_eq!(with(2, 9), CryptoError::UnknownSuite(9));
+    assert_eq!(with(19, 0), CryptoError::BadEphemerals(0));
+    assert_eq!(with(53, 0), CryptoError::ReceiverCount(0));
+    assert_eq!(with(54, 9), CryptoError::UnknownKeyType(9));
 }
 
 proptest! {
     #[test]
-    fn sealed_payloads_open_to_themselves(payload in proptest::collection::vec(any::<u8>(), 0..4096)) {
+    fn sealed_payloads_open_to_themselves(
+        payload in proptest::collection::vec(any::<u8>(), 0..4096),
+        aes in any::<bool>(),
+    ) {
         let writer = Keypair::generate(KeyType::Ed25519);
-        let env = seal(&set(&writer, &[]), &payload).unwrap();
+        let suite = if aes { Suite::Aes256Gcm } else { Suite::XChaCha20Poly1305 };
+        let env = Sealer::with_suite(suite, 1).seal(&set(&writer, &[]), &payload).unwrap();
         prop_assert_eq!(Envelope::parse(&env).unwrap().plaintext_len(), payload.len());
         prop_assert_eq!(Opener::new(&writer).open(&env).unwrap(), payload);
     }

@@ -1,0 +1,341 @@
+//! `starling-loadtest crypto`: what end-to-end encryption costs a writer and a reader.
+//!
+//! - Appends of 64 KiB payloads to three logs (batches of `--max-batch`, one write batch
+//!   each), plain, encrypted with the preferred suite (AES-256-GCM with AES instructions) and
+//!   encrypted with XChaCha20-Poly1305, to the writer and one receiver, batch by batch in
+//!   turns (so all share the disk's state); at the default durability (fdatasync per write
+//!   batch) and OS-buffered; the medians over rounds, and the median of each round's ratio.
+//! - The baselines: ring's raw ChaCha20-Poly1305 and AES-256-GCM (what envelopes run) over the
+//!   same 64 KiB buffers, in place, no allocation: the ceilings of the one encryption pass;
+//!   and RustCrypto's XChaCha20-Poly1305 beside them.
+//! - Opening: a receiver's reads of the encrypted entries (the content key cached after the
+//!   first).
+//! - Wrapping one content key for 1, 10 and 100 receivers (a fresh ephemeral key and one
+//!   agreement per receiver), and unwrapping it as one receiver.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use clap::Args;
+use starling_engine::log::{Draft, Entry, Log, LogConfig, LogId};
+use starling_net::crypto::{
+    ContentKey, Opener, Receivers, Sealer, Suite, seal_under, wrapped_header,
+};
+use starling_net::identity::{KeyType, Keypair};
+use starling_store::{Durability, Store, StoreConfig};
+
+#[derive(Debug, Args)]
+pub(crate) struct CryptoArgs {
+    /// Seconds per measurement round.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Rounds of each append measurement (alternating plain and encrypted; medians).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Entries per append call (one batch signature, one write batch).
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
+    /// Directory for the stores (a temporary directory by default).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+const SIZE: usize = 64 * 1024;
+
+fn noise(len: usize, seed: u64) -> Bytes {
+    let mut buf = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut buf);
+    Bytes::from(buf)
+}
+
+fn open_log(dir: &std::path::Path, writer: &Keypair, durability: Durability) -> Result<Log> {
+    let store = Store::open(
+        dir,
+        StoreConfig {
+            durability,
+            ..StoreConfig::default()
+        },
+    )?;
+    Ok(Log::open(
+        store,
+        LogId([1; 32]),
+        writer.clone(),
+        LogConfig::default(),
+    )?)
+}
+
+/// Appends to each log in turns, batch by batch, for `budget`, timing each call: all see
+/// the same disk, caches and background work. MB/s of payload for each, and the entries of
+/// the last call to the last log.
+fn append_in_turns(
+    logs: &mut [Log],
+    per_batch: usize,
+    budget: Duration,
+) -> Result<(Vec<f64>, Vec<Entry>)> {
+    let payloads: Vec<Bytes> = (0..64).map(|i| noise(SIZE, i)).collect();
+    let start = Instant::now();
+    let mut n = 0usize;
+    let mut spent = vec![Duration::ZERO; logs.len()];
+    let mut last = Vec::new();
+    while start.elapsed() < budget {
+        // Fresh buffers each batch, as an application's new data is: reusing the same 64
+        // buffers kept the plain path's reads in cache while the sealed path wrote new memory.
+        let drafts: Vec<Draft<'_>> = (0..per_batch)
+            .map(|i| Draft::new(Bytes::copy_from_slice(&payloads[(n + i) % 64])))
+            .collect();
+        // Rotate which goes first, so none always follows another's writes.
+        let turn = n / per_batch;
+        for k in 0..logs.len() {
+            let which = (turn + k) % logs.len();
+            let t = Instant::now();
+            let written = logs[which].append_batch(&drafts)?;
+            spent[which] += t.elapsed();
+            if which == logs.len() - 1 {
+                last = written;
+            }
+        }
+        n += per_batch;
+    }
+    let mb = (n * SIZE) as f64 / 1e6;
+    Ok((spent.iter().map(|s| mb / s.as_secs_f64()).collect(), last))
+}
+
+/// Raw AES-256-GCM of ring over the same buffers.
+fn raw_aes_gcm(budget: Duration) -> Result<f64> {
+    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &[7u8; 32]).map_err(|_| anyhow::anyhow!("a 32-byte key"))?,
+    );
+    let mut buf = noise(SIZE, 1).to_vec();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&n.to_le_bytes());
+        let tag = key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .map_err(|_| anyhow::anyhow!("64 KiB seals"))?;
+        let _ = std::hint::black_box(tag);
+        n += 1;
+    }
+    Ok((n as usize * SIZE) as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+/// Raw ChaCha20-Poly1305 of ring (what envelopes run, under an HChaCha20 subkey) over 64 KiB
+/// buffers, in place: the ceiling of the one encryption pass.
+fn raw_ring_chacha(budget: Duration) -> Result<f64> {
+    use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32])
+            .map_err(|_| anyhow::anyhow!("a 32-byte key"))?,
+    );
+    let mut buf = noise(SIZE, 1).to_vec();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&n.to_le_bytes());
+        let tag = key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .map_err(|_| anyhow::anyhow!("64 KiB seals"))?;
+        let _ = std::hint::black_box(tag);
+        n += 1;
+    }
+    Ok((n as usize * SIZE) as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+/// RustCrypto's XChaCha20-Poly1305 over the same buffers (the crate envelopes do not use
+/// for the pass: slower here).
+fn raw_rustcrypto_xchacha(budget: Duration) -> f64 {
+    let cipher = XChaCha20Poly1305::new(&[7u8; 32].into());
+    let mut buf = noise(SIZE, 1).to_vec();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        let mut nonce = XNonce::default();
+        nonce[..8].copy_from_slice(&n.to_le_bytes());
+        let tag = cipher
+            .encrypt_in_place_detached(&nonce, b"", &mut buf)
+            .expect("64 KiB seals");
+        std::hint::black_box(tag);
+        n += 1;
+    }
+    (n as usize * SIZE) as f64 / 1e6 / start.elapsed().as_secs_f64()
+}
+
+/// A receiver opening `entries` again and again for `budget` (key cached after the first).
+fn open(entries: &[Entry], reader: &Keypair, budget: Duration) -> Result<f64> {
+    let opener = Opener::new(reader);
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    while start.elapsed() < budget {
+        for e in entries {
+            bytes += e.open_payload(&opener)?.len();
+        }
+    }
+    Ok(bytes as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+/// µs to wrap one content key for a set of `n` receivers (the writer among them), and µs for
+/// one receiver to unwrap it (a fresh opener: one agreement).
+fn wrap(key_type: KeyType, n: usize, budget: Duration) -> Result<(f64, f64)> {
+    let writer = Keypair::generate(key_type);
+    let others: Vec<Keypair> = (1..n).map(|_| Keypair::generate(key_type)).collect();
+    let set = Receivers::new(writer.public(), others.iter().map(|k| *k.public()))?;
+    let start = Instant::now();
+    let mut times = 0u32;
+    let mut header = Vec::new();
+    let key = ContentKey::generate();
+    while start.elapsed() < budget || times < 3 {
+        header = wrapped_header(&key, &set, Suite::preferred())?;
+        times += 1;
+    }
+    let wrap_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(times);
+    let env = seal_under(&header, &key, b"x")?;
+    let reader = others.last().unwrap_or(&writer);
+    let start = Instant::now();
+    let mut opened = 0u32;
+    while start.elapsed() < budget / 4 || opened < 3 {
+        Opener::new(reader).open(&env)?;
+        opened += 1;
+    }
+    let unwrap_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(opened);
+    Ok((wrap_us, unwrap_us))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub(crate) fn run(args: CryptoArgs) -> Result<()> {
+    let budget = Duration::from_secs_f64(args.seconds.max(0.1));
+    let tmp = tempfile::tempdir()?;
+    let root = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let writer = Keypair::generate(KeyType::Ed25519);
+    let reader = Keypair::generate(KeyType::Ed25519);
+    let receivers = Receivers::new(writer.public(), [*reader.public()])?;
+    let per_batch = args.max_batch.clamp(1, 256);
+    let mut encrypted_entries = Vec::new();
+    let mut json = serde_json::Map::new();
+    let mut ratio = 0.0;
+    let preferred = Suite::preferred();
+    println!("the preferred suite on this CPU: {preferred:?}");
+    for (durability, label, suffix) in [
+        (
+            Durability::SyncEachWrite,
+            "fdatasync per write batch (the default)",
+            "",
+        ),
+        (Durability::Buffered, "OS-buffered", "_buffered"),
+    ] {
+        // Per log (plain, preferred suite, XChaCha20-Poly1305): MB/s and ratios per round.
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut ratios: [Vec<f64>; 2] = Default::default();
+        for round in 0..args.rounds.max(1) {
+            let dirs: Vec<_> = ["plain", "preferred", "xchacha"]
+                .iter()
+                .map(|name| root.join(format!("{name}{suffix}-{round}")))
+                .collect();
+            let mut logs = dirs
+                .iter()
+                .map(|d| open_log(d, &writer, durability))
+                .collect::<Result<Vec<_>>>()?;
+            logs[1].encrypt_to(Some(receivers.clone()));
+            logs[2].encrypt_with(
+                receivers.clone(),
+                Sealer::with_suite(Suite::XChaCha20Poly1305, 4096),
+            );
+            let (mb, entries) = append_in_turns(&mut logs, per_batch, budget)?;
+            println!(
+                "{label}, round {round}: append 64 KiB plain {:.0} MB/s, encrypted {:.0} MB/s ({:.3}), XChaCha20 {:.0} MB/s ({:.3})",
+                mb[0],
+                mb[1],
+                mb[1] / mb[0],
+                mb[2],
+                mb[2] / mb[0]
+            );
+            for (r, m) in rates.iter_mut().zip(&mb) {
+                r.push(*m);
+            }
+            ratios[0].push(mb[1] / mb[0]);
+            ratios[1].push(mb[2] / mb[0]);
+            encrypted_entries = entries;
+            // Deleting the stores drops their dirty pages: the next round does not start
+            // behind this one's writeback.
+            drop(logs);
+            for d in dirs {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        // Medians; the ratio is the median of each round's ratio (all logs in the same turns).
+        let [plain, sealed, xchacha] = rates.map(median);
+        let [r, rx] = ratios.map(median);
+        println!(
+            "{label} (medians of {}): plain {plain:.0} MB/s, encrypted {sealed:.0} MB/s, ratio {r:.3}; XChaCha20 {xchacha:.0} MB/s, ratio {rx:.3}",
+            args.rounds.max(1)
+        );
+        for (key, value) in [
+            (format!("append_mb_s_64k{suffix}"), plain),
+            (format!("append_mb_s_64k_encrypted{suffix}"), sealed),
+            (
+                format!("append_mb_s_64k_encrypted_xchacha{suffix}"),
+                xchacha,
+            ),
+        ] {
+            json.insert(key, round2(value).into());
+        }
+        json.insert(format!("ratio_encrypted_64k{suffix}"), round3(r).into());
+        json.insert(
+            format!("ratio_encrypted_64k_xchacha{suffix}"),
+            round3(rx).into(),
+        );
+        if suffix.is_empty() {
+            ratio = r;
+        }
+    }
+    let raw = raw_ring_chacha(budget)?;
+    let aes = raw_aes_gcm(budget)?;
+    let rustcrypto = raw_rustcrypto_xchacha(budget);
+    let opened = open(&encrypted_entries, &reader, budget)?;
+    println!(
+        "raw, 64 KiB in place: ring ChaCha20-Poly1305 {raw:.0} MB/s, ring AES-256-GCM {aes:.0} MB/s, RustCrypto XChaCha20-Poly1305 {rustcrypto:.0} MB/s; a receiver opens {opened:.0} MB/s"
+    );
+    println!("wrap one content key (fresh ephemeral key, one agreement per receiver):");
+    for (kt, suffix) in [(KeyType::Ed25519, ""), (KeyType::Secp256k1, "_secp256k1")] {
+        for n in [1usize, 10, 100] {
+            let (w, u) = wrap(kt, n, budget / 2)?;
+            println!("  {kt} × {n:>3}: wrap {w:>8.1} µs, unwrap as one receiver {u:.1} µs");
+            json.insert(format!("wrap_us_{n}{suffix}"), serde_json::json!(round2(w)));
+            if n == 1 {
+                json.insert(format!("unwrap_us{suffix}"), serde_json::json!(round2(u)));
+            }
+        }
+    }
+    println!("target: ratio_encrypted_64k ≥ 0.85 (at the default durability): {ratio:.3}");
+    json.insert("scenario".into(), "crypto".into());
+    json.insert("raw_chacha_mb_s".into(), round2(raw).into());
+    json.insert(
+        "raw_rustcrypto_xchacha_mb_s".into(),
+        round2(rustcrypto).into(),
+    );
+    json.insert("open_mb_s_64k".into(), round2(opened).into());
+    json.insert("target_met".into(), (ratio >= 0.85).into());
+    let json = serde_json::Value::Object(json);
+    println!("{json}");
+    Ok(())
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
