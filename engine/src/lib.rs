@@ -10,7 +10,9 @@
 //! - [`program`]: program definitions and the addresses they hash to.
 //! - [`router`]: direct messages by protocol tag, one inbox per program.
 //! - [`reconcile`]: range-based set reconciliation over a log's entries (sans-IO).
-//! - [`shard`]: sharded replication's placement core (in progress: the ring).
+//! - [`shard`]: sharded replication's placement core (ring, placement, membership, duties).
+//! - [`trust`]: trust graphs — a root delegates to keys, revokes from a clock on; document
+//!   stores accept the keys a graph trusts.
 //! - [`log`]: signed append-only logs — entries with hybrid logical clocks, `next` links and
 //!   BLAKE3 hashes that print as CIDs; append, join, heads, iteration, trimming.
 //!
@@ -54,6 +56,7 @@ pub mod reconcile;
 pub mod router;
 pub mod shard;
 pub mod stream;
+pub mod trust;
 
 pub use log::{Clock, Entry, EntryHash, Log, LogConfig, LogError, Retention};
 pub use peer::{LiveStream, Peer, PeerConfig};

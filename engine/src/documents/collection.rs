@@ -29,7 +29,7 @@ use starling_net::entry::{
 use starling_net::identity::{Keypair, PublicKey};
 use starling_store::{NewEntry, Store, StoreError, Table};
 
-use super::access::{AccessRule, Operation};
+use super::access::{Access, AccessRule, Operation};
 use super::codec::{Codec, CodecError, DocId, Postcard};
 use super::index::IndexSpec;
 use super::keys::{self, IndexValue, KeyError};
@@ -139,6 +139,10 @@ pub enum DocumentError {
         /// Why it does not open.
         why: CryptoError,
     },
+    /// The store's writers are a trust graph's and this peer has not caught up with it: the
+    /// entry is not stored now (reconciliation offers it again).
+    #[error("the trust graph is still catching up")]
+    TrustCatchingUp,
     /// Sealing a document for its receivers failed (too many receivers).
     #[error("encryption: {0}")]
     Crypto(CryptoError),
@@ -633,7 +637,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
     {
         let mut changes = Vec::new();
         for (id, doc) in docs {
-            self.check_access(&id, Operation::Put)?;
+            self.check_access(&id, Operation::Put, now_us)?;
             let plain = self.codec.encode(doc)?;
             let raw_len = plain.len() as u32;
             let (payload, flags) = match to {
@@ -668,7 +672,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         id: DocId,
         now_us: u64,
     ) -> Result<Option<Entry>, DocumentError> {
-        self.check_access(&id, Operation::Delete)?;
+        self.check_access(&id, Operation::Delete, now_us)?;
         if !self.current(&id)?.is_some_and(|c| c.live) {
             return Ok(None);
         }
@@ -821,8 +825,14 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if !rest.is_empty() {
             return Err(DocumentError::BadMeta);
         }
-        if !self.options.access.allows(writer, &id, operation) {
-            return Err(DocumentError::Denied { id, op: operation });
+        match self
+            .options
+            .access
+            .allows(writer, &id, operation, entry.clock().wall_us)
+        {
+            Access::Allowed => {}
+            Access::Denied => return Err(DocumentError::Denied { id, op: operation }),
+            Access::CatchingUp => return Err(DocumentError::TrustCatchingUp),
         }
         if entry.group() != id.group() {
             return Err(DocumentError::WrongGroup);
@@ -882,13 +892,57 @@ impl<T, C: Codec<T>> Documents<T, C> {
         Ok(Applied::Current)
     }
 
-    fn check_access(&self, id: &DocId, op: Operation) -> Result<(), DocumentError> {
+    fn check_access(&self, id: &DocId, op: Operation, now_us: u64) -> Result<(), DocumentError> {
         let me = self.signer.keypair().public();
-        if self.options.access.allows(me, id, op) {
-            Ok(())
-        } else {
-            Err(DocumentError::Denied { id: id.clone(), op })
+        match self.options.access.allows(me, id, op, now_us) {
+            Access::Allowed => Ok(()),
+            Access::Denied => Err(DocumentError::Denied { id: id.clone(), op }),
+            Access::CatchingUp => Err(DocumentError::TrustCatchingUp),
         }
+    }
+
+    /// Checks every stored entry against the access rule again (a trust graph learnt of a
+    /// revocation): entries it now refuses are removed and the document and index rows
+    /// rebuilt from what remains. Returns how many were removed.
+    pub fn recheck_access(&mut self) -> Result<usize, DocumentError> {
+        let mut refused = Vec::new();
+        for row in self.store.clock_rows(&self.log_id().0, None, false) {
+            let row = row?;
+            let entry = self.stored(&EntryHash(row.hash))?;
+            let (kt, raw) = entry.signer_key();
+            let writer = PublicKey::from_raw_bytes(kt, raw)
+                .map_err(|e| DocumentError::Corrupt(format!("stored writer key: {e}")))?;
+            let Some((&op, id_key)) = entry.meta().split_first() else {
+                continue;
+            };
+            let Ok((id, _)) = DocId::decode_key(id_key) else {
+                continue;
+            };
+            let op = if op == OP_DELETE {
+                Operation::Delete
+            } else {
+                Operation::Put
+            };
+            let at = entry.clock().wall_us;
+            if self.options.access.allows(&writer, &id, op, at) == Access::Denied {
+                refused.push(entry);
+            }
+        }
+        if refused.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = self.store.batch();
+        for e in &refused {
+            let next: Vec<[u8; 32]> = e.next().map(|h| h.0).collect();
+            batch.remove_entry(&self.log_id().0, &e.clock().to_key(), &e.hash().0, &next)?;
+            if self.options.replicas.is_some() {
+                batch.delete(Table::Points, &self.point_key(e));
+            }
+        }
+        batch.commit()?;
+        self.rebuild_index()?;
+        self.generation += 1;
+        Ok(refused.len())
     }
 
     /// The documents `query` selects, in its order (see [`super::query`]). Uses one index scan
@@ -1116,7 +1170,12 @@ impl<T, C: Codec<T>> Documents<T, C> {
         if op != OP_PUT || !rest.is_empty() || entry.group() != id.group() {
             return Err(DocumentError::BadMeta);
         }
-        if !self.options.access.allows(&writer, &id, Operation::Put) {
+        if self
+            .options
+            .access
+            .allows(&writer, &id, Operation::Put, entry.clock().wall_us)
+            != Access::Allowed
+        {
             return Err(DocumentError::Denied {
                 id,
                 op: Operation::Put,
@@ -1149,14 +1208,13 @@ impl<T, C: Codec<T>> Documents<T, C> {
         Ok(self.current(id)?.map(|c| (c.head, c.live)))
     }
 
-    /// The document a stored put holds.
-    pub(super) fn load_version(&self, head: &EntryHash) -> Result<T, DocumentError> {
-        self.load(head)
-    }
-
-    /// The index rows of `doc` under `id`.
-    pub(super) fn index_rows(&self, id: &DocId, doc: &T) -> Vec<Vec<u8>> {
-        self.index_keys(id, &self.index.values(doc))
+    /// The index rows of the version `head` of `id` (none when it is encrypted to others).
+    pub(super) fn index_rows(
+        &self,
+        id: &DocId,
+        head: &EntryHash,
+    ) -> Result<Vec<Vec<u8>>, DocumentError> {
+        Ok(self.index_keys(id, &self.indexed_values(head)?))
     }
 
     /// The key of `id`'s document row.

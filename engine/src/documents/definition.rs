@@ -6,9 +6,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use starling_net::identity::PublicKey;
 
-use super::access::AccessRule;
+use super::access::{AccessRule, TrustHook};
 use super::collection::DocumentsOptions;
-use crate::program::{ProgramDefinition, ProgramError};
+use crate::program::{ProgramAddress, ProgramDefinition, ProgramError};
 
 /// The kind of a document store's definition.
 pub const DOCUMENTS_KIND: &str = "documents/v1";
@@ -21,6 +21,9 @@ pub enum Writers {
     Anyone,
     /// Only these keys (libp2p protobuf encoding).
     Keys(Vec<Vec<u8>>),
+    /// Keys the trust graph at this address trusts (its root and delegated keys), at each
+    /// entry's clock.
+    Trusted(Vec<u8>),
 }
 
 /// How many replicators keep each document of a sharded store. Placement uses `min`
@@ -69,9 +72,32 @@ impl DocumentsParams {
             .map_err(|e| ProgramError::BadParams(e.to_string()))
     }
 
-    /// The options a store opened with these parameters runs with.
+    /// The options a store opened with these parameters runs with. A store whose writers
+    /// are a trust graph's needs that graph: [`DocumentsParams::options_with`].
     pub fn options(&self) -> Result<DocumentsOptions, ProgramError> {
+        self.options_with(None)
+    }
+
+    /// The trust graph a store's writers are checked against, if its definition names one.
+    pub fn trust_graph(&self) -> Result<Option<ProgramAddress>, ProgramError> {
+        match &self.writers {
+            Writers::Trusted(address) => Ok(Some(ProgramAddress(
+                address
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ProgramError::BadParams("trust graph address".into()))?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// [`DocumentsParams::options`], with `trust` answering for the trust graph the
+    /// definition names.
+    pub fn options_with(&self, trust: Option<TrustHook>) -> Result<DocumentsOptions, ProgramError> {
         let access = match &self.writers {
+            Writers::Trusted(_) => AccessRule::Trusted(trust.ok_or_else(|| {
+                ProgramError::BadParams("writers are a trust graph's: open it first".into())
+            })?),
             Writers::Anyone => AccessRule::Anyone,
             Writers::Keys(keys) => AccessRule::Writers(
                 keys.iter()

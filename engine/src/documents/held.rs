@@ -179,8 +179,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 && current.0 == *hash
             {
                 if current.1 {
-                    let doc = self.load_version(hash)?;
-                    for k in self.index_rows(&id, &doc) {
+                    for k in self.index_rows(&id, hash)? {
                         batch.delete(Table::Index, &k);
                     }
                     live_delta -= 1;

@@ -74,7 +74,7 @@ pub mod keys;
 pub mod query;
 pub mod replica;
 
-pub use access::{AccessHook, AccessRule, Operation};
+pub use access::{AccessHook, AccessRule, Operation, TrustHook};
 pub use codec::{Codec, CodecError, DocId, Postcard};
 pub use collection::{
     Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, Pages,

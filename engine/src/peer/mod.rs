@@ -104,6 +104,8 @@ struct Inner {
     definitions: Arc<Definitions>,
     /// Document programs open here, by address.
     documents: Arc<Programs>,
+    /// Trust graphs open here, by address (shared by the stores whose writers they decide).
+    trusts: Mutex<std::collections::HashMap<crate::program::ProgramAddress, crate::trust::Trust>>,
     /// The router and the programs' protocol tasks (stream catch-up, definitions).
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -158,6 +160,7 @@ impl Peer {
                 router,
                 definitions,
                 documents,
+                trusts: Mutex::default(),
                 tasks,
             }),
         };

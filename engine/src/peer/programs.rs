@@ -1,6 +1,8 @@
 //! Programs on a peer: definitions kept and fetched by address, document stores opened by
 //! definition or by address.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use starling_store::Table;
@@ -8,11 +10,33 @@ use starling_store::Table;
 use super::Peer;
 use crate::documents::json::{Json, json_index};
 use crate::documents::{
-    Codec, Documents, DocumentsOptions, DocumentsParams, IndexSpec, Replica, ReplicaOptions,
+    AccessHook, AccessRule, Codec, Documents, DocumentsOptions, DocumentsParams, IndexSpec,
+    Postcard, Replica, ReplicaOptions, Role,
 };
 use crate::program::exchange;
 use crate::program::{ProgramAddress, ProgramDefinition, ProgramError};
 use crate::stream::PeerError;
+use crate::trust::{Trust, TrustParams};
+
+/// Re-checks `replica`'s entries whenever `trust` changes, so a revocation learnt late removes
+/// the revoked key's entries from its clock on, here as everywhere. (The task holds the
+/// replica for as long as the peer keeps the graph open.)
+fn follow_revocations<T: Send + 'static, C: Codec<T> + Send + 'static>(
+    trust: &Trust,
+    replica: &Replica<T, C>,
+) {
+    let mut updates = trust.updates();
+    let replica = replica.clone();
+    tokio::spawn(async move {
+        while updates.changed().await.is_ok() {
+            match replica.with_documents(|d| d.recheck_access()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "documents: entries a revocation refuses"),
+                Err(e) => tracing::warn!("documents: re-checking writers: {e}"),
+            }
+        }
+    });
+}
 
 impl Peer {
     /// Keeps `definition` so that any peer can fetch it by its address (in memory, and in
@@ -140,9 +164,64 @@ impl Peer {
                 "not a JSON store (no id field)".into(),
             )));
         }
-        let replica =
-            self.open_documents(address, Json, json_index(), params.options()?, replica)?;
+        let trust = match params.trust_graph()? {
+            Some(graph) => Some(self.open_trust(graph, timeout).await?),
+            None => None,
+        };
+        let options = params.options_with(trust.as_ref().map(Trust::hook))?;
+        let replica = self.open_documents(address, Json, json_index(), options, replica)?;
+        if let Some(trust) = trust {
+            follow_revocations(&trust, &replica);
+        }
         Ok((replica, params))
+    }
+
+    /// Defines a trust graph rooted at this peer's key; returns its address.
+    pub fn create_trust(&self, name: &str) -> Result<ProgramAddress, PeerError> {
+        let definition = TrustParams::new(&self.public_key()).definition(name)?;
+        Ok(self.define(definition))
+    }
+
+    /// Opens the trust graph at `address` (its definition from here or fetched within
+    /// `timeout`) as a replicator of its statements; a graph already open is shared.
+    pub async fn open_trust(
+        &self,
+        address: ProgramAddress,
+        timeout: Duration,
+    ) -> Result<Trust, PeerError> {
+        if let Some(t) = self.lock_trusts().get(&address) {
+            return Ok(t.clone());
+        }
+        let definition = self.fetch_definition(address, timeout).await?;
+        let root = TrustParams::of(&definition)?.root()?;
+        let own_statements: AccessHook =
+            Arc::new(|writer, id, _| crate::trust::program::is_own_statement(writer, id));
+        let replica = self.open_documents(
+            address,
+            Postcard,
+            IndexSpec::new(),
+            DocumentsOptions {
+                immutable: true,
+                access: AccessRule::Custom(own_statements),
+                replicas: None,
+            },
+            ReplicaOptions {
+                role: Role::Replicator,
+                // Graphs are small: reconciling often costs little and spreads revocations.
+                reconcile_every: Duration::from_secs(1),
+                ..ReplicaOptions::default()
+            },
+        )?;
+        let trust = Trust::start(address, root, self.public_key(), replica)?;
+        self.lock_trusts().insert(address, trust.clone());
+        Ok(trust)
+    }
+
+    fn lock_trusts(&self) -> std::sync::MutexGuard<'_, HashMap<ProgramAddress, Trust>> {
+        self.inner
+            .trusts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens a live stream by its program address (the stream's definition names its owner

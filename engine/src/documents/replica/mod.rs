@@ -115,6 +115,9 @@ pub struct ReplicaStats {
     pub reconcile_bytes: u64,
     /// Reconciliation exchanges started.
     pub reconciliations: u64,
+    /// Reconciliation messages received from replicators (a trust graph counts itself caught
+    /// up once one answered).
+    pub reconcile_received: u64,
     /// Bytes of the entries counted in `served`.
     pub served_bytes: u64,
     /// Entries deleted because their holders confirmed holding them (sharded stores).
@@ -167,6 +170,7 @@ struct Counters {
     served: AtomicU64,
     reconcile_bytes: AtomicU64,
     reconciliations: AtomicU64,
+    reconcile_received: AtomicU64,
     served_bytes: AtomicU64,
     pruned: AtomicU64,
 }
@@ -189,6 +193,7 @@ impl Counters {
             served: g(&self.served),
             reconcile_bytes: g(&self.reconcile_bytes),
             reconciliations: g(&self.reconciliations),
+            reconcile_received: g(&self.reconcile_received),
             served_bytes: g(&self.served_bytes),
             pruned: g(&self.pruned),
         }

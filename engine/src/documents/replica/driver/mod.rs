@@ -586,6 +586,7 @@ where
             return;
         }
         Counters::add(&self.shared.counters.reconcile_bytes, body.len() as u64);
+        Counters::add(&self.shared.counters.reconcile_received, 1);
         let outcome = reconcile::Message::decode(body)
             .map_err(|e| e.to_string())
             .and_then(|m| {

@@ -1,0 +1,319 @@
+//! [`Trust`]: a trust graph as a program.
+//!
+//! The definition (kind [`TRUST_KIND`], a name, [`TrustParams`] naming the root key) hashes to
+//! the graph's address. Statements are documents of an immutable store under that address,
+//! each id `<issuer PeerId>/<random>` (a writer can only add statements under its own name;
+//! none is ever replaced), so the graph keeps its whole history: a revocation is a new
+//! statement, and verdicts at past times stay answerable.
+//!
+//! Verdicts are answered from a cached [`TrustGraph`], rebuilt from the store whenever it
+//! changes (a task follows the store's changes), so an access check never waits on the
+//! graph's store. A peer counts as caught up once a replicator of the graph has answered one
+//! of its reconciliations (or it holds the root key): before that, a key it cannot trust yet
+//! is [`Verdict::CatchingUp`], not "no".
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use starling_net::identity::PublicKey;
+use tokio::sync::watch;
+
+use super::graph::{Statement, TrustGraph, Verdict};
+use crate::documents::{DocId, DocumentError, Documents, Replica, TrustHook};
+use crate::log::EntryHash;
+use crate::program::{ProgramAddress, ProgramDefinition, ProgramError};
+
+/// The kind of a trust graph's definition.
+pub const TRUST_KIND: &str = "trust/v1";
+
+/// How long a started reconciliation may go unanswered before the sets count as equal.
+pub const IN_SYNC_AFTER: Duration = Duration::from_secs(1);
+
+/// Statements a graph counts (the oldest first); past it the rest are ignored and logged.
+const MAX_STATEMENTS: usize = 65_536;
+
+/// A trust graph's parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustParams {
+    /// The root key (libp2p protobuf encoding).
+    pub root: Vec<u8>,
+}
+
+impl TrustParams {
+    /// The parameters of a graph rooted at `root`.
+    pub fn new(root: &PublicKey) -> TrustParams {
+        TrustParams {
+            root: root.encode_protobuf(),
+        }
+    }
+
+    /// The definition of graph `name`.
+    pub fn definition(&self, name: &str) -> Result<ProgramDefinition, ProgramError> {
+        let params = postcard::to_stdvec(self)
+            .map_err(|e| ProgramError::BadParams(format!("encoding: {e}")))?;
+        ProgramDefinition::new(TRUST_KIND, name, Bytes::from(params))
+    }
+
+    /// The parameters of a graph's definition.
+    pub fn of(definition: &ProgramDefinition) -> Result<TrustParams, ProgramError> {
+        if definition.kind() != TRUST_KIND {
+            return Err(ProgramError::WrongKind {
+                expected: TRUST_KIND,
+                found: definition.kind().to_owned(),
+            });
+        }
+        postcard::from_bytes(definition.params())
+            .map_err(|e| ProgramError::BadParams(e.to_string()))
+    }
+
+    /// The root key.
+    pub fn root(&self) -> Result<PublicKey, ProgramError> {
+        PublicKey::decode_protobuf(&self.root)
+            .map_err(|e| ProgramError::BadParams(format!("root key: {e}")))
+    }
+}
+
+/// What a delegation grants besides trust itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delegation {
+    /// What the key is trusted for (empty: everything).
+    pub scopes: Vec<String>,
+    /// Unix µs from which it no longer counts (`None`: until revoked).
+    pub expires_us: Option<u64>,
+    /// Whether the key may delegate in turn.
+    pub may_delegate: bool,
+}
+
+/// A trust graph open on this peer (cheap to clone).
+#[derive(Clone)]
+pub struct Trust {
+    address: ProgramAddress,
+    root: PublicKey,
+    me: PublicKey,
+    replica: Replica<Statement>,
+    graph: Arc<RwLock<Arc<TrustGraph>>>,
+    updates: watch::Sender<u64>,
+    /// When this peer first started a reconciliation of the graph (see [`Trust::caught_up`]).
+    first_exchange: Arc<std::sync::OnceLock<std::time::Instant>>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field("address", &self.address)
+            .field("root", &self.root.peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Statement ids: `<issuer PeerId>/<16 random hex digits>`.
+fn statement_id(issuer: &PublicKey) -> DocId {
+    let mut nonce = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    DocId::Str(format!("{}/{nonce}", issuer.peer_id()))
+}
+
+/// Whether `id` is a statement id of `writer`'s (the trust store's access rule).
+pub(crate) fn is_own_statement(writer: &PublicKey, id: &DocId) -> bool {
+    match id {
+        DocId::Str(s) => s
+            .split_once('/')
+            .is_some_and(|(issuer, _)| issuer == writer.peer_id().to_string()),
+        _ => false,
+    }
+}
+
+impl Trust {
+    /// Starts following `replica` (the graph's statement store, opened by the peer).
+    pub(crate) fn start(
+        address: ProgramAddress,
+        root: PublicKey,
+        me: PublicKey,
+        replica: Replica<Statement>,
+    ) -> Result<Trust, DocumentError> {
+        let trust = Trust {
+            address,
+            root,
+            me,
+            graph: Arc::new(RwLock::new(Arc::new(TrustGraph::new(root)))),
+            updates: watch::channel(0).0,
+            first_exchange: Arc::default(),
+            replica,
+        };
+        trust.refresh()?;
+        let follower = trust.clone();
+        let mut changes = trust.replica.changes();
+        tokio::spawn(async move {
+            // Verdicts change when statements arrive, and when this peer catches up (a "not
+            // yet" becomes a "no"): either way dependents re-check. The task lives as long as
+            // the statement store (which the peer keeps while it runs).
+            let mut caught_up = follower.caught_up();
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    },
+                    _ = tick.tick() => {
+                        if caught_up || !follower.caught_up() {
+                            continue;
+                        }
+                    }
+                }
+                caught_up = follower.caught_up();
+                if let Err(e) = follower.refresh() {
+                    tracing::warn!("trust graph {}: {e}", follower.address);
+                }
+            }
+        });
+        Ok(trust)
+    }
+
+    /// The graph's address.
+    pub fn address(&self) -> ProgramAddress {
+        self.address
+    }
+
+    /// The root key.
+    pub fn root(&self) -> &PublicKey {
+        &self.root
+    }
+
+    /// The statement store.
+    pub fn replica(&self) -> &Replica<Statement> {
+        &self.replica
+    }
+
+    /// Signs a delegation to `subject` as this peer's key (which must be the root or
+    /// delegated with `may_delegate` for it to count).
+    pub fn delegate(&self, subject: &PublicKey, d: Delegation) -> Result<EntryHash, DocumentError> {
+        self.say(Statement::Delegate {
+            subject: subject.encode_protobuf(),
+            scopes: d.scopes,
+            expires_us: d.expires_us,
+            may_delegate: d.may_delegate,
+        })
+    }
+
+    /// Signs a revocation of `subject`, in force from now on: this peer's own delegations to
+    /// it (the root's: every delegation to it).
+    pub fn revoke(&self, subject: &PublicKey) -> Result<EntryHash, DocumentError> {
+        self.say(Statement::Revoke {
+            subject: subject.encode_protobuf(),
+        })
+    }
+
+    fn say(&self, statement: Statement) -> Result<EntryHash, DocumentError> {
+        let hash = self.replica.put(statement_id(&self.me), &statement)?;
+        self.refresh()?;
+        Ok(hash)
+    }
+
+    /// Whether `key` is trusted at Unix µs `at` (any scope).
+    pub fn is_trusted(&self, key: &PublicKey, at: u64) -> Verdict {
+        self.check(key, at, None)
+    }
+
+    /// Whether `key` is trusted at `at` for `scope`.
+    pub fn check(&self, key: &PublicKey, at: u64, scope: Option<&str>) -> Verdict {
+        self.graph().verdict(key, at, scope, self.caught_up())
+    }
+
+    /// The graph as this peer holds it now.
+    pub fn graph(&self) -> Arc<TrustGraph> {
+        self.graph
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether this peer holds the graph: it is the root, or it has exchanged a
+    /// reconciliation with a replicator of the graph — received one, or started one
+    /// [`IN_SYNC_AFTER`] ago with no answer (an exchange over equal sets ends without one).
+    pub fn caught_up(&self) -> bool {
+        if self.me == self.root {
+            return true;
+        }
+        let stats = self.replica.stats();
+        if stats.reconcile_received > 0 {
+            return true;
+        }
+        if stats.reconciliations == 0 {
+            return false;
+        }
+        let started = self.first_exchange.get_or_init(std::time::Instant::now);
+        started.elapsed() >= IN_SYNC_AFTER
+    }
+
+    /// Waits until [`Trust::caught_up`], up to `timeout`.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.caught_up() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Bumped each time the graph changes (document stores re-check their writers).
+    pub fn updates(&self) -> watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+
+    /// The access rule's question, answered from the cached graph (never waits on a store).
+    pub fn hook(&self) -> TrustHook {
+        let graph = self.graph.clone();
+        let this = self.clone();
+        Arc::new(move |key, at| {
+            let g = graph.read().unwrap_or_else(PoisonError::into_inner).clone();
+            g.verdict(key, at, None, this.caught_up())
+        })
+    }
+
+    /// Rebuilds the cached graph from the store.
+    fn refresh(&self) -> Result<(), DocumentError> {
+        let graph = self.replica.with_documents(|docs| build(self.root, docs))?;
+        *self.graph.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(graph);
+        self.updates.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}
+
+/// The graph of every statement stored (at most [`MAX_STATEMENTS`], oldest first).
+fn build(root: PublicKey, docs: &mut Documents<Statement>) -> Result<TrustGraph, DocumentError> {
+    let mut graph = TrustGraph::new(root);
+    let items = docs.items()?;
+    if items.len() > MAX_STATEMENTS {
+        tracing::warn!(
+            held = items.len(),
+            "trust graph: only the oldest {MAX_STATEMENTS} statements count"
+        );
+    }
+    for item in items.iter().take(MAX_STATEMENTS) {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&item[starling_net::entry::CLOCK_KEY_LEN..]);
+        let Some(entry) = docs.entry(&EntryHash(hash))? else {
+            continue;
+        };
+        let (kt, raw) = entry.signer_key();
+        let Ok(issuer) = PublicKey::from_raw_bytes(kt, raw) else {
+            continue;
+        };
+        let Ok(payload) = entry.payload() else {
+            continue;
+        };
+        let Ok(statement) = postcard::from_bytes::<Statement>(&payload) else {
+            continue;
+        };
+        let clock = entry.clock();
+        graph.insert(issuer, (clock.wall_us, clock.logical, hash), statement);
+    }
+    Ok(graph)
+}

@@ -1,0 +1,248 @@
+//! Trust graphs over real QUIC on 127.0.0.1: a second device writes through a delegation
+//! into a store whose writers are a graph's; a revoked key's later writes are refused
+//! everywhere while its earlier ones stand — also when the revocation reaches a replicator
+//! after the write did; a key nobody delegated is refused; a newcomer catching up says so.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::peer;
+use serde_json::json;
+use starling_engine::Peer;
+use starling_engine::documents::json::Json;
+use starling_engine::documents::{
+    DocumentError, DocumentsParams, Replica, ReplicaOptions, Role, Writers,
+};
+use starling_engine::program::ProgramAddress;
+use starling_engine::trust::{Delegation, Verdict};
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn store_of(root: &Peer, graph: ProgramAddress) -> ProgramAddress {
+    let params = DocumentsParams {
+        writers: Writers::Trusted(graph.0.to_vec()),
+        json_id_field: Some("id".into()),
+        ..DocumentsParams::default()
+    };
+    root.define(params.definition("team notes").unwrap())
+}
+
+async fn open(p: &Peer, address: ProgramAddress, role: Role) -> Replica<serde_json::Value, Json> {
+    let options = ReplicaOptions {
+        role,
+        reconcile_every: Duration::from_millis(300),
+        ..ReplicaOptions::default()
+    };
+    p.open_json(address, options, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_device_writes_through_a_delegation_until_revoked() {
+    let root = peer(&[]).await;
+    let laptop = peer(&[&root]).await;
+    let stranger = peer(&[&root]).await;
+    let graph = root.create_trust("alice's devices").unwrap();
+    let trust = root.open_trust(graph, Duration::ZERO).await.unwrap();
+    trust
+        .delegate(&laptop.public_key(), Delegation::default())
+        .unwrap();
+    let address = store_of(&root, graph);
+    let at_root = open(&root, address, Role::Replicator).await;
+    // The laptop fetches both definitions by address and replicates the graph.
+    let at_laptop = open(&laptop, address, Role::Replicator).await;
+    let laptop_trust = laptop.open_trust(graph, Duration::ZERO).await.unwrap();
+    assert!(laptop_trust.wait_caught_up(Duration::from_secs(10)).await);
+    until("the laptop learns its delegation", || {
+        laptop_trust
+            .is_trusted(&laptop.public_key(), starling_net::entry::unix_time_us())
+            .is_trusted()
+    })
+    .await;
+    let before = at_laptop
+        .put("n1", &json!({"id": "n1", "t": "from the laptop"}))
+        .unwrap();
+    until("the root holds the laptop's note", || {
+        at_root.get("n1").unwrap().is_some()
+    })
+    .await;
+    // A key nobody delegated: refused before signing, and refused by replicators.
+    let at_stranger = open(&stranger, address, Role::Replicator).await;
+    let stranger_trust = stranger.open_trust(graph, Duration::ZERO).await.unwrap();
+    assert!(stranger_trust.wait_caught_up(Duration::from_secs(10)).await);
+    assert!(matches!(
+        at_stranger.put("s1", &json!({"id": "s1"})),
+        Err(DocumentError::Denied { .. })
+    ));
+    assert_eq!(
+        stranger_trust.is_trusted(&stranger.public_key(), starling_net::entry::unix_time_us()),
+        Verdict::NotTrusted
+    );
+    // The root revokes the laptop: its later writes are refused everywhere, the earlier one
+    // stands.
+    trust.revoke(&laptop.public_key()).unwrap();
+    until("the laptop learns of its revocation", || {
+        !laptop_trust
+            .is_trusted(&laptop.public_key(), starling_net::entry::unix_time_us())
+            .is_trusted()
+    })
+    .await;
+    assert!(matches!(
+        at_laptop.put("n2", &json!({"id": "n2"})),
+        Err(DocumentError::Denied { .. })
+    ));
+    assert!(at_root.get("n1").unwrap().is_some());
+    assert!(at_laptop.get("n1").unwrap().is_some());
+    assert!(
+        at_root
+            .with_documents(|d| d.entry(&before).unwrap())
+            .is_some()
+    );
+}
+
+/// The revocation's clock is earlier than a write the revoked key made, but one replicator
+/// got the write first: once the revocation arrives it removes the write, as the replicator
+/// that got the revocation first refused it. Both end the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_concurrent_with_its_revocation_is_decided_the_same_everywhere() {
+    let root = peer(&[]).await;
+    let phone = peer(&[&root]).await;
+    let graph = root.create_trust("bob's devices").unwrap();
+    let trust = root.open_trust(graph, Duration::ZERO).await.unwrap();
+    trust
+        .delegate(&phone.public_key(), Delegation::default())
+        .unwrap();
+    let address = store_of(&root, graph);
+    let at_root = open(&root, address, Role::Replicator).await;
+    let at_phone = open(&phone, address, Role::Replicator).await;
+    let phone_trust = phone.open_trust(graph, Duration::ZERO).await.unwrap();
+    until("the phone learns its delegation", || {
+        phone_trust
+            .is_trusted(&phone.public_key(), starling_net::entry::unix_time_us())
+            .is_trusted()
+    })
+    .await;
+    // The root signs the revocation first; the phone, not knowing, writes after it.
+    trust.revoke(&phone.public_key()).unwrap();
+    let late = at_phone.put("late", &json!({"id": "late"}));
+    // Either the phone already knew (refused at once) or it wrote: then the root refuses
+    // the entry, and the phone removes it once the revocation reaches it.
+    if late.is_ok() {
+        until("the phone removes its own late write", || {
+            at_phone.get("late").unwrap().is_none()
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(at_root.get("late").unwrap().is_none());
+    assert!(at_phone.get("late").unwrap().is_none());
+}
+
+/// The race without a network, step by step: replicator X takes a write the key signed
+/// after its revocation (X had not heard of it), replicator Y hears of the revocation first
+/// and refuses the write; when X hears of it, X removes the write. Both agree, and the key's
+/// write from before the revocation stands on both.
+#[test]
+fn a_late_revocation_removes_what_it_refuses_and_keeps_what_came_before() {
+    use std::sync::{Arc, RwLock};
+
+    use bytes::Bytes;
+    use starling_engine::documents::{
+        AccessRule, Documents, DocumentsOptions, IndexSpec, Postcard,
+    };
+    use starling_engine::program::ProgramDefinition;
+    use starling_engine::trust::{Statement, TrustGraph};
+    use starling_net::{KeyType, Keypair};
+
+    let root = Keypair::generate(KeyType::Ed25519);
+    let device = Keypair::generate(KeyType::Ed25519);
+    let program = ProgramDefinition::new("documents/v1", "race", Bytes::new())
+        .unwrap()
+        .address();
+    let delegate = Statement::Delegate {
+        subject: device.public().encode_protobuf(),
+        scopes: Vec::new(),
+        expires_us: None,
+        may_delegate: false,
+    };
+    let revoke = Statement::Revoke {
+        subject: device.public().encode_protobuf(),
+    };
+    let open = |dir: &std::path::Path, key: &Keypair, graph: Arc<RwLock<TrustGraph>>| {
+        let hook: starling_engine::documents::TrustHook =
+            Arc::new(move |k, at| graph.read().unwrap().verdict(k, at, None, true));
+        Documents::<String>::open(
+            program,
+            common::store(dir),
+            key.clone(),
+            Postcard,
+            IndexSpec::new(),
+            DocumentsOptions {
+                access: AccessRule::Trusted(hook),
+                ..DocumentsOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let now = starling_net::entry::unix_time_us();
+    let graph = || {
+        let mut g = TrustGraph::new(*root.public());
+        g.insert(
+            *root.public(),
+            (now - 10_000_000, 0, [1; 32]),
+            delegate.clone(),
+        );
+        Arc::new(RwLock::new(g))
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (gd, gx, gy) = (graph(), graph(), graph());
+    let mut at_device = open(dirs[0].path(), &device, gd);
+    let early = at_device
+        .put_at("early".into(), &"before".to_string(), now - 5_000_000)
+        .unwrap();
+    let late = at_device
+        .put_at("late".into(), &"after".to_string(), now)
+        .unwrap();
+    let entries: Vec<_> = [early, late]
+        .iter()
+        .map(|h| at_device.entry(h).unwrap().unwrap())
+        .collect();
+    // The root revoked the device one second before its late write.
+    let revocation = (now - 1_000_000, 0, [2; 32]);
+    gy.write()
+        .unwrap()
+        .insert(*root.public(), revocation, revoke.clone());
+    let mut x = open(dirs[1].path(), &root, gx.clone());
+    let mut y = open(dirs[2].path(), &root, gy);
+    for r in x.apply_many_at(entries.clone(), now) {
+        r.unwrap();
+    }
+    let at_y = y.apply_many_at(entries, now);
+    assert!(at_y[0].is_ok());
+    assert!(matches!(at_y[1], Err(DocumentError::Denied { .. })));
+    assert_eq!(x.count().unwrap(), 2);
+    // X hears of the revocation.
+    gx.write()
+        .unwrap()
+        .insert(*root.public(), revocation, revoke);
+    assert_eq!(x.recheck_access().unwrap(), 1);
+    for docs in [&x, &y] {
+        assert_eq!(docs.count().unwrap(), 1);
+        assert_eq!(docs.get("early").unwrap().as_deref(), Some("before"));
+        assert_eq!(docs.get("late").unwrap(), None);
+        assert_eq!(docs.items().unwrap().len(), 1);
+    }
+}
