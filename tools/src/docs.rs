@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 use starling_engine::documents::json::{
     Json, id_from_text, id_to_json, json_id, parse_document, parse_filter, parse_sort,
@@ -26,21 +26,21 @@ use starling_net::transport::{Multiaddr, parse_quic_multiaddr};
 pub(crate) struct ReplicaArgs {
     /// The local replica: its store and its key (`DIR/key`, made on first use).
     #[arg(long, default_value = "starling-data")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Sign as this key instead of the replica's own.
     #[arg(long)]
-    key: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
     /// Peers to reach the store's replicators through (repeatable), as `starling run` prints
     /// them.
     #[arg(long)]
-    bootstrap: Vec<Multiaddr>,
+    pub(crate) bootstrap: Vec<Multiaddr>,
     /// With --bootstrap: wait until this many replicators (other than this one) hold what
     /// `put`/`del` wrote.
     #[arg(long, default_value_t = 1)]
-    replicas: usize,
+    pub(crate) replicas: usize,
     /// Seconds to wait for definitions, replicators and answers.
     #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
+    pub(crate) timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -65,12 +65,31 @@ enum DocsCommand {
     Watch(WatchArgs),
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+/// `--writers`: `anyone`, `owner` (the creating key) or `trusted:ADDRESS` (keys the trust
+/// graph at ADDRESS trusts, `starling trust create`).
+#[derive(Clone, Debug)]
 enum WritersArg {
-    /// Anyone may write.
     Anyone,
-    /// Only the creating key.
     Owner,
+    Trusted(ProgramAddress),
+}
+
+impl std::str::FromStr for WritersArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "anyone" => Ok(WritersArg::Anyone),
+            "owner" => Ok(WritersArg::Owner),
+            other => match other.strip_prefix("trusted:") {
+                Some(address) => address
+                    .parse()
+                    .map(WritersArg::Trusted)
+                    .map_err(|e| format!("trusted:{address}: {e}")),
+                None => Err("anyone, owner or trusted:ADDRESS".into()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -83,8 +102,9 @@ struct CreateArgs {
     /// The first version of a document wins.
     #[arg(long)]
     immutable: bool,
-    /// Who may write.
-    #[arg(long, value_enum, default_value = "anyone")]
+    /// Who may write: anyone, owner (this key), or trusted:ADDRESS (the keys a trust graph
+    /// trusts, at each write's clock).
+    #[arg(long, default_value = "anyone")]
     writers: WritersArg,
     /// Shard the store: each document kept by this many replicators, placed on a ring
     /// (default: every replicator keeps everything).
@@ -166,7 +186,7 @@ pub(crate) async fn docs(args: DocsArgs) -> Result<()> {
 }
 
 /// The replica's key: `--key`, or `DIR/key` (made on first use).
-fn replica_key(args: &ReplicaArgs) -> Result<Keypair> {
+pub(crate) fn replica_key(args: &ReplicaArgs) -> Result<Keypair> {
     if let Some(path) = &args.key {
         return Ok(load_key_file(path)?);
     }
@@ -181,7 +201,7 @@ fn replica_key(args: &ReplicaArgs) -> Result<Keypair> {
     Ok(key)
 }
 
-fn timeout(args: &ReplicaArgs) -> Duration {
+pub(crate) fn timeout(args: &ReplicaArgs) -> Duration {
     Duration::from_secs_f64(args.timeout.max(0.0))
 }
 
@@ -241,6 +261,14 @@ async fn open(args: &ReplicaArgs, address: ProgramAddress, role: Role) -> Result
             });
         }
     };
+    // Writers a trust graph decides: know the graph before writing or reading.
+    if let Ok(Some(graph)) = params.trust_graph()
+        && !args.bootstrap.is_empty()
+        && let Ok(trust) = peer.open_trust(graph, Duration::ZERO).await
+        && !trust.wait_caught_up(timeout(args)).await
+    {
+        tracing::warn!(%graph, "the store's trust graph did not answer in time");
+    }
     let id_field = params.json_id_field.unwrap_or_else(|| "id".into());
     Ok((peer, Store { replica, id_field }))
 }
@@ -300,6 +328,7 @@ async fn create(args: CreateArgs) -> Result<()> {
     let writers = match args.writers {
         WritersArg::Anyone => Writers::Anyone,
         WritersArg::Owner => Writers::Keys(vec![key.public().encode_protobuf()]),
+        WritersArg::Trusted(graph) => Writers::Trusted(graph.0.to_vec()),
     };
     let params = DocumentsParams {
         immutable: args.immutable,
@@ -501,6 +530,18 @@ pub(crate) async fn replicate(
 ) -> Result<Vec<Replica<Value, Json>>> {
     let mut out = Vec::new();
     for address in addresses {
+        let definition = peer
+            .fetch_definition(*address, wait)
+            .await
+            .with_context(|| format!("cannot replicate {address}"))?;
+        if definition.kind() == starling_engine::trust::TRUST_KIND {
+            // The peer keeps the graph open (and replicates its statements) while it runs.
+            peer.open_trust(*address, wait)
+                .await
+                .with_context(|| format!("cannot replicate {address}"))?;
+            tracing::info!(%address, "replicating a trust graph");
+            continue;
+        }
         let (replica, _) = peer
             .open_json(*address, ReplicaOptions::default(), wait)
             .await

@@ -5,6 +5,7 @@ mod docs;
 mod keys;
 mod node;
 mod streams;
+mod trust;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ enum Command {
     Ping(node::PingArgs),
     /// JSON document stores: create, put, get, del, query, watch.
     Docs(docs::DocsArgs),
+    /// Trust graphs: create one, delegate to a key, revoke it, check a key.
+    Trust(trust::TrustArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +69,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Ping(args) => runtime()?.block_on(node::ping(args)),
         Command::Docs(args) => runtime()?.block_on(docs::docs(args)),
+        Command::Trust(args) => runtime()?.block_on(trust::trust(args)),
     }
 }
 
@@ -73,4 +77,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are well formed (clap checks names, conflicts, defaults).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -425,3 +425,126 @@ fn an_encrypted_document_is_read_by_its_receivers_only() {
     let err = failed(&bad);
     assert!(err.contains("--encrypt-to not-a-peer-id"), "{err}");
 }
+
+/// A second device writes through a delegation, from the shell: the root creates a trust
+/// graph, delegates to the laptop's key and creates a store only trusted keys write; a
+/// replicator serves both; the laptop writes, a stranger cannot; after the root revokes the
+/// laptop, its next write is refused and its first stays.
+#[test]
+fn a_second_device_writes_through_a_delegation_from_the_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name);
+    std::fs::create_dir_all(dir("laptop")).unwrap();
+    let laptop = ok(&starling()
+        .args(["keygen", "--out"])
+        .arg(dir("laptop").join("key"))
+        .output()
+        .unwrap())
+    .trim()
+    .to_string();
+    let trust = |d: &str, args: &[&str]| {
+        starling()
+            .arg("trust")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir(d))
+            .output()
+            .unwrap()
+    };
+    let graph = ok(&trust("root", &["create", "alice's devices"]))
+        .trim()
+        .to_string();
+    assert!(ok(&trust("root", &["add", &laptop])).contains("delegated"));
+    let writers = format!("trusted:{graph}");
+    let address = ok(&docs(
+        &dir("root"),
+        &["create", "notes", "--writers", &writers],
+        "",
+    ))
+    .trim()
+    .to_string();
+    let check = trust("root", &["check", &laptop]);
+    assert!(ok(&check).contains(&format!("→ {laptop}")));
+    // The root's node replicates the graph and the store.
+    let mut cmd = starling();
+    cmd.arg("run").arg("--data-dir").arg(dir("root")).args([
+        "--replicate",
+        &graph,
+        "--replicate",
+        &address,
+    ]);
+    let mut node = Proc(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let node_addr = first_line(&mut node.0);
+    let put = |who: &str, id: &str| {
+        docs(
+            &dir(who),
+            &[
+                "put",
+                &address,
+                "--bootstrap",
+                &node_addr,
+                "--json",
+                &format!("{{\"id\":\"{id}\",\"by\":\"{who}\"}}"),
+            ],
+            "",
+        )
+    };
+    assert_eq!(ok(&put("laptop", "n1")), "\"n1\"\n");
+    let err = failed(&put("stranger", "s1"));
+    assert!(err.contains("refuses"), "{err}");
+    // Anyone can check, from the graph's replicators.
+    let remote_check = |who: &str| {
+        trust(
+            who,
+            &[
+                "check",
+                &laptop,
+                "--graph",
+                &graph,
+                "--bootstrap",
+                &node_addr,
+            ],
+        )
+    };
+    assert!(ok(&remote_check("checker")).contains("trusted"));
+    // The root revokes the laptop (its key, another directory: the node holds "root").
+    let revoke = starling()
+        .args([
+            "trust",
+            "revoke",
+            &laptop,
+            "--graph",
+            &graph,
+            "--bootstrap",
+            &node_addr,
+        ])
+        .arg("--key")
+        .arg(dir("root").join("key"))
+        .arg("--data-dir")
+        .arg(dir("root2"))
+        .output()
+        .unwrap();
+    assert!(ok(&revoke).contains("revoked"));
+    let after = remote_check("checker2");
+    assert_eq!(after.status.code(), Some(1), "{after:?}");
+    let err = failed(&put("laptop", "n2"));
+    assert!(err.contains("refuses"), "{err}");
+    let count = docs(
+        &dir("reader"),
+        &[
+            "query",
+            &address,
+            "--bootstrap",
+            &node_addr,
+            "--remote",
+            "--count",
+        ],
+        "",
+    );
+    assert_eq!(ok(&count).trim(), "1");
+}
