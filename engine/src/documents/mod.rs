@@ -62,6 +62,50 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A document only chosen receivers read: Alice puts a note encrypted to Bob. Carol, who
+//! replicates the store, keeps and serves it without reading it; Bob reads it from Carol.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use starling_engine::documents::{DocumentError, DocumentsParams, IndexSpec, Postcard, ReplicaOptions, Role};
+//! use starling_engine::{Peer, PeerConfig};
+//! use starling_net::{KeyType, Keypair};
+//!
+//! let wait = Duration::from_secs(10);
+//! let start = |bootstrap: Vec<std::net::SocketAddr>| {
+//!     Peer::start(Keypair::generate(KeyType::Ed25519), PeerConfig { bootstrap, ..PeerConfig::default() })
+//! };
+//! let carol = start(vec![]).await?;
+//! let alice = start(vec![carol.local_addr()]).await?;
+//! let bob = start(vec![carol.local_addr()]).await?;
+//! let address = carol.define(DocumentsParams::default().definition("letters")?);
+//! let role = |role| ReplicaOptions { role, ..ReplicaOptions::default() };
+//! let (at_carol, _) = carol
+//!     .open_documents_at::<String, _>(address, Postcard, IndexSpec::new(), role(Role::Replicator), wait)
+//!     .await?;
+//! let (at_alice, _) = alice
+//!     .open_documents_at::<String, _>(address, Postcard, IndexSpec::new(), role(Role::Observer), wait)
+//!     .await?;
+//! let (at_bob, _) = bob
+//!     .open_documents_at::<String, _>(address, Postcard, IndexSpec::new(), role(Role::Observer), wait)
+//!     .await?;
+//! at_alice.wait_for_replicators(1, wait).await;
+//!
+//! let sent = at_alice.put_encrypted("to-bob", &"meet at noon".to_string(), &[bob.public_key()])?;
+//! assert!(at_alice.wait_for_replicas(&[sent], 1, wait).await);
+//! assert!(matches!(at_carol.get("to-bob"), Err(DocumentError::Unreadable { .. })));
+//! at_bob.wait_for_replicators(1, wait).await;
+//! let letter = at_bob.get_remote("to-bob", wait).await?;
+//! assert_eq!(letter.as_deref(), Some("meet at noon"));
+//! # bob.close().await;
+//! # alice.close().await;
+//! # carol.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod access;
 pub mod codec;

@@ -144,9 +144,27 @@ impl Peer {
     {
         let definition = self.fetch_definition(address, timeout).await?;
         let params = DocumentsParams::of(&definition)?;
-        let options = params.options()?;
+        let (options, trust) = self.options_of(&params, timeout).await?;
         let replica = self.open_documents(address, codec, index, options, replica)?;
+        if let Some(trust) = trust {
+            follow_revocations(&trust, &replica);
+        }
         Ok((replica, params))
+    }
+
+    /// The options a store's definition asks for; when its writers are a trust graph's,
+    /// that graph opened here (fetched within `timeout`).
+    async fn options_of(
+        &self,
+        params: &DocumentsParams,
+        timeout: Duration,
+    ) -> Result<(DocumentsOptions, Option<Trust>), PeerError> {
+        let trust = match params.trust_graph()? {
+            Some(graph) => Some(self.open_trust(graph, timeout).await?),
+            None => None,
+        };
+        let options = params.options_with(trust.as_ref().map(Trust::hook))?;
+        Ok((options, trust))
     }
 
     /// Opens a JSON document store by address (see [`crate::documents::json`]); its id field
@@ -164,11 +182,7 @@ impl Peer {
                 "not a JSON store (no id field)".into(),
             )));
         }
-        let trust = match params.trust_graph()? {
-            Some(graph) => Some(self.open_trust(graph, timeout).await?),
-            None => None,
-        };
-        let options = params.options_with(trust.as_ref().map(Trust::hook))?;
+        let (options, trust) = self.options_of(&params, timeout).await?;
         let replica = self.open_documents(address, Json, json_index(), options, replica)?;
         if let Some(trust) = trust {
             follow_revocations(&trust, &replica);
