@@ -325,6 +325,8 @@ pub(crate) fn run(args: CryptoArgs) -> Result<()> {
         "raw_rustcrypto_xchacha_mb_s".into(),
         round2(rustcrypto).into(),
     );
+    json.insert("raw_aes_gcm_mb_s".into(), round2(aes).into());
+    json.insert("suite".into(), format!("{preferred:?}").into());
     json.insert("open_mb_s_64k".into(), round2(opened).into());
     json.insert("target_met".into(), (ratio >= 0.85).into());
     let json = serde_json::Value::Object(json);
