@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::peer;
+use common::{peer, until};
 use serde::{Deserialize, Serialize};
 use starling_engine::documents::keys::IndexValue;
 use starling_engine::documents::{
@@ -63,17 +63,6 @@ fn open_with(peer: &Peer, role: Role, options: DocumentsOptions) -> Replica<Post
         },
     )
     .unwrap()
-}
-
-/// Waits until `cond` holds (checked every 50 ms), up to 20 s.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn items(r: &Replica<Post>) -> Vec<[u8; 76]> {

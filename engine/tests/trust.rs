@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::peer;
+use common::{peer, until};
 use serde_json::json;
 use starling_engine::Peer;
 use starling_engine::documents::json::Json;
@@ -18,16 +18,6 @@ use starling_engine::documents::{
 };
 use starling_engine::program::ProgramAddress;
 use starling_engine::trust::{Delegation, Verdict};
-
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn store_of(root: &Peer, graph: ProgramAddress) -> ProgramAddress {
     let params = DocumentsParams {

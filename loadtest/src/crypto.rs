@@ -27,6 +27,8 @@ use starling_net::crypto::{
 use starling_net::identity::{KeyType, Keypair};
 use starling_store::{Durability, Store, StoreConfig};
 
+use crate::util::noise;
+
 #[derive(Debug, Args)]
 pub(crate) struct CryptoArgs {
     /// Seconds per measurement round.
@@ -44,15 +46,6 @@ pub(crate) struct CryptoArgs {
 }
 
 const SIZE: usize = 64 * 1024;
-
-fn noise(len: usize, seed: u64) -> Bytes {
-    let mut buf = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut buf);
-    Bytes::from(buf)
-}
 
 fn open_log(dir: &std::path::Path, writer: &Keypair, durability: Durability) -> Result<Log> {
     let store = Store::open(
@@ -106,34 +99,12 @@ fn append_in_turns(
     Ok((spent.iter().map(|s| mb / s.as_secs_f64()).collect(), last))
 }
 
-/// Raw AES-256-GCM of ring over the same buffers.
-fn raw_aes_gcm(budget: Duration) -> Result<f64> {
-    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+/// Raw `algorithm` of ring (what envelopes run: ChaCha20-Poly1305 under an HChaCha20 subkey,
+/// or AES-256-GCM) over 64 KiB buffers, in place: the ceiling of the one encryption pass.
+fn raw_ring(algorithm: &'static ring::aead::Algorithm, budget: Duration) -> Result<f64> {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
     let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, &[7u8; 32]).map_err(|_| anyhow::anyhow!("a 32-byte key"))?,
-    );
-    let mut buf = noise(SIZE, 1).to_vec();
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < budget {
-        let mut nonce = [0u8; 12];
-        nonce[..8].copy_from_slice(&n.to_le_bytes());
-        let tag = key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
-            .map_err(|_| anyhow::anyhow!("64 KiB seals"))?;
-        let _ = std::hint::black_box(tag);
-        n += 1;
-    }
-    Ok((n as usize * SIZE) as f64 / 1e6 / start.elapsed().as_secs_f64())
-}
-
-/// Raw ChaCha20-Poly1305 of ring (what envelopes run, under an HChaCha20 subkey) over 64 KiB
-/// buffers, in place: the ceiling of the one encryption pass.
-fn raw_ring_chacha(budget: Duration) -> Result<f64> {
-    use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
-    let key = LessSafeKey::new(
-        UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32])
-            .map_err(|_| anyhow::anyhow!("a 32-byte key"))?,
+        UnboundKey::new(algorithm, &[7u8; 32]).map_err(|_| anyhow::anyhow!("a 32-byte key"))?,
     );
     let mut buf = noise(SIZE, 1).to_vec();
     let start = Instant::now();
@@ -300,8 +271,8 @@ pub(crate) fn run(args: CryptoArgs) -> Result<()> {
             ratio = r;
         }
     }
-    let raw = raw_ring_chacha(budget)?;
-    let aes = raw_aes_gcm(budget)?;
+    let raw = raw_ring(&ring::aead::CHACHA20_POLY1305, budget)?;
+    let aes = raw_ring(&ring::aead::AES_256_GCM, budget)?;
     let rustcrypto = raw_rustcrypto_xchacha(budget);
     let opened = open(&encrypted_entries, &reader, budget)?;
     println!(

@@ -16,6 +16,8 @@ use starling_engine::log::{Draft, Entry, Log, LogConfig, LogId};
 use starling_net::identity::{KeyType, Keypair};
 use starling_store::{Durability, Store, StoreConfig};
 
+use crate::util::noise;
+
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
     /// Seconds per measurement.
@@ -27,15 +29,6 @@ pub(crate) struct StoreArgs {
     /// Entries per append call (one batch signature, one write batch).
     #[arg(long, default_value_t = 64)]
     max_batch: usize,
-}
-
-fn noise(len: usize, seed: u64) -> Bytes {
-    let mut buf = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut buf);
-    Bytes::from(buf)
 }
 
 /// (operations per second, MB/s of payload)

@@ -29,3 +29,13 @@ fn status_kb(field: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// `len` incompressible bytes, the same for the same `seed`.
+pub(crate) fn noise(len: usize, seed: u64) -> bytes::Bytes {
+    let mut buf = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut buf);
+    bytes::Bytes::from(buf)
+}

@@ -46,3 +46,14 @@ pub(crate) async fn peer(bootstrap: &[&Peer]) -> Peer {
     .await
     .expect("peer starts")
 }
+
+/// Waits until `cond` holds (checked every 50 ms), up to 20 s.
+pub(crate) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
