@@ -2,14 +2,14 @@
 //! frames for the application, following the [`Playout`] rules, optionally storing each entry in
 //! a local copy of the log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use starling_net::crypto::Opener;
+use starling_net::crypto::{CryptoError, Opener};
 use starling_net::entry::EntryError;
 use starling_net::overlay::{Delivery, OverlayNode};
 use tokio::sync::mpsc;
@@ -101,6 +101,8 @@ struct Counters {
     skipped: AtomicU64,
     invalid: AtomicU64,
     unreadable: AtomicU64,
+    /// Frames parked until their group key is seen (counted as unreadable meanwhile).
+    parked: AtomicU64,
     catch_ups: AtomicU64,
 }
 
@@ -188,6 +190,7 @@ impl Subscription {
             topic,
             log,
             opener,
+            parked: VecDeque::new(),
             app: app_tx,
             counters: counters.clone(),
             start: Instant::now(),
@@ -236,7 +239,7 @@ impl Subscription {
             delivered: c.delivered.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),
-            unreadable: c.unreadable.load(Ordering::Relaxed),
+            unreadable: c.unreadable.load(Ordering::Relaxed) + c.parked.load(Ordering::Relaxed),
             catch_ups: c.catch_ups.load(Ordering::Relaxed),
         }
     }
@@ -258,9 +261,26 @@ struct Task {
     topic: LogId,
     log: Option<Log>,
     opener: Arc<Opener>,
+    /// Encrypted frames whose group key this peer has not seen yet: a live frame can overtake
+    /// the catch-up that carries the keyframe wrapping its key. Retried whenever a frame
+    /// opens; at most [`MAX_PARKED`], the oldest given up first.
+    parked: VecDeque<(u64, u64, Entry)>,
     app: mpsc::Sender<StreamFrame>,
     counters: Arc<Counters>,
     start: Instant,
+}
+
+/// Most frames a subscription keeps waiting for their group key.
+const MAX_PARKED: usize = 256;
+
+/// Whether a record failed only because its group key has not been seen here yet.
+fn key_not_seen(record: &Result<Record, StreamError>) -> bool {
+    matches!(
+        record,
+        Err(StreamError::Entry(EntryError::Crypto(
+            CryptoError::UnknownKey(_)
+        )))
+    )
 }
 
 impl Task {
@@ -283,21 +303,30 @@ impl Task {
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
                     let seq = d.seq;
                     let published_us = d.frame.wall_us();
-                    let record = Record::from_entry(d.frame, &self.topic, Some(&self.opener));
-                    if let Some(item) = self.item(seq, published_us, record) {
+                    let record =
+                        Record::from_entry(d.frame.clone(), &self.topic, Some(&self.opener));
+                    if key_not_seen(&record) {
+                        self.park(seq, published_us, d.frame);
+                    } else if let Some(item) = self.item(seq, published_us, record) {
                         let now = self.now();
                         self.playout.live(item, now, &mut out);
+                        self.unpark(&mut out);
                     }
                 }
                 Some(records) = catch_ups.recv() => {
-                    let items = records
-                        .into_iter()
-                        .filter_map(|r| {
-                            let record = catch_up_record(&r, &self.topic, &self.opener);
-                            self.item(r.seq, r.published_us, record)
-                        })
-                        .collect();
+                    let mut items = Vec::with_capacity(records.len());
+                    for r in records {
+                        let record = catch_up_record(&r, &self.topic, &self.opener);
+                        if key_not_seen(&record) {
+                            if let Ok(entry) = Entry::from_bytes(r.record.clone()) {
+                                self.park(r.seq, r.published_us, entry);
+                            }
+                        } else if let Some(item) = self.item(r.seq, r.published_us, record) {
+                            items.push(item);
+                        }
+                    }
                     self.playout.catch_up(items, &mut out);
+                    self.unpark(&mut out);
                 }
                 _ = tick.tick() => {
                     let now = self.now();
@@ -308,6 +337,37 @@ impl Task {
                 return;
             }
         }
+    }
+
+    /// Keeps a frame until its group key is seen (the oldest is given up past the bound).
+    fn park(&mut self, seq: u64, published_us: u64, entry: Entry) {
+        self.parked.push_back((seq, published_us, entry));
+        if self.parked.len() > MAX_PARKED {
+            self.parked.pop_front();
+            self.counters.unreadable.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .parked
+            .store(self.parked.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Tries the parked frames again (a frame just opened: its key may be theirs).
+    fn unpark(&mut self, out: &mut Vec<Output>) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let now = self.now();
+        for (seq, published_us, entry) in std::mem::take(&mut self.parked) {
+            let record = Record::from_entry(entry.clone(), &self.topic, Some(&self.opener));
+            if key_not_seen(&record) {
+                self.parked.push_back((seq, published_us, entry));
+            } else if let Some(item) = self.item(seq, published_us, record) {
+                self.playout.live(item, now, out);
+            }
+        }
+        self.counters
+            .parked
+            .store(self.parked.len() as u64, Ordering::Relaxed);
     }
 
     fn item(
