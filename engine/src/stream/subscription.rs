@@ -263,15 +263,17 @@ struct Task {
     opener: Arc<Opener>,
     /// Encrypted frames whose group key this peer has not seen yet: a live frame can overtake
     /// the catch-up that carries the keyframe wrapping its key. Retried whenever a frame
-    /// opens; at most [`MAX_PARKED`], the oldest given up first.
+    /// opens; at most [`MAX_PARKED`] frames and [`MAX_PARKED_BYTES`], the oldest given up
+    /// first.
     parked: VecDeque<(u64, u64, Entry)>,
     app: mpsc::Sender<StreamFrame>,
     counters: Arc<Counters>,
     start: Instant,
 }
 
-/// Most frames a subscription keeps waiting for their group key.
+/// Most frames, and bytes, a subscription keeps waiting for their group key.
 const MAX_PARKED: usize = 256;
+const MAX_PARKED_BYTES: usize = 16 << 20;
 
 /// Whether a record failed only because its group key has not been seen here yet.
 fn key_not_seen(record: &Result<Record, StreamError>) -> bool {
@@ -342,7 +344,9 @@ impl Task {
     /// Keeps a frame until its group key is seen (the oldest is given up past the bound).
     fn park(&mut self, seq: u64, published_us: u64, entry: Entry) {
         self.parked.push_back((seq, published_us, entry));
-        if self.parked.len() > MAX_PARKED {
+        let bytes =
+            |p: &VecDeque<(u64, u64, Entry)>| p.iter().map(|(_, _, e)| e.size()).sum::<usize>();
+        while self.parked.len() > MAX_PARKED || bytes(&self.parked) > MAX_PARKED_BYTES {
             self.parked.pop_front();
             self.counters.unreadable.fetch_add(1, Ordering::Relaxed);
         }
