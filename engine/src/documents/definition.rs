@@ -2,7 +2,6 @@
 //! [`DocumentsParams`] — immutability, who may write, the id field of a JSON store) hashes to
 //! the address every peer opens it by.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use starling_net::identity::PublicKey;
 
@@ -55,21 +54,12 @@ pub struct DocumentsParams {
 impl DocumentsParams {
     /// The definition of a store `name` with these parameters.
     pub fn definition(&self, name: &str) -> Result<ProgramDefinition, ProgramError> {
-        let params = postcard::to_stdvec(self)
-            .map_err(|e| ProgramError::BadParams(format!("encoding: {e}")))?;
-        ProgramDefinition::new(DOCUMENTS_KIND, name, Bytes::from(params))
+        ProgramDefinition::with_params(DOCUMENTS_KIND, name, self)
     }
 
     /// The parameters of a document store's definition.
     pub fn of(definition: &ProgramDefinition) -> Result<DocumentsParams, ProgramError> {
-        if definition.kind() != DOCUMENTS_KIND {
-            return Err(ProgramError::WrongKind {
-                expected: DOCUMENTS_KIND,
-                found: definition.kind().to_owned(),
-            });
-        }
-        postcard::from_bytes(definition.params())
-            .map_err(|e| ProgramError::BadParams(e.to_string()))
+        definition.params_as(DOCUMENTS_KIND)
     }
 
     /// The options a store opened with these parameters runs with. A store whose writers
@@ -119,6 +109,7 @@ impl DocumentsParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use starling_net::{KeyType, Keypair};
 
     #[test]

@@ -107,6 +107,32 @@ impl ProgramDefinition {
         Ok(ProgramDefinition { kind, name, params })
     }
 
+    /// A definition of `kind` whose parameters are `params` in postcard (how document stores
+    /// and trust graphs write theirs).
+    pub fn with_params<P: serde::Serialize>(
+        kind: &str,
+        name: &str,
+        params: &P,
+    ) -> Result<Self, ProgramError> {
+        let encoded = postcard::to_stdvec(params)
+            .map_err(|e| ProgramError::BadParams(format!("encoding: {e}")))?;
+        ProgramDefinition::new(kind, name, Bytes::from(encoded))
+    }
+
+    /// The postcard parameters of a definition that must be of `kind`.
+    pub fn params_as<P: serde::de::DeserializeOwned>(
+        &self,
+        kind: &'static str,
+    ) -> Result<P, ProgramError> {
+        if self.kind != kind {
+            return Err(ProgramError::WrongKind {
+                expected: kind,
+                found: self.kind.clone(),
+            });
+        }
+        postcard::from_bytes(&self.params).map_err(|e| ProgramError::BadParams(e.to_string()))
+    }
+
     /// Which code runs it (`"documents/v1"`).
     pub fn kind(&self) -> &str {
         &self.kind

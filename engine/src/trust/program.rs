@@ -15,7 +15,6 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use starling_net::identity::PublicKey;
@@ -52,21 +51,12 @@ impl TrustParams {
 
     /// The definition of graph `name`.
     pub fn definition(&self, name: &str) -> Result<ProgramDefinition, ProgramError> {
-        let params = postcard::to_stdvec(self)
-            .map_err(|e| ProgramError::BadParams(format!("encoding: {e}")))?;
-        ProgramDefinition::new(TRUST_KIND, name, Bytes::from(params))
+        ProgramDefinition::with_params(TRUST_KIND, name, self)
     }
 
     /// The parameters of a graph's definition.
     pub fn of(definition: &ProgramDefinition) -> Result<TrustParams, ProgramError> {
-        if definition.kind() != TRUST_KIND {
-            return Err(ProgramError::WrongKind {
-                expected: TRUST_KIND,
-                found: definition.kind().to_owned(),
-            });
-        }
-        postcard::from_bytes(definition.params())
-            .map_err(|e| ProgramError::BadParams(e.to_string()))
+        definition.params_as(TRUST_KIND)
     }
 
     /// The root key.
