@@ -305,10 +305,12 @@ impl Task {
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
                     let seq = d.seq;
                     let published_us = d.frame.wall_us();
-                    let record =
-                        Record::from_entry(d.frame.clone(), &self.topic, Some(&self.opener));
-                    if key_not_seen(&record) {
-                        self.park(seq, published_us, d.frame);
+                    // Only an encrypted frame may need keeping for later: a plain one moves
+                    // into its record without a clone.
+                    let kept = d.frame.is_encrypted().then(|| d.frame.clone());
+                    let record = Record::from_entry(d.frame, &self.topic, Some(&self.opener));
+                    if let (true, Some(frame)) = (key_not_seen(&record), kept) {
+                        self.park(seq, published_us, frame);
                     } else if let Some(item) = self.item(seq, published_us, record) {
                         let now = self.now();
                         self.playout.live(item, now, &mut out);

@@ -339,11 +339,6 @@ impl Sealer {
         seal_under(header, &c.key, plaintext)
     }
 
-    /// The current content key, if any (what a keyed envelope names).
-    pub fn current_key(&self) -> Option<&ContentKey> {
-        self.current.as_ref().map(|c| &c.key)
-    }
-
     /// Forgets the current key: the next payload gets a fresh one.
     pub fn rotate(&mut self) {
         self.current = None;
