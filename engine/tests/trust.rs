@@ -236,3 +236,169 @@ fn a_late_revocation_removes_what_it_refuses_and_keeps_what_came_before() {
         assert_eq!(docs.items().unwrap().len(), 1);
     }
 }
+
+/// A stream of Alice's published from her laptop (a delegated device): a viewer that follows
+/// her graph plays it; a device she never delegated is refused when it publishes and its
+/// forged frames are dropped; once she revokes the laptop, its later frames are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_published_by_a_delegated_device_plays_until_revoked() {
+    use bytes::Bytes;
+    use starling_engine::log::{Log, LogConfig};
+    use starling_engine::{
+        MediaFrame, PeerConfig, PeerError, PublishOptions, StreamError, SubscribeOptions,
+    };
+    use starling_net::{KeyType, Keypair};
+
+    let alice = peer(&[]).await;
+    let laptop = peer(&[&alice]).await;
+    let viewer = peer(&[&alice]).await;
+    let mallory_key = Keypair::generate(KeyType::Ed25519);
+    let mallory = Peer::start(
+        mallory_key.clone(),
+        PeerConfig {
+            bootstrap: vec![alice.local_addr()],
+            ..PeerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let graph = alice.create_trust("alice's devices").unwrap();
+    let trust = alice.open_trust(graph, Duration::ZERO).await.unwrap();
+    trust
+        .delegate(&laptop.public_key(), Delegation::default())
+        .unwrap();
+    let cam = alice.stream_address("cam").unwrap();
+    let now = starling_net::entry::unix_time_us;
+
+    let follow = |p: &Peer| {
+        let p = p.clone();
+        async move {
+            let t = p.open_trust(graph, Duration::from_secs(10)).await.unwrap();
+            assert!(t.wait_caught_up(Duration::from_secs(10)).await);
+            t
+        }
+    };
+    let laptop_trust = follow(&laptop).await;
+    until("the laptop learns its delegation", || {
+        laptop_trust
+            .is_trusted(&laptop.public_key(), now())
+            .is_trusted()
+    })
+    .await;
+    let mut publisher = laptop
+        .publish_delegated(&cam, &laptop_trust, PublishOptions::default())
+        .unwrap();
+    // Mallory follows the graph too, but nobody delegated her key.
+    let mallory_trust = follow(&mallory).await;
+    assert!(matches!(
+        mallory.publish_delegated(&cam, &mallory_trust, PublishOptions::default()),
+        Err(PeerError::Stream(StreamError::NotDelegated { .. }))
+    ));
+
+    let viewer_trust = follow(&viewer).await;
+    let options = |publisher: &Peer, delegates| SubscribeOptions {
+        publisher: Some(publisher.peer_id()),
+        owner_addr: Some(publisher.local_addr()),
+        delegates,
+        ..SubscribeOptions::default()
+    };
+    // Naming a publisher other than the owner needs the owner's graph, and only hers.
+    assert!(matches!(
+        viewer.subscribe(&cam, options(&laptop, None)),
+        Err(PeerError::Stream(StreamError::PublisherNeedsTrust(_)))
+    ));
+    let other_graph = viewer.create_trust("not alice's").unwrap();
+    let other = viewer
+        .open_trust(other_graph, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(matches!(
+        viewer.subscribe(&cam, options(&laptop, Some(other))),
+        Err(PeerError::Stream(StreamError::WrongTrustRoot { .. }))
+    ));
+
+    let mut sub = viewer
+        .subscribe(&cam, options(&laptop, Some(viewer_trust.clone())))
+        .unwrap();
+    assert!(sub.wait_attached(Duration::from_secs(10)).await);
+    let data = |i: u8| Bytes::from(vec![i; 1000]);
+    for i in 0..5u8 {
+        publisher
+            .push(if i == 0 {
+                MediaFrame::key(data(i), 0)
+            } else {
+                MediaFrame::delta(data(i), u64::from(i) * 33_333)
+            })
+            .unwrap();
+    }
+    for i in 0..5u8 {
+        let f = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .expect("a frame within 10 s")
+            .expect("open");
+        assert_eq!(f.data, data(i));
+        assert_eq!(
+            f.entry().signer_key().1,
+            laptop.public_key().to_raw_bytes(),
+            "signed by the laptop"
+        );
+    }
+
+    // Mallory roots a tree of her own for Alice's stream and signs frames for it: a viewer
+    // following Alice's graph drops them all.
+    let mut forged = Log::open(
+        starling_store::Store::open(
+            tempfile::tempdir().unwrap().path(),
+            starling_store::StoreConfig::default(),
+        )
+        .unwrap(),
+        cam.log_id(),
+        mallory_key,
+        LogConfig::default(),
+    )
+    .unwrap();
+    let fooled = peer(&[&alice]).await;
+    let fooled_trust = follow(&fooled).await;
+    let tricked = fooled
+        .subscribe(&cam, options(&mallory, Some(fooled_trust)))
+        .unwrap();
+    assert!(tricked.wait_attached(Duration::from_secs(10)).await);
+    let invalid = || async { fooled.overlay().stats().await.unwrap().invalid };
+    let before = invalid().await;
+    for i in 0..5u8 {
+        let entry = forged.append(data(i)).unwrap();
+        assert!(mallory.overlay().publish(entry));
+    }
+    for _ in 0..200 {
+        if invalid().await >= before + 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(invalid().await, before + 5, "every forged frame refused");
+    assert_eq!(tricked.stats().received, 0);
+
+    // Alice revokes the laptop: once the viewer hears of it, the laptop's new frames are
+    // refused (the ones it played stay played).
+    trust.revoke(&laptop.public_key()).unwrap();
+    until("the viewer hears of the revocation", || {
+        !viewer_trust
+            .is_trusted(&laptop.public_key(), now())
+            .is_trusted()
+    })
+    .await;
+    let before = viewer.overlay().stats().await.unwrap().invalid;
+    for i in 5..10u8 {
+        publisher.push(MediaFrame::delta(data(i), 0)).unwrap();
+    }
+    let mut refused = 0;
+    for _ in 0..200 {
+        refused = viewer.overlay().stats().await.unwrap().invalid - before;
+        if refused >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused, 5, "every frame after the revocation refused");
+    assert_eq!(sub.stats().received, 5);
+}

@@ -140,6 +140,23 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Opens `graph` (fetched from the bootstrap peers) and waits until it has caught up, so its
+/// answers are final.
+async fn follow_graph(
+    peer: &Peer,
+    graph: starling_engine::program::ProgramAddress,
+) -> Result<starling_engine::trust::Trust> {
+    let limit = Duration::from_secs(10);
+    let trust = peer
+        .open_trust(graph, limit)
+        .await
+        .with_context(|| format!("cannot open the trust graph {graph}"))?;
+    if !trust.wait_caught_up(limit).await {
+        bail!("the trust graph {graph} did not catch up within {limit:?}");
+    }
+    Ok(trust)
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct PublishArgs {
     /// The stream: a name (this key's stream) or its full address.
@@ -176,6 +193,10 @@ pub(crate) struct PublishArgs {
     /// Encrypt the frames to these PeerIds (and this key): relays forward them unread.
     #[arg(long, num_args = 1.., value_name = "PEERID")]
     encrypt_to: Vec<String>,
+    /// Publish another owner's stream (give its address) as one of the owner's devices: this
+    /// trust graph, rooted at the owner, must delegate to this key. Fetched from --bootstrap.
+    #[arg(long, value_name = "GRAPH")]
+    trust: Option<starling_engine::program::ProgramAddress>,
 }
 
 /// Where a publisher's frames come from.
@@ -213,30 +234,30 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<()> {
         bail!("--frame-bytes and --keyframe-every must be positive");
     }
     let peer = start_peer(&args.peer).await?;
-    let name = match args
+    let address = match args
         .stream
         .strip_prefix(starling_engine::stream::address::ADDRESS_PREFIX)
     {
-        Some(_) => {
-            let address = StreamAddress::parse(&args.stream)?;
-            if address.owner() != peer.peer_id() {
-                bail!(
-                    "{address} is owned by {}; this key is {} (use --key with the owner's key file)",
-                    address.owner(),
-                    peer.peer_id()
-                );
-            }
-            address.name().to_string()
-        }
-        None => args.stream.clone(),
+        Some(_) => StreamAddress::parse(&args.stream)?,
+        None => peer.stream_address(&args.stream)?,
     };
-    let mut publisher = peer.publish_stream(
-        &name,
-        PublishOptions {
-            window_frames: args.window.max(1),
-            ..PublishOptions::default()
-        },
-    )?;
+    let options = PublishOptions {
+        window_frames: args.window.max(1),
+        ..PublishOptions::default()
+    };
+    let mut publisher = match args.trust {
+        _ if address.owner() == peer.peer_id() => peer.publish_stream(address.name(), options)?,
+        Some(graph) => {
+            let trust = follow_graph(&peer, graph).await?;
+            peer.publish_delegated(&address, &trust, options)?
+        }
+        None => bail!(
+            "{address} is owned by {}; this key is {} (use --key with the owner's key file, \
+             or --trust GRAPH as a device the owner delegates to)",
+            address.owner(),
+            peer.peer_id()
+        ),
+    };
     if !args.encrypt_to.is_empty() {
         let others = crate::keys::receiver_keys(&args.encrypt_to)?;
         let to = starling_net::crypto::Receivers::new(&peer.public_key(), others)?;
@@ -376,12 +397,19 @@ pub(crate) struct SubscribeArgs {
     /// Exit after this many seconds.
     #[arg(long)]
     seconds: Option<f64>,
-    /// Where the owner listens, if it is not reachable through the bootstrap peers' knowledge.
+    /// Where the publisher listens, if it is not reachable through the bootstrap peers' knowledge.
     #[arg(long)]
     owner_addr: Option<SocketAddr>,
     /// Store every entry in this peer's own copy of the log.
     #[arg(long)]
     persist: bool,
+    /// The device publishing the stream for its owner, when not the owner (needs --trust).
+    #[arg(long, value_name = "PEERID", requires = "trust")]
+    publisher: Option<String>,
+    /// The owner's trust graph: frames signed by keys it delegates count as the owner's.
+    /// Fetched from --bootstrap.
+    #[arg(long, value_name = "GRAPH")]
+    trust: Option<starling_engine::program::ProgramAddress>,
 }
 
 struct Second {
@@ -418,11 +446,24 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> Result<()> {
         }
         Err(_) => StreamAddress::parse(&args.address)?,
     };
+    let publisher = match &args.publisher {
+        Some(text) => Some(
+            starling_net::identity::parse_peer_id(text)
+                .with_context(|| format!("--publisher {text}: not a PeerId"))?,
+        ),
+        None => None,
+    };
+    let delegates = match args.trust {
+        Some(graph) => Some(follow_graph(&peer, graph).await?),
+        None => None,
+    };
     let mut sub = peer.subscribe(
         &address,
         SubscribeOptions {
             owner_addr: args.owner_addr,
             persist: args.persist,
+            publisher,
+            delegates,
             ..SubscribeOptions::default()
         },
     )?;

@@ -246,3 +246,84 @@ fn an_encrypted_stream_reaches_its_receiver_only() {
         "{err}"
     );
 }
+
+/// A stream owned by one key, published from another device its trust graph delegates to:
+/// a subscriber that follows the graph gets the file byte for byte; a device nobody
+/// delegated cannot publish it.
+#[test]
+fn a_delegated_device_publishes_its_owners_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::create_dir_all(path("owner")).unwrap();
+    let owner = keygen(&path("owner").join("key"));
+    let laptop = keygen(&path("laptop.key"));
+    let trust = |args: &[&str]| {
+        let out = starling()
+            .arg("trust")
+            .args(args)
+            .arg("--data-dir")
+            .arg(path("owner"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let graph = trust(&["create", "owner's devices"]);
+    trust(&["add", &laptop]);
+    let mut node = Proc(
+        starling()
+            .args(["run", "--replicate", &graph, "--data-dir"])
+            .arg(path("owner"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let node_addr = first_line(&mut node.0);
+    let address = format!("live/{owner}/cam");
+    let input: Vec<u8> = (0..32 * 1024u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(path("input.bin"), &input).unwrap();
+    let frames = input.len().div_ceil(4096);
+    let mut viewer = Proc(
+        starling()
+            .args(["subscribe", &address, "--bootstrap", &node_addr])
+            .args(["--publisher", &laptop, "--trust", &graph])
+            .args(["--frames", &frames.to_string(), "--output"])
+            .arg(path("output.bin"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let publish = |key: &std::path::Path| {
+        let mut c = starling();
+        c.args(["publish", &address, "--bootstrap", &node_addr, "--key"])
+            .arg(key)
+            .args(["--trust", &graph, "--file"])
+            .arg(path("input.bin"))
+            .args([
+                "--frame-bytes",
+                "4096",
+                "--fps",
+                "100",
+                "--start-after",
+                "3",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Proc(c.spawn().unwrap())
+    };
+    keygen(&path("stranger.key"));
+    let mut stranger = publish(&path("stranger.key"));
+    let mut from_laptop = publish(&path("laptop.key"));
+    let status = wait(&mut from_laptop, Duration::from_secs(60));
+    let err = stderr_of(&mut from_laptop);
+    assert!(status.success(), "{err}");
+    assert!(wait(&mut viewer, Duration::from_secs(30)).success());
+    let err = stderr_of(&mut viewer);
+    assert!(err.contains(&format!("received {frames} frames")), "{err}");
+    assert_eq!(std::fs::read(path("output.bin")).unwrap(), input);
+    assert!(!wait(&mut stranger, Duration::from_secs(30)).success());
+    let err = stderr_of(&mut stranger);
+    assert!(err.contains("not a delegate"), "{err}");
+}

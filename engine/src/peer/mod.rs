@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use starling_net::crypto::Opener;
+use starling_net::entry::unix_time_us;
 use starling_net::overlay::{OverlayConfig, OverlayNode};
 use starling_net::transport::{Endpoint, Multiaddr, TransportConfig, quic_multiaddr};
 use starling_net::{Keypair, PeerId};
@@ -20,12 +21,14 @@ use crate::log::{Log, LogConfig, Retention};
 use crate::program::exchange::{self, Definitions};
 use crate::router::{Protocol, ProtocolTaken, Routed, Router, RouterStats};
 use crate::stream::catch_up;
+use crate::stream::delegation::StreamWriters;
 use crate::stream::publisher::Windows;
 use crate::stream::subscription::{CatchUpRoutes, SubscriptionParts};
 use crate::stream::{
     PeerError, PublishOptions, Publisher, StreamAddress, StreamError, SubscribeOptions,
     Subscription,
 };
+use crate::trust::{Trust, Verdict};
 
 /// Settings of a [`Peer`].
 #[derive(Clone, Debug)]
@@ -105,7 +108,7 @@ struct Inner {
     /// Document programs open here, by address.
     documents: Arc<Programs>,
     /// Trust graphs open here, by address (shared by the stores whose writers they decide).
-    trusts: Mutex<std::collections::HashMap<crate::program::ProgramAddress, crate::trust::Trust>>,
+    trusts: Mutex<std::collections::HashMap<crate::program::ProgramAddress, Trust>>,
     /// The router and the programs' protocol tasks (stream catch-up, definitions).
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -271,6 +274,41 @@ impl Peer {
         options: PublishOptions,
     ) -> Result<Publisher, PeerError> {
         let address = self.stream_address(name)?;
+        self.publish_address(address, options)
+    }
+
+    /// Starts publishing another owner's stream as one of its devices: `owner_graph` (rooted
+    /// at the stream's owner) must trust this peer's key now. Frames are signed by this
+    /// peer's key and this peer is the root of the stream's tree; subscribers name it as
+    /// [`SubscribeOptions::publisher`] and follow the same graph, so once the owner revokes
+    /// this key they refuse its later frames.
+    pub fn publish_delegated(
+        &self,
+        address: &StreamAddress,
+        owner_graph: &Trust,
+        options: PublishOptions,
+    ) -> Result<Publisher, PeerError> {
+        check_graph(address, owner_graph)?;
+        let verdict = match owner_graph.is_trusted(&self.public_key(), unix_time_us()) {
+            Verdict::Trusted { .. } => None,
+            Verdict::NotTrusted => Some("not trusted"),
+            Verdict::CatchingUp => Some("the graph is still catching up"),
+        };
+        if let Some(verdict) = verdict {
+            return Err(StreamError::NotDelegated {
+                stream: address.to_string(),
+                verdict,
+            }
+            .into());
+        }
+        self.publish_address(address.clone(), options)
+    }
+
+    fn publish_address(
+        &self,
+        address: StreamAddress,
+        options: PublishOptions,
+    ) -> Result<Publisher, PeerError> {
         // The stream is a program too: anyone can open it by its program address.
         self.define(address.definition());
         let store = self.store()?;
@@ -303,11 +341,20 @@ impl Peer {
         address: &StreamAddress,
         options: SubscribeOptions,
     ) -> Result<Subscription, PeerError> {
-        if address.owner() == self.peer_id() {
+        let publisher = options.publisher.unwrap_or(address.owner());
+        if publisher == self.peer_id() {
             return Err(StreamError::NotOwner(address.to_string()).into());
         }
+        if let Some(graph) = &options.delegates {
+            check_graph(address, graph)?;
+        } else if publisher != address.owner() {
+            return Err(StreamError::PublisherNeedsTrust(address.to_string()).into());
+        }
+        let writers = StreamWriters::new(
+            *address.owner_key(),
+            options.delegates.as_ref().map(Trust::hook),
+        );
         let log = if options.persist {
-            let owner = *address.owner_key();
             let log = Log::open(
                 self.store()?,
                 address.log_id(),
@@ -317,10 +364,7 @@ impl Peer {
                     ..LogConfig::default()
                 },
             )?
-            .with_access({
-                let (owner_type, owner_raw) = (owner.key_type(), owner.to_raw_bytes());
-                Arc::new(move |entry| entry.signer_key() == (owner_type, owner_raw.as_slice()))
-            });
+            .with_access(writers.entry_check());
             Some(log)
         } else {
             None
@@ -332,6 +376,8 @@ impl Peer {
             log,
             options,
             opener: self.inner.opener.clone(),
+            publisher,
+            writers,
         }))
     }
 
@@ -364,6 +410,18 @@ impl Peer {
             task.abort();
         }
         self.inner.node.shutdown().await;
+    }
+}
+
+/// A graph given for `address` must be its owner's.
+fn check_graph(address: &StreamAddress, graph: &Trust) -> Result<(), StreamError> {
+    if graph.root() == address.owner_key() {
+        Ok(())
+    } else {
+        Err(StreamError::WrongTrustRoot {
+            stream: address.to_string(),
+            graph: graph.address().to_string(),
+        })
     }
 }
 

@@ -68,6 +68,25 @@ pub enum StreamError {
     /// Publishing to a stream this peer does not own.
     #[error("this peer does not own stream {0}")]
     NotOwner(String),
+    /// A trust graph given for a stream is rooted at another key than the stream's owner.
+    #[error("trust graph {graph} is not rooted at the owner of stream {stream}")]
+    WrongTrustRoot {
+        /// The stream.
+        stream: String,
+        /// The graph's address.
+        graph: String,
+    },
+    /// A publisher other than the owner was named without the owner's trust graph to check it.
+    #[error("stream {0}: a publisher other than its owner needs the owner's trust graph")]
+    PublisherNeedsTrust(String),
+    /// This peer's key is not (or not yet known to be) trusted by the owner's graph.
+    #[error("this peer is not a delegate of the owner of stream {stream}: {verdict}")]
+    NotDelegated {
+        /// The stream.
+        stream: String,
+        /// What the graph says ("not trusted", "still catching up").
+        verdict: &'static str,
+    },
     /// A bitrate that does not parse.
     #[error("bad bitrate {text:?}: {reason}")]
     BadBitrate {

@@ -9,11 +9,13 @@
 //! - [`record`]: the record and catch-up wire formats.
 //! - `playout`: the subscriber's ordering and skipping rules (sans-IO).
 //! - [`publisher`] / [`subscription`]: the two ends.
-//! - `catch_up`: the owner's catch-up server (rate-limited per requester and node-wide).
+//! - `catch_up`: the publisher's catch-up server (rate-limited per requester and node-wide).
+//! - [`delegation`]: whose frames count when an owner's delegated device publishes.
 
 pub mod address;
 mod bitrate;
 pub(crate) mod catch_up;
+pub mod delegation;
 mod error;
 mod playout;
 pub mod publisher;

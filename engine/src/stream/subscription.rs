@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::StreamAddress;
 use super::StreamError;
+use super::delegation::StreamWriters;
 use super::playout::{Item, Output, Playout, PlayoutConfig};
 use super::record::{CatchUp, Record, Sequenced};
 use crate::log::{Entry, Log, LogId};
@@ -23,8 +24,18 @@ use crate::log::{Entry, Log, LogId};
 /// Settings of a subscription.
 #[derive(Clone, Debug)]
 pub struct SubscribeOptions {
-    /// Where the owner listens, if known; otherwise neighbours are asked.
+    /// Where the publisher (the owner, or [`SubscribeOptions::publisher`]) listens, if known;
+    /// otherwise neighbours are asked.
     pub owner_addr: Option<SocketAddr>,
+    /// The device publishing the stream for its owner, when that is not the owner itself: the
+    /// root of the stream's tree. Needs [`SubscribeOptions::delegates`]. Default `None`.
+    pub publisher: Option<starling_net::PeerId>,
+    /// The owner's trust graph (rooted at the owner's key): frames signed by a key it trusts at
+    /// the frame's clock count as the owner's (any scope; a clock more than
+    /// [`BACKDATE_LIMIT_US`](super::delegation::BACKDATE_LIMIT_US) old is judged as that old).
+    /// Wait for [`Trust::wait_caught_up`](crate::trust::Trust::wait_caught_up) first: until
+    /// then delegated frames are refused. Default `None`: the owner's signatures only.
+    pub delegates: Option<crate::trust::Trust>,
     /// Frames buffered for the application; when it falls further behind the subscription
     /// skips to the next keyframe. Default 128 (4 s at 30 fps).
     pub buffer_frames: usize,
@@ -42,6 +53,8 @@ impl Default for SubscribeOptions {
     fn default() -> Self {
         SubscribeOptions {
             owner_addr: None,
+            publisher: None,
+            delegates: None,
             buffer_frames: 128,
             catch_up: true,
             catch_up_timeout: Duration::from_secs(2),
@@ -107,25 +120,34 @@ struct Counters {
 }
 
 /// Where the peer's direct-message dispatcher sends catch-up replies, by topic, with the
-/// stream's owner: a reply from anyone else is refused (the records would not be the owner's).
+/// stream's publisher: a reply from anyone else, or from a publisher no longer trusted, is
+/// refused (the records would not be the owner's).
 #[derive(Debug, Default)]
 pub(crate) struct CatchUpRoutes {
     routes: Mutex<RouteTable>,
 }
 
-/// Stream log → (owner, the subscription's catch-up inbox).
-type RouteTable = HashMap<LogId, (starling_net::PeerId, mpsc::Sender<Vec<Sequenced>>)>;
+/// Stream log → where its catch-up replies go.
+type RouteTable = HashMap<LogId, Route>;
+
+#[derive(Debug)]
+struct Route {
+    publisher: starling_net::PeerId,
+    writers: StreamWriters,
+    tx: mpsc::Sender<Vec<Sequenced>>,
+}
 
 impl CatchUpRoutes {
-    fn insert(&self, topic: LogId, owner: starling_net::PeerId, tx: mpsc::Sender<Vec<Sequenced>>) {
-        self.lock().insert(topic, (owner, tx));
+    fn insert(&self, topic: LogId, route: Route) {
+        self.lock().insert(topic, route);
     }
 
     fn remove(&self, topic: &LogId) {
         self.lock().remove(topic);
     }
 
-    /// The subscription waiting for `topic`'s catch-up, if `origin` is its owner.
+    /// The subscription waiting for `topic`'s catch-up, if `origin` is its publisher and may
+    /// write the stream.
     pub(crate) fn route(
         &self,
         topic: &LogId,
@@ -133,8 +155,8 @@ impl CatchUpRoutes {
     ) -> Option<mpsc::Sender<Vec<Sequenced>>> {
         self.lock()
             .get(topic)
-            .filter(|(owner, _)| owner == origin)
-            .map(|(_, tx)| tx.clone())
+            .filter(|r| r.publisher == *origin && r.writers.allows_peer(origin))
+            .map(|r| r.tx.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RouteTable> {
@@ -159,6 +181,10 @@ pub(crate) struct SubscriptionParts {
     pub(crate) routes: Arc<CatchUpRoutes>,
     pub(crate) log: Option<Log>,
     pub(crate) options: SubscribeOptions,
+    /// The root of the stream's tree: its owner or a delegated device.
+    pub(crate) publisher: starling_net::PeerId,
+    /// Whose frames count.
+    pub(crate) writers: StreamWriters,
     /// Opens encrypted frames sent to this peer.
     pub(crate) opener: Arc<Opener>,
 }
@@ -172,11 +198,22 @@ impl Subscription {
             log,
             options,
             opener,
+            publisher,
+            writers,
         } = parts;
         let topic = address.log_id();
         let (catch_tx, catch_rx) = mpsc::channel(16);
-        routes.insert(topic, address.owner(), catch_tx);
-        let deliveries = node.subscribe_via(topic.into(), address.owner(), options.owner_addr);
+        // The owner's own stream keeps the overlay's default rule (the root's key).
+        let rule = (publisher != address.owner()).then(|| writers.rule());
+        routes.insert(
+            topic,
+            Route {
+                publisher,
+                writers,
+                tx: catch_tx,
+            },
+        );
+        let deliveries = node.subscribe_with(topic.into(), publisher, options.owner_addr, rule);
         let (app_tx, frames) = mpsc::channel(options.buffer_frames.max(1));
         let counters = Arc::new(Counters::default());
         let task = Task {
@@ -186,7 +223,7 @@ impl Subscription {
                 max_pending: options.buffer_frames.max(1) * 4,
             }),
             node: node.clone(),
-            owner: address.owner(),
+            publisher,
             topic,
             log,
             opener,
@@ -257,7 +294,8 @@ impl Drop for Subscription {
 struct Task {
     playout: Playout,
     node: OverlayNode,
-    owner: starling_net::PeerId,
+    /// The root of the tree, who answers catch-ups.
+    publisher: starling_net::PeerId,
     topic: LogId,
     log: Option<Log>,
     opener: Arc<Opener>,
@@ -409,7 +447,7 @@ impl Task {
                 Output::RequestCatchUp { from, to } => {
                     self.counters.catch_ups.fetch_add(1, Ordering::Relaxed);
                     self.node
-                        .send(self.owner, CatchUp::request(&self.topic, from, to));
+                        .send(self.publisher, CatchUp::request(&self.topic, from, to));
                 }
                 Output::Play { .. } if overflowed => self.playout.discarded(),
                 Output::Play {
@@ -521,10 +559,16 @@ mod tests {
     #[test]
     fn catch_up_replies_are_taken_only_from_the_owner() {
         let routes = CatchUpRoutes::default();
-        let owner = Keypair::generate(KeyType::Ed25519).peer_id();
+        let owner_key = Keypair::generate(KeyType::Ed25519);
+        let owner = owner_key.peer_id();
         let stranger = Keypair::generate(KeyType::Ed25519).peer_id();
         let (tx, _rx) = mpsc::channel(1);
-        routes.insert(LogId([1; 32]), owner, tx);
+        let route = |publisher, tx| Route {
+            publisher,
+            writers: StreamWriters::new(*owner_key.public(), None),
+            tx,
+        };
+        routes.insert(LogId([1; 32]), route(owner, tx.clone()));
         assert!(routes.route(&LogId([1; 32]), &owner).is_some());
         assert!(
             routes.route(&LogId([1; 32]), &stranger).is_none(),
@@ -533,5 +577,8 @@ mod tests {
         assert!(routes.route(&LogId([2; 32]), &owner).is_none());
         routes.remove(&LogId([1; 32]));
         assert!(routes.route(&LogId([1; 32]), &owner).is_none());
+        // A publisher other than the owner, with no graph trusting it: refused too.
+        routes.insert(LogId([1; 32]), route(stranger, tx));
+        assert!(routes.route(&LogId([1; 32]), &stranger).is_none());
     }
 }

@@ -7,8 +7,9 @@ use crate::entry::{Entry, EntryVerifier, LogId, unix_time_us};
 use crate::identity::{PeerId, PublicKey};
 
 /// Who may write a topic's entries, as its program decides (default: only the tree's root).
-/// A program may accept more keys, e.g. those a trust graph delegates.
-pub type WriterRule = std::sync::Arc<dyn Fn(&PublicKey) -> bool + Send + Sync>;
+/// A program may accept more keys, e.g. those a trust graph delegates. Asked with the signer's
+/// key and the entry's signed clock (Unix µs), so a rule can answer "trusted then".
+pub type WriterRule = std::sync::Arc<dyn Fn(&PublicKey, u64) -> bool + Send + Sync>;
 
 /// Most writer rules and root keys remembered (one per subscribed topic in practice).
 const MAX_RULES: usize = 1024;
@@ -78,7 +79,7 @@ impl Verifier<PeerId, Entry> for FrameVerifier {
             return false;
         };
         match self.rules.get(topic) {
-            Some(rule) => rule(&key),
+            Some(rule) => rule(&key, e.wall_us()),
             None => self.is_key_of(root, &key),
         }
     }
@@ -201,7 +202,7 @@ mod tests {
         let allowed = *delegate.public();
         v.set_rule(
             Topic([1; 32]),
-            Some(std::sync::Arc::new(move |k| *k == allowed)),
+            Some(std::sync::Arc::new(move |k, _| *k == allowed)),
         );
         assert!(v.verify_frame(&Topic([1; 32]), &r, 0, &e));
         v.set_rule(Topic([1; 32]), None);
