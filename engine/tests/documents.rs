@@ -439,7 +439,7 @@ fn the_access_rule_refuses_other_writers_locally_and_when_replicated() {
     ));
     // A hook decides per document and operation.
     let hook = DocumentsOptions {
-        access: AccessRule::Custom(std::sync::Arc::new(|_, id, op| {
+        access: AccessRule::Custom(std::sync::Arc::new(|_, id, op, _| {
             op == Operation::Put && *id != DocId::from("locked")
         })),
         ..DocumentsOptions::default()

@@ -402,3 +402,59 @@ async fn a_stream_published_by_a_delegated_device_plays_until_revoked() {
     assert_eq!(refused, 5, "every frame after the revocation refused");
     assert_eq!(sub.stats().received, 5);
 }
+
+/// A chain root → D (may delegate) → E reaches a follower whichever statement arrives first
+/// (D's, refused until D's own delegation is there, comes again); a key nobody delegated
+/// cannot write statements at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_reaches_followers_and_strangers_cannot_write_statements() {
+    let root = peer(&[]).await;
+    let d = peer(&[&root]).await;
+    let follower = peer(&[&root]).await;
+    let stranger = peer(&[&root]).await;
+    let e = starling_net::Keypair::generate(starling_net::KeyType::Ed25519);
+    let graph = root.create_trust("chain").unwrap();
+    let at_root = root.open_trust(graph, Duration::ZERO).await.unwrap();
+    at_root
+        .delegate(
+            &d.public_key(),
+            Delegation {
+                may_delegate: true,
+                ..Delegation::default()
+            },
+        )
+        .unwrap();
+    let now = starling_net::entry::unix_time_us;
+    let at_d = d.open_trust(graph, Duration::from_secs(10)).await.unwrap();
+    until("D learns it may delegate", || {
+        at_d.is_trusted(&d.public_key(), now()).is_trusted()
+    })
+    .await;
+    at_d.delegate(e.public(), Delegation::default()).unwrap();
+    let at_follower = follower
+        .open_trust(graph, Duration::from_secs(10))
+        .await
+        .unwrap();
+    until("the follower trusts E through D", || {
+        at_follower.is_trusted(e.public(), now()).is_trusted()
+    })
+    .await;
+    let Verdict::Trusted { chain } = at_follower.is_trusted(e.public(), now()) else {
+        unreachable!()
+    };
+    assert_eq!(chain, vec![d.public_key(), *e.public()]);
+    let at_stranger = stranger
+        .open_trust(graph, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(at_stranger.wait_caught_up(Duration::from_secs(10)).await);
+    assert!(matches!(
+        at_stranger.delegate(&stranger.public_key(), Delegation::default()),
+        Err(DocumentError::Denied { .. })
+    ));
+    assert_eq!(
+        at_root.replica().count().unwrap(),
+        2,
+        "the two statements only"
+    );
+}

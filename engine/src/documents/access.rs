@@ -16,8 +16,9 @@ pub enum Operation {
     Delete,
 }
 
-/// The application's own rule: may `key` do `op` on `id`?
-pub type AccessHook = Arc<dyn Fn(&PublicKey, &DocId, Operation) -> bool + Send + Sync>;
+/// The application's own rule: may `key` do `op` on `id` in an entry of clock `at_us` (Unix
+/// µs)?
+pub type AccessHook = Arc<dyn Fn(&PublicKey, &DocId, Operation, u64) -> bool + Send + Sync>;
 
 /// A trust graph's answer for a key at an entry's time (Unix µs): see [`crate::trust`].
 pub type TrustHook = Arc<dyn Fn(&PublicKey, u64) -> Verdict + Send + Sync>;
@@ -69,7 +70,7 @@ impl AccessRule {
         match self {
             AccessRule::Anyone => Access::Allowed,
             AccessRule::Writers(keys) => yes(keys.contains(key)),
-            AccessRule::Custom(rule) => yes(rule(key, id, op)),
+            AccessRule::Custom(rule) => yes(rule(key, id, op, at_us)),
             AccessRule::Trusted(graph) => match graph(key, at_us) {
                 Verdict::Trusted { .. } => Access::Allowed,
                 Verdict::NotTrusted => Access::Denied,

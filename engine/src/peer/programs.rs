@@ -2,7 +2,6 @@
 //! definition or by address.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use starling_store::Table;
@@ -10,8 +9,8 @@ use starling_store::Table;
 use super::Peer;
 use crate::documents::json::{Json, json_index};
 use crate::documents::{
-    AccessHook, AccessRule, Codec, Documents, DocumentsOptions, DocumentsParams, IndexSpec,
-    Postcard, Replica, ReplicaOptions, Role,
+    AccessRule, Codec, Documents, DocumentsOptions, DocumentsParams, IndexSpec, Postcard, Replica,
+    ReplicaOptions, Role,
 };
 use crate::program::exchange;
 use crate::program::{ProgramAddress, ProgramDefinition, ProgramError};
@@ -208,15 +207,14 @@ impl Peer {
         }
         let definition = self.fetch_definition(address, timeout).await?;
         let root = TrustParams::of(&definition)?.root()?;
-        let own_statements: AccessHook =
-            Arc::new(|writer, id, _| crate::trust::program::is_own_statement(writer, id));
+        let graph_cell = crate::trust::program::SharedGraph::new(root);
         let replica = self.open_documents(
             address,
             Postcard,
             IndexSpec::new(),
             DocumentsOptions {
                 immutable: true,
-                access: AccessRule::Custom(own_statements),
+                access: AccessRule::Custom(graph_cell.statement_rule()),
                 replicas: None,
             },
             ReplicaOptions {
@@ -226,7 +224,7 @@ impl Peer {
                 ..ReplicaOptions::default()
             },
         )?;
-        let trust = Trust::start(address, root, self.public_key(), replica)?;
+        let trust = Trust::start(address, root, self.public_key(), replica, graph_cell)?;
         self.lock_trusts().insert(address, trust.clone());
         Ok(trust)
     }

@@ -137,6 +137,15 @@ impl TrustGraph {
         self.about.is_empty()
     }
 
+    /// Whether `key` may issue statements at Unix µs `at`: the root, or a key trusted then
+    /// through a chain whose last delegation lets it delegate.
+    pub fn may_delegate(&self, key: &PublicKey, at: u64) -> bool {
+        *key == self.root
+            || self
+                .chain(key, at, None, true, 0, &mut HashSet::new())
+                .is_some()
+    }
+
     /// Whether `key` is trusted at Unix µs `at` for `scope` (`None`: any use), by the
     /// statements held. `caught_up: false` turns a "no" into [`Verdict::CatchingUp`].
     pub fn verdict(

@@ -6,11 +6,15 @@
 //! none is ever replaced), so the graph keeps its whole history: a revocation is a new
 //! statement, and verdicts at past times stay answerable.
 //!
+//! Only the root and the keys the graph lets delegate (at a statement's clock) write
+//! statements: those of free identities are refused before they are stored, so nobody else
+//! can fill every follower's store (or crowd out the statements that count).
+//!
 //! Verdicts are answered from a cached [`TrustGraph`], rebuilt from the store whenever it
 //! changes (a task follows the store's changes), so an access check never waits on the
-//! graph's store. A peer counts as caught up once a replicator of the graph has answered one
-//! of its reconciliations (or it holds the root key): before that, a key it cannot trust yet
-//! is [`Verdict::CatchingUp`], not "no".
+//! graph's store. A peer counts as caught up once a reconciliation with a replicator of the
+//! graph settled with nothing left to fetch (or it holds the root key): before that, a key it
+//! cannot trust yet is [`Verdict::CatchingUp`], not "no".
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -21,7 +25,7 @@ use starling_net::identity::PublicKey;
 use tokio::sync::watch;
 
 use super::graph::{Statement, TrustGraph, Verdict};
-use crate::documents::{DocId, DocumentError, Documents, Replica, TrustHook};
+use crate::documents::{AccessHook, DocId, DocumentError, Documents, Replica, TrustHook};
 use crate::log::EntryHash;
 use crate::program::{ProgramAddress, ProgramDefinition, ProgramError};
 
@@ -84,7 +88,7 @@ pub struct Trust {
     root: PublicKey,
     me: PublicKey,
     replica: Replica<Statement>,
-    graph: Arc<RwLock<Arc<TrustGraph>>>,
+    graph: SharedGraph,
     updates: watch::Sender<u64>,
     /// When this peer first started a reconciliation of the graph (see [`Trust::caught_up`]).
     first_exchange: Arc<std::sync::OnceLock<std::time::Instant>>,
@@ -124,12 +128,13 @@ impl Trust {
         root: PublicKey,
         me: PublicKey,
         replica: Replica<Statement>,
+        graph: SharedGraph,
     ) -> Result<Trust, DocumentError> {
         let trust = Trust {
             address,
             root,
             me,
-            graph: Arc::new(RwLock::new(Arc::new(TrustGraph::new(root)))),
+            graph,
             updates: watch::channel(0).0,
             first_exchange: Arc::default(),
             replica,
@@ -216,24 +221,24 @@ impl Trust {
 
     /// The graph as this peer holds it now.
     pub fn graph(&self) -> Arc<TrustGraph> {
-        self.graph
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.graph.current()
     }
 
-    /// Whether this peer holds the graph: it is the root, or it has exchanged a
-    /// reconciliation with a replicator of the graph — received one, or started one
-    /// [`IN_SYNC_AFTER`] ago with no answer (an exchange over equal sets ends without one).
+    /// Whether this peer holds the graph: it is the root, or a reconciliation with a
+    /// replicator of the graph settled with nothing left to fetch, or it started one
+    /// [`IN_SYNC_AFTER`] ago and heard nothing (an exchange over equal sets ends without an
+    /// answer). Having heard an exchange that has not settled is not enough: the statements
+    /// it found missing may still be on their way.
     pub fn caught_up(&self) -> bool {
         if self.me == self.root {
             return true;
         }
         let stats = self.replica.stats();
-        if stats.reconcile_received > 0 {
+        if stats.reconcile_settled > 0 {
             return true;
         }
-        if stats.reconciliations == 0 {
+        // An exchange under way (heard, not settled): statements may still be on their way.
+        if stats.reconciliations == 0 || stats.reconcile_received > 0 {
             return false;
         }
         let started = self.first_exchange.get_or_init(std::time::Instant::now);
@@ -259,20 +264,50 @@ impl Trust {
 
     /// The access rule's question, answered from the cached graph (never waits on a store).
     pub fn hook(&self) -> TrustHook {
-        let graph = self.graph.clone();
         let this = self.clone();
-        Arc::new(move |key, at| {
-            let g = graph.read().unwrap_or_else(PoisonError::into_inner).clone();
-            g.verdict(key, at, None, this.caught_up())
-        })
+        Arc::new(move |key, at| this.graph().verdict(key, at, None, this.caught_up()))
     }
 
     /// Rebuilds the cached graph from the store.
     fn refresh(&self) -> Result<(), DocumentError> {
         let graph = self.replica.with_documents(|docs| build(self.root, docs))?;
-        *self.graph.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(graph);
+        self.graph.set(graph);
         self.updates.send_modify(|n| *n += 1);
         Ok(())
+    }
+}
+
+/// The graph as last built from the store, shared by the [`Trust`] handle and the statement
+/// store's access rule (which exists before the handle: the store opens first).
+#[derive(Clone)]
+pub(crate) struct SharedGraph(Arc<RwLock<Arc<TrustGraph>>>);
+
+impl SharedGraph {
+    /// An empty graph rooted at `root`.
+    pub(crate) fn new(root: PublicKey) -> SharedGraph {
+        SharedGraph(Arc::new(RwLock::new(Arc::new(TrustGraph::new(root)))))
+    }
+
+    fn current(&self) -> Arc<TrustGraph> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, graph: TrustGraph) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(graph);
+    }
+
+    /// The statement store's access rule: a key writes only under its own name, and only the
+    /// root or a key the graph lets delegate at the statement's clock writes at all. A
+    /// statement refused because its issuer's own delegation has not arrived yet comes again
+    /// with the next reconciliation.
+    pub(crate) fn statement_rule(&self) -> AccessHook {
+        let this = self.clone();
+        Arc::new(move |writer, id, _, at| {
+            is_own_statement(writer, id) && this.current().may_delegate(writer, at)
+        })
     }
 }
 
@@ -306,4 +341,43 @@ fn build(root: PublicKey, docs: &mut Documents<Statement>) -> Result<TrustGraph,
         graph.insert(issuer, (clock.wall_us, clock.logical, hash), statement);
     }
     Ok(graph)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::Operation;
+    use starling_net::identity::{KeyType, Keypair};
+
+    /// Only the root and keys allowed to delegate (at the statement's clock) write
+    /// statements, each under its own name.
+    #[test]
+    fn only_the_root_and_delegators_write_statements() {
+        let key = || *Keypair::generate(KeyType::Ed25519).public();
+        let (root, delegator, plain, stranger) = (key(), key(), key(), key());
+        let mut graph = TrustGraph::new(root);
+        for (n, (subject, may_delegate)) in [(delegator, true), (plain, false)].iter().enumerate() {
+            let statement = Statement::Delegate {
+                subject: subject.encode_protobuf(),
+                scopes: Vec::new(),
+                expires_us: None,
+                may_delegate: *may_delegate,
+            };
+            graph.insert(root, (100, 0, [n as u8; 32]), statement);
+        }
+        let shared = SharedGraph::new(root);
+        shared.set(graph);
+        let rule = shared.statement_rule();
+        let writes =
+            |writer: &PublicKey, at| rule(writer, &statement_id(writer), Operation::Put, at);
+        assert!(writes(&root, 1));
+        assert!(writes(&delegator, 200));
+        assert!(!writes(&delegator, 50), "before its delegation");
+        assert!(!writes(&plain, 200), "trusted, but not to delegate");
+        assert!(!writes(&stranger, 200), "a free identity");
+        assert!(
+            !rule(&delegator, &statement_id(&root), Operation::Put, 200),
+            "under another's name"
+        );
+    }
 }

@@ -115,9 +115,11 @@ pub struct ReplicaStats {
     pub reconcile_bytes: u64,
     /// Reconciliation exchanges started.
     pub reconciliations: u64,
-    /// Reconciliation messages received from replicators (a trust graph counts itself caught
-    /// up once one answered).
+    /// Reconciliation messages received from replicators.
     pub reconcile_received: u64,
+    /// Of those, messages that ended an exchange with nothing left for this replica to fetch:
+    /// it held everything that replicator did (a trust graph counts itself caught up then).
+    pub reconcile_settled: u64,
     /// Bytes of the entries counted in `served`.
     pub served_bytes: u64,
     /// Entries deleted because their holders confirmed holding them (sharded stores).
@@ -171,6 +173,7 @@ struct Counters {
     reconcile_bytes: AtomicU64,
     reconciliations: AtomicU64,
     reconcile_received: AtomicU64,
+    reconcile_settled: AtomicU64,
     served_bytes: AtomicU64,
     pruned: AtomicU64,
 }
@@ -194,6 +197,7 @@ impl Counters {
             reconcile_bytes: g(&self.reconcile_bytes),
             reconciliations: g(&self.reconciliations),
             reconcile_received: g(&self.reconcile_received),
+            reconcile_settled: g(&self.reconcile_settled),
             served_bytes: g(&self.served_bytes),
             pruned: g(&self.pruned),
         }

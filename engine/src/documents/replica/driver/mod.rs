@@ -616,6 +616,9 @@ where
                 out.serve(hashes);
             }
         }
+        if outcome.we_lack.is_empty() && outcome.reply.is_none() {
+            Counters::add(&self.shared.counters.reconcile_settled, 1);
+        }
         for ids in outcome.we_lack.chunks(reconcile::MAX_IDS) {
             self.send(from, &Wire::Want(ids.to_vec()));
         }
