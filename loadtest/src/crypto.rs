@@ -5,6 +5,9 @@
 //!   encrypted with XChaCha20-Poly1305, to the writer and one receiver, batch by batch in
 //!   turns (so all share the disk's state); at the default durability (fdatasync per write
 //!   batch) and OS-buffered; the medians over rounds, and the median of each round's ratio.
+//!   Each batch is timed in two phases (sign: compress, seal, hash, sign; store: the write
+//!   batch): µs per entry of each, and the median over all batches of plain ÷ encrypted time
+//!   for the same drafts — a disk stall moves one batch, not that median.
 //! - The baselines: ring's raw ChaCha20-Poly1305 and AES-256-GCM (what envelopes run) over the
 //!   same 64 KiB buffers, in place, no allocation: the ceilings of the one encryption pass;
 //!   and RustCrypto's XChaCha20-Poly1305 beside them.
@@ -63,18 +66,31 @@ fn open_log(dir: &std::path::Path, writer: &Keypair, durability: Durability) -> 
     )?)
 }
 
-/// Appends to each log in turns, batch by batch, for `budget`, timing each call: all see
-/// the same disk, caches and background work. MB/s of payload for each, and the entries of
-/// the last call to the last log.
+/// What appending to one log cost in one round.
+struct Appended {
+    /// Payload MB/s, signing and storing together.
+    mb_s: f64,
+    /// µs per entry preparing (compressing, sealing) and signing it.
+    sign_us: f64,
+    /// µs per entry storing it (one write batch, synced per the durability).
+    store_us: f64,
+    /// Each batch's time (µs), in turn order: the logs took the same drafts in each turn.
+    batch_us: Vec<f64>,
+}
+
+/// Appends to each log in turns, batch by batch, for `budget`, timing each call's two
+/// phases (sign, store): all see the same disk, caches and background work. Per log, and the
+/// entries of the last call to the last log.
 fn append_in_turns(
     logs: &mut [Log],
     per_batch: usize,
     budget: Duration,
-) -> Result<(Vec<f64>, Vec<Entry>)> {
+) -> Result<(Vec<Appended>, Vec<Entry>)> {
     let payloads: Vec<Bytes> = (0..64).map(|i| noise(SIZE, i)).collect();
     let start = Instant::now();
     let mut n = 0usize;
-    let mut spent = vec![Duration::ZERO; logs.len()];
+    let mut spent = vec![(Duration::ZERO, Duration::ZERO); logs.len()];
+    let mut batch_us = vec![Vec::new(); logs.len()];
     let mut last = Vec::new();
     while start.elapsed() < budget {
         // Fresh buffers each batch, as an application's new data is: reusing the same 64
@@ -87,16 +103,32 @@ fn append_in_turns(
         for k in 0..logs.len() {
             let which = (turn + k) % logs.len();
             let t = Instant::now();
-            let written = logs[which].append_batch(&drafts)?;
-            spent[which] += t.elapsed();
+            let now = starling_net::entry::unix_time_us();
+            let batch = logs[which].sign_batch_at(&drafts, now)?;
+            let signed = t.elapsed();
+            logs[which].store_batch_at(&batch, now)?;
+            spent[which].0 += signed;
+            spent[which].1 += t.elapsed() - signed;
+            batch_us[which].push(t.elapsed().as_secs_f64() * 1e6);
             if which == logs.len() - 1 {
-                last = written;
+                last = batch.into_entries();
             }
         }
         n += per_batch;
     }
     let mb = (n * SIZE) as f64 / 1e6;
-    Ok((spent.iter().map(|s| mb / s.as_secs_f64()).collect(), last))
+    let per_entry = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let appended = spent
+        .iter()
+        .zip(batch_us)
+        .map(|((sign, store), batch_us)| Appended {
+            mb_s: mb / (*sign + *store).as_secs_f64(),
+            sign_us: per_entry(*sign),
+            store_us: per_entry(*store),
+            batch_us,
+        })
+        .collect();
+    Ok((appended, last))
 }
 
 /// Raw `algorithm` of ring (what envelopes run: ChaCha20-Poly1305 under an HChaCha20 subkey,
@@ -209,6 +241,11 @@ pub(crate) fn run(args: CryptoArgs) -> Result<()> {
         // Per log (plain, preferred suite, XChaCha20-Poly1305): MB/s and ratios per round.
         let mut rates: [Vec<f64>; 3] = Default::default();
         let mut ratios: [Vec<f64>; 2] = Default::default();
+        // Plain and preferred-suite logs: µs per entry signing, and storing, per round.
+        let mut phases: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+        // Plain ÷ encrypted time of each batch (the same drafts), over every round: a disk
+        // stall hits one batch, not the median.
+        let mut per_batch_ratios = Vec::new();
         for round in 0..args.rounds.max(1) {
             let dirs: Vec<_> = ["plain", "preferred", "xchacha"]
                 .iter()
@@ -223,17 +260,35 @@ pub(crate) fn run(args: CryptoArgs) -> Result<()> {
                 receivers.clone(),
                 Sealer::with_suite(Suite::XChaCha20Poly1305, 4096),
             );
-            let (mb, entries) = append_in_turns(&mut logs, per_batch, budget)?;
+            let (appended, entries) = append_in_turns(&mut logs, per_batch, budget)?;
+            let mb: Vec<f64> = appended.iter().map(|a| a.mb_s).collect();
             println!(
-                "{label}, round {round}: append 64 KiB plain {:.0} MB/s, encrypted {:.0} MB/s ({:.3}), XChaCha20 {:.0} MB/s ({:.3})",
+                "{label}, round {round}: append 64 KiB plain {:.0} MB/s, encrypted {:.0} MB/s ({:.3}), XChaCha20 {:.0} MB/s ({:.3}); µs per entry sign+store: plain {:.0}+{:.0}, encrypted {:.0}+{:.0}, XChaCha20 {:.0}+{:.0}",
                 mb[0],
                 mb[1],
                 mb[1] / mb[0],
                 mb[2],
-                mb[2] / mb[0]
+                mb[2] / mb[0],
+                appended[0].sign_us,
+                appended[0].store_us,
+                appended[1].sign_us,
+                appended[1].store_us,
+                appended[2].sign_us,
+                appended[2].store_us,
             );
             for (r, m) in rates.iter_mut().zip(&mb) {
                 r.push(*m);
+            }
+            per_batch_ratios.extend(
+                appended[0]
+                    .batch_us
+                    .iter()
+                    .zip(&appended[1].batch_us)
+                    .map(|(plain, sealed)| plain / sealed),
+            );
+            for (phase, a) in phases.iter_mut().zip(&appended[..2]) {
+                phase.0.push(a.sign_us);
+                phase.1.push(a.store_us);
             }
             ratios[0].push(mb[1] / mb[0]);
             ratios[1].push(mb[2] / mb[0]);
@@ -263,6 +318,18 @@ pub(crate) fn run(args: CryptoArgs) -> Result<()> {
             json.insert(key, round2(value).into());
         }
         json.insert(format!("ratio_encrypted_64k{suffix}"), round3(r).into());
+        let batches = per_batch_ratios.len();
+        let per_batch = median(per_batch_ratios);
+        println!("{label}: median per-batch ratio {per_batch:.3} over {batches} batches");
+        json.insert(
+            format!("ratio_encrypted_64k_per_batch{suffix}"),
+            round3(per_batch).into(),
+        );
+        for ((sign, store), which) in phases.into_iter().zip(["", "_encrypted"]) {
+            let (sign, store) = (median(sign), median(store));
+            json.insert(format!("sign_us{which}{suffix}"), round2(sign).into());
+            json.insert(format!("store_us{which}{suffix}"), round2(store).into());
+        }
         json.insert(
             format!("ratio_encrypted_64k_xchacha{suffix}"),
             round3(rx).into(),
