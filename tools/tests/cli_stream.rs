@@ -157,6 +157,16 @@ fn keygen(path: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A file published in 4 KiB frames at 100 fps, 3 s after start (subscribers attach first).
+const PACED_4K_FRAMES: [&str; 6] = [
+    "--frame-bytes",
+    "4096",
+    "--fps",
+    "100",
+    "--start-after",
+    "3",
+];
+
 fn stderr_of(child: &mut Proc) -> String {
     let mut s = String::new();
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut s).unwrap();
@@ -213,14 +223,7 @@ fn an_encrypted_stream_reaches_its_receiver_only() {
             .arg(&owner_key)
             .args(["--encrypt-to", &reader, "--file"])
             .arg(&input_path)
-            .args([
-                "--frame-bytes",
-                "4096",
-                "--fps",
-                "100",
-                "--start-after",
-                "3",
-            ])
+            .args(PACED_4K_FRAMES)
             .args(["--keyframe-every", "4"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -301,14 +304,7 @@ fn a_delegated_device_publishes_its_owners_stream() {
             .arg(key)
             .args(["--trust", &graph, "--file"])
             .arg(path("input.bin"))
-            .args([
-                "--frame-bytes",
-                "4096",
-                "--fps",
-                "100",
-                "--start-after",
-                "3",
-            ])
+            .args(PACED_4K_FRAMES)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         Proc(c.spawn().unwrap())
