@@ -33,7 +33,9 @@ fuzz_target!(|data: &[u8]| {
     for k in &keys {
         for at in [0, 100, 1000, 3000] {
             let _ = graph.verdict(k, at, Some("w"), true);
-            let _ = graph.verdict(k, at, None, false);
+            let trusted = graph.verdict(k, at, None, false).is_trusted();
+            // Who may write statements (the store's access rule) is always trusted too.
+            assert!(!graph.may_delegate(k, at) || trusted);
         }
     }
 });
