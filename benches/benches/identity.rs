@@ -1,4 +1,4 @@
-//! Signing and verification of a frame-header-sized message: single vs batch.
+//! Signing and verification of a frame-header-sized message: single vs batch; key encodings.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use starling_net::identity::{KeyType, Keypair, VerifyItem, verify_batch};
@@ -29,5 +29,22 @@ fn signatures(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signatures);
+/// PeerIds and protobuf keys, written by hand, beside libp2p's conversion (which
+/// decompresses an Ed25519 point): trust verdicts and access checks encode keys per entry.
+fn encodings(c: &mut Criterion) {
+    let mut group = c.benchmark_group("key_encoding");
+    for kt in [KeyType::Ed25519, KeyType::Secp256k1] {
+        let key = *Keypair::generate(kt).public();
+        group.bench_function(format!("{kt}/encode_protobuf"), |b| {
+            b.iter(|| key.encode_protobuf())
+        });
+        group.bench_function(format!("{kt}/peer_id"), |b| b.iter(|| key.peer_id()));
+        group.bench_function(format!("{kt}/peer_id_through_libp2p"), |b| {
+            b.iter(|| key.to_libp2p().to_peer_id())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, signatures, encodings);
 criterion_main!(benches);

@@ -292,12 +292,15 @@ mod network_keys {
             secp in prop::collection::vec(any::<u8>(), 33),
             prefix in prop::sample::select(vec![2u8, 3]),
         ) {
+            // The hand-written encodings are libp2p's, byte for byte.
             if let Ok(k) = PublicKey::from_raw_bytes(KeyType::Ed25519, &ed) {
-                let _ = k.peer_id();
+                prop_assert_eq!(k.encode_protobuf(), k.to_libp2p().encode_protobuf());
+                prop_assert_eq!(k.peer_id(), k.to_libp2p().to_peer_id());
             }
             let mut secp = secp;
             secp[0] = prefix;
             if let Ok(k) = PublicKey::from_raw_bytes(KeyType::Secp256k1, &secp) {
+                prop_assert_eq!(k.encode_protobuf(), k.to_libp2p().encode_protobuf());
                 prop_assert_eq!(k.peer_id(), k.to_libp2p().to_peer_id());
             }
         }
