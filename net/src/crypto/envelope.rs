@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! 0    version = 1
-//! 1    kind: 1 wrapped (the content key is wrapped for each receiver), 2 keyed (named only)
+//! 1    kind: 1 wrapped (the content key is wrapped for each receiver), 2 keyed (named only);
+//!      bit 7 set: a public section follows the kind-specific part
 //! 2    suite: 1 XChaCha20-Poly1305, 2 AES-256-GCM (see `aead.rs`)
 //! 3    key id [16]: BLAKE3 derive_key("starling envelope v1 key id", content key)[..16]
 //! wrapped only:
@@ -10,13 +11,16 @@
 //!      secp256k1 key [33, SEC1 compressed] (for secp256k1 receivers); at least one
 //!      receivers u16 BE (1..=MAX_RECEIVERS), then per receiver in ascending byte order:
 //!      key type u8 (1 Ed25519, 2 secp256k1) | key [32 / 33] | wrapped content key [48]
+//! public section only:
+//!      length u32 BE (1..=MAX_PUBLIC) | bytes anyone reads (the writer's choice, e.g. a
+//!      document's index projection)
 //! both:
 //!      nonce [24 XChaCha20 / 12 AES-GCM] | ciphertext | tag [16]
 //! ```
 //!
 //! The content is sealed under the content key with everything before the nonce as
-//! associated data, so the receiver list and key id cannot be altered without the tag
-//! failing. A wrapped key is ChaCha20-Poly1305 under [`super::agreement::kek`] with a zero
+//! associated data, so the receiver list, key id and public section cannot be altered without
+//! the tag failing (and entries sign the whole envelope besides). A wrapped key is ChaCha20-Poly1305 under [`super::agreement::kek`] with a zero
 //! nonce (each key-encryption key is used once: the ephemeral key is fresh per content key)
 //! and the key id as associated data.
 
@@ -37,6 +41,10 @@ use crate::identity::{KeyType, Keypair, PublicKey};
 pub const VERSION: u8 = 1;
 const KIND_WRAPPED: u8 = 1;
 const KIND_KEYED: u8 = 2;
+/// Kind bit: a public section follows.
+const KIND_PUBLIC: u8 = 0x80;
+/// Largest public section.
+pub const MAX_PUBLIC: usize = 1 << 20;
 /// Bytes of a content key's id.
 pub const KEY_ID_LEN: usize = 16;
 /// Most receivers one envelope lists (a wrapped header of ~83 KiB).
@@ -216,6 +224,24 @@ fn keyed_header(key: &ContentKey, suite: Suite) -> Vec<u8> {
     out
 }
 
+/// `header` (from [`wrapped_header`] or a keyed one) with a public section appended.
+pub fn with_public(header: &[u8], public: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if public.is_empty() || public.len() > MAX_PUBLIC {
+        return Err(CryptoError::PublicTooLarge(public.len()));
+    }
+    if header.len() < FIXED || header[1] & KIND_PUBLIC != 0 {
+        return Err(CryptoError::UnknownKind(
+            header.get(1).copied().unwrap_or(0),
+        ));
+    }
+    let mut out = Vec::with_capacity(header.len() + 4 + public.len());
+    out.extend_from_slice(header);
+    out[1] |= KIND_PUBLIC;
+    out.extend_from_slice(&(public.len() as u32).to_be_bytes());
+    out.extend_from_slice(public);
+    Ok(out)
+}
+
 /// Seals `plaintext` behind `header` (from [`wrapped_header`] for `key`, or a keyed one): one
 /// allocation, one encryption pass.
 pub fn seal_under(header: &[u8], key: &ContentKey, plaintext: &[u8]) -> Result<Bytes, CryptoError> {
@@ -314,6 +340,18 @@ impl Sealer {
         plaintext: &[u8],
         wrap: bool,
     ) -> Result<Bytes, CryptoError> {
+        self.seal_with_public(receivers, plaintext, wrap, &[])
+    }
+
+    /// [`Sealer::seal_as`] with a `public` section anyone reads ([`Envelope::public`]; none
+    /// when empty), authenticated with the content.
+    pub fn seal_with_public(
+        &mut self,
+        receivers: &Receivers,
+        plaintext: &[u8],
+        wrap: bool,
+        public: &[u8],
+    ) -> Result<Bytes, CryptoError> {
         let fresh = match &self.current {
             Some(c) => c.set != receivers.digest || self.uses >= self.max_uses,
             None => true,
@@ -336,7 +374,10 @@ impl Sealer {
             return Err(CryptoError::ReceiverCount(0));
         };
         let header = if wrap || first { &c.wrapped } else { &c.keyed };
-        seal_under(header, &c.key, plaintext)
+        if public.is_empty() {
+            return seal_under(header, &c.key, plaintext);
+        }
+        seal_under(&with_public(header, public)?, &c.key, plaintext)
     }
 
     /// Forgets the current key: the next payload gets a fresh one.
@@ -352,6 +393,8 @@ pub struct Envelope<'a> {
     suite: Suite,
     key_id: [u8; KEY_ID_LEN],
     wrapped: Option<Wrapped<'a>>,
+    /// The public section (empty when there is none).
+    public: &'a [u8],
     /// Where the nonce starts (the end of the associated data).
     nonce_at: usize,
 }
@@ -386,7 +429,7 @@ impl<'a> Envelope<'a> {
         let mut key_id = [0u8; KEY_ID_LEN];
         key_id.copy_from_slice(&bytes[3..FIXED]);
         let mut at = FIXED;
-        let wrapped = match bytes[1] {
+        let wrapped = match bytes[1] & !KIND_PUBLIC {
             KIND_KEYED => None,
             KIND_WRAPPED => {
                 need(at + 1)?;
@@ -437,7 +480,21 @@ impl<'a> Envelope<'a> {
                     list: &bytes[start..at],
                 })
             }
-            other => return Err(CryptoError::UnknownKind(other)),
+            _ => return Err(CryptoError::UnknownKind(bytes[1])),
+        };
+        let public = if bytes[1] & KIND_PUBLIC != 0 {
+            need(at + 4)?;
+            let len = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            let len = len as usize;
+            if len == 0 || len > MAX_PUBLIC {
+                return Err(CryptoError::PublicTooLarge(len));
+            }
+            at += 4;
+            need(at + len)?;
+            at += len;
+            &bytes[at - len..at]
+        } else {
+            &[]
         };
         need(at + suite.nonce_len() + TAG_LEN)?;
         Ok(Envelope {
@@ -445,6 +502,7 @@ impl<'a> Envelope<'a> {
             suite,
             key_id,
             wrapped,
+            public,
             nonce_at: at,
         })
     }
@@ -452,6 +510,12 @@ impl<'a> Envelope<'a> {
     /// The content key's id.
     pub fn key_id(&self) -> [u8; KEY_ID_LEN] {
         self.key_id
+    }
+
+    /// The public section anyone reads (empty when the writer gave none), authenticated with
+    /// the ciphertext: a receiver's open fails if it was altered.
+    pub fn public(&self) -> &'a [u8] {
+        self.public
     }
 
     /// Whether the content key is wrapped here (else only named).

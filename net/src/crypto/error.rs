@@ -57,4 +57,8 @@ pub enum CryptoError {
     /// A payload larger than an envelope carries.
     #[error("payload of {0} bytes is too large to seal")]
     TooLarge(usize),
+    /// A public section that is empty or longer than
+    /// [`MAX_PUBLIC`](super::envelope::MAX_PUBLIC) (omit it instead of sending it empty).
+    #[error("public section of {0} bytes: 1 to 1 MiB")]
+    PublicTooLarge(usize),
 }

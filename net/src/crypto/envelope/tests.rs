@@ -260,3 +260,74 @@ fn seal_as_wraps_the_first_use_of_a_key_and_when_asked() {
     assert_eq!(late.open(&third).unwrap(), b"3");
     assert_eq!(late.open(&second).unwrap(), b"2");
 }
+
+/// A public section travels in clear beside the sealed content: anyone parses it, receivers
+/// open the content, and a changed byte of it (or of its length) fails the receiver's open;
+/// every truncation is a typed error; empty or oversized sections are refused.
+#[test]
+fn a_public_section_is_read_by_anyone_and_bound_to_the_content() {
+    let writer = Keypair::generate(KeyType::Ed25519);
+    let reader = Keypair::generate(KeyType::Secp256k1);
+    let receivers = set(&writer, std::slice::from_ref(&reader));
+    for suite in SUITES {
+        let mut sealer = Sealer::with_suite(suite, 10);
+        for wrap in [true, false] {
+            let env = sealer
+                .seal_with_public(&receivers, b"secret body", wrap, b"title=hello")
+                .unwrap();
+            let parsed = Envelope::parse(&env).unwrap();
+            assert_eq!(parsed.public(), b"title=hello");
+            assert_eq!(parsed.plaintext_len(), 11);
+            let opener = Opener::new(&reader);
+            if !wrap {
+                // A keyed one needs the key from the sealer's first (wrapped) envelope.
+                let first = Sealer::with_suite(suite, 10)
+                    .seal_with_public(&receivers, b"x", true, b"p")
+                    .unwrap();
+                assert!(opener.open(&first).is_ok());
+                assert!(matches!(opener.open(&env), Err(CryptoError::UnknownKey(_))));
+                continue;
+            }
+            assert_eq!(opener.open(&env).unwrap(), b"secret body");
+            let outsider = Opener::new(&Keypair::generate(KeyType::Ed25519));
+            assert_eq!(outsider.open(&env).unwrap_err(), CryptoError::NotAReceiver);
+            let at = env.windows(11).position(|w| w == b"title=hello").unwrap();
+            for i in at - 4..at + 11 {
+                let mut bad = env.to_vec();
+                bad[i] ^= 1;
+                assert!(
+                    Opener::new(&reader).open(&bad).is_err(),
+                    "{suite:?}: public byte {i} changed and still opened"
+                );
+            }
+            for n in 0..env.len() {
+                assert!(Opener::new(&reader).open(&env[..n]).is_err(), "{n} bytes");
+            }
+        }
+    }
+    // No section: no flag, nothing public.
+    let plain = seal(&receivers, b"body").unwrap();
+    assert!(Envelope::parse(&plain).unwrap().public().is_empty());
+    let header = wrapped_header(&ContentKey::generate(), &receivers, Suite::Aes256Gcm).unwrap();
+    assert_eq!(
+        with_public(&header, b"").unwrap_err(),
+        CryptoError::PublicTooLarge(0)
+    );
+    assert_eq!(
+        with_public(&header, &vec![0; MAX_PUBLIC + 1]).unwrap_err(),
+        CryptoError::PublicTooLarge(MAX_PUBLIC + 1)
+    );
+    // A section whose length field says 0, or more than the limit: typed, before any use.
+    let env = Sealer::default()
+        .seal_with_public(&receivers, b"b", true, b"p")
+        .unwrap();
+    let at = env.len() - 1 /* p */ - 1 /* b */ - TAG_LEN - Suite::preferred().nonce_len() - 4;
+    for len in [0u32, MAX_PUBLIC as u32 + 1] {
+        let mut bad = env.to_vec();
+        bad[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            Envelope::parse(&bad).unwrap_err(),
+            CryptoError::PublicTooLarge(len as usize)
+        );
+    }
+}
