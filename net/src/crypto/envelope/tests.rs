@@ -317,6 +317,15 @@ fn a_public_section_is_read_by_anyone_and_bound_to_the_content() {
         with_public(&header, &vec![0; MAX_PUBLIC + 1]).unwrap_err(),
         CryptoError::PublicTooLarge(MAX_PUBLIC + 1)
     );
+    let once = with_public(&header, b"p").unwrap();
+    assert!(
+        matches!(with_public(&once, b"q"), Err(CryptoError::UnknownKind(_))),
+        "a header has at most one public section"
+    );
+    assert!(matches!(
+        with_public(&header[..5], b"p"),
+        Err(CryptoError::UnknownKind(_))
+    ));
     // A section whose length field says 0, or more than the limit: typed, before any use.
     let env = Sealer::default()
         .seal_with_public(&receivers, b"b", true, b"p")
