@@ -13,8 +13,8 @@ use common::{peer, store};
 use serde::{Deserialize, Serialize};
 use starling_engine::documents::keys::IndexValue;
 use starling_engine::documents::{
-    Applied, DocumentError, Documents, DocumentsOptions, Filter, IndexSpec, Postcard, Query,
-    ReplicaOptions, Role,
+    Applied, DocumentError, Documents, DocumentsOptions, Filter, IndexSpec, IndexVisibility,
+    Postcard, Query, ReplicaOptions, Role,
 };
 use starling_engine::log::{Draft, Log, LogConfig, LogId};
 use starling_engine::program::{ProgramAddress, ProgramDefinition};
@@ -89,11 +89,14 @@ fn only_receivers_read_and_index_an_encrypted_document() {
         .put_encrypted("b", &note("for carol", 7), &[*keys[2].public()])
         .unwrap();
     let plain = writer.put("c", &note("public", 7)).unwrap();
+    let sealed = writer
+        .put_encrypted_with("d", &note("sealed", 7), &[], IndexVisibility::Sealed)
+        .unwrap();
     // The writer reads and indexes its own.
     assert_eq!(writer.get("a").unwrap(), Some(note("for bob", 7)));
-    assert_eq!(writer.query(&tagged(7)).unwrap().len(), 3);
+    assert_eq!(writer.query(&tagged(7)).unwrap().len(), 4);
     assert_eq!(writer.unreadable().unwrap(), 0);
-    let all = entries(&writer, &[for_bob, for_carol, plain]);
+    let all = entries(&writer, &[for_bob, for_carol, plain, sealed]);
     assert!(all[0].is_encrypted() && !all[2].is_encrypted());
     assert!(matches!(all[0].payload(), Err(EntryError::Encrypted)));
     for (mut docs, readable) in [(bob, "a"), (carol, "b"), (mallory, "")] {
@@ -101,7 +104,7 @@ fn only_receivers_read_and_index_an_encrypted_document() {
         for r in docs.apply_many_at(all.clone(), starling_net::entry::unix_time_us()) {
             assert_eq!(r.unwrap(), Applied::Current);
         }
-        assert_eq!(docs.count().unwrap(), 3);
+        assert_eq!(docs.count().unwrap(), 4);
         for id in ["a", "b"] {
             if id == readable {
                 assert_eq!(docs.get(id).unwrap().unwrap().tag, 7);
@@ -119,10 +122,16 @@ fn only_receivers_read_and_index_an_encrypted_document() {
         let expect = 1 + usize::from(!readable.is_empty());
         assert_eq!(docs.query(&tagged(7)).unwrap().len(), expect);
         assert_eq!(docs.query(&Query::default()).unwrap().len(), expect);
-        assert_eq!(docs.unreadable().unwrap(), 3 - expect as u64);
+        assert_eq!(docs.unreadable().unwrap(), 4 - expect as u64);
+        // The index holds the published values of what this key cannot read; the sealed
+        // document is indexed by the writer only.
+        let indexed = || docs.ids_where("tag", &IndexValue::Int(7)).unwrap();
+        let ids = ["a", "b", "c"].map(starling_engine::documents::DocId::from);
+        assert_eq!(indexed(), ids);
         // Rebuilt from the log, the same.
         docs.rebuild_index().unwrap();
         assert_eq!(docs.query(&tagged(7)).unwrap().len(), expect);
+        assert_eq!(indexed(), ids);
     }
 }
 
@@ -169,12 +178,12 @@ fn a_signed_but_broken_envelope_is_kept_and_is_a_typed_error() {
     let mut signer = EntrySigner::new(kw.clone());
     let mut id_key = vec![1u8];
     starling_engine::documents::DocId::from("x").encode_key(&mut id_key);
-    let mut sign = |payload: Bytes, seq: u64| {
+    let mut sign = |payload: Bytes, seq: u64, raw_len: u32| {
         signer
             .sign_one(&EntryFields {
                 meta: &id_key,
                 group: starling_engine::documents::DocId::from("x").group(),
-                raw_len: 100,
+                raw_len,
                 flags: FLAG_ENCRYPTED,
                 ..EntryFields::new(
                     writer.log_id(),
@@ -185,11 +194,11 @@ fn a_signed_but_broken_envelope_is_kept_and_is_a_typed_error() {
             })
             .unwrap()
     };
-    let truncated = sign(good.slice(..good.len() - 20), 1);
+    let truncated = sign(good.slice(..good.len() - 20), 1, 100);
     let mut flipped = good.to_vec();
     let at = flipped.len() - 5;
     flipped[at] ^= 1;
-    let tampered = sign(Bytes::from(flipped), 2);
+    let tampered = sign(Bytes::from(flipped), 2, 100);
     reader.apply(truncated).unwrap();
     assert!(matches!(
         reader.get("x"),
@@ -207,6 +216,44 @@ fn a_signed_but_broken_envelope_is_kept_and_is_a_typed_error() {
         })
     ));
     assert_eq!(reader.count().unwrap(), 1);
+    // An envelope that opens to another length than the entry signs: kept by the receiver
+    // as by everyone, and a typed error to read.
+    reader.apply(sign(good.clone(), 3, 100)).unwrap();
+    assert!(matches!(
+        reader.get("x"),
+        Err(DocumentError::Entry(EntryError::PayloadLength { .. }))
+    ));
+    // Published values that do not parse, or that lie: a receiver indexes the document it
+    // reads; a peer that cannot read indexes what parses of what was published, or nothing.
+    let do_outsider = tempfile::tempdir().unwrap();
+    let mut outsider = notes(do_outsider.path(), &Keypair::generate(KeyType::Ed25519));
+    let plain = postcard::to_allocvec(&note("y", 1)).unwrap();
+    let mut sealer = starling_net::crypto::Sealer::default();
+    let garbage = sealer
+        .seal_with_public(&to, &plain, true, &[0x09, 0x09])
+        .unwrap();
+    let lie = starling_engine::documents::keys::encode_published(&[(
+        "tag".to_string(),
+        IndexValue::Int(99),
+    )]);
+    let lying = sealer.seal_with_public(&to, &plain, true, &lie).unwrap();
+    let raw_len = plain.len() as u32;
+    for (seq, payload, published) in [(4, garbage, None), (5, lying, Some(99))] {
+        let entry = sign(payload, seq, raw_len);
+        let entry = Entry::decode(entry.header(), entry.stored_payload().clone()).unwrap();
+        for docs in [&mut reader, &mut outsider] {
+            assert_eq!(docs.apply(entry.clone()).unwrap(), Applied::Current);
+        }
+        assert_eq!(reader.get("x").unwrap(), Some(note("y", 1)));
+        let ids =
+            |docs: &Documents<Note>, tag| docs.ids_where("tag", &IndexValue::Int(tag)).unwrap();
+        assert_eq!(ids(&reader, 1).len(), 1);
+        assert_eq!(ids(&outsider, 1).len(), 0);
+        assert_eq!(
+            published.map_or(0, |t| ids(&outsider, t).len()),
+            usize::from(published.is_some())
+        );
+    }
 }
 
 #[test]
@@ -296,8 +343,9 @@ async fn replicators_that_cannot_read_store_and_serve_encrypted_documents() {
     ));
     assert_eq!(rep2.with_documents(|d| d.unreadable().unwrap()), 1);
     // A reader that knows only r2, which cannot read the document: by id r2 serves it anyway
-    // (verified and opened by the reader); a query is answered from what r2 reads, so it
-    // holds only the public document.
+    // (verified and opened by the reader); a query is answered from the values r2 indexed,
+    // with the documents the reader may open: never one encrypted to others only (r2 does
+    // not show which of those match), and not one whose values were sealed.
     let o = peer(&[&r2]).await;
     let reader = open(&o, Role::Observer);
     assert!(
@@ -309,8 +357,15 @@ async fn replicators_that_cannot_read_store_and_serve_encrypted_documents() {
     writer
         .put_encrypted("doc2", &note("for o", 4), &[o.public_key()])
         .unwrap();
+    writer
+        .put_many_encrypted(
+            [("doc3".into(), &note("sealed for o", 4))],
+            &[o.public_key()],
+            IndexVisibility::Sealed,
+        )
+        .unwrap();
     for _ in 0..200 {
-        if rep2.count().unwrap() == 3 {
+        if rep2.count().unwrap() == 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -328,8 +383,20 @@ async fn replicators_that_cannot_read_store_and_serve_encrypted_documents() {
         .query_remote(&tagged(4), Duration::from_secs(5))
         .await
         .unwrap();
+    let texts: Vec<&str> = remote.iter().map(|(_, n)| n.text.as_str()).collect();
+    assert_eq!(texts, ["for o", "for all"]);
+    // A limit counts only what the reader may open.
+    let first = Query {
+        limit: Some(1),
+        ..tagged(4)
+    };
+    let remote = reader
+        .query_remote(&first, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(remote.len(), 1);
-    assert_eq!(remote[0].1.text, "for all");
+    let sealed = reader.get_remote("doc3", Duration::from_secs(5)).await;
+    assert_eq!(sealed.unwrap(), Some(note("sealed for o", 4)));
 }
 
 fn frame(i: u64) -> MediaFrame {

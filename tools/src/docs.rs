@@ -13,8 +13,8 @@ use starling_engine::documents::json::{
     Json, id_from_text, id_to_json, json_id, parse_document, parse_filter, parse_sort,
 };
 use starling_engine::documents::{
-    DocId, DocumentError, DocumentsParams, Filter, Query, Replica, ReplicaOptions, Replicas, Role,
-    Writers,
+    DocId, DocumentError, DocumentsParams, Filter, IndexVisibility, Query, Replica, ReplicaOptions,
+    Replicas, Role, Writers,
 };
 use starling_engine::program::ProgramAddress;
 use starling_engine::{Peer, PeerConfig};
@@ -121,10 +121,15 @@ struct PutArgs {
     /// One document (else JSON lines on stdin).
     #[arg(long)]
     json: Option<String>,
-    /// Encrypt each document to these PeerIds (and always to this key): only they read or
-    /// index it; replicators store and serve it unread.
+    /// Encrypt each document to these PeerIds (and always to this key): only they read it;
+    /// replicators store and serve it unread, and answer queries on its indexed values,
+    /// which stay public unless --sealed-index.
     #[arg(long, num_args = 1.., value_name = "PEERID")]
     encrypt_to: Vec<String>,
+    /// With --encrypt-to: seal the indexed values too, so only the receivers index and query
+    /// the document.
+    #[arg(long, requires = "encrypt_to")]
+    sealed_index: bool,
     #[command(flatten)]
     replica: ReplicaArgs,
 }
@@ -386,7 +391,12 @@ async fn put(args: PutArgs) -> Result<()> {
             store.replica.put_many(pairs)?
         } else {
             let to = crate::keys::receiver_keys(&args.encrypt_to)?;
-            store.replica.put_many_encrypted(pairs, &to)?
+            let index = if args.sealed_index {
+                IndexVisibility::Sealed
+            } else {
+                IndexVisibility::Public
+            };
+            store.replica.put_many_encrypted(pairs, &to, index)?
         };
         for (id, _) in &docs {
             print_line(&id_to_json(id).to_string());
@@ -476,7 +486,7 @@ async fn query(args: QueryArgs) -> Result<()> {
             let hidden = store.replica.with_documents(|d| d.unreadable())?;
             if hidden > 0 {
                 eprintln!(
-                    "{hidden} document(s) here are encrypted to other keys: not read, not queried"
+                    "{hidden} document(s) here are encrypted to other keys: not read, not in this answer"
                 );
             }
         }

@@ -404,6 +404,31 @@ fn an_encrypted_document_is_read_by_its_receivers_only() {
         )
     };
     assert!(ok(&remote_get("bob")).contains("secret"));
+    // Its indexed values are public: r, which cannot read it, finds it for bob's query, and
+    // answers carol (not a receiver) without it. With --sealed-index, r does not find it.
+    ok(&docs(
+        &dir("writer"),
+        &[
+            "put",
+            &address,
+            "--bootstrap",
+            &r_addr,
+            "--encrypt-to",
+            &bob,
+            "--sealed-index",
+        ],
+        "{\"id\":\"h\",\"t\":\"secret\"}\n",
+    ));
+    let remote_query = |who: &str| {
+        let args = ["query", &address, "--remote", "--bootstrap", &r_addr];
+        ok(&docs(
+            &dir(who),
+            &[&args[..], &["--where", r#"t = "secret""#]].concat(),
+            "",
+        ))
+    };
+    assert_eq!(remote_query("bob").trim(), r#"{"id":"s","t":"secret"}"#);
+    assert_eq!(remote_query("carol"), "");
     let err = failed(&remote_get("carol"));
     assert!(
         err.contains("encrypted and this key cannot read it"),
@@ -412,11 +437,11 @@ fn an_encrypted_document_is_read_by_its_receivers_only() {
     // The writer is always a receiver.
     assert!(ok(&docs(&dir("writer"), &["get", &address, "s"], "")).contains("secret"));
     drop(r);
-    // The replicator's own copy: one readable document, one it could not read.
+    // The replicator's own copy: one readable document, two it could not read.
     let out = docs(&dir("r"), &["query", &address], "");
     assert_eq!(ok(&out).lines().count(), 1);
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("1 document(s) here are encrypted"), "{err}");
+    assert!(err.contains("2 document(s) here are encrypted"), "{err}");
     let bad = docs(
         &dir("writer"),
         &["put", &address, "--encrypt-to", "not-a-peer-id"],

@@ -17,6 +17,8 @@
 mod encrypted;
 mod search;
 
+pub(crate) use search::{Candidate, Reader};
+
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +36,8 @@ use starling_store::{NewEntry, Store, StoreError, Table};
 
 use super::access::{Access, AccessRule, Operation};
 use super::codec::{Codec, CodecError, DocId, Postcard};
-use super::index::IndexSpec;
-use super::keys::{self, IndexValue, KeyError};
+use super::index::{IndexSpec, IndexVisibility};
+use super::keys::{self, IndexValue, KeyError, encode_published};
 use super::query::Query;
 use crate::log::HybridClock;
 use crate::program::ProgramAddress;
@@ -47,7 +49,7 @@ const DELETED: u8 = 0;
 /// Document row value: head hash, clock key, state.
 const ROW_LEN: usize = 32 + 44 + 1;
 /// The layout of document and index rows; a store written by another rebuilds on open.
-const INDEX_FORMAT: u8 = 4;
+const INDEX_FORMAT: u8 = 5;
 /// The key suffix (after the program) of the format row: below every id key's tag.
 const FORMAT_ROW: u8 = 0x00;
 
@@ -612,7 +614,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         &mut self,
         docs: impl IntoIterator<Item = (DocId, &'a T)>,
         now_us: u64,
-        to: Option<&Receivers>,
+        to: Option<(&Receivers, IndexVisibility)>,
     ) -> Result<Vec<Entry>, DocumentError>
     where
         T: 'a,
@@ -622,13 +624,19 @@ impl<T, C: Codec<T>> Documents<T, C> {
             self.check_access(&id, Operation::Put, now_us)?;
             let plain = self.codec.encode(doc)?;
             let raw_len = plain.len() as u32;
+            let values = self.index.values(doc);
             let (payload, flags) = match to {
-                Some(to) => (
-                    self.sealer
-                        .seal(to, &plain)
-                        .map_err(DocumentError::Crypto)?,
-                    FLAG_ENCRYPTED,
-                ),
+                Some((to, visibility)) => {
+                    let public = match visibility {
+                        IndexVisibility::Public => encode_published(&values),
+                        IndexVisibility::Sealed => Vec::new(),
+                    };
+                    let sealed = self
+                        .sealer
+                        .seal_with_public(to, &plain, true, &public)
+                        .map_err(DocumentError::Crypto)?;
+                    (sealed, FLAG_ENCRYPTED)
+                }
                 None => (plain, 0),
             };
             changes.push(Change {
@@ -637,7 +645,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 payload,
                 raw_len,
                 flags,
-                values: Some(self.index.values(doc)),
+                values: Some(values),
             });
         }
         self.write(changes, now_us)
@@ -821,13 +829,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
         }
         self.clock.check(entry.clock(), now_us)?;
         let values = match op {
-            // Encrypted: indexed by its receivers only (others keep it unindexed).
-            OP_PUT if entry.is_encrypted() => Some(
-                self.read(&entry)?
-                    .map(|doc| self.index.values(&doc))
-                    .unwrap_or_default(),
-            ),
-            OP_PUT => Some(self.index.values(&self.codec.decode(&entry.payload()?)?)),
+            // Encrypted and not readable here: indexed by the values it publishes, if any.
+            OP_PUT => Some(self.entry_values(&entry)?),
             _ => None,
         };
         let hash = entry.hash();

@@ -11,7 +11,7 @@ use starling_net::entry::{CLOCK_KEY_LEN, Entry, EntryHash};
 use starling_store::Table;
 
 use super::codec::{Codec, DocId};
-use super::collection::{DocumentError, Documents};
+use super::collection::{Candidate, DocumentError, Documents, Reader};
 use super::query::Query;
 use crate::reconcile::{self, ITEM_LEN, Item};
 use crate::shard::{Point, Span, point_of};
@@ -200,14 +200,15 @@ impl<T, C: Codec<T>> Documents<T, C> {
         &self,
         query: &Query,
         spans: &[Span],
-    ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
+        reader: Reader<'_>,
+    ) -> Result<Vec<(DocId, EntryHash, Candidate<T>)>, DocumentError> {
         if spans.is_empty() || spans == [Span::ALL] {
-            return self.query_heads(query);
+            return self.query_for(query, &|_| true, reader);
         }
-        let found = self.query_heads_where(query, &|id| {
+        let inside = |id: &DocId| {
             let p = point_of(&id.group());
             spans.iter().any(|s| s.contains(p))
-        })?;
-        Ok(self.select(query, found))
+        };
+        self.query_for(query, &inside, reader)
     }
 }

@@ -11,6 +11,19 @@ use super::keys::IndexValue;
 type Extractor<T> = Box<dyn Fn(&T) -> IndexValue + Send + Sync>;
 type Projection<T> = Box<dyn Fn(&T, &mut Vec<(String, IndexValue)>) + Send + Sync>;
 
+/// Who can read an encrypted document's index values (its projection).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexVisibility {
+    /// Everyone (the default): the values ride in the envelope's public section, so peers
+    /// that cannot read the document still index it, answer queries on it and learn them.
+    #[default]
+    Public,
+    /// Only the receivers: the values are sealed with the document, and it stays out of
+    /// every other peer's index.
+    Sealed,
+}
+
 /// Which fields of `T` are indexed, and how each is read.
 pub struct IndexSpec<T> {
     pub(super) fields: Vec<(String, Extractor<T>)>,
@@ -76,6 +89,32 @@ impl<T> IndexSpec<T> {
         out
     }
 
+    /// The values a writer published for a document this key cannot read
+    /// ([`super::keys::decode_published`]), kept to what this spec indexes and shaped as [`IndexSpec::values`]
+    /// shapes them: each named field once (its first value, else null), then the projection's
+    /// fields. A writer's lie can hide its own document from queries, nothing else.
+    pub(super) fn published(
+        &self,
+        mut pairs: Vec<(String, IndexValue)>,
+    ) -> Vec<(String, IndexValue)> {
+        let mut out: Vec<(String, IndexValue)> = self
+            .fields
+            .iter()
+            .map(|(name, _)| {
+                let value = pairs
+                    .iter()
+                    .position(|(n, _)| n == name)
+                    .map_or(IndexValue::Null, |i| pairs[i].1.clone());
+                (name.clone(), value)
+            })
+            .collect();
+        if self.projection.is_some() {
+            pairs.retain(|(n, _)| !self.fields.iter().any(|(f, _)| f == n));
+            out.append(&mut pairs);
+        }
+        out
+    }
+
     /// `doc`'s values of one field (none when it has none).
     pub(super) fn values_of(&self, doc: &T, field: &str) -> Vec<IndexValue> {
         if let Some((_, read)) = self.fields.iter().find(|(n, _)| n == field) {
@@ -124,5 +163,73 @@ impl<T> IndexSpec<T> {
         let mut out = [0; 16];
         out.copy_from_slice(&h.finalize().as_bytes()[..16]);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::keys::{self, KeyError, decode_published, encode_published};
+
+    fn named() -> IndexSpec<(i64, String)> {
+        IndexSpec::new()
+            .field("n", |d: &(i64, String)| IndexValue::Int(d.0))
+            .field("s", |d: &(i64, String)| IndexValue::Str(d.1.clone()))
+    }
+
+    #[test]
+    fn published_values_round_trip() {
+        let values = vec![
+            ("n".to_string(), IndexValue::Int(-3)),
+            ("s\0x".to_string(), IndexValue::Str("a\0b".into())),
+            ("f".to_string(), IndexValue::Float(1.5)),
+            (
+                "b".to_string(),
+                IndexValue::Bytes(bytes::Bytes::from_static(&[0, 255])),
+            ),
+            ("z".to_string(), IndexValue::Null),
+        ];
+        let bytes = encode_published(&values);
+        assert_eq!(decode_published(&bytes).unwrap(), values);
+        assert!(encode_published(&[]).is_empty());
+        for cut in 1..bytes.len() {
+            // Every cut inside a value is an error, never a panic; cuts between pairs decode
+            // the pairs before them.
+            if let Ok(pairs) = decode_published(&bytes[..cut]) {
+                assert!(values.starts_with(&pairs));
+            }
+        }
+        let mut not_a_name = Vec::new();
+        keys::encode(&IndexValue::Int(1), &mut not_a_name);
+        keys::encode(&IndexValue::Int(2), &mut not_a_name);
+        assert_eq!(decode_published(&not_a_name), Err(KeyError::FieldName));
+    }
+
+    #[test]
+    fn published_values_are_shaped_like_the_specs_own() {
+        let spec = named();
+        let doc = (7, "x".to_string());
+        assert_eq!(spec.published(spec.values(&doc)), spec.values(&doc));
+        // Unknown fields dropped, a missing field null, a repeated one counted once.
+        let lie = vec![
+            ("other".to_string(), IndexValue::Int(1)),
+            ("n".to_string(), IndexValue::Int(1)),
+            ("n".to_string(), IndexValue::Int(2)),
+        ];
+        assert_eq!(
+            spec.published(lie),
+            vec![
+                ("n".to_string(), IndexValue::Int(1)),
+                ("s".to_string(), IndexValue::Null)
+            ]
+        );
+        // A projection keeps every field it does not name already.
+        let projected = named().projection("v1", |_, _| {});
+        let pairs = vec![
+            ("a".to_string(), IndexValue::Int(1)),
+            ("a".to_string(), IndexValue::Int(2)),
+        ];
+        let got = projected.published(pairs.clone());
+        assert_eq!(&got[2..], &pairs[..]);
     }
 }

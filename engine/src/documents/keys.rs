@@ -59,6 +59,9 @@ pub enum KeyError {
     /// A string value that is not UTF-8.
     #[error("index string is not UTF-8")]
     NotUtf8,
+    /// A published projection's field name that is not a string.
+    #[error("a published index field name is not a string")]
+    FieldName,
 }
 
 /// Appends `value`'s encoding to `out`.
@@ -106,6 +109,32 @@ pub fn string_prefix(prefix: &str) -> Vec<u8> {
     let mut out = vec![STRING];
     escape(prefix.as_bytes(), &mut out);
     out
+}
+
+/// A document's index values as an envelope's public section carries them: per pair, the
+/// field's name and the value, each as an index key ([`encode`]). Empty for none.
+pub fn encode_published(values: &[(String, IndexValue)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (field, value) in values {
+        encode(&IndexValue::Str(field.clone()), &mut out);
+        encode(value, &mut out);
+    }
+    out
+}
+
+/// [`encode_published`]'s pairs back; a field name that is not a string is
+/// [`KeyError::FieldName`].
+pub fn decode_published(mut bytes: &[u8]) -> Result<Vec<(String, IndexValue)>, KeyError> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (IndexValue::Str(field), rest) = decode(bytes)? else {
+            return Err(KeyError::FieldName);
+        };
+        let (value, rest) = decode(rest)?;
+        out.push((field, value));
+        bytes = rest;
+    }
+    Ok(out)
 }
 
 /// Decodes the value at the start of `key`; the value and the rest of the key.

@@ -124,6 +124,6 @@ pub use collection::{
     Applied, CHANGE_BUFFER, DocumentChange, DocumentError, Documents, DocumentsOptions, Pages,
 };
 pub use definition::{DOCUMENTS_KIND, DocumentsParams, Replicas, Writers};
-pub use index::IndexSpec;
+pub use index::{IndexSpec, IndexVisibility};
 pub use query::{Filter, Query, Sort};
 pub use replica::{Replica, ReplicaOptions, ReplicaStats, Role, SearchAnswer, ShardStatus};

@@ -2,27 +2,45 @@
 //! counting what it cannot; and re-checking stored entries when the access rule's answer
 //! changes (a trust graph learnt of a revocation).
 
-use starling_net::crypto::Receivers;
-use starling_net::entry::{Entry, EntryError, EntryHash, unix_time_us};
+use starling_net::crypto::{Envelope, Receivers};
+use starling_net::entry::{Entry, EntryHash, unix_time_us};
 use starling_net::identity::PublicKey;
 use starling_store::Table;
 
 use super::{Access, Current, DocId, DocumentError, Documents, OP_DELETE, Operation, Values};
 use crate::documents::codec::Codec;
+use crate::documents::index::IndexVisibility;
+use crate::documents::keys::decode_published;
 
 impl<T, C: Codec<T>> Documents<T, C> {
     /// Puts `doc` under `id` encrypted to `receivers` and this store's own key: only they
-    /// can read it or index it. Everyone else stores, replicates and serves the entry; what
-    /// they see is its id, group, clock, links, writer, size and the receivers' keys.
+    /// can read it. Everyone else stores, replicates and serves the entry; what they see is
+    /// its id, group, clock, links, writer, size, the receivers' keys and its index values,
+    /// published so that they index it and answer queries on it
+    /// ([`Documents::put_encrypted_with`] seals those too).
     pub fn put_encrypted(
         &mut self,
         id: impl Into<DocId>,
         doc: &T,
         receivers: &[PublicKey],
     ) -> Result<EntryHash, DocumentError> {
+        self.put_encrypted_with(id, doc, receivers, IndexVisibility::Public)
+    }
+
+    /// [`Documents::put_encrypted`] with the index values public or sealed.
+    pub fn put_encrypted_with(
+        &mut self,
+        id: impl Into<DocId>,
+        doc: &T,
+        receivers: &[PublicKey],
+        index: IndexVisibility,
+    ) -> Result<EntryHash, DocumentError> {
         let to = self.receivers(receivers)?;
-        let entries =
-            self.put_entries(std::iter::once((id.into(), doc)), unix_time_us(), Some(&to))?;
+        let entries = self.put_entries(
+            std::iter::once((id.into(), doc)),
+            unix_time_us(),
+            Some((&to, index)),
+        )?;
         Ok(entries[0].hash())
     }
     /// This store's key and `others` as one receiver set.
@@ -31,28 +49,46 @@ impl<T, C: Codec<T>> Documents<T, C> {
             .map_err(DocumentError::Crypto)
     }
     /// The document in a put entry, or `None` when it is encrypted and does not open with
-    /// this key, or opens to bytes the codec does not read: peers that can and peers that
-    /// cannot read it must keep the same entries, so a signed entry is never refused for it.
+    /// this key, or opens to bytes that are not the document the entry signs (another
+    /// length, or what the codec does not read): peers that can and peers that cannot read
+    /// it must keep the same entries, so a signed entry is never refused for its content.
     pub(super) fn read(&self, entry: &Entry) -> Result<Option<T>, DocumentError> {
         if !entry.is_encrypted() {
             return Ok(Some(self.codec.decode(&entry.payload()?)?));
         }
-        match entry.open_payload(&self.opener) {
-            Ok(plain) => Ok(self.codec.decode(&plain).ok()),
-            Err(EntryError::Crypto(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(entry
+            .open_payload(&self.opener)
+            .ok()
+            .and_then(|plain| self.codec.decode(&plain).ok()))
     }
-    /// [`Documents::read`] of a stored version.
-    pub(super) fn read_version(&self, head: &EntryHash) -> Result<Option<T>, DocumentError> {
-        self.read(&self.stored(head)?)
-    }
-    /// The index values of a stored version (none when it is not readable here).
+    /// The index values of a stored version ([`Documents::entry_values`]).
     pub(super) fn indexed_values(&self, head: &EntryHash) -> Result<Values, DocumentError> {
-        Ok(self
-            .read_version(head)?
-            .map(|doc| self.index.values(&doc))
-            .unwrap_or_default())
+        self.entry_values(&self.stored(head)?)
+    }
+    /// The index values of a put entry: the document's when this key reads it, else those
+    /// its writer published with it.
+    pub(super) fn entry_values(&self, entry: &Entry) -> Result<Values, DocumentError> {
+        Ok(match self.read(entry)? {
+            Some(doc) => self.index.values(&doc),
+            None => self.published_values(entry),
+        })
+    }
+    /// The index values published in an encrypted entry's envelope, as this store indexes
+    /// them: none when they were sealed, or do not parse (the entry is kept all the same,
+    /// as with an envelope that does not open).
+    pub(super) fn published_values(&self, entry: &Entry) -> Values {
+        let published = Envelope::parse(entry.stored_payload())
+            .ok()
+            .map(|e| e.public())
+            .and_then(|bytes| decode_published(bytes).ok());
+        published
+            .map(|pairs| self.index.published(pairs))
+            .unwrap_or_default()
+    }
+    /// Whether an encrypted entry lists `key` among its receivers (no decryption).
+    pub(super) fn encrypted_to(entry: &Entry, key: &PublicKey) -> bool {
+        Envelope::parse(entry.stored_payload())
+            .is_ok_and(|e| e.receivers().any(|r| r.is_ok_and(|r| r == *key)))
     }
     /// Live documents this key cannot read (encrypted to others). Reads every document row
     /// and the header of each encrypted one: no decryption.

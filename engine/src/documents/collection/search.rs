@@ -1,13 +1,52 @@
 //! Answering queries from the local store: the planner's index scan, a sorted page read in
-//! index order, or a read of every document; then filter, sort and limit.
+//! index order, or a read of every document; then filter, sort and limit. A query is answered
+//! for a [`Reader`]: this peer, or a peer that asked, whose answer holds the encrypted
+//! documents its key opens (matched here by their published values when this key does not).
 
 use starling_net::entry::EntryHash;
+use starling_net::identity::PublicKey;
 use starling_store::Table;
 
-use super::{Current, DocId, DocumentError, Documents, index_row_head, prefix_end};
+use super::{Current, DocId, DocumentError, Documents, Values, index_row_head, prefix_end};
 use crate::documents::codec::Codec;
+use crate::documents::index::IndexSpec;
 use crate::documents::keys::{self, IndexValue};
 use crate::documents::query::{Query, matches, plan, sort_order};
+
+/// Whom a query is answered for: which encrypted documents are candidates.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reader<'a> {
+    /// This peer: the documents its key reads.
+    Me,
+    /// A peer that asked: plain documents and those encrypted to its key (whether or not
+    /// this key reads them), so an answer never shows it a match it could not open.
+    Peer(&'a PublicKey),
+}
+
+/// A query candidate: a document read here, or an encrypted one this key does not read,
+/// known by the values its writer published (none when sealed).
+#[derive(Debug)]
+pub(crate) enum Candidate<T> {
+    Doc(T),
+    Published(Values),
+}
+
+impl<T> Candidate<T> {
+    /// The candidate's values of `field`.
+    fn values_of(&self, index: &IndexSpec<T>, field: &str) -> Vec<IndexValue> {
+        match self {
+            Candidate::Doc(doc) => index.values_of(doc, field),
+            Candidate::Published(values) => values
+                .iter()
+                .filter(|(n, _)| n == field)
+                .map(|(_, v)| v.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Candidates found for one query: id, current entry, document or published values.
+type Found<T> = Vec<(DocId, EntryHash, Candidate<T>)>;
 
 impl<T, C: Codec<T>> Documents<T, C> {
     /// The documents `query` selects, in its order (see [`crate::documents::query`]). Uses one index scan
@@ -15,27 +54,23 @@ impl<T, C: Codec<T>> Documents<T, C> {
     /// against the whole filter.
     pub fn query(&self, query: &Query) -> Result<Vec<(DocId, T)>, DocumentError> {
         Ok(self
-            .query_heads(query)?
+            .query_for(query, &|_| true, Reader::Me)?
             .into_iter()
-            .map(|(id, _, doc)| (id, doc))
+            .filter_map(|(id, _, c)| match c {
+                Candidate::Doc(doc) => Some((id, doc)),
+                Candidate::Published(_) => None,
+            })
             .collect())
     }
 
-    /// [`Documents::query`] with each document's current entry hash.
-    pub(crate) fn query_heads(
-        &self,
-        query: &Query,
-    ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
-        self.query_heads_where(query, &|_| true)
-    }
-
-    /// [`Documents::query_heads`] over the documents `keep` accepts only (checked before a
-    /// document is read, and before the limit counts it).
-    pub(crate) fn query_heads_where(
+    /// `query`'s answer for `reader` over the documents `keep` accepts only (checked before a
+    /// document is read, and before the limit counts it), with each one's current entry.
+    pub(crate) fn query_for(
         &self,
         query: &Query,
         keep: &dyn Fn(&DocId) -> bool,
-    ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
+        reader: Reader<'_>,
+    ) -> Result<Found<T>, DocumentError> {
         let indexed = |f: &str| self.index.is_indexed(f);
         let mut found = Vec::new();
         match plan(&query.filter, &indexed, self.index.nulls_indexed()) {
@@ -62,7 +97,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                         &from,
                         to.as_deref(),
                         (sort.descending, limit),
-                        keep,
+                        (keep, reader),
                     );
                 }
                 // A document with several values in the range (an array) has several rows.
@@ -78,7 +113,9 @@ impl<T, C: Codec<T>> Documents<T, C> {
                         continue;
                     }
                     let (head, raw) = index_row_head(&v)?;
-                    found.push((id, head, self.load_indexed(&head, raw)?));
+                    if let Some(c) = self.candidate(&head, raw, reader)? {
+                        found.push((id, head, c));
+                    }
                 }
             }
             None if self.sorted_page(query).is_some() => {
@@ -93,7 +130,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     &prefix,
                     Some(&nulls),
                     (descending, limit),
-                    keep,
+                    (keep, reader),
                 )?;
                 if out.len() < limit {
                     let end = prefix_end(&prefix);
@@ -103,7 +140,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
                         &nulls,
                         end.as_deref(),
                         (false, limit - out.len()),
-                        keep,
+                        (keep, reader),
                     )?);
                 }
                 return Ok(out);
@@ -114,9 +151,8 @@ impl<T, C: Codec<T>> Documents<T, C> {
                     let c = Current::decode(&v)?;
                     if c.live {
                         let (id, _) = DocId::decode_key(&k[self.program.0.len()..])?;
-                        // Encrypted documents this key cannot read are not answers here.
                         if keep(&id)
-                            && let Some(doc) = self.read_version(&c.head)?
+                            && let Some(doc) = self.candidate(&c.head, false, reader)?
                         {
                             found.push((id, c.head, doc));
                         }
@@ -124,7 +160,32 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 }
             }
         }
-        Ok(self.select(query, found))
+        Ok(self.select_by(query, found, |c, f| c.values_of(&self.index, f)))
+    }
+
+    /// The version `head` as a candidate for `reader` (`raw`: its payload is the codec's
+    /// bytes as they are, one read); `None` when it is encrypted and not `reader`'s to read.
+    fn candidate(
+        &self,
+        head: &EntryHash,
+        raw: bool,
+        reader: Reader<'_>,
+    ) -> Result<Option<Candidate<T>>, DocumentError> {
+        if raw {
+            return Ok(Some(Candidate::Doc(self.load_indexed(head, true)?)));
+        }
+        let entry = self.stored(head)?;
+        if let Reader::Peer(key) = reader
+            && entry.is_encrypted()
+            && !Self::encrypted_to(&entry, key)
+        {
+            return Ok(None);
+        }
+        Ok(match (self.read(&entry)?, reader) {
+            (Some(doc), _) => Some(Candidate::Doc(doc)),
+            (None, Reader::Peer(_)) => Some(Candidate::Published(self.published_values(&entry))),
+            (None, Reader::Me) => None,
+        })
     }
 
     /// A query that is one page sorted by a named (single-valued) field: the field, the
@@ -148,13 +209,12 @@ impl<T, C: Codec<T>> Documents<T, C> {
         from: &[u8],
         to: Option<&[u8]>,
         (descending, limit): (bool, usize),
-        keep: &dyn Fn(&DocId) -> bool,
-    ) -> Result<Vec<(DocId, EntryHash, T)>, DocumentError> {
+        (keep, reader): (&dyn Fn(&DocId) -> bool, Reader<'_>),
+    ) -> Result<Found<T>, DocumentError> {
         let mut out = Vec::new();
         let mut group: Vec<(DocId, EntryHash, bool)> = Vec::new();
         let mut group_value: Option<Vec<u8>> = None;
-        let take = |ids: &mut Vec<(DocId, EntryHash, bool)>,
-                    out: &mut Vec<(DocId, EntryHash, T)>| {
+        let take = |ids: &mut Vec<(DocId, EntryHash, bool)>, out: &mut Found<T>| {
             if descending {
                 ids.reverse();
             }
@@ -162,9 +222,11 @@ impl<T, C: Codec<T>> Documents<T, C> {
                 if out.len() >= limit {
                     break;
                 }
-                let doc = self.load_indexed(&head, raw)?;
-                if matches(&query.filter, &|f: &str| self.index.values_of(&doc, f)) {
-                    out.push((id, head, doc));
+                let Some(c) = self.candidate(&head, raw, reader)? else {
+                    continue;
+                };
+                if matches(&query.filter, &|f: &str| c.values_of(&self.index, f)) {
+                    out.push((id, head, c));
                 }
             }
             Ok::<(), DocumentError>(())
@@ -196,17 +258,27 @@ impl<T, C: Codec<T>> Documents<T, C> {
     pub(crate) fn select(
         &self,
         query: &Query,
-        mut found: Vec<(DocId, EntryHash, T)>,
+        found: Vec<(DocId, EntryHash, T)>,
     ) -> Vec<(DocId, EntryHash, T)> {
-        found.retain(|(_, _, doc)| matches(&query.filter, &|f: &str| self.index.values_of(doc, f)));
-        let mut keyed: Vec<(Vec<IndexValue>, (DocId, EntryHash, T))> = found
+        self.select_by(query, found, |doc, f| self.index.values_of(doc, f))
+    }
+
+    /// [`Documents::select`] over anything whose values `values_of` reads.
+    fn select_by<X>(
+        &self,
+        query: &Query,
+        mut found: Vec<(DocId, EntryHash, X)>,
+        values_of: impl Fn(&X, &str) -> Vec<IndexValue>,
+    ) -> Vec<(DocId, EntryHash, X)> {
+        found.retain(|(_, _, doc)| matches(&query.filter, &|f: &str| values_of(doc, f)));
+        let mut keyed: Vec<(Vec<IndexValue>, (DocId, EntryHash, X))> = found
             .into_iter()
             .map(|(id, head, doc)| {
                 let values = query
                     .sort
                     .iter()
                     .map(|s| {
-                        let first = self.index.values_of(&doc, &s.field).into_iter().next();
+                        let first = values_of(&doc, &s.field).into_iter().next();
                         first.unwrap_or(IndexValue::Null)
                     })
                     .collect();
@@ -216,7 +288,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         keyed.sort_by(|(va, (ia, _, _)), (vb, (ib, _, _))| {
             sort_order(&query.sort, va, vb).then_with(|| ia.cmp(ib))
         });
-        let mut out: Vec<(DocId, EntryHash, T)> = keyed.into_iter().map(|(_, d)| d).collect();
+        let mut out: Vec<_> = keyed.into_iter().map(|(_, d)| d).collect();
         if let Some(limit) = query.limit {
             out.truncate(limit);
         }

@@ -45,6 +45,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::codec::{Codec, DocId, Postcard};
 use super::collection::{DocumentChange, DocumentError, Documents};
+use super::index::IndexVisibility;
 use super::query::Query;
 use crate::program::ProgramAddress;
 use crate::router::Routed;
@@ -422,22 +423,26 @@ where
     }
 
     /// Puts `doc` encrypted to `receivers` and this peer (see [`Documents::put_encrypted`])
-    /// and pushes it: replicators that are not receivers store and serve it unread.
+    /// and pushes it: replicators that are not receivers store and serve it unread, and
+    /// answer queries on its published index values.
     pub fn put_encrypted(
         &self,
         id: impl Into<DocId>,
         doc: &T,
         receivers: &[starling_net::PublicKey],
     ) -> Result<EntryHash, DocumentError> {
-        let hashes = self.put_many_encrypted([(id.into(), doc)], receivers)?;
+        let hashes =
+            self.put_many_encrypted([(id.into(), doc)], receivers, IndexVisibility::Public)?;
         Ok(hashes[0])
     }
 
-    /// [`Replica::put_many`], each document encrypted to `receivers` and this peer.
+    /// [`Replica::put_many`], each document encrypted to `receivers` and this peer, its
+    /// index values public or sealed ([`IndexVisibility`]).
     pub fn put_many_encrypted<'a>(
         &self,
         docs: impl IntoIterator<Item = (DocId, &'a T)>,
         receivers: &[starling_net::PublicKey],
+        index: IndexVisibility,
     ) -> Result<Vec<EntryHash>, DocumentError>
     where
         T: 'a,
@@ -445,7 +450,11 @@ where
         let entries = {
             let mut store = self.shared.docs();
             let to = store.receivers(receivers)?;
-            store.put_entries(docs, starling_net::entry::unix_time_us(), Some(&to))?
+            store.put_entries(
+                docs,
+                starling_net::entry::unix_time_us(),
+                Some((&to, index)),
+            )?
         };
         let hashes = entries.iter().map(Entry::hash).collect();
         self.push(entries);

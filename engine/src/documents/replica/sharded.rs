@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{AskKind, Cmd, Replica, SEARCH_ROUNDS, SearchAnswer, ShardStatus};
 use crate::documents::codec::{Codec, DocId};
-use crate::documents::collection::DocumentError;
+use crate::documents::collection::{Candidate, DocumentError, Reader};
 use crate::documents::query::Query;
 use crate::shard::{Span, point_of};
 
@@ -142,7 +142,11 @@ where
             let mut asks = tokio::task::JoinSet::new();
             for (peer, spans) in parts {
                 if peer == self.shared.me {
-                    found.extend(self.shared.docs().query_in(query, &spans)?);
+                    let mine = self.shared.docs().query_in(query, &spans, Reader::Me)?;
+                    found.extend(mine.into_iter().filter_map(|(id, head, c)| match c {
+                        Candidate::Doc(doc) => Some((id, head, doc)),
+                        Candidate::Published(_) => None,
+                    }));
                     continue;
                 }
                 let (this, query) = (self.clone(), query.clone());

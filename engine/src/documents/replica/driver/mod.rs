@@ -20,7 +20,7 @@ use super::wire::{ENTRIES_BYTES, MAX_HELLO_PEERS, Role, Wire};
 use super::{
     AskKind, Cmd, Counters, MAX_ANSWER_BYTES, MAX_REMOTES, RECONCILE_PER_S, ReplicaOptions, Shared,
 };
-use crate::documents::collection::{Applied, DocumentError};
+use crate::documents::collection::{Applied, DocumentError, Reader};
 use crate::documents::{Codec, Query};
 use crate::reconcile::{self, Item};
 use crate::router::Routed;
@@ -649,8 +649,13 @@ where
         let answer = (|| -> Result<Vec<Entry>, DocumentError> {
             let docs = self.shared.docs();
             if let Some((q, spans)) = query {
+                // The asker's key is in its PeerId: its answer holds the encrypted documents
+                // encrypted to it, and no other (every Starling id carries its key).
+                let Ok(asker) = starling_net::PublicKey::from_peer_id(&from) else {
+                    return Ok(Vec::new());
+                };
                 let mut out = Vec::new();
-                for (_, head, _) in docs.query_in(&q, &spans)? {
+                for (_, head, _) in docs.query_in(&q, &spans, Reader::Peer(&asker))? {
                     out.extend(docs.entry(&head)?);
                 }
                 return Ok(out);
