@@ -273,16 +273,33 @@ fn an_encrypted_log_compresses_first_and_opens_for_receivers_only() {
     ));
     let text = Bytes::from("a compressible line of text. ".repeat(400));
     let noise: Bytes = (0..8192).map(|_| rand::random::<u8>()).collect();
+    // Written into the log's buffer (room for the envelope in front): sealed where it lies.
+    let mut in_place = log.payload_buf(noise.len());
+    in_place.extend_from_slice(&noise);
+    let at = in_place.payload().as_ptr();
+    // ... and compressible text in one: compressed, then sealed from the compressed copy.
+    let mut text_buf = log.payload_buf(text.len());
+    text_buf.extend_from_slice(&text);
     let written = log
-        .append_batch(&[Draft::new(text.clone()), Draft::new(noise.clone())])
+        .append_batch(vec![
+            Draft::new(text.clone()),
+            Draft::new(noise.clone()),
+            Draft::new(in_place),
+            Draft::new(text_buf),
+        ])
         .unwrap();
     assert!(written[0].is_compressed() && written[0].is_encrypted());
     assert!(written[0].stored_payload().len() < text.len() / 4);
     assert!(!written[1].is_compressed() && written[1].is_encrypted());
+    let stored = written[2].stored_payload();
+    assert_eq!(stored[stored.len() - 16 - noise.len()..].as_ptr(), at);
+    assert!(written[3].is_compressed());
     for key in [&writer, &reader] {
         let o = Opener::new(key);
         assert_eq!(written[0].open_payload(&o).unwrap(), text);
         assert_eq!(written[1].open_payload(&o).unwrap(), noise);
+        assert_eq!(written[2].open_payload(&o).unwrap(), noise);
+        assert_eq!(written[3].open_payload(&o).unwrap(), text);
     }
     let outsider = Opener::new(&Keypair::generate(KeyType::Ed25519));
     assert!(matches!(

@@ -106,7 +106,7 @@ fn append(
         let drafts: Vec<Draft<'_>> = (0..per_batch)
             .map(|i| Draft::new(payloads[(n as usize + i) % 64].clone()))
             .collect();
-        log.append_batch(&drafts)?;
+        log.append_batch(drafts)?;
         n += per_batch as u64;
     }
     Ok(rate(n, n * size as u64, start))
@@ -128,7 +128,7 @@ fn join(dir: &std::path::Path, size: usize, count: u64, per_batch: usize) -> Res
         let drafts: Vec<Draft<'_>> = (0..per_batch)
             .map(|i| Draft::new(payloads[(entries.len() + i) % 64].clone()))
             .collect();
-        entries.extend(writer.append_batch(&drafts)?);
+        entries.extend(writer.append_batch(drafts)?);
     }
     let count = entries.len() as u64;
     let target = Store::open(&dir.join("target"), store_config(false))?;

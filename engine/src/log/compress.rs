@@ -25,23 +25,19 @@ impl Default for Compression {
 const PROBE: usize = 4096;
 
 impl Compression {
-    /// The payload to store and whether it is LZ4-compressed.
-    pub fn apply(&self, payload: &Bytes) -> (Bytes, bool) {
+    /// The payload LZ4-compressed, when that pays (else it is stored as it is).
+    pub fn compress(&self, payload: &[u8]) -> Option<Bytes> {
         if payload.len() < self.min_len {
-            return (payload.clone(), false);
+            return None;
         }
         let limit = |n: usize| (n as f64 * self.max_ratio) as usize;
         if payload.len() > 2 * PROBE {
             let probe = lz4_flex::block::compress(&payload[..PROBE]);
             if probe.len() > limit(PROBE) {
-                return (payload.clone(), false);
+                return None;
             }
         }
         let packed = lz4_flex::block::compress(payload);
-        if packed.len() <= limit(payload.len()) {
-            (Bytes::from(packed), true)
-        } else {
-            (payload.clone(), false)
-        }
+        (packed.len() <= limit(payload.len())).then(|| Bytes::from(packed))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use starling_net::crypto::{Receivers, Sealer};
+use starling_net::crypto::{Receivers, SealBuf, Sealer};
 use starling_net::entry::{
     EntryFields, EntrySigner, EntryVerifier, FLAG_ENCRYPTED, FLAG_LZ4, MAX_BATCH, MAX_PAYLOAD_LEN,
     next_hashes,
@@ -21,11 +21,61 @@ pub use starling_net::entry::LogId;
 /// The owner's rule for who may write: checked on append and on join, after signatures verify.
 pub type AccessCheck = Arc<dyn Fn(&Entry) -> bool + Send + Sync>;
 
+/// A draft's payload: bytes as they are, or a buffer written behind room for an envelope
+/// ([`Log::payload_buf`]), which an encrypted log seals where it lies instead of copying.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// Bytes (an encrypted log copies them into the envelope it seals).
+    Bytes(Bytes),
+    /// A buffer with room for the envelope.
+    Buf(SealBuf),
+}
+
+impl Payload {
+    /// The payload's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Bytes(b) => b,
+            Payload::Buf(b) => b.payload(),
+        }
+    }
+
+    /// Its length.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload as bytes (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Payload::Bytes(b) => b,
+            Payload::Buf(b) => b.into_payload(),
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Payload {
+        Payload::Bytes(b)
+    }
+}
+
+impl From<SealBuf> for Payload {
+    fn from(b: SealBuf) -> Payload {
+        Payload::Buf(b)
+    }
+}
+
 /// One entry to append: its payload and the program's signed meta fields (≤ 255 bytes).
 #[derive(Clone, Debug)]
 pub struct Draft<'a> {
     /// The application's payload (stored as given unless the log compresses).
-    pub payload: Bytes,
+    pub payload: Payload,
     /// Program fields signed with the entry (a stream's keyframe flag and media time).
     pub meta: &'a [u8],
     /// With encryption on ([`Log::encrypt_to`]): wrap the content key for every receiver in
@@ -36,9 +86,9 @@ pub struct Draft<'a> {
 
 impl Draft<'_> {
     /// A payload with no meta, readable on its own when encrypted.
-    pub fn new(payload: Bytes) -> Draft<'static> {
+    pub fn new(payload: impl Into<Payload>) -> Draft<'static> {
         Draft {
-            payload,
+            payload: payload.into(),
             meta: &[],
             wrap_key: true,
         }
@@ -274,20 +324,20 @@ impl Log {
 
     /// [`Log::append`] with the time given (µs since the epoch).
     pub fn append_at(&mut self, payload: Bytes, now_us: u64) -> Result<Entry, LogError> {
-        let mut out = self.append_batch_at(&[Draft::new(payload)], now_us)?;
+        let mut out = self.append_batch_at(vec![Draft::new(payload)], now_us)?;
         out.pop().ok_or(LogError::EmptyBatch)
     }
 
     /// Appends 1..=[`MAX_BATCH`] entries as a chain (each follows the one before) under one
     /// batch signature, stored in one write batch. Each entry still verifies on its own.
-    pub fn append_batch(&mut self, drafts: &[Draft<'_>]) -> Result<Vec<Entry>, LogError> {
+    pub fn append_batch(&mut self, drafts: Vec<Draft<'_>>) -> Result<Vec<Entry>, LogError> {
         self.append_batch_at(drafts, unix_time_us())
     }
 
     /// [`Log::append_batch`] with the time given.
     pub fn append_batch_at(
         &mut self,
-        drafts: &[Draft<'_>],
+        drafts: Vec<Draft<'_>>,
         now_us: u64,
     ) -> Result<Vec<Entry>, LogError> {
         let batch = self.sign_batch_at(drafts, now_us)?;
@@ -302,7 +352,7 @@ impl Log {
     /// never signed twice.
     pub fn sign_batch_at(
         &mut self,
-        drafts: &[Draft<'_>],
+        drafts: Vec<Draft<'_>>,
         now_us: u64,
     ) -> Result<SignedBatch, LogError> {
         if drafts.is_empty() || drafts.len() > MAX_BATCH {
@@ -319,9 +369,13 @@ impl Log {
         let mut sealed = Vec::with_capacity(drafts.len());
         let mut next: Vec<EntryHash> = self.heads.iter().copied().collect();
         let mut clocks = Vec::with_capacity(drafts.len());
+        let shapes: Vec<(&[u8], u32)> = drafts
+            .iter()
+            .map(|d| (d.meta, d.payload.len() as u32))
+            .collect();
         let prepared = self.prepare_payloads(drafts)?;
-        for (i, (d, (stored, flags))) in drafts.iter().zip(prepared).enumerate() {
-            let raw_len = d.payload.len() as u32;
+        for (i, ((meta, raw_len), (stored, flags))) in shapes.into_iter().zip(prepared).enumerate()
+        {
             let clock = self.clock.tick(now_us);
             let u = self.signer.seal(&EntryFields {
                 log_id: self.id,
@@ -330,7 +384,7 @@ impl Log {
                 logical: clock.logical,
                 group: [0; 32],
                 replicas: 0,
-                meta: d.meta,
+                meta,
                 next: &next,
                 payload: stored,
                 raw_len,
@@ -360,25 +414,39 @@ impl Log {
     /// Each draft's payload as stored, with its flags: compressed (when it pays), then sealed
     /// when the log is encrypted — ciphertext does not compress. (Sealing a batch on two
     /// threads was tried: no faster on this 2-core machine, see the README's `crypto`.)
-    fn prepare_payloads(&mut self, drafts: &[Draft<'_>]) -> Result<Vec<(Bytes, u8)>, LogError> {
-        let compression = self.config.compression.as_ref();
+    fn prepare_payloads(&mut self, drafts: Vec<Draft<'_>>) -> Result<Vec<(Bytes, u8)>, LogError> {
+        let compression = self.config.compression;
         drafts
-            .iter()
+            .into_iter()
             .map(|d| {
-                let (stored, lz4) = match compression {
-                    Some(c) => c.apply(&d.payload),
-                    None => (d.payload.clone(), false),
-                };
-                let flags = if lz4 { FLAG_LZ4 } else { 0 };
-                match &mut self.encryption {
-                    Some((receivers, sealer)) => Ok((
-                        sealer.seal_as(receivers, &stored, d.wrap_key)?,
-                        flags | FLAG_ENCRYPTED,
-                    )),
-                    None => Ok((stored, flags)),
-                }
+                let packed = compression.and_then(|c| c.compress(d.payload.as_slice()));
+                Ok(match (&mut self.encryption, packed) {
+                    (Some((to, sealer)), Some(packed)) => (
+                        sealer.seal_as(to, &packed, d.wrap_key)?,
+                        FLAG_LZ4 | FLAG_ENCRYPTED,
+                    ),
+                    (Some((to, sealer)), None) => {
+                        let sealed = match d.payload {
+                            Payload::Buf(buf) => sealer.seal_buf(to, buf, d.wrap_key)?,
+                            Payload::Bytes(b) => sealer.seal_as(to, &b, d.wrap_key)?,
+                        };
+                        (sealed, FLAG_ENCRYPTED)
+                    }
+                    (None, Some(packed)) => (packed, FLAG_LZ4),
+                    (None, None) => (d.payload.into_bytes(), 0),
+                })
             })
             .collect()
+    }
+
+    /// A buffer to write a payload of about `capacity` bytes into, with room for this log's
+    /// envelope in front when it is encrypted: sealed where it lies ([`Payload::Buf`]).
+    pub fn payload_buf(&self, capacity: usize) -> SealBuf {
+        let room = self
+            .encryption
+            .as_ref()
+            .map_or(0, |(to, _)| to.envelope_room());
+        SealBuf::with_room(room, capacity)
     }
 
     /// Stores a batch [`Log::sign_batch_at`] made, with its index rows, in one write batch,

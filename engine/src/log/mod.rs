@@ -17,7 +17,7 @@ pub use clock::HybridClock;
 pub use compress::Compression;
 pub use error::LogError;
 pub use log::{
-    AccessCheck, Draft, JoinReport, Log, LogConfig, LogId, Order, Retention, SignedBatch,
+    AccessCheck, Draft, JoinReport, Log, LogConfig, LogId, Order, Payload, Retention, SignedBatch,
 };
 pub use starling_net::entry::{
     Clock, Entry, EntryError, EntryHash, EntryVerifier, MAX_BATCH, MAX_NEXT, MAX_PAYLOAD_LEN,

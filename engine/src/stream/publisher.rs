@@ -324,7 +324,7 @@ fn sign_loop(
         let drafts: Vec<Draft<'_>> = batch
             .iter()
             .map(|p| Draft {
-                payload: p.data.clone(),
+                payload: p.data.clone().into(),
                 meta: &p.meta,
                 wrap_key: p.wrap_key,
             })
@@ -333,7 +333,7 @@ fn sign_loop(
         let mut stored = None;
         let result = {
             let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
-            log.sign_batch_at(&drafts, now).map(|signed| {
+            log.sign_batch_at(drafts, now).map(|signed| {
                 // The window on disk is a cache for late joiners: a store that fails (a full
                 // disk) must not stop the stream. Tried again every `STORE_RETRY`.
                 if retry_store_at.is_none_or(|at| Instant::now() >= at) {
@@ -342,7 +342,6 @@ fn sign_loop(
                 signed.into_entries()
             })
         };
-        drop(drafts);
         let n = batch.len() as u64;
         let store_error = match stored {
             Some(Ok(())) => {

@@ -352,6 +352,32 @@ impl Sealer {
         wrap: bool,
         public: &[u8],
     ) -> Result<Bytes, CryptoError> {
+        let (header, key) = self.key_for(receivers, wrap)?;
+        if public.is_empty() {
+            return seal_under(header, key, plaintext);
+        }
+        seal_under(&with_public(header, public)?, key, plaintext)
+    }
+
+    /// [`Sealer::seal_as`] of a payload written behind room for the envelope: sealed where
+    /// it lies when the room suffices ([`Receivers::envelope_room`]), else copied.
+    pub fn seal_buf(
+        &mut self,
+        receivers: &Receivers,
+        buf: SealBuf,
+        wrap: bool,
+    ) -> Result<Bytes, CryptoError> {
+        let (header, key) = self.key_for(receivers, wrap)?;
+        seal_buf_under(header, key, buf)
+    }
+
+    /// The header and content key of the next payload for `receivers` (a new key when the
+    /// set changed or the key is used up; wrapped when `wrap` or the key is new).
+    fn key_for(
+        &mut self,
+        receivers: &Receivers,
+        wrap: bool,
+    ) -> Result<(&[u8], &ContentKey), CryptoError> {
         let fresh = match &self.current {
             Some(c) => c.set != receivers.digest || self.uses >= self.max_uses,
             None => true,
@@ -374,10 +400,7 @@ impl Sealer {
             return Err(CryptoError::ReceiverCount(0));
         };
         let header = if wrap || first { &c.wrapped } else { &c.keyed };
-        if public.is_empty() {
-            return seal_under(header, &c.key, plaintext);
-        }
-        seal_under(&with_public(header, public)?, &c.key, plaintext)
+        Ok((header, &c.key))
     }
 
     /// Forgets the current key: the next payload gets a fresh one.
@@ -664,6 +687,10 @@ impl Opener {
         known.keys.get(id).cloned()
     }
 }
+
+mod seal_buf;
+
+pub use seal_buf::{SealBuf, seal_buf_under};
 
 #[cfg(test)]
 mod tests;

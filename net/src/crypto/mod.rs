@@ -25,7 +25,7 @@ mod error;
 pub use aead::Suite;
 pub use agreement::AgreementSecret;
 pub use envelope::{
-    ContentKey, Envelope, KEY_ID_LEN, MAX_PUBLIC, MAX_RECEIVERS, Opener, Receivers, Sealer, seal,
-    seal_keyed, seal_under, with_public, wrapped_header,
+    ContentKey, Envelope, KEY_ID_LEN, MAX_PUBLIC, MAX_RECEIVERS, Opener, Receivers, SealBuf,
+    Sealer, seal, seal_buf_under, seal_keyed, seal_under, with_public, wrapped_header,
 };
 pub use error::CryptoError;

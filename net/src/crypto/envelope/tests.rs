@@ -340,3 +340,53 @@ fn a_public_section_is_read_by_anyone_and_bound_to_the_content() {
         );
     }
 }
+
+/// A payload written behind its room is sealed where it lies (the ciphertext is where the
+/// payload was: no copy), opens to the payload, and the room is exactly the widest header
+/// and nonce; a room too small, or a payload past its capacity, still seals (by copying).
+#[test]
+fn a_seal_buf_is_sealed_in_place() {
+    for (wk, ok) in [
+        (KeyType::Ed25519, KeyType::Ed25519),
+        (KeyType::Secp256k1, KeyType::Secp256k1),
+        (KeyType::Ed25519, KeyType::Secp256k1),
+    ] {
+        let writer = Keypair::generate(wk);
+        let others = keys(2, ok);
+        let receivers = set(&writer, &others);
+        for suite in SUITES {
+            let key = ContentKey::generate();
+            let wrapped = wrapped_header(&key, &receivers, suite).unwrap();
+            assert_eq!(receivers.envelope_room(), wrapped.len() + 24);
+            let mut sealer = Sealer::with_suite(suite, 16);
+            let payload: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+            // (A keyed envelope opens for a reader that opened the wrapped one before it.)
+            let openers: Vec<Opener> = std::iter::once(&writer)
+                .chain(&others)
+                .map(Opener::new)
+                .collect();
+            for wrap in [true, false] {
+                let mut buf = SealBuf::with_room(receivers.envelope_room(), payload.len());
+                buf.extend_from_slice(&payload);
+                let at = buf.payload().as_ptr();
+                let env = sealer.seal_buf(&receivers, buf, wrap).unwrap();
+                let body = env.len() - payload.len() - TAG_LEN;
+                assert_eq!(env[body..].as_ptr(), at, "sealed where it lay");
+                assert_eq!(Envelope::parse(&env).unwrap().is_wrapped(), wrap);
+                for o in &openers {
+                    assert_eq!(o.open(&env).unwrap(), payload);
+                }
+            }
+            let mut small = SealBuf::with_room(10, 4);
+            small.extend_from_slice(&payload);
+            assert_eq!(small.payload(), &payload[..]);
+            let env = sealer.seal_buf(&receivers, small, true).unwrap();
+            assert_eq!(Opener::new(&writer).open(&env).unwrap(), payload);
+        }
+    }
+    let mut plain = SealBuf::with_room(100, 3);
+    plain.extend_from_slice(b"abc");
+    plain.payload_mut()[0] = b'x';
+    assert_eq!((plain.len(), plain.is_empty()), (3, false));
+    assert_eq!(&plain.into_payload()[..], b"xbc");
+}
