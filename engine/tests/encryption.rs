@@ -466,14 +466,28 @@ async fn an_encrypted_stream_rotates_its_key_when_receivers_change() {
     let only = |k: &Peer| Receivers::new(&owner.public_key(), [k.public_key()]).unwrap();
 
     publisher.encrypt_to(Some(only(&alice)));
+    // Odd frames are written into the publisher's frame buffers (sealed where they lie):
+    // incompressible, so no compressed copy is sealed instead.
+    let mut sent = Vec::new();
     for i in 0..30 {
-        publisher.push(frame(i)).unwrap();
+        if i % 2 == 1 {
+            let noise: Vec<u8> = (0..1500).map(|_| rand::random::<u8>()).collect();
+            let mut buf = publisher.frame_buf(noise.len());
+            buf.extend_from_slice(&noise);
+            publisher.push_buf(buf, false, i * 33_333).unwrap();
+            sent.push(Bytes::from(noise));
+        } else {
+            let f = frame(i);
+            sent.push(f.data.clone());
+            publisher.push(f).unwrap();
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     publisher.flush().unwrap();
     let a = frames_until(&mut subs[0], 29).await;
     assert_eq!(a.len(), 30, "alice reads every frame");
-    assert!(a.iter().all(|f| f.data.len() == 1500));
+    let got: Vec<Bytes> = a.iter().map(|f| f.data.clone()).collect();
+    assert_eq!(got, sent);
     assert!(frames_until(&mut subs[1], 29).await.is_empty());
     assert_eq!(subs[1].stats().unreadable, 30, "bob opens none");
     // Rotate: bob in, alice out.

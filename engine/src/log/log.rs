@@ -59,6 +59,13 @@ impl Payload {
     }
 }
 
+impl Default for Payload {
+    /// No bytes.
+    fn default() -> Payload {
+        Payload::Bytes(Bytes::new())
+    }
+}
+
 impl From<Bytes> for Payload {
     fn from(b: Bytes) -> Payload {
         Payload::Bytes(b)

@@ -21,7 +21,9 @@ use starling_net::overlay::{OverlayNode, OwnedPublishPermit, PublishRefused};
 
 use super::record::{MediaFrame, RecordMeta};
 use super::{StreamAddress, StreamError};
-use crate::log::{Draft, Entry, Log, LogId, MAX_BATCH};
+use starling_net::crypto::SealBuf;
+
+use crate::log::{Draft, Entry, Log, LogId, MAX_BATCH, Payload};
 
 /// Settings of a published stream.
 #[derive(Clone, Debug)]
@@ -76,7 +78,7 @@ pub(crate) type Windows = Arc<Mutex<HashMap<LogId, Arc<Mutex<Window>>>>>;
 
 /// A frame handed to the signing thread, with its reserved place in the node's queue.
 struct Pending {
-    data: bytes::Bytes,
+    data: Payload,
     /// Encrypted streams: wrap the group key for every receiver in this frame.
     wrap_key: bool,
     meta: [u8; super::record::META_LEN],
@@ -240,9 +242,36 @@ impl Publisher {
     /// the caller may drop or retry it; after the peer closed it is [`StreamError::Closed`]. A
     /// storage failure of an earlier frame is reported by the next push (or `flush`).
     pub fn push(&mut self, frame: MediaFrame) -> Result<u64, StreamError> {
-        if frame.data.len() > self.options.max_frame_bytes {
+        self.push_payload(frame.data.into(), frame.keyframe, frame.media_ts_us)
+    }
+
+    /// A buffer to write a frame of about `capacity` bytes into, with room in front for the
+    /// stream's envelope when it is encrypted: [`Publisher::push_buf`] then seals the frame
+    /// where it lies instead of copying it (the one encryption pass; a receiver change in
+    /// between only costs the copy again).
+    pub fn frame_buf(&self, capacity: usize) -> SealBuf {
+        self.log().payload_buf(capacity)
+    }
+
+    /// [`Publisher::push`] of a frame written into a [`Publisher::frame_buf`].
+    pub fn push_buf(
+        &mut self,
+        data: SealBuf,
+        keyframe: bool,
+        media_ts_us: u64,
+    ) -> Result<u64, StreamError> {
+        self.push_payload(Payload::Buf(data), keyframe, media_ts_us)
+    }
+
+    fn push_payload(
+        &mut self,
+        data: Payload,
+        keyframe: bool,
+        media_ts_us: u64,
+    ) -> Result<u64, StreamError> {
+        if data.len() > self.options.max_frame_bytes {
             return Err(StreamError::FrameTooLarge {
-                len: frame.data.len(),
+                len: data.len(),
                 max: self.options.max_frame_bytes,
             });
         }
@@ -261,23 +290,23 @@ impl Publisher {
             _ => StreamError::Closed,
         })?;
         let seq = self.next_seq;
-        if frame.keyframe {
+        if keyframe {
             self.last_keyframe = Some(seq);
         }
         let meta = RecordMeta {
-            keyframe: frame.keyframe,
-            media_ts_us: frame.media_ts_us,
+            keyframe,
+            media_ts_us,
             // Before any keyframe, a frame's group starts at its session's first frame.
             keyframe_seq: self
                 .last_keyframe
                 .unwrap_or(session::first_seq(session::session_of(seq))),
         };
-        let wrap_key = frame.keyframe || self.since_wrapped + 1 >= WRAP_EVERY;
+        let wrap_key = keyframe || self.since_wrapped + 1 >= WRAP_EVERY;
         self.since_wrapped = if wrap_key { 0 } else { self.since_wrapped + 1 };
         let queue = self.queue.as_ref().ok_or(StreamError::Closed)?;
         queue
             .send(Pending {
-                data: frame.data,
+                data,
                 wrap_key,
                 meta: meta.encode(),
                 permit,
@@ -321,12 +350,17 @@ fn sign_loop(
                 }
             }
         }
+        // The payloads move into the drafts (a frame buffer is sealed where it lies).
         let drafts: Vec<Draft<'_>> = batch
-            .iter()
-            .map(|p| Draft {
-                payload: p.data.clone().into(),
-                meta: &p.meta,
-                wrap_key: p.wrap_key,
+            .iter_mut()
+            .map(|p| {
+                let payload = std::mem::take(&mut p.data);
+                let p: &Pending = p;
+                Draft {
+                    payload,
+                    meta: &p.meta,
+                    wrap_key: p.wrap_key,
+                }
             })
             .collect();
         let now = unix_time_us();

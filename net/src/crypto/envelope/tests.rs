@@ -229,6 +229,27 @@ proptest! {
         prop_assert_eq!(Opener::new(&writer).open(&env).unwrap(), payload);
     }
 
+    /// Whatever the room and however much is written past the capacity, a sealed buffer
+    /// opens to its payload, byte for byte what sealing a copy gives in length.
+    #[test]
+    fn sealed_buffers_open_to_themselves(
+        payload in proptest::collection::vec(any::<u8>(), 0..4096),
+        room in 0usize..400,
+        capacity in 0usize..4096,
+        aes in any::<bool>(),
+    ) {
+        let writer = Keypair::generate(KeyType::Ed25519);
+        let suite = if aes { Suite::Aes256Gcm } else { Suite::XChaCha20Poly1305 };
+        let to = set(&writer, &[]);
+        let mut buf = SealBuf::with_room(room, capacity);
+        buf.extend_from_slice(&payload);
+        let mut sealer = Sealer::with_suite(suite, 1);
+        let env = sealer.seal_buf(&to, buf, true).unwrap();
+        let copied = sealer.seal(&to, &payload).unwrap();
+        prop_assert_eq!(env.len(), copied.len());
+        prop_assert_eq!(Opener::new(&writer).open(&env).unwrap(), payload);
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let writer = Keypair::generate(KeyType::Ed25519);
