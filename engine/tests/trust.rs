@@ -103,6 +103,60 @@ async fn a_second_device_writes_through_a_delegation_until_revoked() {
     );
 }
 
+/// A delegation's scopes name the programs it is good for: a store asks for its own name, so
+/// a key delegated for another store only is refused before it signs (replicators ask the
+/// same question of what they receive), while one delegated for this store writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_delegation_writes_only_the_stores_it_names() {
+    let root = peer(&[]).await;
+    let phone = peer(&[&root]).await;
+    let watch = peer(&[&root]).await;
+    let graph = root.create_trust("alice's devices").unwrap();
+    let trust = root.open_trust(graph, Duration::ZERO).await.unwrap();
+    let scoped = |scope: &str| Delegation {
+        scopes: vec![scope.to_string()],
+        ..Delegation::default()
+    };
+    trust
+        .delegate(&phone.public_key(), scoped("team notes"))
+        .unwrap();
+    trust
+        .delegate(&watch.public_key(), scoped("heart rate"))
+        .unwrap();
+    let address = store_of(&root, graph);
+    let at_root = open(&root, address, Role::Replicator).await;
+    for (device, allowed) in [(&phone, true), (&watch, false)] {
+        let at_device = open(device, address, Role::Replicator).await;
+        let device_trust = device.open_trust(graph, Duration::ZERO).await.unwrap();
+        assert!(device_trust.wait_caught_up(Duration::from_secs(10)).await);
+        until("the device learns its delegation", || {
+            device_trust
+                .is_trusted(&device.public_key(), starling_net::entry::unix_time_us())
+                .is_trusted()
+        })
+        .await;
+        let id = device.peer_id().to_string();
+        let put = at_device.put(id.as_str(), &json!({"id": id, "t": "hello"}));
+        assert_eq!(put.is_ok(), allowed, "{put:?}");
+        if allowed {
+            until("the root holds the phone's note", || {
+                at_root.get(id.as_str()).unwrap().is_some()
+            })
+            .await;
+        } else {
+            assert!(matches!(put, Err(DocumentError::Denied { .. })));
+        }
+    }
+    // The graph itself answers per scope.
+    let now = starling_net::entry::unix_time_us();
+    let check = |scope| {
+        trust
+            .check(&watch.public_key(), now, Some(scope))
+            .is_trusted()
+    };
+    assert!(check("heart rate") && !check("team notes"));
+}
+
 /// The revocation's clock is earlier than a write the revoked key made, but one replicator
 /// got the write first: once the revocation arrives it removes the write, as the replicator
 /// that got the revocation first refused it. Both end the same.

@@ -60,7 +60,9 @@ struct AddArgs {
     /// Stop counting after this long (`90s`, `12h`, `30d`).
     #[arg(long)]
     expires: Option<String>,
-    /// Trusted for these scopes only (repeatable; default: everything).
+    /// Trusted for these scopes only (repeatable; default: everything). A store or stream
+    /// whose writers are this graph's asks for its own name (`docs create NAME`, the NAME of
+    /// `live/OWNER/NAME`).
     #[arg(long)]
     scope: Vec<String>,
     /// The key may delegate in turn.

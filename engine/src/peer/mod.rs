@@ -289,7 +289,8 @@ impl Peer {
         options: PublishOptions,
     ) -> Result<Publisher, PeerError> {
         check_graph(address, owner_graph)?;
-        let verdict = match owner_graph.is_trusted(&self.public_key(), unix_time_us()) {
+        let now = unix_time_us();
+        let verdict = match owner_graph.check(&self.public_key(), now, Some(address.name())) {
             Verdict::Trusted { .. } => None,
             Verdict::NotTrusted => Some("not trusted"),
             Verdict::CatchingUp => Some("the graph is still catching up"),
@@ -352,7 +353,10 @@ impl Peer {
         }
         let writers = StreamWriters::new(
             *address.owner_key(),
-            options.delegates.as_ref().map(Trust::hook),
+            options
+                .delegates
+                .as_ref()
+                .map(|t| t.hook_for(address.name())),
         );
         let log = if options.persist {
             let log = Log::open(

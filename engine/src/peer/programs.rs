@@ -143,7 +143,7 @@ impl Peer {
     {
         let definition = self.fetch_definition(address, timeout).await?;
         let params = DocumentsParams::of(&definition)?;
-        let (options, trust) = self.options_of(&params, timeout).await?;
+        let (options, trust) = self.options_of(&definition, &params, timeout).await?;
         let replica = self.open_documents(address, codec, index, options, replica)?;
         if let Some(trust) = trust {
             follow_revocations(&trust, &replica);
@@ -152,9 +152,11 @@ impl Peer {
     }
 
     /// The options a store's definition asks for; when its writers are a trust graph's,
-    /// that graph opened here (fetched within `timeout`).
+    /// that graph opened here (fetched within `timeout`), asked for keys trusted with the
+    /// store's name as the scope.
     async fn options_of(
         &self,
+        definition: &ProgramDefinition,
         params: &DocumentsParams,
         timeout: Duration,
     ) -> Result<(DocumentsOptions, Option<Trust>), PeerError> {
@@ -162,7 +164,8 @@ impl Peer {
             Some(graph) => Some(self.open_trust(graph, timeout).await?),
             None => None,
         };
-        let options = params.options_with(trust.as_ref().map(Trust::hook))?;
+        let hook = trust.as_ref().map(|t| t.hook_for(definition.name()));
+        let options = params.options_with(hook)?;
         Ok((options, trust))
     }
 
@@ -181,7 +184,7 @@ impl Peer {
                 "not a JSON store (no id field)".into(),
             )));
         }
-        let (options, trust) = self.options_of(&params, timeout).await?;
+        let (options, trust) = self.options_of(&definition, &params, timeout).await?;
         let replica = self.open_documents(address, Json, json_index(), options, replica)?;
         if let Some(trust) = trust {
             follow_revocations(&trust, &replica);

@@ -262,10 +262,22 @@ impl Trust {
         self.updates.subscribe()
     }
 
-    /// The access rule's question, answered from the cached graph (never waits on a store).
+    /// The access rule's question, answered from the cached graph (never waits on a store):
+    /// any delegation counts, whatever its scopes.
     pub fn hook(&self) -> TrustHook {
         let this = self.clone();
         Arc::new(move |key, at| this.graph().verdict(key, at, None, this.caught_up()))
+    }
+
+    /// [`Trust::hook`] for one program: a delegation with scopes counts only if one of them
+    /// is `scope` (stores and streams ask with their name; a delegation without scopes
+    /// counts for all).
+    pub fn hook_for(&self, scope: &str) -> TrustHook {
+        let (this, scope) = (self.clone(), scope.to_owned());
+        Arc::new(move |key, at| {
+            this.graph()
+                .verdict(key, at, Some(&scope), this.caught_up())
+        })
     }
 
     /// Rebuilds the cached graph from the store.
