@@ -512,3 +512,33 @@ async fn a_chain_reaches_followers_and_strangers_cannot_write_statements() {
         "the two statements only"
     );
 }
+
+/// A store whose writers are a graph's follows the graph's revocations from a task that
+/// does not keep the store open: once its handles are dropped, the store closes and opens
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_store_closes_when_its_handles_go() {
+    let root = peer(&[]).await;
+    let graph = root.create_trust("alice's devices").unwrap();
+    let address = store_of(&root, graph);
+    let first = open(&root, address, Role::Replicator).await;
+    first.put("a", &json!({"id": "a"})).unwrap();
+    drop(first);
+    // The driver stops when the last handle goes (an abort: give it a moment).
+    let mut again = None;
+    for _ in 0..100 {
+        let options = ReplicaOptions::default();
+        match root
+            .open_json(address, options, Duration::from_secs(5))
+            .await
+        {
+            Ok((replica, _)) => {
+                again = Some(replica);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let again = again.expect("the store opens again");
+    assert!(again.get("a").unwrap().is_some());
+}

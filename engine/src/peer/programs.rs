@@ -25,13 +25,21 @@ fn follow_revocations<T: Send + 'static, C: Codec<T> + Send + 'static>(
     replica: &Replica<T, C>,
 ) {
     let mut updates = trust.updates();
-    let replica = replica.clone();
+    // Not a handle: the task ends with the replica, it does not keep it open.
+    let replica = replica.watch();
     tokio::spawn(async move {
-        while updates.changed().await.is_ok() {
+        loop {
+            tokio::select! {
+                changed = updates.changed() => if changed.is_err() { return },
+                () = replica.closed() => return,
+            }
             match replica.with_documents(|d| d.recheck_access()) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "documents: entries a revocation refuses"),
-                Err(e) => tracing::warn!("documents: re-checking writers: {e}"),
+                None => return,
+                Some(Ok(0)) => {}
+                Some(Ok(n)) => {
+                    tracing::info!(removed = n, "documents: entries a revocation refuses");
+                }
+                Some(Err(e)) => tracing::warn!("documents: re-checking writers: {e}"),
             }
         }
     });

@@ -335,6 +335,30 @@ pub struct Replica<T, C = Postcard> {
     _driver: Arc<driver::Stop>,
 }
 
+/// See [`Replica::watch`].
+pub(crate) struct ReplicaWatch<T, C> {
+    shared: std::sync::Weak<Shared<T, C>>,
+    /// The driver's command queue: closed once the driver stopped (the last handle went).
+    cmds: mpsc::UnboundedSender<Cmd>,
+}
+
+impl<T, C> ReplicaWatch<T, C> {
+    /// Resolves when the replica closed.
+    pub(crate) async fn closed(&self) {
+        self.cmds.closed().await;
+    }
+
+    /// `f` on the documents, or `None` when the replica closed.
+    pub(crate) fn with_documents<R>(&self, f: impl FnOnce(&mut Documents<T, C>) -> R) -> Option<R> {
+        if self.cmds.is_closed() {
+            return None;
+        }
+        let shared = self.shared.upgrade()?;
+        let out = f(&mut shared.docs());
+        Some(out)
+    }
+}
+
 impl<T, C> Clone for Replica<T, C> {
     fn clone(&self) -> Self {
         Replica {
@@ -515,6 +539,15 @@ where
     /// Runs `f` on the local documents (for what the handle does not wrap).
     pub fn with_documents<R>(&self, f: impl FnOnce(&mut Documents<T, C>) -> R) -> R {
         f(&mut self.shared.docs())
+    }
+
+    /// A handle for a background task that must not keep this replica open: it reaches the
+    /// documents while the replica is open and learns when it closed.
+    pub(crate) fn watch(&self) -> ReplicaWatch<T, C> {
+        ReplicaWatch {
+            shared: Arc::downgrade(&self.shared),
+            cmds: self.cmds.clone(),
+        }
     }
 
     /// The replicators known now (other than this peer).
