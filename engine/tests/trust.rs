@@ -117,12 +117,15 @@ async fn a_scoped_delegation_writes_only_the_stores_it_names() {
         scopes: vec![scope.to_string()],
         ..Delegation::default()
     };
+    let narrowed = trust.narrowed();
     trust
         .delegate(&phone.public_key(), scoped("team notes"))
         .unwrap();
     trust
         .delegate(&watch.public_key(), scoped("heart rate"))
         .unwrap();
+    // Delegations only add trust: stores following the graph need not re-check.
+    assert!(!narrowed.has_changed().unwrap());
     let address = store_of(&root, graph);
     let at_root = open(&root, address, Role::Replicator).await;
     for (device, allowed) in [(&phone, true), (&watch, false)] {
@@ -155,6 +158,9 @@ async fn a_scoped_delegation_writes_only_the_stores_it_names() {
             .is_trusted()
     };
     assert!(check("heart rate") && !check("team notes"));
+    // A revocation may narrow it: they re-check.
+    trust.revoke(&watch.public_key()).unwrap();
+    assert!(narrowed.has_changed().unwrap());
 }
 
 /// The revocation's clock is earlier than a write the revoked key made, but one replicator

@@ -24,7 +24,7 @@ fn follow_revocations<T: Send + 'static, C: Codec<T> + Send + 'static>(
     trust: &Trust,
     replica: &Replica<T, C>,
 ) {
-    let mut updates = trust.updates();
+    let mut updates = trust.narrowed();
     // Not a handle: the task ends with the replica, it does not keep it open.
     let replica = replica.watch();
     tokio::spawn(async move {

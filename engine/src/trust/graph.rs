@@ -127,6 +127,28 @@ impl TrustGraph {
         );
     }
 
+    /// Whether this graph trusts at least what `old` did, at every time and for every scope:
+    /// it holds all of `old`'s statements, and its others are delegations from issuers
+    /// about subjects `old` held nothing from them on. A revocation, a delegation that
+    /// replaces an earlier one (a narrower scope, an expiry), or a statement gone may narrow
+    /// trust. Stores re-check their writers only when this is false.
+    pub fn only_grows_from(&self, old: &TrustGraph) -> bool {
+        if self.root != old.root || old.about.keys().any(|s| !self.about.contains_key(s)) {
+            return false;
+        }
+        self.about.iter().all(|(subject, said)| {
+            let before = old.about.get(subject).map_or(&[][..], Vec::as_slice);
+            let kept = before
+                .iter()
+                .all(|b| said.binary_search_by(|s| s.stamp.cmp(&b.stamp)).is_ok());
+            kept && said.iter().all(|s| {
+                before.iter().any(|b| b.stamp == s.stamp)
+                    || (matches!(s.statement, Statement::Delegate { .. })
+                        && !before.iter().any(|b| b.issuer == s.issuer))
+            })
+        })
+    }
+
     /// Statements held.
     pub fn len(&self) -> usize {
         self.about.values().map(Vec::len).sum()

@@ -90,6 +90,11 @@ pub struct Trust {
     replica: Replica<Statement>,
     graph: SharedGraph,
     updates: watch::Sender<u64>,
+    /// Bumped when a change may have narrowed trust ([`TrustGraph::only_grows_from`]), or
+    /// turned "catching up" answers into final ones.
+    narrowed: watch::Sender<u64>,
+    /// Whether the graph was caught up at the last refresh.
+    refreshed_caught_up: Arc<std::sync::atomic::AtomicBool>,
     /// When this peer first started a reconciliation of the graph (see [`Trust::caught_up`]).
     first_exchange: Arc<std::sync::OnceLock<std::time::Instant>>,
 }
@@ -136,6 +141,8 @@ impl Trust {
             me,
             graph,
             updates: watch::channel(0).0,
+            narrowed: watch::channel(0).0,
+            refreshed_caught_up: Arc::default(),
             first_exchange: Arc::default(),
             replica,
         };
@@ -257,9 +264,17 @@ impl Trust {
         true
     }
 
-    /// Bumped each time the graph changes (document stores re-check their writers).
+    /// Bumped each time the graph changes.
     pub fn updates(&self) -> watch::Receiver<u64> {
         self.updates.subscribe()
+    }
+
+    /// Bumped each time a change may have narrowed trust — a revocation, a replaced
+    /// delegation, a statement gone — or the graph caught up (a re-check while it was
+    /// catching up kept what it could not judge yet); not when it only added delegations.
+    /// Document stores re-check their writers then.
+    pub fn narrowed(&self) -> watch::Receiver<u64> {
+        self.narrowed.subscribe()
     }
 
     /// The access rule's question, answered from the cached graph (never waits on a store):
@@ -283,8 +298,16 @@ impl Trust {
     /// Rebuilds the cached graph from the store.
     fn refresh(&self) -> Result<(), DocumentError> {
         let graph = self.replica.with_documents(|docs| build(self.root, docs))?;
+        let caught_up = self.caught_up();
+        let was = self
+            .refreshed_caught_up
+            .swap(caught_up, std::sync::atomic::Ordering::Relaxed);
+        let grows = was == caught_up && graph.only_grows_from(&self.graph());
         self.graph.set(graph);
         self.updates.send_modify(|n| *n += 1);
+        if !grows {
+            self.narrowed.send_modify(|n| *n += 1);
+        }
         Ok(())
     }
 }

@@ -206,3 +206,29 @@ fn insertion_order_does_not_change_verdicts() {
     // A write w signed at 34 stands; one at 36, concurrent with the revocation, falls.
     assert!(trusted(&forward, &w, 34) && !trusted(&forward, &w, 36));
 }
+
+#[test]
+fn only_new_delegations_grow_a_graph() {
+    let (root, a, b) = (key(), key(), key());
+    let mut old = TrustGraph::new(root);
+    old.insert(root, at(1), delegate(&a, true));
+    let same = old.clone();
+    assert!(same.only_grows_from(&old));
+    // A new delegation (a new issuer about a subject, or a new subject) only adds trust.
+    let mut grown = old.clone();
+    grown.insert(root, at(2), delegate(&b, false));
+    grown.insert(a, at(3), delegate(&b, false));
+    assert!(grown.only_grows_from(&old));
+    assert!(!old.only_grows_from(&grown), "a statement gone");
+    // A revocation, or a delegation replacing one from the same issuer, may narrow it.
+    let mut revoked = grown.clone();
+    revoked.insert(a, at(4), revoke(&b));
+    assert!(!revoked.only_grows_from(&grown));
+    let mut replaced = grown.clone();
+    replaced.insert(root, at(5), delegate(&a, false));
+    assert!(!replaced.only_grows_from(&grown));
+    assert!(
+        !grown.only_grows_from(&TrustGraph::new(key())),
+        "another root"
+    );
+}
