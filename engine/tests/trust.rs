@@ -17,7 +17,7 @@ use starling_engine::documents::{
     DocumentError, DocumentsParams, Replica, ReplicaOptions, Role, Writers,
 };
 use starling_engine::program::ProgramAddress;
-use starling_engine::trust::{Delegation, Verdict};
+use starling_engine::trust::{Delegation, Trust, Verdict};
 
 fn store_of(root: &Peer, graph: ProgramAddress) -> ProgramAddress {
     let params = DocumentsParams {
@@ -40,6 +40,19 @@ async fn open(p: &Peer, address: ProgramAddress, role: Role) -> Replica<serde_js
         .0
 }
 
+/// `device`'s copy of the graph, once caught up and trusting `device` (any scope).
+async fn learns_its_delegation(device: &Peer, graph: ProgramAddress) -> Trust {
+    let trust = device.open_trust(graph, Duration::ZERO).await.unwrap();
+    assert!(trust.wait_caught_up(Duration::from_secs(10)).await);
+    until("the device learns its delegation", || {
+        trust
+            .is_trusted(&device.public_key(), starling_net::entry::unix_time_us())
+            .is_trusted()
+    })
+    .await;
+    trust
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_device_writes_through_a_delegation_until_revoked() {
     let root = peer(&[]).await;
@@ -54,14 +67,7 @@ async fn a_second_device_writes_through_a_delegation_until_revoked() {
     let at_root = open(&root, address, Role::Replicator).await;
     // The laptop fetches both definitions by address and replicates the graph.
     let at_laptop = open(&laptop, address, Role::Replicator).await;
-    let laptop_trust = laptop.open_trust(graph, Duration::ZERO).await.unwrap();
-    assert!(laptop_trust.wait_caught_up(Duration::from_secs(10)).await);
-    until("the laptop learns its delegation", || {
-        laptop_trust
-            .is_trusted(&laptop.public_key(), starling_net::entry::unix_time_us())
-            .is_trusted()
-    })
-    .await;
+    let laptop_trust = learns_its_delegation(&laptop, graph).await;
     let before = at_laptop
         .put("n1", &json!({"id": "n1", "t": "from the laptop"}))
         .unwrap();
@@ -130,14 +136,7 @@ async fn a_scoped_delegation_writes_only_the_stores_it_names() {
     let at_root = open(&root, address, Role::Replicator).await;
     for (device, allowed) in [(&phone, true), (&watch, false)] {
         let at_device = open(device, address, Role::Replicator).await;
-        let device_trust = device.open_trust(graph, Duration::ZERO).await.unwrap();
-        assert!(device_trust.wait_caught_up(Duration::from_secs(10)).await);
-        until("the device learns its delegation", || {
-            device_trust
-                .is_trusted(&device.public_key(), starling_net::entry::unix_time_us())
-                .is_trusted()
-        })
-        .await;
+        learns_its_delegation(device, graph).await;
         let id = device.peer_id().to_string();
         let put = at_device.put(id.as_str(), &json!({"id": id, "t": "hello"}));
         assert_eq!(put.is_ok(), allowed, "{put:?}");

@@ -371,31 +371,14 @@ fn an_encrypted_document_is_read_by_its_receivers_only() {
         .trim()
         .to_string();
     let (r, r_addr) = replicator(&dir("r"), &address, None);
-    let put = docs(
-        &dir("writer"),
-        &[
-            "put",
-            &address,
-            "--bootstrap",
-            &r_addr,
-            "--encrypt-to",
-            &bob,
-        ],
-        "{\"id\":\"s\",\"t\":\"secret\"}\n",
-    );
-    assert_eq!(ok(&put), "\"s\"\n");
-    ok(&docs(
-        &dir("writer"),
-        &[
-            "put",
-            &address,
-            "--bootstrap",
-            &r_addr,
-            "--json",
-            r#"{"id":"p","t":"public"}"#,
-        ],
-        "",
-    ));
+    // The writer's puts through r: `extra` arguments, the document on stdin.
+    let put = |extra: &[&str], doc: &str| {
+        let args = ["put", &address, "--bootstrap", &r_addr];
+        docs(&dir("writer"), &[&args[..], extra].concat(), doc)
+    };
+    let secret = put(&["--encrypt-to", &bob], "{\"id\":\"s\",\"t\":\"secret\"}\n");
+    assert_eq!(ok(&secret), "\"s\"\n");
+    ok(&put(&["--json", r#"{"id":"p","t":"public"}"#], ""));
     let remote_get = |who: &str| {
         docs(
             &dir(who),
@@ -406,17 +389,8 @@ fn an_encrypted_document_is_read_by_its_receivers_only() {
     assert!(ok(&remote_get("bob")).contains("secret"));
     // Its indexed values are public: r, which cannot read it, finds it for bob's query, and
     // answers carol (not a receiver) without it. With --sealed-index, r does not find it.
-    ok(&docs(
-        &dir("writer"),
-        &[
-            "put",
-            &address,
-            "--bootstrap",
-            &r_addr,
-            "--encrypt-to",
-            &bob,
-            "--sealed-index",
-        ],
+    ok(&put(
+        &["--encrypt-to", &bob, "--sealed-index"],
         "{\"id\":\"h\",\"t\":\"secret\"}\n",
     ));
     let remote_query = |who: &str| {
