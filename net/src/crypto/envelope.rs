@@ -564,6 +564,12 @@ impl<'a> Envelope<'a> {
         })
     }
 
+    /// Whether `key` is a listed receiver (compared as listed bytes: no key is decoded).
+    pub fn lists(&self, key: &PublicKey) -> bool {
+        let wanted = listed(key);
+        self.entries().any(|(l, _)| l == &wanted[..])
+    }
+
     /// (type ‖ key, wrapped key) per receiver.
     fn entries(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         let mut list = self.wrapped.map(|w| w.list).unwrap_or_default();

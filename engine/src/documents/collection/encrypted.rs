@@ -87,8 +87,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
     }
     /// Whether an encrypted entry lists `key` among its receivers (no decryption).
     pub(super) fn encrypted_to(entry: &Entry, key: &PublicKey) -> bool {
-        Envelope::parse(entry.stored_payload())
-            .is_ok_and(|e| e.receivers().any(|r| r.is_ok_and(|r| r == *key)))
+        Envelope::parse(entry.stored_payload()).is_ok_and(|e| e.lists(key))
     }
     /// Live documents this key cannot read (encrypted to others). Reads every document row
     /// and the header of each encrypted one: no decryption.

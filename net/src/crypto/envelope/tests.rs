@@ -39,6 +39,9 @@ fn every_receiver_opens_and_others_cannot() {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(listed, receivers.keys());
+        let parsed = Envelope::parse(&env).unwrap();
+        assert!(receivers.keys().iter().all(|k| parsed.lists(k)));
+        assert!(!parsed.lists(outsider.public()));
     }
 }
 
