@@ -154,7 +154,9 @@ fn append_in_turns(
 /// A permutation of `0..len` for turn `turn` (Fisher–Yates over a SplitMix64 stream).
 fn turn_order(turn: usize, len: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
-    let mut x = (turn as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut x = (turn as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for i in (1..len).rev() {
         x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = x;

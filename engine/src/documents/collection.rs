@@ -14,12 +14,13 @@
 //! concurrent versions resolve by (clock, writer, hash) on every peer. Moving entries between
 //! peers is [`super::replica`]'s.
 
+mod apply;
 mod encrypted;
 mod search;
+mod write;
 
 pub(crate) use search::{Candidate, Reader};
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,11 +29,10 @@ use bytes::{Bytes, BytesMut};
 use starling_net::crypto::{CryptoError, Opener, Receivers, Sealer};
 use starling_net::entry::FLAG_ENCRYPTED;
 use starling_net::entry::{
-    Clock, Entry, EntryError, EntryFields, EntryHash, EntrySigner, EntryVerifier, LogId, MAX_BATCH,
-    MAX_META, session, unix_time_us,
+    Entry, EntryError, EntryHash, EntrySigner, EntryVerifier, LogId, session, unix_time_us,
 };
-use starling_net::identity::{Keypair, PublicKey};
-use starling_store::{NewEntry, Store, StoreError, Table};
+use starling_net::identity::Keypair;
+use starling_store::{Store, StoreError, Table};
 
 use super::access::{Access, AccessRule, Operation};
 use super::codec::{Codec, CodecError, DocId, Postcard};
@@ -270,17 +270,6 @@ pub struct DocumentChange {
     pub added: Vec<(DocId, EntryHash)>,
     /// Documents deleted, with the entry that did it.
     pub removed: Vec<(DocId, EntryHash)>,
-}
-
-/// Replicated entries being staged into one store batch.
-struct Applying {
-    batch: starling_store::WriteBatch,
-    /// Documents this batch changed: their version now and its indexed values.
-    latest: HashMap<DocId, (Current, Option<Values>)>,
-    /// Entries staged (a second copy in one message is a duplicate).
-    staged: std::collections::HashSet<EntryHash>,
-    live_delta: i64,
-    report: DocumentChange,
 }
 
 /// [`Documents::count`] has not counted yet.
@@ -594,7 +583,7 @@ impl<T, C: Codec<T>> Documents<T, C> {
         Ok(entries[0].hash())
     }
 
-    /// Puts many documents: signed together (one signature per [`MAX_BATCH`] entries, each
+    /// Puts many documents: signed together (one signature per [`MAX_BATCH`](starling_net::entry::MAX_BATCH) entries, each
     /// entry still verifiable alone) and committed in one store batch, so either all of them
     /// are stored or none. A later document of one id follows an earlier one.
     pub fn put_many<'a>(
@@ -732,151 +721,6 @@ impl<T, C: Codec<T>> Documents<T, C> {
         Ok(ids)
     }
 
-    /// Takes an entry another writer made (replication): verified — log, signature, meta,
-    /// group, clock drift, payload — before anything changes. Every version is kept; the
-    /// current one is the greatest by (clock, writer, hash), so peers that saw the same entries
-    /// in any order agree on every document and index row.
-    pub fn apply(&mut self, entry: Entry) -> Result<Applied, DocumentError> {
-        self.apply_at(entry, unix_time_us())
-    }
-
-    /// [`Documents::apply`] at Unix time `now_us`.
-    pub fn apply_at(&mut self, entry: Entry, now_us: u64) -> Result<Applied, DocumentError> {
-        let mut out = self.apply_many_at(vec![entry], now_us);
-        out.pop().unwrap_or(Err(DocumentError::WrongLog))
-    }
-
-    /// [`Documents::apply`] for many entries (one result each, in order): signatures checked
-    /// together (one check per batch root), then each entry applied as its own change.
-    pub fn apply_many_at(
-        &mut self,
-        entries: Vec<Entry>,
-        now_us: u64,
-    ) -> Vec<Result<Applied, DocumentError>> {
-        let log = self.log_id();
-        let ours: Vec<&Entry> = entries.iter().filter(|e| e.log_id() == log).collect();
-        let mut signers = self.verifier.verify_many(ours).into_iter();
-        let mut out = Vec::with_capacity(entries.len());
-        // Every entry that passes is staged into one store batch (all or none stored).
-        let mut applying = Applying {
-            batch: self.store.batch(),
-            latest: HashMap::new(),
-            staged: std::collections::HashSet::new(),
-            live_delta: 0,
-            report: DocumentChange::default(),
-        };
-        for entry in entries {
-            if entry.log_id() != log {
-                out.push(Err(DocumentError::WrongLog));
-                continue;
-            }
-            let applied = match signers.next() {
-                Some(Ok(writer)) => self.apply_into(&mut applying, entry, &writer, now_us),
-                Some(Err(e)) => Err(e.into()),
-                None => Err(DocumentError::WrongLog),
-            };
-            out.push(applied);
-        }
-        if applying.staged.is_empty() {
-            return out;
-        }
-        if let Err(e) = applying.batch.commit() {
-            let why = e.to_string();
-            for r in &mut out {
-                if matches!(r, Ok(Applied::Current | Applied::Older)) {
-                    *r = Err(DocumentError::BatchFailed(why.clone()));
-                }
-            }
-            return out;
-        }
-        self.generation += 1;
-        self.count_changed(applying.live_delta);
-        if !(applying.report.added.is_empty() && applying.report.removed.is_empty()) {
-            let _ = self.changes.send(applying.report);
-        }
-        out
-    }
-
-    /// Checks an entry whose signature `writer` made and stages it into `applying`.
-    fn apply_into(
-        &mut self,
-        applying: &mut Applying,
-        entry: Entry,
-        writer: &PublicKey,
-        now_us: u64,
-    ) -> Result<Applied, DocumentError> {
-        let (&op, id_key) = entry.meta().split_first().ok_or(DocumentError::BadMeta)?;
-        let (id, rest) = DocId::decode_key(id_key).map_err(|_| DocumentError::BadMeta)?;
-        let operation = match op {
-            OP_PUT => Operation::Put,
-            OP_DELETE => Operation::Delete,
-            _ => return Err(DocumentError::BadMeta),
-        };
-        if !rest.is_empty() {
-            return Err(DocumentError::BadMeta);
-        }
-        match self
-            .options
-            .access
-            .allows(writer, &id, operation, entry.clock().wall_us)
-        {
-            Access::Allowed => {}
-            Access::Denied => return Err(DocumentError::Denied { id, op: operation }),
-            Access::CatchingUp => return Err(DocumentError::TrustCatchingUp),
-        }
-        if entry.group() != id.group() {
-            return Err(DocumentError::WrongGroup);
-        }
-        self.clock.check(entry.clock(), now_us)?;
-        let values = match op {
-            // Encrypted and not readable here: indexed by the values it publishes, if any.
-            OP_PUT => Some(self.entry_values(&entry)?),
-            _ => None,
-        };
-        let hash = entry.hash();
-        if applying.staged.contains(&hash) || self.store.contains(&hash.0)? {
-            return Ok(Applied::Duplicate);
-        }
-        self.clock.observe(entry.clock(), now_us)?;
-        // The current version: as this batch leaves it, else as stored.
-        let (current, current_values) = match applying.latest.get(&id) {
-            Some((c, v)) => (Some(*c), Some(v.clone())),
-            None => (self.current(&id)?, None),
-        };
-        let clock = entry.clock().to_key();
-        let newer = current.is_none_or(|c| (clock, hash) > (c.clock, c.head));
-        let old_values = match current {
-            Some(c) if c.live && newer => match current_values {
-                Some(v) => v,
-                None => Some(self.indexed_values(&c.head)?),
-            },
-            _ => None,
-        };
-        self.stage(
-            &mut applying.batch,
-            &id,
-            &entry,
-            op,
-            old_values.as_deref(),
-            values.as_deref(),
-            newer,
-        );
-        applying.staged.insert(hash);
-        if !newer {
-            return Ok(Applied::Older);
-        }
-        let was = i64::from(current.is_some_and(|c| c.live));
-        applying.live_delta += i64::from(op == OP_PUT) - was;
-        let version = Current {
-            head: hash,
-            clock,
-            live: op == OP_PUT,
-        };
-        applying.report.note(id.clone(), hash, op);
-        applying.latest.insert(id, (version, values));
-        Ok(Applied::Current)
-    }
-
     fn check_access(&self, id: &DocId, op: Operation, now_us: u64) -> Result<(), DocumentError> {
         let me = self.signer.keypair().public();
         match self.options.access.allows(me, id, op, now_us) {
@@ -884,36 +728,6 @@ impl<T, C: Codec<T>> Documents<T, C> {
             Access::Denied => Err(DocumentError::Denied { id: id.clone(), op }),
             Access::CatchingUp => Err(DocumentError::TrustCatchingUp),
         }
-    }
-
-    /// Checks an entry another peer says is a document's current version (a remote answer):
-    /// this program's, signed, allowed by the access rule, a put; the document it holds.
-    pub(crate) fn check_answer(&mut self, entry: &Entry) -> Result<(DocId, T), DocumentError> {
-        if entry.log_id() != self.log_id() {
-            return Err(DocumentError::WrongLog);
-        }
-        let writer = self.verifier.verify(entry)?;
-        let (&op, id_key) = entry.meta().split_first().ok_or(DocumentError::BadMeta)?;
-        let (id, rest) = DocId::decode_key(id_key).map_err(|_| DocumentError::BadMeta)?;
-        if op != OP_PUT || !rest.is_empty() || entry.group() != id.group() {
-            return Err(DocumentError::BadMeta);
-        }
-        if self
-            .options
-            .access
-            .allows(&writer, &id, Operation::Put, entry.clock().wall_us)
-            != Access::Allowed
-        {
-            return Err(DocumentError::Denied {
-                id,
-                op: Operation::Put,
-            });
-        }
-        let doc = self.read(entry)?.ok_or_else(|| DocumentError::Unreadable {
-            hash: entry.hash(),
-            why: CryptoError::NotAReceiver,
-        })?;
-        Ok((id, doc))
     }
 
     /// `query`'s answer to page through with [`Pages::next`].
@@ -1022,157 +836,5 @@ impl<T, C: Codec<T>> Documents<T, C> {
             .entry(&head.0)?
             .ok_or_else(|| DocumentError::Corrupt(format!("row names missing entry {head}")))?;
         Ok(Entry::decode_stored(*head, header, payload)?)
-    }
-
-    /// Signs the changes (one signature per [`MAX_BATCH`]) and commits them in one store
-    /// batch; a later change of one id follows an earlier one.
-    fn write(&mut self, changes: Vec<Change>, now_us: u64) -> Result<Vec<Entry>, DocumentError> {
-        // Each id's version before this write, and as this write leaves it.
-        let mut before: HashMap<DocId, Option<Current>> = HashMap::new();
-        let mut after: HashMap<DocId, (Current, Option<Values>)> = HashMap::new();
-        let mut sealed = Vec::with_capacity(changes.len());
-        for Change {
-            id,
-            op,
-            payload,
-            raw_len,
-            flags,
-            values,
-        } in &changes
-        {
-            let mut meta = vec![*op];
-            id.encode_key(&mut meta);
-            if meta.len() > MAX_META {
-                return Err(DocumentError::IdTooLong(meta.len() - 1));
-            }
-            let current = match after.get(id) {
-                Some((c, _)) => Some(*c),
-                None => {
-                    let c = self.current(id)?;
-                    before.insert(id.clone(), c);
-                    c
-                }
-            };
-            if *op == OP_PUT && self.options.immutable && current.is_some_and(|c| c.live) {
-                return Err(DocumentError::Immutable(id.clone()));
-            }
-            let next: Vec<EntryHash> = current.map(|c| c.head).into_iter().collect();
-            let clock: Clock = self.clock.tick(now_us);
-            let seq = self.next_seq;
-            self.next_seq = seq.saturating_add(1);
-            let unsigned = self.signer.seal(&EntryFields {
-                logical: clock.logical,
-                group: id.group(),
-                meta: &meta,
-                next: &next,
-                raw_len: *raw_len,
-                flags: *flags,
-                ..EntryFields::new(self.log_id(), seq, clock.wall_us, payload.clone())
-            })?;
-            let version = Current {
-                head: unsigned.hash(),
-                clock: clock.to_key(),
-                live: *op == OP_PUT,
-            };
-            after.insert(id.clone(), (version, values.clone()));
-            sealed.push(unsigned);
-        }
-        let mut entries = Vec::with_capacity(sealed.len());
-        let mut sealed = sealed.into_iter().peekable();
-        while sealed.peek().is_some() {
-            let chunk: Vec<_> = sealed.by_ref().take(MAX_BATCH).collect();
-            entries.extend(self.signer.sign(chunk)?);
-        }
-        // Old index rows: of the version before this write (each id's first change), or of
-        // the version an earlier change of this write made.
-        let mut batch = self.store.batch();
-        let mut live: HashMap<DocId, Option<Values>> = HashMap::new();
-        let mut report = DocumentChange::default();
-        for (Change { id, op, values, .. }, entry) in changes.into_iter().zip(&entries) {
-            let old_values = match live.remove(&id) {
-                Some(v) => v,
-                None => match before.get(&id).copied().flatten() {
-                    Some(c) if c.live => Some(self.indexed_values(&c.head)?),
-                    _ => None,
-                },
-            };
-            self.stage(
-                &mut batch,
-                &id,
-                entry,
-                op,
-                old_values.as_deref(),
-                values.as_deref(),
-                true,
-            );
-            live.insert(id.clone(), values);
-            report.note(id, entry.hash(), op);
-        }
-        batch.commit()?;
-        self.generation += 1;
-        let was: i64 = before
-            .values()
-            .map(|c| i64::from(c.is_some_and(|c| c.live)))
-            .sum();
-        let is: i64 = after.values().map(|(c, _)| i64::from(c.live)).sum();
-        self.count_changed(is - was);
-        // (No listener is not an error.)
-        let _ = self.changes.send(report);
-        Ok(entries)
-    }
-
-    /// Adds `entry` to `batch`, and when it `becomes_current` its document row and index rows
-    /// in place of the old version's (`old_values`).
-    #[allow(clippy::too_many_arguments)]
-    fn stage(
-        &self,
-        batch: &mut starling_store::WriteBatch,
-        id: &DocId,
-        entry: &Entry,
-        op: u8,
-        old_values: Option<&[(String, IndexValue)]>,
-        values: Option<&[(String, IndexValue)]>,
-        becomes_current: bool,
-    ) {
-        let next_raw: Vec<[u8; 32]> = entry.next().map(|h| h.0).collect();
-        let clock = entry.clock().to_key();
-        batch.entries(
-            &self.log_id().0,
-            &[NewEntry {
-                hash: entry.hash().0,
-                header: entry.header(),
-                payload: entry.stored_payload().clone(),
-                clock,
-                next: &next_raw,
-                // The document row holds the document's head, not the log's heads.
-                is_head: false,
-            }],
-            &[],
-        );
-        if self.options.replicas.is_some() {
-            batch.put(Table::Points, &self.point_key(entry), Bytes::new());
-        }
-        if !becomes_current {
-            return;
-        }
-        if let Some(old) = old_values {
-            for k in self.index_keys(id, old) {
-                batch.delete(Table::Index, &k);
-            }
-        }
-        if let Some(new) = values {
-            // The row names the version it indexes: a scan reads the document without first
-            // reading its document row.
-            let head = index_row_value(entry);
-            for k in self.index_keys(id, new) {
-                batch.put(Table::Index, &k, head.clone());
-            }
-        }
-        let row = Current {
-            head: entry.hash(),
-            clock,
-            live: op == OP_PUT,
-        };
-        batch.put(Table::Documents, &self.doc_key(id), row.encode());
     }
 }

@@ -7,7 +7,7 @@
 //!   binary search; a peer's duties as spans).
 //! - [`membership`]: the replicators one peer knows (announced ranges, ready or not, last
 //!   heard), and the settled and target placements made from them.
-//! - [`duties`]: what one replicator does where — hold, keep, prune — with whom it reconciles,
+//! - [`duties`](mod@duties): what one replicator does where — hold, keep, prune — with whom it reconciles,
 //!   when a newcomer is ready, what may be pruned once confirmed.
 
 pub mod duties;

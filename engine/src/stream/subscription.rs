@@ -1,5 +1,5 @@
 //! The subscriber's side: a task that turns the tree's deliveries into an ordered stream of
-//! frames for the application, following the [`Playout`] rules, optionally storing each entry in
+//! frames for the application, following the `Playout` rules, optionally storing each entry in
 //! a local copy of the log.
 
 use std::collections::{HashMap, VecDeque};

@@ -6,7 +6,7 @@
 //!   A shared secret from a low-order point is refused ([`CryptoError::WeakKey`]).
 //! - secp256k1 identities agree by ECDH on secp256k1 (`k256`): the shared point's x.
 //!
-//! Either way the 32-byte shared secret is never used directly: [`kek`] derives a key bound
+//! Either way the 32-byte shared secret is never used directly: `kek` derives a key bound
 //! to both public halves with BLAKE3's key derivation.
 
 use rand::rngs::OsRng;

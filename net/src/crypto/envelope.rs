@@ -20,7 +20,7 @@
 //!
 //! The content is sealed under the content key with everything before the nonce as
 //! associated data, so the receiver list, key id and public section cannot be altered without
-//! the tag failing (and entries sign the whole envelope besides). A wrapped key is ChaCha20-Poly1305 under [`super::agreement::kek`] with a zero
+//! the tag failing (and entries sign the whole envelope besides). A wrapped key is ChaCha20-Poly1305 under `agreement::kek` with a zero
 //! nonce (each key-encryption key is used once: the ephemeral key is fresh per content key)
 //! and the key id as associated data.
 
