@@ -296,3 +296,81 @@ async fn a_leaving_replicator_hands_off_before_it_goes() {
         p.close().await;
     }
 }
+
+/// Encrypted documents in a sharded store: the keepers cannot read them, yet answer each
+/// shard's part of a search from the published index values, for the asker's key — a reader
+/// gets the documents encrypted to it (and the plain ones), never the writer's private ones,
+/// and a limit counts only what it opens; the writer, a receiver of all, gets them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_answer_searches_on_encrypted_documents_for_the_asker() {
+    let wait = Duration::from_secs(20);
+    let a = peer(&[]).await;
+    let b = peer(&[&a]).await;
+    let c = peer(&[&a]).await;
+    let w = peer(&[&a]).await;
+    let o = peer(&[&a]).await;
+    let replicas = [
+        open(&a, Role::Replicator, Some(even(0, 3))),
+        open(&b, Role::Replicator, Some(even(1, 3))),
+        open(&c, Role::Replicator, Some(even(2, 3))),
+    ];
+    let (writer, reader) = (
+        open(&w, Role::Observer, None),
+        open(&o, Role::Observer, None),
+    );
+    for r in &replicas {
+        assert!(r.wait_ready(wait).await);
+    }
+    for who in [&writer, &reader] {
+        until("every range known", 20, || {
+            who.shard_status()
+                .is_some_and(|s| s.members >= 3 && s.coverage > 0.999)
+        })
+        .await;
+    }
+    // p0..p59: a third for the reader, a third the writer's alone, a third plain.
+    let mut hashes = Vec::new();
+    for i in 0..60i64 {
+        let id = format!("p{i}");
+        let hash = match i % 3 {
+            0 => writer.put_encrypted(id.as_str(), &post(i), &[o.public_key()]),
+            1 => writer.put_encrypted(id.as_str(), &post(i), &[]),
+            _ => writer.put(id.as_str(), &post(i)),
+        };
+        hashes.push(hash.unwrap());
+    }
+    assert!(writer.wait_for_replicas(&hashes, 2, wait).await);
+    let by_title = |limit| Query {
+        filter: Filter::All,
+        sort: vec![Sort {
+            field: "title".into(),
+            descending: false,
+        }],
+        limit,
+    };
+    let titles = |found: &[(DocId, Post)]| -> Vec<String> {
+        found.iter().map(|(_, p)| p.title.clone()).collect()
+    };
+    let mine: Vec<String> = {
+        let mut t: Vec<String> = (0..60)
+            .filter(|i| i % 3 != 1)
+            .map(|i| format!("post {i}"))
+            .collect();
+        t.sort();
+        t
+    };
+    let found = reader.search(&by_title(None), wait).await.unwrap();
+    assert!(found.unanswered.is_empty(), "{:?}", found.unanswered);
+    assert_eq!(titles(&found.documents), mine);
+    let first = reader.search(&by_title(Some(5)), wait).await.unwrap();
+    assert_eq!(titles(&first.documents), mine[..5]);
+    let all = writer.search(&by_title(None), wait).await.unwrap();
+    assert_eq!(all.documents.len(), 60);
+    // The keepers hold encrypted documents they cannot read.
+    for r in &replicas {
+        assert!(r.with_documents(|d| d.unreadable().unwrap()) > 0);
+    }
+    for p in [&a, &b, &c, &w, &o] {
+        p.close().await;
+    }
+}
