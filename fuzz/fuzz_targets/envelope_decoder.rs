@@ -11,6 +11,7 @@ use starling_net::{KeyType, Keypair};
 
 struct Readers {
     ed: Opener,
+    ed_key: starling_net::PublicKey,
     secp: Opener,
 }
 
@@ -21,6 +22,7 @@ fn readers() -> &'static Readers {
         let secp = Keypair::from_secret_bytes(KeyType::Secp256k1, &[9; 32]).expect("key");
         let readers = Readers {
             ed: Opener::new(&ed),
+            ed_key: *ed.public(),
             secp: Opener::new(&secp),
         };
         // A known key, so keyed envelopes naming it reach the decryption.
@@ -38,6 +40,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = env.receivers().count();
         let _ = env.plaintext_len();
         let _ = r.ed.can_open(&env);
+        // Listed as bytes means its reader finds its wrapped key (a key listed under a
+        // non-canonical encoding decodes, but is listed for no one: nobody opens it).
+        for key in env.receivers().filter_map(Result::ok) {
+            let _ = env.lists(&key);
+        }
+        if env.lists(&r.ed_key) {
+            assert!(r.ed.can_open(&env));
+        }
     }
     assert!(r.ed.open(data).is_err() || Envelope::parse(data).is_ok());
     let _ = r.secp.open(data);

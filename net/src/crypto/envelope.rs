@@ -564,7 +564,9 @@ impl<'a> Envelope<'a> {
         })
     }
 
-    /// Whether `key` is a listed receiver (compared as listed bytes: no key is decoded).
+    /// Whether `key` is a listed receiver, compared as listed bytes (no key is decoded), as
+    /// an [`Opener`] finds its wrapped key: a key listed under a non-canonical encoding is
+    /// listed for no one.
     pub fn lists(&self, key: &PublicKey) -> bool {
         let wanted = listed(key);
         self.entries().any(|(l, _)| l == &wanted[..])
