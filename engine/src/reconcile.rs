@@ -227,6 +227,24 @@ pub fn initiate_within(salt: u64, items: &[Item], from: &[u8], to: Bound) -> Mes
 }
 
 impl Message {
+    /// The turn that ends an exchange: everything skipped. Sent by the side that found the
+    /// sets equal, so the other side knows too (without it, the side whose turn settled
+    /// nothing could only guess from silence); never answered.
+    pub fn settled(salt: u64) -> Message {
+        Message {
+            salt,
+            ranges: vec![Range {
+                upper: Bound::Infinity,
+                mode: Mode::Skip,
+            }],
+        }
+    }
+
+    /// Whether this turn says nothing but "settled" ([`Message::settled`]).
+    pub fn is_settled(&self) -> bool {
+        self.ranges.iter().all(|r| r.mode == Mode::Skip)
+    }
+
     /// The keys the message says something about: from the lower bound of its first range
     /// that is not a skip to the upper bound of its last (`None`: all skips) — what a
     /// responder must read to answer it.
@@ -514,6 +532,20 @@ mod tests {
                 it
             })
             .collect()
+    }
+
+    /// The closing turn: round-trips, reads as settled (a real turn does not), and answering
+    /// it says nothing and asks for nothing, whatever the items.
+    #[test]
+    fn a_settled_turn_ends_the_exchange() {
+        let mut rng = SplitMix64::new(7);
+        let mine = items(&mut rng, 50);
+        let settled = Message::settled(42);
+        assert!(settled.is_settled());
+        assert_eq!(Message::decode(&settled.encode()).unwrap(), settled);
+        assert_eq!(respond(&mine, &settled).unwrap(), Outcome::default());
+        assert!(!initiate(42, &mine).is_settled());
+        assert!(!initiate(42, &[]).is_settled());
     }
 
     /// Runs the exchange to the end; returns both sides' final sets and the bytes sent.

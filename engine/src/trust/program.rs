@@ -16,6 +16,7 @@
 //! graph settled with nothing left to fetch (or it holds the root key): before that, a key it
 //! cannot trust yet is [`Verdict::CatchingUp`], not "no".
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -31,9 +32,6 @@ use crate::program::{ProgramAddress, ProgramDefinition, ProgramError};
 
 /// The kind of a trust graph's definition.
 pub const TRUST_KIND: &str = "trust/v1";
-
-/// How long a started reconciliation may go unanswered before the sets count as equal.
-pub const IN_SYNC_AFTER: Duration = Duration::from_secs(1);
 
 /// Statements a graph counts (the oldest first); past it the rest are ignored and logged.
 const MAX_STATEMENTS: usize = 65_536;
@@ -95,8 +93,9 @@ pub struct Trust {
     narrowed: watch::Sender<u64>,
     /// Whether the graph was caught up at the last refresh.
     refreshed_caught_up: Arc<std::sync::atomic::AtomicBool>,
-    /// When this peer first started a reconciliation of the graph (see [`Trust::caught_up`]).
-    first_exchange: Arc<std::sync::OnceLock<std::time::Instant>>,
+    /// Entries the statement store had taken from others when the cached graph was built:
+    /// while it has taken more, the graph lags the store and is not caught up.
+    refreshed_applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Trust {
@@ -143,7 +142,7 @@ impl Trust {
             updates: watch::channel(0).0,
             narrowed: watch::channel(0).0,
             refreshed_caught_up: Arc::default(),
-            first_exchange: Arc::default(),
+            refreshed_applied: Arc::default(),
             replica,
         };
         trust.refresh()?;
@@ -162,7 +161,8 @@ impl Trust {
                         Err(_) => return,
                     },
                     _ = tick.tick() => {
-                        if caught_up || !follower.caught_up() {
+                        // Stale: statements counted after the last refresh began.
+                        if !follower.stale() && (caught_up || !follower.caught_up()) {
                             continue;
                         }
                     }
@@ -232,24 +232,20 @@ impl Trust {
     }
 
     /// Whether this peer holds the graph: it is the root, or a reconciliation with a
-    /// replicator of the graph settled with nothing left to fetch, or it started one
-    /// [`IN_SYNC_AFTER`] ago and heard nothing (an exchange over equal sets ends without an
-    /// answer). Having heard an exchange that has not settled is not enough: the statements
-    /// it found missing may still be on their way.
+    /// replicator of the graph settled with nothing left to fetch here (the side that finds
+    /// the sets equal says so: silence proves nothing) and the cached graph holds every
+    /// statement stored. An exchange heard but not settled is not enough: the statements it
+    /// found missing may still be on their way.
     pub fn caught_up(&self) -> bool {
         if self.me == self.root {
             return true;
         }
         let stats = self.replica.stats();
-        if stats.reconcile_settled > 0 {
-            return true;
-        }
-        // An exchange under way (heard, not settled): statements may still be on their way.
-        if stats.reconciliations == 0 || stats.reconcile_received > 0 {
+        if stats.applied != self.refreshed_applied.load(Ordering::Relaxed) {
+            // Statements stored but not in the cached graph yet (its refresh is on its way).
             return false;
         }
-        let started = self.first_exchange.get_or_init(std::time::Instant::now);
-        started.elapsed() >= IN_SYNC_AFTER
+        stats.reconcile_settled > 0
     }
 
     /// Waits until [`Trust::caught_up`], up to `timeout`.
@@ -295,15 +291,23 @@ impl Trust {
         })
     }
 
+    /// Whether the statement store took entries from others since the cached graph was built.
+    fn stale(&self) -> bool {
+        self.replica.stats().applied != self.refreshed_applied.load(Ordering::Relaxed)
+    }
+
     /// Rebuilds the cached graph from the store.
     fn refresh(&self) -> Result<(), DocumentError> {
+        // Counted before the build: the graph holds at least these (an entry counted later
+        // makes the graph stale until the next refresh, never the other way round).
+        let applied = self.replica.stats().applied;
         let graph = self.replica.with_documents(|docs| build(self.root, docs))?;
-        let caught_up = self.caught_up();
-        let was = self
-            .refreshed_caught_up
-            .swap(caught_up, std::sync::atomic::Ordering::Relaxed);
-        let grows = was == caught_up && graph.only_grows_from(&self.graph());
+        let grows = graph.only_grows_from(&self.graph());
         self.graph.set(graph);
+        self.refreshed_applied.store(applied, Ordering::Relaxed);
+        let caught_up = self.caught_up();
+        let was = self.refreshed_caught_up.swap(caught_up, Ordering::Relaxed);
+        let grows = grows && was == caught_up;
         self.updates.send_modify(|n| *n += 1);
         if !grows {
             self.narrowed.send_modify(|n| *n += 1);

@@ -587,9 +587,15 @@ where
         }
         Counters::add(&self.shared.counters.reconcile_bytes, body.len() as u64);
         Counters::add(&self.shared.counters.reconcile_received, 1);
+        let mut closing = None;
         let outcome = reconcile::Message::decode(body)
             .map_err(|e| e.to_string())
             .and_then(|m| {
+                if m.is_settled() {
+                    // The other side found the sets equal: settled here too, not answered.
+                    return Ok(reconcile::Outcome::default());
+                }
+                closing = Some(m.salt);
                 let items = if self.sharding.is_some() {
                     Arc::new(self.shard_items(&m)?)
                 } else {
@@ -618,6 +624,15 @@ where
         }
         if outcome.we_lack.is_empty() && outcome.reply.is_none() {
             Counters::add(&self.shared.counters.reconcile_settled, 1);
+            // Equal sets: say so, unless the turn was itself the end. (Not while serving what
+            // the other side lacks: it is not in sync until that arrives.)
+            if let Some(salt) = closing
+                && outcome.they_lack.is_empty()
+            {
+                let bytes = reconcile::Message::settled(salt).encode();
+                Counters::add(&self.shared.counters.reconcile_bytes, bytes.len() as u64);
+                self.send(from, &Wire::Reconcile(bytes));
+            }
         }
         for ids in outcome.we_lack.chunks(reconcile::MAX_IDS) {
             self.send(from, &Wire::Want(ids.to_vec()));
