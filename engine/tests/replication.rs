@@ -291,6 +291,28 @@ async fn malformed_messages_change_nothing() {
     b.close().await;
 }
 
+/// A closing reconciliation turn ("the sets are equal") counts only when it closes an
+/// exchange the replica started: one from a peer it never reconciled with is ignored, so a
+/// stranger cannot make it believe it is in sync (what a trust graph's "caught up" rests on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsolicited_closing_turn_settles_nothing() {
+    use starling_engine::documents::replica::wire::Wire;
+    use starling_engine::reconcile::Message;
+    let a = peer(&[]).await;
+    let stranger = peer(&[&a]).await;
+    let ra = open(&a, Role::Replicator);
+    // The stranger opens no replica: `a` never starts an exchange with it.
+    let link = stranger.overlay().link(a.peer_id()).await.unwrap();
+    for salt in [0, 1, u64::MAX] {
+        let turn = Wire::Reconcile(Message::settled(salt).encode()).encode(&program());
+        link.send(turn).await.unwrap();
+    }
+    until("three turns heard", || ra.stats().reconcile_received >= 3).await;
+    assert_eq!(ra.stats().reconcile_settled, 0);
+    a.close().await;
+    stranger.close().await;
+}
+
 /// A JSON store opened by address on a second peer (its definition fetched and checked), and
 /// again after a restart with no peer to ask (the definition was stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

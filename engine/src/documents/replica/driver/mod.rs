@@ -105,6 +105,9 @@ struct Remote {
     /// When it was last heard from, or named by another (a sharded store's searcher waits
     /// for the replicators it heard of recently to announce; not for long-gone ones).
     seen_at: Option<Instant>,
+    /// The salt of the exchange this replica last started with it: a closing turn counts as
+    /// settled only when it names that exchange (an unsolicited one is ignored).
+    started_salt: Option<u64>,
 }
 
 struct Request {
@@ -334,7 +337,11 @@ where
                 return;
             }
         };
-        let first = reconcile::initiate(rand::random(), &items).encode();
+        let salt = rand::random();
+        if let Some(r) = self.remotes.get_mut(&peer) {
+            r.started_salt = Some(salt);
+        }
+        let first = reconcile::initiate(salt, &items).encode();
         let c = &self.shared.counters;
         Counters::add(&c.reconciliations, 1);
         Counters::add(&c.reconcile_bytes, first.len() as u64);
@@ -588,11 +595,16 @@ where
         Counters::add(&self.shared.counters.reconcile_bytes, body.len() as u64);
         Counters::add(&self.shared.counters.reconcile_received, 1);
         let mut closing = None;
+        // A closing turn for no exchange this replica started (or one since replaced).
+        let mut unsolicited = false;
         let outcome = reconcile::Message::decode(body)
             .map_err(|e| e.to_string())
             .and_then(|m| {
                 if m.is_settled() {
-                    // The other side found the sets equal: settled here too, not answered.
+                    // The other side found the sets equal: settled here too when it closes
+                    // the exchange this replica started; never answered.
+                    let ours = self.remotes.get(&from).and_then(|r| r.started_salt);
+                    unsolicited = ours != Some(m.salt);
                     return Ok(reconcile::Outcome::default());
                 }
                 closing = Some(m.salt);
@@ -622,7 +634,7 @@ where
                 out.serve(hashes);
             }
         }
-        if outcome.we_lack.is_empty() && outcome.reply.is_none() {
+        if !unsolicited && outcome.we_lack.is_empty() && outcome.reply.is_none() {
             Counters::add(&self.shared.counters.reconcile_settled, 1);
             // Equal sets: say so, unless the turn was itself the end. (Not while serving what
             // the other side lacks: it is not in sync until that arrives.)

@@ -493,7 +493,11 @@ where
                 Some(e) => Bound::Key(e.to_be_bytes().to_vec()),
                 None => Bound::Infinity,
             };
-            let first = reconcile::initiate_within(rand::random(), &items, &from, to).encode();
+            let salt = rand::random();
+            if let Some(r) = self.remotes.get_mut(&peer) {
+                r.started_salt = Some(salt);
+            }
+            let first = reconcile::initiate_within(salt, &items, &from, to).encode();
             let c = &self.shared.counters;
             Counters::add(&c.reconciliations, 1);
             Counters::add(&c.reconcile_bytes, first.len() as u64);
